@@ -1,0 +1,934 @@
+"""Derive the embedded default behaviour profile of telcosim from real public data.
+
+Run from the repository root::
+
+    .venv/bin/python -m calibration.derive_defaults --data ../shared/data \
+        --out sim/data/default_profile.toml
+
+The script reads the read-only data sets under ``--data`` (see its README.md),
+computes *summary figures only* (normalised shapes, fitted parameters, rates,
+medians) and writes them as TOML. No raw row is ever copied into the output.
+Every section names its data set in a ``source`` key (a key of ``[sources]``,
+which holds the citation) and every figure is explained by a comment.
+
+Data sets used (folder under ``--data``: citation):
+
+* ``milan_hourly``    Telecom Italia Big Data Challenge (Milan), Barlacchi et al.,
+                      Sci. Data 2, 150055 (2015), ODbL-1.0
+* ``lte_cells``       hourly data volume of three 4G LTE cells (public LTE traffic
+                      set, Kaggle era, no licence stated)
+* ``nodobo``          Nodobo published aggregates, Bell, McDiarmid & Irvine (2011)
+* ``copenhagen``      Copenhagen Networks Study, Sapiezynski et al., Sci. Data 6,
+                      315 (2019), CC BY 4.0
+* ``studentlife_gps`` StudentLife, Wang et al., UbiComp 2014
+* ``irish_5g``        Irish 5G drive/static traces, Raca et al., MMSys 2020, GPL-3.0
+* ``app_profiles``    Sandvine Mobile Internet Phenomena 2021 (digitized), optional
+
+The script is deterministic: it uses no random numbers at all, lists files in
+sorted order and formats every number explicitly. Floats are rounded to 4
+significant digits; every shape vector (hour-of-day, day-of-week) is rounded
+so that its decimal values sum exactly to its length (mean exactly 1.0).
+
+Conventions that are choices rather than facts are documented in the function
+that makes them and repeated as comments in the TOML.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+from decimal import ROUND_HALF_EVEN, Decimal
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+# --------------------------------------------------------------------------
+# citations, one per data set (written to [sources])
+# --------------------------------------------------------------------------
+
+SOURCES = {
+    "milan_hourly": "Telecom Italia Big Data Challenge, Barlacchi et al., "
+    "Sci. Data 2, 150055 (2015), ODbL-1.0",
+    "lte_cells": "Hourly data volume of three 4G LTE cells, 2017-10-23..2018-10-22, "
+    "public LTE traffic set (Kaggle era), no licence stated",
+    "nodobo": "Nodobo published aggregates (27 students, 2010-2011), "
+    "Bell, McDiarmid and Irvine (2011), MIT (code)",
+    "copenhagen": "Copenhagen Networks Study, Sapiezynski et al., "
+    "Sci. Data 6, 315 (2019), CC BY 4.0",
+    "studentlife_gps": "StudentLife GPS (Dartmouth, 2013), Wang et al., UbiComp 2014",
+    "irish_5g": "Irish 5G drive and static traces (Cork, 2019-2020), "
+    "Raca et al., MMSys 2020, GPL-3.0",
+    "app_profiles": "Sandvine Mobile Internet Phenomena Report 2021 (digitized hourly "
+    "shares, from an AGPL-3.0 package's data), reference only",
+}
+
+DOW_NAMES = ["Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"]
+
+# Italian public holidays and the Christmas period inside the Milan window.
+# Dec 8 (Immacolata) and Dec 24 - Jan 1 are excluded as asked; Nov 1
+# (Ognissanti, a national holiday) is excluded too: it is a Friday whose
+# volume and shape look like a Sunday's.
+MILAN_HOLIDAYS = pd.to_datetime(
+    ["2013-11-01", "2013-12-08"] + [f"2013-12-{d}" for d in range(24, 32)] + ["2014-01-01"]
+)
+
+GRID_M = 250.0  # StudentLife location grid (m)
+MAX_ACCURACY_M = 250.0  # StudentLife: drop fixes less accurate than one grid cell
+MIN_FIXES_PER_DAY = 20
+EARTH_RADIUS_M = 6_371_008.8
+PING_PONG_S = 10.0
+
+
+# --------------------------------------------------------------------------
+# small numeric helpers
+# --------------------------------------------------------------------------
+
+
+def _dec4(x: float) -> Decimal:
+    """``x`` rounded to 4 significant digits, as an exact Decimal."""
+    if x == 0 or not math.isfinite(x):
+        return Decimal(0) if x == 0 else Decimal(str(x))
+    d = Decimal(repr(float(x)))
+    q = d.quantize(Decimal(1).scaleb(d.adjusted() - 3), rounding=ROUND_HALF_EVEN)
+    if q.adjusted() != d.adjusted():  # rounded up to the next power of ten (9.9996 -> 10.00)
+        q = q.quantize(Decimal(1).scaleb(q.adjusted() - 3), rounding=ROUND_HALF_EVEN)
+    return q
+
+
+def sig4(x: float) -> float:
+    """Round a float to 4 significant digits."""
+    return float(_dec4(float(x)))
+
+
+def _step(d: Decimal) -> Decimal:
+    """Last-digit step of a 4-significant-digit Decimal."""
+    return Decimal(1).scaleb(d.adjusted() - 3)
+
+
+def mean_one(values) -> np.ndarray:
+    """Scale a non-negative vector to mean 1.0 (float, unrounded)."""
+    v = np.asarray(values, dtype=float)
+    if not np.all(np.isfinite(v)) or v.mean() <= 0:
+        raise ValueError(f"cannot normalise shape {v!r}")
+    return v / v.mean()
+
+
+def shape4(values) -> list[Decimal]:
+    """Normalise to mean 1 and round to 4 significant digits, keeping the mean exact.
+
+    After rounding each value, the decimal residual ``n - sum`` is a multiple of
+    the finest last-digit step; it is handed out one step at a time to the value
+    whose rounding moved it furthest the other way (largest remainder), so the
+    decimal sum is exactly ``n`` and no value moves by more than ~1.5 steps.
+    """
+    v = mean_one(values)
+    n = len(v)
+    out = [_dec4(x) for x in v]
+    exact = [Decimal(repr(float(x))) for x in v]
+    residual = Decimal(n) - sum(out)
+    while residual != 0:
+        sign = 1 if residual > 0 else -1
+        best, best_score = None, None
+        for i, d in enumerate(out):
+            st = _step(d)
+            if st > abs(residual):
+                continue
+            score = sign * (exact[i] - d) / st  # how far rounding moved it the wrong way
+            if best_score is None or score > best_score:
+                best, best_score = i, score
+        if best is None:  # cannot happen: the finest step divides the residual
+            raise RuntimeError("shape rounding did not converge")
+        st = _step(out[best])
+        out[best] += sign * st
+        residual -= sign * st
+    return out
+
+
+def haversine_m(lat1, lon1, lat2, lon2) -> np.ndarray:
+    """Great-circle distance in metres (vectorised, degrees in)."""
+    p1, p2 = np.radians(lat1), np.radians(lat2)
+    dphi = p2 - p1
+    dlmb = np.radians(np.asarray(lon2) - np.asarray(lon1))
+    a = np.sin(dphi / 2) ** 2 + np.cos(p1) * np.cos(p2) * np.sin(dlmb / 2) ** 2
+    return 2 * EARTH_RADIUS_M * np.arcsin(np.sqrt(np.clip(a, 0, 1)))
+
+
+def shifted_to_midnight(df: pd.DataFrame, col: str, hour_col: str = "Hour") -> np.ndarray:
+    """Values of ``col`` ordered by hour 0..23 (Nodobo tables start at 04)."""
+    s = df.set_index(df[hour_col].astype(int))[col]
+    if sorted(s.index) != list(range(24)):
+        raise ValueError(f"expected hours 0..23, got {list(s.index)}")
+    return s.reindex(range(24)).to_numpy(dtype=float)
+
+
+# --------------------------------------------------------------------------
+# Milan: all-services activity shape and over-dispersion
+# --------------------------------------------------------------------------
+
+
+def milan_activity(data: Path) -> dict:
+    """Hour-of-day / day-of-week shape of Milan CDR activity (all services).
+
+    * Hours are local time (CET; no DST change between Nov 1 and Jan 1).
+    * NaN marks a whole missing day of a square; once a square goes missing it
+      never comes back, so the set of reporting squares shrinks from 200 to 152
+      over the window. To keep that drift out of the shapes only the 152
+      squares with all 62 days are used for the shapes and the
+      weekend/weekday ratio (a pooled sum over squares, so busy squares weigh more).
+    * Holidays (Nov 1, Dec 8, Dec 24 - Jan 1) are excluded from all shapes,
+      ratios and the dispersion figure.
+    * ``hourly_var_mean_ratio``: per square, variance / mean of its hourly
+      counts over all its valid non-holiday hours (the diurnal cycle included),
+      median over the squares with at least 7 valid days.
+    """
+    df = pd.read_csv(data / "milan_hourly" / "square_hourly_load.csv", index_col=0)
+    df.index = pd.to_datetime(df.index)
+    day = df.index.normalize()
+    keep = ~day.isin(MILAN_HOLIDAYS)
+
+    complete = df.columns[df.notna().all()]
+    tot = df.loc[keep, complete].sum(axis=1)  # pooled load per hour
+    hours, dows = tot.index.hour, tot.index.day_of_week
+    weekend = dows >= 5
+    hour_wd = tot[~weekend].groupby(hours[~weekend]).mean().reindex(range(24))
+    hour_we = tot[weekend].groupby(hours[weekend]).mean().reindex(range(24))
+    daily = tot.groupby(tot.index.normalize()).sum()
+    dow = daily.groupby(daily.index.day_of_week).mean().reindex(range(7))
+    we_wd = daily[daily.index.day_of_week >= 5].mean() / daily[daily.index.day_of_week < 5].mean()
+
+    shape_wd = mean_one(hour_wd)
+    valid_days = df.notna().groupby(day).all().sum()
+    sq = df.columns[valid_days >= 7]
+    clean = df.loc[keep, sq]
+    var_mean = (clean.var(ddof=1) / clean.mean()).median()
+    # for the report only: dispersion left after removing the mean diurnal/weekly
+    # cycle (var/mean within the same square, hour of day and weekday/weekend)
+    key = [clean.index.hour, clean.index.day_of_week >= 5]
+    resid = (clean.groupby(key).var(ddof=1) / clean.groupby(key).mean()).median().median()
+
+    return {
+        "hour_weekday": hour_wd.to_numpy(),
+        "hour_weekend": hour_we.to_numpy(),
+        "day_of_week": dow.to_numpy(),
+        "weekend_weekday_ratio": float(we_wd),
+        "peak_hour_weekday": int(np.argmax(shape_wd)),
+        "trough_hour_weekday": int(np.argmin(shape_wd)),
+        "peak_trough_ratio": float(shape_wd.max() / shape_wd.min()),
+        "hourly_var_mean_ratio": float(var_mean),
+        "_n_squares_shape": len(complete),
+        "_n_squares_dispersion": len(sq),
+        "_n_days": int(daily.size),
+        "_residual_var_mean": float(resid),
+    }
+
+
+# --------------------------------------------------------------------------
+# LTE cells: data-volume shape
+# --------------------------------------------------------------------------
+
+
+def lte_data_volume(data: Path) -> dict:
+    """Hourly data-volume shape of the three LTE cells.
+
+    * ``DateTime`` is M/D/YYYY H:MM, taken as local time; ~0.3% hours are absent
+      and are simply skipped (never interpolated).
+    * Each cell's shape is normalised to mean 1 first, then the three cells'
+      shapes are averaged, so every cell weighs the same (cell 111 carries about
+      twice the volume of the others).
+    * Day of week: mean daily total over complete (24-hour) days.
+    * ``peak_hour`` / ``peak_trough_ratio`` use the all-days hourly shape.
+    * ``hourly_log_sigma``: std of log(hourly MB) over all hours of a cell (the
+      diurnal cycle included), median over the three cells.
+    """
+    files = sorted((data / "lte_cells").glob("cell_*_hourly.csv"))
+    if not files:
+        raise FileNotFoundError("no lte_cells/cell_*_hourly.csv")
+    wd, we, alld, dows, sigmas = [], [], [], [], []
+    for f in files:
+        d = pd.read_csv(f)
+        t = pd.to_datetime(d["DateTime"], format="%m/%d/%Y %H:%M")
+        s = pd.Series(d["Traffic"].to_numpy(dtype=float), index=t).sort_index()
+        s = s[~s.index.duplicated()].dropna()
+        weekend = s.index.day_of_week >= 5
+        wd.append(mean_one(s[~weekend].groupby(s.index.hour[~weekend]).mean().reindex(range(24))))
+        we.append(mean_one(s[weekend].groupby(s.index.hour[weekend]).mean().reindex(range(24))))
+        alld.append(mean_one(s.groupby(s.index.hour).mean().reindex(range(24))))
+        by_day = s.groupby(s.index.normalize())
+        daily = by_day.sum()[by_day.size() == 24]
+        dows.append(mean_one(daily.groupby(daily.index.day_of_week).mean().reindex(range(7))))
+        sigmas.append(float(np.log(s[s > 0]).std(ddof=1)))
+    shape_all = mean_one(np.mean(alld, axis=0))
+    return {
+        "hour_weekday": np.mean(wd, axis=0),
+        "hour_weekend": np.mean(we, axis=0),
+        "day_of_week": np.mean(dows, axis=0),
+        "peak_hour": int(np.argmax(shape_all)),
+        "peak_trough_ratio": float(shape_all.max() / shape_all.min()),
+        "hourly_log_sigma": float(np.median(sigmas)),
+        "_trough_hour": int(np.argmin(shape_all)),
+        "_sigmas": sigmas,
+        "_cells": [f.stem.split("_")[1] for f in files],
+    }
+
+
+# --------------------------------------------------------------------------
+# Nodobo: voice and SMS shapes
+# --------------------------------------------------------------------------
+
+
+def nodobo_services(data: Path) -> dict:
+    """Voice (Calls) and SMS (Messages) shapes from the Nodobo aggregates.
+
+    The hourly tables give the % of a service's events falling in each hour,
+    starting at hour 04; they are reordered to 0..23 and normalised to mean 1.
+    ``daily-all.csv`` gives % of events per weekday (Sun..Sat), reordered to
+    Mon..Sun; with a study spanning many weeks each weekday occurs about equally
+    often, so these are relative daily totals.
+    """
+    nd = data / "nodobo"
+    wd = pd.read_csv(nd / "hourly-weekday.csv")
+    we = pd.read_csv(nd / "hourly-weekend.csv")
+    daily = pd.read_csv(nd / "daily-all.csv").set_index("Day")
+    out = {}
+    for service, col in (("voice", "Calls"), ("sms", "Messages")):
+        out[service] = {
+            "hour_weekday": shifted_to_midnight(wd, col),
+            "hour_weekend": shifted_to_midnight(we, col),
+            "day_of_week": daily.loc[DOW_NAMES, col].to_numpy(dtype=float),
+        }
+    return out
+
+
+# --------------------------------------------------------------------------
+# Copenhagen: call durations, volumes, social structure
+# --------------------------------------------------------------------------
+
+COPENHAGEN_DAYS = 28  # "4 weeks"; timestamps are stripped in this copy
+
+
+def copenhagen(data: Path) -> dict:
+    """Call/SMS volumes, call duration fit and contact concentration.
+
+    Conventions:
+    * one row of calls.csv = one call attempt, Source = caller, Target = callee
+      (rows are not mirrored: identical reversed rows are as rare as chance);
+      one row of sms.csv = one SMS.
+    * ``Weight`` = duration in s; Weight <= 1 is taken as a missed/unanswered call.
+      The lognormal is the maximum-likelihood fit (mean and population std of
+      ln Weight) over answered calls only (Weight > 1).
+    * per-person rates: all call attempts (missed included) or all SMS, each
+      counted once (for its caller/sender), divided by the whole population
+      (everyone appearing in calls.csv or sms.csv) and by 28 days. Only calls and
+      SMS *among study participants* are in the data, so these are lower bounds
+      on a real subscriber's volume.
+    * ``sms_call_ratio`` = SMS rows / call rows (missed calls included).
+    * pair concentration: directed (caller, callee) pairs, all call attempts.
+    * degrees: undirected distinct contacts in the call graph (over people with
+      any call) and in the SMS graph (over people with any SMS);
+      ``median_contacts``: distinct contacts by call or SMS, over the population.
+    * top1/top3 contact share: per caller, share of their outgoing calls going to
+      their most-called 1 / 3 callees, median over callers with >= 5 calls.
+    """
+    calls = pd.read_csv(data / "copenhagen" / "calls.csv", sep=";")
+    sms = pd.read_csv(data / "copenhagen" / "sms.csv", sep=";")
+    people = pd.unique(pd.concat([calls.Source, calls.Target, sms.Source, sms.Target]))
+    n_people = len(people)
+
+    answered = calls.loc[calls.Weight > 1, "Weight"].to_numpy(dtype=float)
+    logw = np.log(answered)
+    missed_share = float((calls.Weight <= 1).mean())
+
+    pair_counts = calls.groupby(["Source", "Target"]).size().sort_values(ascending=False)
+    k = math.ceil(0.10 * len(pair_counts))
+    top10 = float(pair_counts.iloc[:k].sum() / pair_counts.sum())
+
+    def undirected_degree(edges: pd.DataFrame) -> pd.Series:
+        a = np.minimum(edges.Source, edges.Target)
+        b = np.maximum(edges.Source, edges.Target)
+        pairs = pd.DataFrame({"a": a, "b": b}).drop_duplicates()
+        return pd.concat([pairs.a, pairs.b]).value_counts()
+
+    deg_calls = undirected_degree(calls)
+    deg_sms = undirected_degree(sms)
+    deg_all = undirected_degree(pd.concat([calls[["Source", "Target"]], sms]))
+    deg_all = deg_all.reindex(people, fill_value=0)
+
+    top1, top3 = [], []
+    for _, grp in calls.groupby("Source"):
+        if len(grp) < 5:
+            continue
+        c = grp.Target.value_counts().to_numpy()  # sorted descending
+        top1.append(c[:1].sum() / c.sum())
+        top3.append(c[:3].sum() / c.sum())
+
+    return {
+        "duration_log_mu": float(logw.mean()),
+        "duration_log_sigma": float(logw.std(ddof=0)),
+        "duration_median_s": float(np.median(answered)),
+        "missed_share": missed_share,
+        "calls_per_person_day": len(calls) / n_people / COPENHAGEN_DAYS,
+        "sms_per_person_day": len(sms) / n_people / COPENHAGEN_DAYS,
+        "sms_call_ratio": len(sms) / len(calls),
+        "top10pct_pairs_call_share": top10,
+        "mean_degree_calls": float(deg_calls.mean()),
+        "mean_degree_sms": float(deg_sms.mean()),
+        "median_contacts": float(deg_all.median()),
+        "top1_contact_share": float(np.median(top1)),
+        "top3_contact_share": float(np.median(top3)),
+        "_n_people": n_people,
+        "_n_calls": len(calls),
+        "_n_sms": len(sms),
+        "_n_callers_ge5": len(top1),
+        "_n_pairs": len(pair_counts),
+    }
+
+
+# --------------------------------------------------------------------------
+# StudentLife: daily mobility
+# --------------------------------------------------------------------------
+
+STUDENTLIFE_TZ = "America/New_York"  # Dartmouth, Hanover NH
+
+
+def studentlife_mobility(data: Path) -> dict:
+    """Daily mobility figures per user-day from StudentLife location fixes.
+
+    Method:
+    * fixes with reported accuracy > 250 m are dropped (~2.5%: coarse cell-tower
+      fixes, which would otherwise fake km-long jumps);
+    * days are local calendar days (America/New_York); user-days with fewer than
+      20 remaining fixes are skipped;
+    * radius of gyration: RMS distance of the day's fixes (equal weight per fix)
+      from their centroid, on a local equirectangular projection;
+    * location: a fix snapped to a 250 m x 250 m grid cell of an equirectangular
+      projection with a fixed reference latitude of 43.7 deg (Dartmouth); cell =
+      (floor(x / 250 m), floor(y / 250 m));
+    * top-location share: share of the day's fixes in its most frequent cell
+      (fixes come at a near-regular 10-20 min cadence, so fixes ~ time);
+    * hourly location: the most frequent cell among the fixes of that clock hour
+      (ties -> the cell seen first); move probability for hour h: over qualifying
+      user-days, share of (h, h+1) pairs where both hours have a location and it
+      differs (h = 23 compares with 00 of the next day); ``move_probability_mean``
+      is the mean of the 24 hourly values.
+    """
+    files = sorted((data / "studentlife_gps").glob("gps_u*.csv.gz"))
+    if not files:
+        raise FileNotFoundError("no studentlife_gps/gps_u*.csv.gz")
+    lat0 = math.radians(43.7)
+    m_per_deg = math.pi / 180 * EARTH_RADIUS_M
+    rg, n_loc, top_share = [], [], []
+    moves = np.zeros(24)
+    pairs = np.zeros(24)
+    n_users = 0
+    for f in files:
+        d = pd.read_csv(f, index_col=False, usecols=["time", "accuracy", "latitude", "longitude"])
+        d = d[(d.accuracy <= MAX_ACCURACY_M) & d.latitude.notna() & d.longitude.notna()]
+        d = d.sort_values("time", kind="stable")
+        local = pd.to_datetime(d.time, unit="s", utc=True).dt.tz_convert(STUDENTLIFE_TZ)
+        d = d.assign(
+            day=local.dt.tz_localize(None).dt.normalize(),
+            hour=local.dt.hour,
+            cx=np.floor(d.longitude * m_per_deg * math.cos(lat0) / GRID_M).astype(np.int64),
+            cy=np.floor(d.latitude * m_per_deg / GRID_M).astype(np.int64),
+        )
+        d["cell"] = list(zip(d.cx, d.cy, strict=True))
+
+        # hourly location over the user's whole record: modal cell, ties -> first seen
+        hourly = {}
+        for (day, hour), grp in d.groupby(["day", "hour"], sort=True):
+            counts = grp.cell.value_counts(sort=False)  # keeps first-seen order
+            hourly[(day, hour)] = counts.index[int(np.argmax(counts.to_numpy()))]
+
+        used = False
+        for day, grp in d.groupby("day", sort=True):
+            if len(grp) < MIN_FIXES_PER_DAY:
+                continue
+            used = True
+            latm = math.radians(grp.latitude.mean())
+            y = (grp.latitude - grp.latitude.mean()).to_numpy() * m_per_deg
+            x = (grp.longitude - grp.longitude.mean()).to_numpy() * m_per_deg * math.cos(latm)
+            rg.append(math.sqrt(np.mean(x**2 + y**2)) / 1000.0)
+            counts = grp.cell.value_counts()
+            n_loc.append(len(counts))
+            top_share.append(counts.iloc[0] / len(grp))
+            for h in range(24):
+                a = hourly.get((day, h))
+                nxt = (day, h + 1) if h < 23 else (day + pd.Timedelta(days=1), 0)
+                b = hourly.get(nxt)
+                if a is None or b is None:
+                    continue
+                pairs[h] += 1
+                moves[h] += a != b
+        n_users += used
+    move_by_hour = moves / np.where(pairs > 0, pairs, np.nan)
+    return {
+        "rg_km_median": float(np.median(rg)),
+        "rg_km_p90": float(np.percentile(rg, 90)),
+        "distinct_locations_day_median": float(np.median(n_loc)),
+        "top_location_share_median": float(np.median(top_share)),
+        "move_probability_by_hour": move_by_hour,
+        "move_probability_mean": float(np.mean(move_by_hour)),
+        "_n_user_days": len(rg),
+        "_n_users": n_users,
+        "_min_pairs_per_hour": int(pairs.min()),
+    }
+
+
+# --------------------------------------------------------------------------
+# Irish 5G: handovers and throughput
+# --------------------------------------------------------------------------
+
+
+def _read_irish(path: Path) -> pd.DataFrame:
+    d = pd.read_csv(path, na_values="-", dtype={"RAWCELLID": str}, low_memory=False)
+    d["t"] = pd.to_datetime(d["Timestamp"], format="%Y.%m.%d_%H.%M.%S")
+    for col in ("Longitude", "Latitude", "Speed", "DL_bitrate"):
+        d[col] = pd.to_numeric(d[col], errors="coerce")
+    return d
+
+
+def irish_handover(data: Path) -> dict:
+    """Serving-cell changes and throughput from the Irish 5G traces.
+
+    * Serving cell = RAWCELLID (ECI, unique); a handover = a change of RAWCELLID
+      between consecutive rows of one trace (rows with no RAWCELLID are dropped;
+      changes across RAT, e.g. LTE -> HSPA+, count too).
+    * Driving = every trace under ``*/Driving/`` (Download and Amazon_Prime);
+      time = last minus first timestamp per trace; distance = sum of great-circle
+      steps between consecutive GPS positions.
+    * Dwell: time between two consecutive handovers of one trace (first and last,
+      censored, stays are not counted).
+    * Ping-pong: a handover B -> A that follows A -> B within 10 s, as a share of
+      all handovers.
+    * The logger refreshes position (and Speed) only after ~100 m of movement
+      and holds both in between, so Speed stays at its last value while the car
+      stands still: distance is therefore taken from the GPS steps, not from
+      integrating Speed (which gives ~1.5x more km).
+    * Speed: median of the Speed column over all driving rows (stops included,
+      held values as logged); the GPS-implied mean speed is reported alongside.
+    * Throughput: DL_bitrate (kbps) / 1000, rows with DL_bitrate > 0, all apps.
+    """
+    root = data / "irish_5g"
+    driving = sorted(root.glob("*/Driving/**/*.csv"))
+    static = sorted(root.glob("*/Static/**/*.csv"))
+    if not driving or not static:
+        raise FileNotFoundError("no irish_5g Driving/Static traces")
+    n_ho = n_pp = 0
+    minutes = km = 0.0
+    dwell, speed, dl_drive, dl_static = [], [], [], []
+    km_speed = 0.0
+    for f in driving:
+        d = _read_irish(f)
+        dl_drive.append(d.loc[d.DL_bitrate > 0, "DL_bitrate"].to_numpy() / 1000.0)
+        speed.append(d.Speed.dropna().to_numpy())
+        minutes += (d.t.iloc[-1] - d.t.iloc[0]).total_seconds() / 60.0
+        g = d.dropna(subset=["Latitude", "Longitude"])
+        km += (
+            haversine_m(
+                g.Latitude.iloc[:-1].to_numpy(),
+                g.Longitude.iloc[:-1].to_numpy(),
+                g.Latitude.iloc[1:].to_numpy(),
+                g.Longitude.iloc[1:].to_numpy(),
+            ).sum()
+            / 1000
+        )
+        dt_s = d.t.diff().dt.total_seconds().fillna(0).to_numpy()
+        km_speed += float(np.nansum(d.Speed.to_numpy() * dt_s) / 3600.0)
+
+        c = d.dropna(subset=["RAWCELLID"]).reset_index(drop=True)
+        change = np.array(c.RAWCELLID != c.RAWCELLID.shift(), dtype=bool)
+        change[0] = False
+        idx = np.flatnonzero(change)
+        n_ho += len(idx)
+        times = c.t.to_numpy()[idx]
+        frm = c.RAWCELLID.to_numpy()[idx - 1]
+        to = c.RAWCELLID.to_numpy()[idx]
+        gaps = np.diff(times).astype("timedelta64[s]").astype(float)
+        dwell.extend(gaps)
+        back = (to[1:] == frm[:-1]) & (gaps <= PING_PONG_S)
+        n_pp += int(back.sum())
+    for f in static:
+        d = _read_irish(f)
+        dl_static.append(d.loc[d.DL_bitrate > 0, "DL_bitrate"].to_numpy() / 1000.0)
+    dwell = np.asarray(dwell)
+    return {
+        "rate_per_min_driving": n_ho / minutes,
+        "rate_per_km_driving": n_ho / km,
+        "dwell_median_s_driving": float(np.median(dwell)),
+        "dwell_p90_s_driving": float(np.percentile(dwell, 90)),
+        "ping_pong_share": n_pp / n_ho,
+        "speed_kmh_median_driving": float(np.median(np.concatenate(speed))),
+        "dl_mbps_median_static": float(np.median(np.concatenate(dl_static))),
+        "dl_mbps_median_driving": float(np.median(np.concatenate(dl_drive))),
+        "_n_handovers": n_ho,
+        "_minutes": minutes,
+        "_km": km,
+        "_km_from_speed": km_speed,
+        "_n_traces": (len(driving), len(static)),
+    }
+
+
+# --------------------------------------------------------------------------
+# Sandvine app profiles (optional)
+# --------------------------------------------------------------------------
+
+
+def app_mix(data: Path) -> dict:
+    """Mean hourly shape over all Sandvine application categories.
+
+    Each category file (``hour, value``, no header) is normalised to mean 1
+    first, so every category weighs the same; the mean of those shapes is then
+    normalised to mean 1. The report's hour axis is taken as given.
+    """
+    files = sorted((data / "app_profiles").glob("*.csv"))
+    if not files:
+        raise FileNotFoundError("no app_profiles/*.csv")
+    shapes = []
+    for f in files:
+        d = pd.read_csv(f, header=None, names=["hour", "value"], skipinitialspace=True)
+        s = d.set_index(d.hour.astype(int)).value.astype(float)
+        if sorted(s.index) != list(range(24)):
+            raise ValueError(f"{f.name}: expected hours 0..23")
+        shapes.append(mean_one(s.reindex(range(24))))
+    return {"data_hour_shape": np.mean(shapes, axis=0), "_n_categories": len(files)}
+
+
+# --------------------------------------------------------------------------
+# TOML output
+# --------------------------------------------------------------------------
+
+
+def _fmt_dec(d: Decimal) -> str:
+    """Plain (no exponent) TOML float literal; trailing zeros kept (``2.000``)."""
+    s = format(d, "f")
+    return s if "." in s else s + ".0"
+
+
+def fmt_float(x: float) -> str:
+    """TOML float literal with 4 significant digits."""
+    return _fmt_dec(_dec4(float(x)))
+
+
+def fmt_shape(values) -> str:
+    return "[" + ", ".join(_fmt_dec(d) for d in shape4(values)) + "]"
+
+
+def fmt_list(values) -> str:
+    return "[" + ", ".join(fmt_float(x) for x in values) + "]"
+
+
+def fmt_str(s: str) -> str:
+    return '"' + s.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def render_toml(r: dict, with_app_mix: bool) -> str:
+    """Assemble the TOML text from the derived figures in ``r``."""
+    m, lte, nod, cph = r["milan"], r["lte"], r["nodobo"], r["copenhagen"]
+    mob, ho = r["mobility"], r["handover"]
+    used = ["milan_hourly", "lte_cells", "nodobo", "copenhagen", "studentlife_gps", "irish_5g"]
+    if with_app_mix:
+        used.append("app_profiles")
+    L: list[str] = []
+    a = L.append
+    a("# telcosim embedded default behaviour profile.")
+    a("# GENERATED by calibration/derive_defaults.py from the public data sets listed in")
+    a("# [sources]; do not edit by hand, re-run the script instead. Derived figures only,")
+    a("# no raw rows. Floats have 4 significant digits; every shape vector has mean exactly")
+    a("# 1.0 (hour vectors: index 0 = 00:00-00:59 local time; day_of_week: Mon..Sun).")
+    a("")
+    a("version = 1")
+    a('name = "default"')
+    a(
+        "description = "
+        + fmt_str(
+            "Default per-subscriber behaviour derived from public telecom data: service diurnal and "
+            "weekly shapes (Nodobo, LTE cells), Milan all-services activity as a check target, "
+            "call durations and social structure (Copenhagen), daily mobility (StudentLife) and "
+            "handover statistics (Irish 5G)."
+        )
+    )
+    a("")
+    a("[sources]  # data set -> citation; every `source` below names one of these keys")
+    for k in used:
+        a(f"{k} = {fmt_str(SOURCES[k])}")
+
+    # services
+    notes = {
+        "voice": "Nodobo hourly-weekday/-weekend.csv `Calls` (% of calls per hour, reordered "
+        "from 04..03 to 00..23); daily-all.csv `Calls` for day of week",
+        "sms": "Nodobo hourly-weekday/-weekend.csv `Messages` (% of SMS per hour, reordered "
+        "from 04..03 to 00..23); daily-all.csv `Messages` for day of week",
+    }
+    for svc in ("voice", "sms"):
+        a("")
+        a(f"[services.{svc}]  # {notes[svc]}")
+        a('source = "nodobo"')
+        a(f"hour_weekday = {fmt_shape(nod[svc]['hour_weekday'])}")
+        a(f"hour_weekend = {fmt_shape(nod[svc]['hour_weekend'])}")
+        a(f"day_of_week = {fmt_shape(nod[svc]['day_of_week'])}")
+    a("")
+    a(
+        "[services.data]  # LTE cells: mean hourly MB per cell, each cell normalised to mean 1, "
+        "then averaged over the 3 cells"
+    )
+    a('source = "lte_cells"')
+    a(f"hour_weekday = {fmt_shape(lte['hour_weekday'])}")
+    a(f"hour_weekend = {fmt_shape(lte['hour_weekend'])}")
+    a(f"day_of_week = {fmt_shape(lte['day_of_week'])}  # mean daily MB over complete days")
+
+    a("")
+    a(
+        "[activity_total]  # Milan, all services (CDR events), check target. Local time (CET). "
+        "Excludes Nov 1, Dec 8, Dec 24 - Jan 1 (holidays)"
+    )
+    a(
+        "# and missing (NaN) square-days; shapes and ratio pool the "
+        f"{m['_n_squares_shape']} squares with no missing day, over {m['_n_days']} normal days."
+    )
+    a('source = "milan_hourly"')
+    a(f"hour_weekday = {fmt_shape(m['hour_weekday'])}")
+    a(f"hour_weekend = {fmt_shape(m['hour_weekend'])}")
+    a(f"day_of_week = {fmt_shape(m['day_of_week'])}")
+    a(
+        f"weekend_weekday_ratio = {fmt_float(m['weekend_weekday_ratio'])}  "
+        "# mean weekend-day total / mean weekday total"
+    )
+    a(f"peak_hour_weekday = {m['peak_hour_weekday']}")
+    a(f"trough_hour_weekday = {m['trough_hour_weekday']}")
+    a(f"peak_trough_ratio = {fmt_float(m['peak_trough_ratio'])}  # of hour_weekday")
+    a(
+        f"hourly_var_mean_ratio = {fmt_float(m['hourly_var_mean_ratio'])}  # var/mean of a square's "
+        f"hourly counts over all its valid hours (diurnal cycle included), median over "
+        f"{m['_n_squares_dispersion']} squares with >= 7 valid days"
+    )
+
+    a("")
+    a("[data_volume]  # LTE cells, hourly data volume (MB); shapes as in [services.data]")
+    a('source = "lte_cells"')
+    a(f"hour_weekday = {fmt_shape(lte['hour_weekday'])}")
+    a(f"hour_weekend = {fmt_shape(lte['hour_weekend'])}")
+    a(f"day_of_week = {fmt_shape(lte['day_of_week'])}")
+    a(f"peak_hour = {lte['peak_hour']}  # of the all-days hourly shape")
+    a(f"peak_trough_ratio = {fmt_float(lte['peak_trough_ratio'])}  # of the all-days hourly shape")
+    a(
+        f"hourly_log_sigma = {fmt_float(lte['hourly_log_sigma'])}  # std of ln(hourly MB) within a "
+        "cell, all hours, median over the 3 cells"
+    )
+
+    a("")
+    a(
+        "[voice]  # Copenhagen calls.csv; Weight = call duration (s); Weight <= 1 is taken as a "
+        "missed call (probable, not documented)"
+    )
+    a('source = "copenhagen"')
+    a(
+        f"duration_log_mu = {fmt_float(cph['duration_log_mu'])}  # lognormal ML fit of duration (s), "
+        "answered calls only (Weight > 1)"
+    )
+    a(f"duration_log_sigma = {fmt_float(cph['duration_log_sigma'])}")
+    a(f"duration_median_s = {fmt_float(cph['duration_median_s'])}  # empirical, answered calls")
+    a(f"missed_share = {fmt_float(cph['missed_share'])}  # share of call rows with Weight <= 1")
+    a(
+        f"calls_per_person_day = {fmt_float(cph['calls_per_person_day'])}  # all call attempts, each "
+        f"once (for the caller) / {cph['_n_people']} people in calls or SMS / 28 days; "
+        "calls among participants only"
+    )
+
+    a("")
+    a("[sms]  # Copenhagen sms.csv, one row = one SMS; same population and period as [voice]")
+    a('source = "copenhagen"')
+    a(
+        f"per_person_day = {fmt_float(cph['sms_per_person_day'])}  # SMS / {cph['_n_people']} "
+        "people / 28 days, SMS among participants only"
+    )
+    a(
+        f"sms_call_ratio = {fmt_float(cph['sms_call_ratio'])}  # SMS rows / call rows "
+        "(missed calls included)"
+    )
+
+    a("")
+    a("[social]  # Copenhagen call and SMS graphs among participants")
+    a('source = "copenhagen"')
+    a(
+        f"top10pct_pairs_call_share = {fmt_float(cph['top10pct_pairs_call_share'])}  # share of calls "
+        f"on the top 10% directed (caller, callee) pairs, {cph['_n_pairs']} pairs"
+    )
+    a(
+        f"mean_degree_calls = {fmt_float(cph['mean_degree_calls'])}  # distinct undirected call "
+        "contacts, mean over people with any call"
+    )
+    a(
+        f"mean_degree_sms = {fmt_float(cph['mean_degree_sms'])}  # distinct undirected SMS contacts, "
+        "mean over people with any SMS"
+    )
+    a(
+        f"median_contacts = {fmt_float(cph['median_contacts'])}  # distinct contacts by call or SMS, "
+        f"median over all {cph['_n_people']} people"
+    )
+    a(
+        f"top1_contact_share = {fmt_float(cph['top1_contact_share'])}  # per caller share of outgoing "
+        f"calls to the #1 callee, median over {cph['_n_callers_ge5']} callers with >= 5 calls"
+    )
+    a(f"top3_contact_share = {fmt_float(cph['top3_contact_share'])}  # same for the top-3 callees")
+
+    a("")
+    a(
+        "[mobility]  # StudentLife GPS per user-day (local calendar day, America/New_York); fixes "
+        "with accuracy > 250 m dropped,"
+    )
+    a(
+        f"# days with < 20 fixes skipped ({mob['_n_user_days']} user-days, {mob['_n_users']} users). "
+        "Location = fix snapped to a 250 m grid (equirectangular, ref. lat 43.7 deg)."
+    )
+    a('source = "studentlife_gps"')
+    a(f"rg_km_median = {fmt_float(mob['rg_km_median'])}  # daily radius of gyration of the fixes")
+    a(f"rg_km_p90 = {fmt_float(mob['rg_km_p90'])}")
+    a(f"distinct_locations_day_median = {fmt_float(mob['distinct_locations_day_median'])}")
+    a(
+        f"top_location_share_median = {fmt_float(mob['top_location_share_median'])}  # share of the "
+        "day's fixes in its most frequent cell"
+    )
+    a(
+        "# hourly location = modal cell of the hour's fixes; P(location at h+1 != location at h) "
+        "over user-days with fixes in both hours (h=23 -> next day 00)"
+    )
+    a(f"move_probability_by_hour = {fmt_list(mob['move_probability_by_hour'])}")
+    a(f"move_probability_mean = {fmt_float(mob['move_probability_mean'])}  # mean of the 24 values")
+
+    a("")
+    a(
+        "[handover]  # Irish 5G traces, serving cell = RAWCELLID, ~1 Hz rows; handover = RAWCELLID "
+        f"change between consecutive rows; {ho['_n_traces'][0]} driving traces"
+    )
+    a(
+        f"# ({ho['_minutes']:.0f} min, {ho['_km']:.0f} km by GPS, {ho['_n_handovers']} handovers), "
+        f"{ho['_n_traces'][1]} static traces; Download and Amazon_Prime apps together."
+    )
+    a(
+        "# Distance = sum of GPS steps (positions refresh every ~100 m; the held Speed column is not "
+        "integrated)."
+    )
+    a('source = "irish_5g"')
+    a(f"rate_per_min_driving = {fmt_float(ho['rate_per_min_driving'])}")
+    a(f"rate_per_km_driving = {fmt_float(ho['rate_per_km_driving'])}")
+    a(
+        f"dwell_median_s_driving = {fmt_float(ho['dwell_median_s_driving'])}  # time between "
+        "consecutive handovers (censored first/last stays excluded)"
+    )
+    a(f"dwell_p90_s_driving = {fmt_float(ho['dwell_p90_s_driving'])}")
+    a(
+        f"ping_pong_share = {fmt_float(ho['ping_pong_share'])}  # handovers B->A within 10 s of "
+        "A->B, share of all handovers"
+    )
+    a(
+        f"speed_kmh_median_driving = {fmt_float(ho['speed_kmh_median_driving'])}  # Speed column, all "
+        "driving rows; the logger holds the last value while stopped, so this is high: GPS "
+        f"distance / time gives a mean of {fmt_float(ho['_km'] / ho['_minutes'] * 60)} km/h"
+    )
+    a(
+        f"dl_mbps_median_static = {fmt_float(ho['dl_mbps_median_static'])}  # DL_bitrate/1000, rows "
+        "with DL_bitrate > 0"
+    )
+    a(f"dl_mbps_median_driving = {fmt_float(ho['dl_mbps_median_driving'])}")
+
+    if with_app_mix:
+        am = r["app_mix"]
+        a("")
+        a(
+            f"[app_mix]  # Sandvine MIP 2021 hourly share per application category "
+            f"({am['_n_categories']} categories), each normalised to mean 1, then averaged"
+        )
+        a('source = "app_profiles"')
+        a(f"data_hour_shape = {fmt_shape(am['data_hour_shape'])}")
+    return "\n".join(L) + "\n"
+
+
+# --------------------------------------------------------------------------
+# sanity check against the figures quoted in the data README
+# --------------------------------------------------------------------------
+
+
+def readme_comparison(r: dict) -> list[tuple[str, float, str]]:
+    """(figure, derived value, README's quoted value) rows for the console report."""
+    m, lte, cph, ho = r["milan"], r["lte"], r["copenhagen"], r["handover"]
+    return [
+        ("Milan peak hour (weekday)", m["peak_hour_weekday"], "12"),
+        ("Milan trough hour (weekday)", m["trough_hour_weekday"], "4"),
+        ("Milan peak/trough", m["peak_trough_ratio"], "~2.6"),
+        ("Milan weekend/weekday", m["weekend_weekday_ratio"], "~0.89"),
+        ("Milan var/mean hourly", m["hourly_var_mean_ratio"], "~8"),
+        ("Milan residual var/mean (same hour)", m["_residual_var_mean"], "(info)"),
+        ("LTE peak hour", lte["peak_hour"], "20"),
+        ("LTE peak/trough", lte["peak_trough_ratio"], "18-28"),
+        ("LTE hourly log sigma", lte["hourly_log_sigma"], "1.5-1.8"),
+        ("Copenhagen lognormal mu", cph["duration_log_mu"], "~3.2"),
+        ("Copenhagen lognormal sigma", cph["duration_log_sigma"], "~1.6"),
+        ("Copenhagen SMS:call", cph["sms_call_ratio"], "~6.8"),
+        ("Copenhagen top 10% pairs share", cph["top10pct_pairs_call_share"], "~0.45"),
+        ("Irish handovers/min driving", ho["rate_per_min_driving"], "~1.2"),
+        ("Irish handovers/km driving", ho["rate_per_km_driving"], "~3"),
+        (
+            "Irish handovers/km (km from held Speed)",
+            ho["_n_handovers"] / ho["_km_from_speed"],
+            "(info)",
+        ),
+        ("Irish dwell median s", ho["dwell_median_s_driving"], "~19"),
+        ("Irish ping-pong share", ho["ping_pong_share"], "~0.24"),
+    ]
+
+
+def derive(data: Path, with_app_mix: bool = True) -> dict:
+    """Compute every figure; returns a dict of per-data-set result dicts."""
+    r = {
+        "milan": milan_activity(data),
+        "lte": lte_data_volume(data),
+        "nodobo": nodobo_services(data),
+        "copenhagen": copenhagen(data),
+        "mobility": studentlife_mobility(data),
+        "handover": irish_handover(data),
+    }
+    if with_app_mix:
+        r["app_mix"] = app_mix(data)
+    return r
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument(
+        "--data",
+        type=Path,
+        default=Path("../shared/data"),
+        help="folder holding the public data sets (default ../shared/data)",
+    )
+    ap.add_argument(
+        "--out",
+        type=Path,
+        default=Path("sim/data/default_profile.toml"),
+        help="TOML file to write (default sim/data/default_profile.toml)",
+    )
+    ap.add_argument(
+        "--no-app-mix",
+        action="store_true",
+        help="leave out the optional [app_mix] section (Sandvine, reference only)",
+    )
+    ap.add_argument("--quiet", action="store_true", help="do not print the README comparison")
+    args = ap.parse_args(argv)
+
+    if not (args.data / "README.md").is_file():
+        ap.error(f"{args.data} does not look like the shared data folder (no README.md)")
+    results = derive(args.data, with_app_mix=not args.no_app_mix)
+    text = render_toml(results, with_app_mix=not args.no_app_mix)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(text, encoding="utf-8")
+    if not args.quiet:
+        print(f"wrote {args.out}")
+        print(f"{'figure':40s} {'derived':>10s}  README")
+        for name, val, ref in readme_comparison(results):
+            print(f"{name:40s} {sig4(val):>10g}  {ref}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

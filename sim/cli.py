@@ -1,0 +1,116 @@
+"""The ``telcosim`` command line.
+
+Bad input (an unknown option, a bad value, an unreadable or malformed scenario or cells file)
+gets one line per problem on stderr and exit code 2, never a traceback, and nothing is left in
+``--out``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from .errors import TelcosimError
+
+EXIT_USAGE = 2
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str):  # one line, exit 2
+        self.exit(EXIT_USAGE, f"telcosim: error: {message} (see '{self.prog} --help')\n")
+
+
+def _positive_int(text: str) -> int:
+    try:
+        v = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+    if v <= 0:
+        raise argparse.ArgumentTypeError(f"{v} must be a positive integer")
+    return v
+
+
+def _seed(text: str) -> int:
+    try:
+        v = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+    if not 0 <= v < 2**63:
+        raise argparse.ArgumentTypeError(f"{v} must be between 0 and 2^63-1")
+    return v
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = _Parser(prog="telcosim", description="Synthetic telecom traffic by simulation.")
+    p.add_argument("--version", action="version", version=f"telcosim {_version()}")
+    sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    r = sub.add_parser("run", help="run a scenario (or the embedded default) and write a run folder",
+                       description="Run a scenario and write CDRs, locations, cell KPIs, subscribers, "
+                                   "cells and a manifest to a run folder.")
+    r.add_argument("scenario", nargs="?", help="scenario TOML file (default: the embedded default city)")
+    r.add_argument("--out", required=True, type=Path, help="run folder to create")
+    r.add_argument("--seed", type=_seed, help="root random seed (overrides the scenario)")
+    r.add_argument("--subscribers", type=_positive_int, help="number of subscribers (overrides the scenario)")
+    r.add_argument("--days", type=_positive_int, help="length of the run window in days (overrides the scenario)")
+    r.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override any scenario field, e.g. --set network.sites=200 (repeatable)")
+    r.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
+    r.add_argument("--quiet", action="store_true", help="no progress bar or summary")
+    return p
+
+
+def _version() -> str:
+    from . import __version__
+
+    return __version__
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    from . import config
+
+    overrides = list(args.overrides)
+    if args.seed is not None:
+        overrides.append(f"seed={args.seed}")
+    if args.subscribers is not None:
+        overrides.append(f"population.subscribers={args.subscribers}")
+    if args.days is not None:
+        overrides.append(f"time.days={args.days}")
+    scenario = config.load(args.scenario, overrides)
+
+    from .engine import Simulation
+    from .sinks import RunWriter
+    from .summary import print_summary, progress_bar
+
+    sim = Simulation(scenario)
+    writer = RunWriter(args.out, sim.metadata(), scenario.output.compression, overwrite=args.overwrite)
+    try:
+        with progress_bar(sim.n_epochs, disable=args.quiet) as advance:
+            result = sim.run(writer, advance)
+    except BaseException:
+        writer.abort()
+        raise
+    if not args.quiet:
+        print_summary(sim, result)
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        if args.command == "run":
+            return _cmd_run(args)
+    except TelcosimError as exc:
+        for line in exc.problems:
+            print(f"telcosim: error: {line}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print("telcosim: interrupted; nothing was written", file=sys.stderr)
+        return 130
+    parser.error(f"unknown command {args.command!r}")
+    return EXIT_USAGE
+
+
+if __name__ == "__main__":
+    sys.exit(main())

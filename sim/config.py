@@ -1,0 +1,296 @@
+"""Run configuration: the knobs of a simulation, their defaults, units and allowed values.
+
+The dataclasses below *are* the schema: each field's metadata says what it means and what is
+allowed, and :func:`from_dict` validates a TOML document against them, collecting every problem
+(file, dotted key, bad value, what is allowed) before raising one :class:`~sim.errors.ConfigError`.
+Unknown keys are errors with a did-you-mean. ``docs/schema.md`` documents the same fields.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import difflib
+import tomllib
+import typing
+import zoneinfo
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .errors import ConfigError
+
+
+def _f(default: Any, doc: str, *, lo: float | None = None, hi: float | None = None,
+       lo_open: bool = False, choices: tuple[Any, ...] | None = None) -> Any:
+    return field(default=default, metadata={"doc": doc, "lo": lo, "hi": hi, "lo_open": lo_open,
+                                            "choices": choices})
+
+
+def _section(cls: type, doc: str) -> Any:
+    return field(default_factory=cls, metadata={"doc": doc})
+
+
+@dataclass(frozen=True)
+class TimeConfig:
+    start: str = _f("2024-03-05T00:00:00", "local start date-time of the run window (ISO 8601)")
+    days: int = _f(1, "length of the run window in days", lo=1, hi=366)
+    timezone: str = _f("Europe/Rome", "IANA time zone of the network; profiles are in local time")
+
+    def start_datetime(self) -> dt.datetime:
+        return dt.datetime.fromisoformat(self.start).replace(tzinfo=zoneinfo.ZoneInfo(self.timezone))
+
+
+@dataclass(frozen=True)
+class ByDensity:
+    urban: float = _f(0.0, "value for urban cells", lo=0)
+    suburban: float = _f(0.0, "value for suburban cells", lo=0)
+    rural: float = _f(0.0, "value for rural cells", lo=0)
+
+    def as_tuple(self) -> tuple[float, float, float]:
+        return (self.urban, self.suburban, self.rural)
+
+
+def _by_density(u: float, s: float, r: float, doc: str) -> Any:
+    return field(default_factory=lambda: ByDensity(u, s, r), metadata={"doc": doc})
+
+
+@dataclass(frozen=True)
+class NetworkConfig:
+    layout: str = _f("random", "site layout: hexagonal grid, random sites denser towards the centre, or a CSV of cells",
+                     choices=("hex", "random", "csv"))
+    sites: int = _f(120, "number of sites (hex and random layouts)", lo=1, hi=200_000)
+    sectors: int = _f(3, "cells (sectors) per site", lo=1, hi=6)
+    radius_km: float = _f(9.0, "radius of the covered area around the origin", lo=0, lo_open=True)
+    centre_scale_km: float = _f(3.0, "random layout: site density falls as exp(-r / centre_scale_km)", lo=0, lo_open=True)
+    origin_lat: float = _f(45.4642, "latitude of the centre (deg)", lo=-90, hi=90)
+    origin_lon: float = _f(9.19, "longitude of the centre (deg)", lo=-180, hi=180)
+    urban_km: float = _f(2.5, "cells within this distance of the centre are urban", lo=0)
+    suburban_km: float = _f(6.0, "cells within this distance (and not urban) are suburban; beyond, rural", lo=0)
+    cells_csv: str = _f("", "layout = 'csv': path of a CSV of cells (cell_id, lat, lon, ...), relative to the scenario file")
+    voice_channels: ByDensity = _by_density(12, 10, 8, "voice channels per cell by density class")
+    data_mbps: ByDensity = _by_density(150, 100, 50, "downlink data capacity per cell (Mbps) by density class")
+    ue_peak_mbps: float = _f(50.0, "peak downlink rate of one data session alone in a cell (Mbps)", lo=0, lo_open=True)
+
+
+@dataclass(frozen=True)
+class PopulationConfig:
+    subscribers: int = _f(50_000, "number of subscribers", lo=1, hi=200_000_000)
+    activity_sigma: float = _f(1.0, "log-sd of the heavy-tailed (lognormal, mean 1) activity level", lo=0)
+    contacts_mean: float = _f(8.0, "mean number of contacts in the social graph", lo=1)
+    contacts_local_share: float = _f(0.8, "share of contacts drawn among people living nearby", lo=0, hi=1)
+    tie_sigma: float = _f(1.5, "log-sd of tie strengths: larger means calls concentrate on fewer contacts", lo=0)
+    commuter_share: float = _f(0.7, "share of subscribers whose work/anchor cell may be far from home", lo=0, hi=1)
+    home_weight: ByDensity = _by_density(1.0, 0.8, 0.5, "relative chance that a cell is someone's home, by density class")
+    work_weight: ByDensity = _by_density(3.0, 1.0, 0.4, "relative chance that a cell is someone's work/anchor, by density class")
+
+
+@dataclass(frozen=True)
+class BehaviourConfig:
+    profile: str = _f("default", "behaviour profile: 'default' (embedded, derived from real data) or a path to a profile TOML")
+    voice_per_day: float = _f(2.5, "mobile-originated calls per subscriber per day (activity 1)", lo=0)
+    sms_per_day: float = _f(4.0, "mobile-originated SMS per subscriber per day (activity 1)", lo=0)
+    data_per_day: float = _f(15.0, "data sessions per subscriber per day (activity 1)", lo=0)
+    voice_in_offnet_per_day: float = _f(1.0, "calls received from outside the network per subscriber per day", lo=0)
+    sms_in_offnet_per_day: float = _f(2.0, "SMS received from outside the network per subscriber per day", lo=0)
+    onnet_share: float = _f(0.7, "share of originated calls and SMS that go to a contact on this network", lo=0, hi=1)
+    burst_on_mean_min: float = _f(20.0, "mean length of an active (bursty) period", lo=0, lo_open=True)
+    burst_off_mean_min: float = _f(100.0, "mean length of a quiet period", lo=0, lo_open=True)
+    burst_multiplier: float = _f(4.0, "rate multiplier while active (quiet rate follows so the mean is 1)", lo=1)
+    call_duration_log_mu: float = _f(float("nan"), "lognormal mu of call durations in s (default: from the profile)")
+    call_duration_log_sigma: float = _f(float("nan"), "lognormal sigma of call durations (default: from the profile)")
+    call_duration_max_s: float = _f(10800.0, "longest call (s)", lo=1)
+    data_volume_log_mu: float = _f(15.0, "lognormal mu of data session volume in bytes (median e^mu, ~3.3 MB)")
+    data_volume_log_sigma: float = _f(2.0, "lognormal sigma of data session volume", lo=0)
+    data_uplink_share: float = _f(0.1, "uplink bytes as a share of a data session's volume", lo=0, hi=1)
+
+
+@dataclass(frozen=True)
+class MobilityConfig:
+    stickiness: float = _f(0.55, "chance per hour of keeping the current place without re-deciding", lo=0, hi=1)
+    explore_rho: float = _f(0.6, "exploration: P(new place) = rho * S^-gamma, S = distinct places seen", lo=0, hi=1)
+    explore_gamma: float = _f(0.21, "exploration decay exponent (Song et al. 2010)", lo=0)
+    jump_hops_mean: float = _f(3.0, "mean neighbour hops of an exploration jump", lo=1)
+    global_jump_share: float = _f(0.1, "share of exploration jumps anywhere in the network, weighted by work weight", lo=0, hi=1)
+    speed_kmh_median: float = _f(25.0, "median travel speed of a trip", lo=0, lo_open=True)
+    speed_log_sigma: float = _f(0.5, "log-sd of trip speeds", lo=0)
+    ping_pong_prob: float = _f(0.12, "chance that a handover while moving bounces back to the previous cell briefly", lo=0, hi=1)
+    ping_pong_dwell_s: float = _f(4.0, "mean time spent in the cell bounced into", lo=0, lo_open=True)
+
+
+@dataclass(frozen=True)
+class OutputConfig:
+    location_update_interval_s: int = _f(3600, "periodic location update interval (s); 0 disables them", lo=0)
+    kpi_interval_s: int = _f(3600, "cell KPI interval (s); must divide 3600", lo=60, hi=3600)
+    compression: str = _f("zstd", "Parquet compression codec", choices=("zstd", "snappy", "lz4", "gzip", "none"))
+    chunk_subscribers: int = _f(250_000, "subscribers generated per chunk (memory only: output does not depend on it)", lo=1)
+
+
+@dataclass(frozen=True)
+class Scenario:
+    name: str = _f("default", "name of the scenario, written into every output")
+    description: str = _f("", "one line on what the scenario is for")
+    seed: int = _f(1, "root random seed", lo=0, hi=2**63 - 1)
+    time: TimeConfig = _section(TimeConfig, "the run window")
+    network: NetworkConfig = _section(NetworkConfig, "cells, sites and capacities")
+    population: PopulationConfig = _section(PopulationConfig, "subscribers, homes, workplaces and contacts")
+    behaviour: BehaviourConfig = _section(BehaviourConfig, "service demand")
+    mobility: MobilityConfig = _section(MobilityConfig, "movement between places and cells")
+    output: OutputConfig = _section(OutputConfig, "what is written and how")
+    # Where the scenario came from (not a TOML key): relative paths resolve against it.
+    source: str = field(default="<default>", metadata={"internal": True})
+
+    def to_dict(self) -> dict[str, Any]:
+        out = dataclasses.asdict(self)
+        out.pop("source")
+        return out
+
+
+_TYPE_NAMES = {int: "an integer", float: "a number", str: "a string", bool: "true or false"}
+
+
+def _is_section(tp: Any) -> bool:
+    return dataclasses.is_dataclass(tp)
+
+
+def _check_scalar(value: Any, tp: type, meta: dict[str, Any], where: str, problems: list[str]) -> Any:
+    if tp is float and isinstance(value, int) and not isinstance(value, bool):
+        value = float(value)
+    ok = isinstance(value, tp) and not (tp in (int, float) and isinstance(value, bool))
+    if not ok:
+        problems.append(f"{where}: {value!r} is not {_TYPE_NAMES.get(tp, tp.__name__)}")
+        return None
+    choices = meta.get("choices")
+    if choices is not None and value not in choices:
+        problems.append(f"{where}: {value!r} is not allowed (choose one of {', '.join(map(repr, choices))})")
+        return None
+    lo, hi = meta.get("lo"), meta.get("hi")
+    if lo is not None and (value < lo or (meta.get("lo_open") and value == lo)):
+        rule = f"> {lo}" if meta.get("lo_open") else f">= {lo}"
+        problems.append(f"{where}: {value!r} is out of range (must be {rule})")
+        return None
+    if hi is not None and value > hi:
+        problems.append(f"{where}: {value!r} is out of range (must be <= {hi})")
+        return None
+    return value
+
+
+def _build(cls: type, raw: Any, path: str, file: str, problems: list[str]) -> Any:
+    if not isinstance(raw, dict):
+        problems.append(f"{file}: {path}: {raw!r} is not a table")
+        return cls()
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls) if not f.metadata.get("internal")}
+    kwargs: dict[str, Any] = {}
+    for key, value in raw.items():
+        where = f"{path}.{key}" if path else key
+        if key not in fields:
+            close = difflib.get_close_matches(key, list(fields), n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else f" (allowed: {', '.join(fields)})"
+            problems.append(f"{file}: {where}: unknown key{hint}")
+            continue
+        tp = hints[key]
+        if _is_section(tp):
+            kwargs[key] = _build(tp, value, where, file, problems)
+        else:
+            checked = _check_scalar(value, tp, dict(fields[key].metadata), f"{file}: {where}", problems)
+            if checked is not None:
+                kwargs[key] = checked
+    try:
+        return cls(**kwargs)
+    except Exception as exc:  # a cross-field check in __post_init__ would land here
+        problems.append(f"{file}: {path or '<top>'}: {exc}")
+        return cls()
+
+
+def _cross_checks(sc: Scenario, file: str, problems: list[str]) -> None:
+    try:
+        zoneinfo.ZoneInfo(sc.time.timezone)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+        problems.append(f"{file}: time.timezone: {sc.time.timezone!r} is not an IANA time zone (e.g. 'Europe/Rome', 'UTC')")
+    try:
+        dt.datetime.fromisoformat(sc.time.start)
+    except ValueError:
+        problems.append(f"{file}: time.start: {sc.time.start!r} is not an ISO date-time (e.g. '2024-03-05T00:00:00')")
+    if 3600 % sc.output.kpi_interval_s:
+        problems.append(f"{file}: output.kpi_interval_s: {sc.output.kpi_interval_s} does not divide 3600 "
+                        "(use e.g. 300, 900, 1800 or 3600)")
+    if sc.network.suburban_km < sc.network.urban_km:
+        problems.append(f"{file}: network.suburban_km: {sc.network.suburban_km} is smaller than "
+                        f"network.urban_km ({sc.network.urban_km})")
+    if sc.network.layout == "csv" and not sc.network.cells_csv:
+        problems.append(f"{file}: network.cells_csv: required when network.layout = 'csv'")
+    for name, value in (("call_duration_log_sigma", sc.behaviour.call_duration_log_sigma),):
+        if value == value and value < 0:  # NaN means "from the profile"
+            problems.append(f"{file}: behaviour.{name}: {value} is out of range (must be >= 0)")
+
+
+def from_dict(raw: dict[str, Any], file: str = "<scenario>") -> Scenario:
+    """Validate a TOML document; raise :class:`ConfigError` listing every problem."""
+    problems: list[str] = []
+    sc = _build(Scenario, raw, "", file, problems)
+    if not problems:
+        _cross_checks(sc, file, problems)
+    if problems:
+        raise ConfigError(problems)
+    return dataclasses.replace(sc, source=file)
+
+
+def parse_override(text: str) -> tuple[list[str], Any]:
+    """``a.b.c=value`` -> (["a", "b", "c"], value), the value read as a TOML value (else a string)."""
+    if "=" not in text:
+        raise ConfigError(f"--set {text!r}: expected dotted.key=value")
+    key, _, value = text.partition("=")
+    keys = [k.strip() for k in key.strip().split(".")]
+    if not all(keys):
+        raise ConfigError(f"--set {text!r}: empty key")
+    try:
+        parsed = tomllib.loads(f"v = {value.strip()}")["v"]
+    except tomllib.TOMLDecodeError:
+        parsed = value.strip()
+    return keys, parsed
+
+
+def apply_overrides(raw: dict[str, Any], overrides: list[tuple[list[str], Any]]) -> dict[str, Any]:
+    for keys, value in overrides:
+        node = raw
+        for k in keys[:-1]:
+            nxt = node.setdefault(k, {})
+            if not isinstance(nxt, dict):
+                raise ConfigError(f"--set {'.'.join(keys)}: {k!r} is not a table")
+            node = nxt
+        node[keys[-1]] = value
+    return raw
+
+
+def load(path: str | Path | None, overrides: list[str] | None = None) -> Scenario:
+    """Load and validate a scenario file (or the defaults when ``path`` is None)."""
+    parsed_overrides = [parse_override(o) for o in (overrides or [])]
+    if path is None:
+        return from_dict(apply_overrides({}, parsed_overrides), "<default>") if parsed_overrides else Scenario()
+    p = Path(path)
+    name = p.name
+    try:
+        text = p.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: no such scenario file") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: cannot read the scenario file ({exc.__class__.__name__}: {exc})") from None
+    try:
+        raw = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{name}: not valid TOML: {exc}") from None
+    sc = from_dict(apply_overrides(raw, parsed_overrides), name)
+    return dataclasses.replace(sc, source=str(p.resolve()))
+
+
+def with_overrides(sc: Scenario, **sections: dict[str, Any]) -> Scenario:
+    """A copy of ``sc`` with some fields replaced, validated like a file (used by the CLI flags)."""
+    raw = sc.to_dict()
+    for section, values in sections.items():
+        if isinstance(raw.get(section), dict):
+            raw[section].update(values)
+        else:
+            raw[section] = values
+    out = from_dict(raw, Path(sc.source).name if sc.source != "<default>" else "<options>")
+    return dataclasses.replace(out, source=sc.source)

@@ -1,0 +1,430 @@
+"""The engine: simpy drives the timeline, numba kernels do the bulk.
+
+The run window is cut into one-hour epochs. A simpy process walks through them; for each epoch:
+
+1. **Demand** (per subscriber, in chunks; independent across subscribers): the mobility kernel
+   moves every subscriber through the hour (cell changes, periodic location updates) and the
+   session kernel draws their voice, SMS and data attempts. Each subscriber's draws come from
+   counter-based streams keyed by (stream, subscriber, epoch), so chunking changes nothing.
+2. **Resolution** (network-wide, in time order): the resolution kernel merges cell changes and
+   attempts with the calls and data sessions in progress: channel admission and blocking,
+   handover or drop, processor sharing of data capacity, per-cell KPIs.
+3. **Output**: the CDR and location rows completed in the epoch go to the sink (written by a
+   background thread while the next epoch runs).
+
+After the last epoch the calls and sessions still in progress run to their end (no new demand),
+then the KPI, subscriber and cell tables and the manifest are written. Rare, stateful changes of
+the network over the timeline (incidents, failures and repairs) are simpy processes beside the
+epoch process.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import simpy
+
+from . import __version__, schema
+from .config import Scenario
+from .kernels import demand, resolution
+from .mobility import MobilityState, kernel_params, other_place_cdf, place_target
+from .network import Network, build_network
+from .population import Population, build_population
+from .profile import Profile, load_profile
+from .sessions import SessionState, attempt_rates, burst_multipliers, call_duration_params
+from .sinks import RunWriter
+from .streams import generator, kernel_key
+
+EPOCH_MS = 3_600_000
+
+
+@dataclass
+class RunResult:
+    out: Path | None
+    rows: dict[str, int]
+    wall_s: float
+    kpi: pa.Table
+    stats: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def records(self) -> int:
+        return self.rows.get("cdr", 0) + self.rows.get("locations", 0)
+
+
+def _grow(a: np.ndarray, n: int, fill: int | float | None = None) -> np.ndarray:
+    b = np.empty(n, dtype=a.dtype) if fill is None else np.full(n, fill, dtype=a.dtype)
+    b[: a.shape[0]] = a
+    return b
+
+
+class _Resolver:
+    """The persistent state of the resolution kernel, and growth of its slot pools."""
+
+    CALL_FIELDS = ("call_sess", "call_t0", "call_int", "a_sub", "a_cell", "a_start", "a_rec",
+                   "a_dir", "b_sub", "b_cell", "b_start", "b_rec")
+    DATA_FIELDS = ("ds_sub", "ds_cell", "ds_start", "ds_t0", "ds_size", "ds_up", "ds_fin", "ds_rec",
+                   "ds_sess", "ds_cnext", "ds_cprev", "ds_snext", "ds_sprev")
+
+    def __init__(self, net: Network, n_subs: int, initial_cell: np.ndarray, n_int: int,
+                 ue_peak_mbps: float) -> None:
+        c = net.n_cells
+        self.n_int = n_int
+        self.ue_bpms = ue_peak_mbps * 1e6 / 8 / 1000
+        self.cap_ch = net.voice_channels.astype(np.int64)
+        self.busy = np.zeros(c, np.int64)
+        self.busy_last = np.zeros(c, np.int64)
+        self.busy_area = np.zeros(c)
+        self.busy_peak = np.zeros(c, np.int64)
+        self.cap_bpms = net.data_mbps * 1e6 / 8 / 1000
+        self.n_d = np.zeros(c, np.int64)
+        self.vt = np.zeros(c)
+        self.ps_last = np.zeros(c, np.int64)
+        self.served = np.zeros(c)
+        self.sess_ms = np.zeros(c)
+        self.cell_head = np.full(c, -1, np.int64)
+        p = 1 << max(1, math.ceil(math.log2(max(c, 2))))
+        self.td = np.empty(2 * p, np.int64)
+        self.tdi = np.empty(2 * p, np.int64)
+        resolution.tree_init(self.td, self.tdi)
+        self.res_cell = initial_cell.astype(np.int64).copy()
+        self.active_call = np.full(n_subs, -1, np.int64)
+        self.sub_head = np.full(n_subs, -1, np.int64)
+        self.n_calls = 0
+        self.n_data = 0
+        self.call_free = np.zeros(0, np.int64)
+        self.data_free = np.zeros(0, np.int64)
+        for f in self.CALL_FIELDS:
+            setattr(self, f, np.zeros(0, np.float64 if f == "ds_size" else np.int64))
+        for f in self.DATA_FIELDS:
+            setattr(self, f, np.zeros(0, np.float64 if f in ("ds_size", "ds_fin") else np.int64))
+        self.tv = np.empty(2, np.int64)
+        self.tvi = np.empty(2, np.int64)
+        resolution.tree_init(self.tv, self.tvi)
+        shape = (n_int, c)
+        self.kpi = {k: np.zeros(shape, np.int64) for k in (
+            "att", "comp", "block", "drop", "fail", "hin", "hfail", "sms", "dsess", "busy_peak")}
+        self.kpi.update({k: np.zeros(shape) for k in ("busy_area", "offered", "carried", "served", "sess_ms")})
+        self.counters = np.zeros(6, np.int64)
+        self.counters[resolution.C_NEXT_TICK] = 0  # set by the engine
+
+    def active_calls(self) -> int:
+        return self.n_calls - int(self.counters[resolution.C_FREE_CALLS])
+
+    def active_data(self) -> int:
+        return self.n_data - int(self.counters[resolution.C_FREE_DATA])
+
+    def ensure_slots(self, calls_needed: int, data_needed: int) -> None:
+        """Grow the call and data-session pools so that the coming epoch cannot run out."""
+        free_c = int(self.counters[resolution.C_FREE_CALLS])
+        if free_c < calls_needed:
+            old = self.n_calls
+            new = max(2 * old, old + calls_needed - free_c, 1024)
+            for f in self.CALL_FIELDS:
+                setattr(self, f, _grow(getattr(self, f), new, 0))
+            # Free slots are popped from the end of the stack: keep the lowest ids on top.
+            added = np.arange(new - 1, old - 1, -1, dtype=np.int64)
+            self.call_free = np.concatenate([added, self.call_free[:free_c]])
+            self.counters[resolution.C_FREE_CALLS] = len(self.call_free)
+            self.call_free = _grow(self.call_free, new, 0)
+            p = 1 << max(1, math.ceil(math.log2(new)))
+            tv_old, tvi_old = self.tv, self.tvi
+            self.tv = np.empty(2 * p, np.int64)
+            self.tvi = np.empty(2 * p, np.int64)
+            resolution.tree_init(self.tv, self.tvi)
+            p_old = tv_old.shape[0] // 2
+            for k in range(min(old, p_old)):
+                if tv_old[p_old + k] != resolution.INF:
+                    resolution._tree_set(self.tv, self.tvi, k, tv_old[p_old + k])
+            self.n_calls = new
+        free_d = int(self.counters[resolution.C_FREE_DATA])
+        if free_d < data_needed:
+            old = self.n_data
+            new = max(2 * old, old + data_needed - free_d, 1024)
+            for f in self.DATA_FIELDS:
+                setattr(self, f, _grow(getattr(self, f), new, 0))
+            added = np.arange(new - 1, old - 1, -1, dtype=np.int64)
+            self.data_free = np.concatenate([added, self.data_free[:free_d]])
+            self.counters[resolution.C_FREE_DATA] = len(self.data_free)
+            self.data_free = _grow(self.data_free, new, 0)
+            self.n_data = new
+
+    def resolve(self, t1: int, interval_ms: int, mob: tuple, att: tuple, up_share: float):
+        mob_t, mob_sub, mob_cell, mob_kind = mob
+        att_t, att_sub, att_kind, att_cp, att_dur, att_vol = att
+        n_att = len(att_t)
+        cap_cdr = 2 * n_att + 2 * self.active_calls() + self.active_data() + 16
+        cap_loc = 2 * n_att + len(mob_t) + 16
+        o = {k: np.empty(cap_cdr, np.int64) for k in ("rec", "sess", "sub", "cp", "svc", "dir", "t",
+                                                        "dur", "up", "down", "cell", "end", "out", "cause")}
+        loc = {k: np.empty(cap_loc, np.int64) for k in ("t", "sub", "cell", "reason")}
+        k = self.kpi
+        nc, nl = resolution.resolve_epoch(
+            np.int64(t1), np.int64(self.n_int), np.int64(interval_ms), self.ue_bpms,
+            mob_t, mob_sub, mob_cell, mob_kind, np.int64(len(mob_t)),
+            att_t, att_sub, att_kind, att_cp, att_dur, att_vol, np.int64(n_att), up_share,
+            self.cap_ch, self.busy, self.busy_last, self.busy_area, self.busy_peak,
+            self.cap_bpms, self.n_d, self.vt, self.ps_last, self.served, self.sess_ms, self.cell_head,
+            self.td, self.tdi,
+            self.res_cell, self.active_call, self.sub_head,
+            self.call_free, self.tv, self.tvi, self.call_sess, self.call_t0, self.call_int,
+            self.a_sub, self.a_cell, self.a_start, self.a_rec, self.a_dir, self.b_sub, self.b_cell,
+            self.b_start, self.b_rec,
+            self.data_free, self.ds_sub, self.ds_cell, self.ds_start, self.ds_t0, self.ds_size, self.ds_up,
+            self.ds_fin, self.ds_rec, self.ds_sess, self.ds_cnext, self.ds_cprev, self.ds_snext, self.ds_sprev,
+            k["att"], k["comp"], k["block"], k["drop"], k["fail"], k["hin"], k["hfail"], k["sms"], k["dsess"],
+            k["busy_area"], k["busy_peak"], k["offered"], k["carried"], k["served"], k["sess_ms"],
+            self.counters,
+            o["rec"], o["sess"], o["sub"], o["cp"], o["svc"], o["dir"], o["t"], o["dur"], o["up"], o["down"],
+            o["cell"], o["end"], o["out"], o["cause"],
+            loc["t"], loc["sub"], loc["cell"], loc["reason"],
+        )
+        return {key: v[:nc] for key, v in o.items()}, {key: v[:nl] for key, v in loc.items()}
+
+
+class Simulation:
+    """One run of a scenario. Build it, then :meth:`run` it into a :class:`RunWriter`."""
+
+    def __init__(self, scenario: Scenario) -> None:
+        self.scenario = scenario
+        base = None if scenario.source.startswith("<") else Path(scenario.source).parent
+        seed = scenario.seed
+        self.network: Network = build_network(scenario.network, generator(seed, "network.layout"), base)
+        self.population: Population = build_population(scenario.population, self.network, seed)
+        self.profile: Profile = load_profile(scenario.behaviour.profile, base)
+        tz = scenario.time.timezone
+        self.tz = tz
+        self.start = scenario.time.start_datetime()
+        self.start_ms = int(self.start.timestamp() * 1000)
+        self.n_epochs = scenario.time.days * 24
+        self.interval_ms = scenario.output.kpi_interval_s * 1000
+        self.n_int = self.n_epochs * EPOCH_MS // self.interval_ms
+        self.scenario_hash = hashlib.sha256(
+            json.dumps(_jsonable(scenario.to_dict()), sort_keys=True).encode()).hexdigest()
+
+    def metadata(self) -> dict[str, str]:
+        return {"telcosim.version": __version__, "telcosim.seed": str(self.scenario.seed),
+                "telcosim.scenario": self.scenario.name, "telcosim.scenario_sha256": self.scenario_hash}
+
+    def local_hour(self, epoch: int) -> tuple[int, int]:
+        """(hour, weekday) in local time at the start of an epoch (DST-aware)."""
+        t = (self.start.astimezone(dt.UTC) + dt.timedelta(hours=epoch)).astimezone(self.start.tzinfo)
+        return t.hour, t.weekday()
+
+    def run(self, writer: RunWriter, progress: Callable[[int, int], None] | None = None) -> RunResult:
+        t_wall = time.perf_counter()
+        sc = self.scenario
+        seed = sc.seed
+        pop, net = self.population, self.network
+        n = pop.n
+        h0, wd0 = self.local_hour(0)
+        mob = MobilityState.initial(pop, h0, wd0, seed)
+        sess = SessionState.initial(n)
+        res = _Resolver(net, n, mob.cur_cell, self.n_int, sc.network.ue_peak_mbps)
+        res.counters[resolution.C_NEXT_TICK] = self.interval_ms
+        mob_key = kernel_key(seed, "mobility")
+        ses_key = kernel_key(seed, "sessions")
+        mp = kernel_params(sc.mobility)
+        other_cdf = other_place_cdf(net, sc.population)
+        on, off = burst_multipliers(sc.behaviour)
+        v_mu, v_sigma = call_duration_params(sc.behaviour, self.profile)
+        chunk = sc.output.chunk_subscribers
+        periodic_ms = sc.output.location_update_interval_s * 1000
+        cdr_schema = schema.cdr_schema(self.tz)
+        loc_schema = schema.locations_schema(self.tz)
+        home = pop.home_cell.astype(np.int64)
+        work = pop.work_cell.astype(np.int64)
+        nbr_idx = net.nbr_idx.astype(np.int64)
+        stats = {"attempts": 0}
+
+        def demand_epoch(e: int):
+            t0, t1 = e * EPOCH_MS, (e + 1) * EPOCH_MS
+            hour, wd = self.local_hour(e)
+            pi = place_target(hour, wd)
+            rates = attempt_rates(sc.behaviour, self.profile, hour, wd)
+            mparts, sparts = [], []
+            for lo in range(0, n, chunk):
+                hi = min(n, lo + chunk)
+                cap = 2 * (hi - lo) + 64
+                r = demand.mobility_epoch(
+                    mob_key, lo, hi, e, t0, t1, pi, mp["stickiness"], mp["rho"], mp["gamma"],
+                    mp["hops_mean"], mp["global_share"], other_cdf, mp["speed_mu"], mp["speed_sigma"],
+                    mp["pp_prob"], mp["pp_dwell_ms"], np.int64(periodic_ms),
+                    net.cx_km, net.cy_km, net.nbr_ptr, nbr_idx, home, work,
+                    mob.cur_cell, mob.place, mob.dest, mob.next_hop_t, mob.speed_kmh, mob.visit_cell,
+                    mob.visit_count, mob.n_seen,
+                    *(np.empty(cap, np.int64) for _ in range(4)))
+                mparts.append(tuple(a[: r[0]] for a in r[1:]))
+                s = demand.sessions_epoch(
+                    ses_key, lo, hi, e, t0, t1, rates, pop.activity, sess.burst_on, sess.burst_next,
+                    on, off, sc.behaviour.burst_on_mean_min * 60_000.0, sc.behaviour.burst_off_mean_min * 60_000.0,
+                    sc.behaviour.onnet_share, pop.contact_ptr, pop.contact_cdf, pop.contact_idx,
+                    v_mu, v_sigma, sc.behaviour.call_duration_max_s * 1000.0,
+                    sc.behaviour.data_volume_log_mu, sc.behaviour.data_volume_log_sigma,
+                    *(np.empty(cap, np.int64) for _ in range(6)))
+                sparts.append(tuple(a[: s[0]] for a in s[1:]))
+            mob_ev = tuple(np.concatenate(cols) for cols in zip(*mparts))
+            att_ev = tuple(np.concatenate(cols) for cols in zip(*sparts))
+            # Time order; ties keep subscriber order (stable sort), so the merge is deterministic.
+            o = np.argsort(mob_ev[0], kind="stable")
+            mob_ev = tuple(a[o] for a in mob_ev)
+            o = np.argsort(att_ev[0], kind="stable")
+            att_ev = tuple(a[o] for a in att_ev)
+            return mob_ev, att_ev
+
+        def emit(cdr: dict, loc: dict) -> None:
+            if writer.discard:
+                writer.rows["cdr"] = writer.rows.get("cdr", 0) + len(cdr["rec"])
+                writer.rows["locations"] = writer.rows.get("locations", 0) + len(loc["t"])
+                return
+            writer.write_part("cdr", self._cdr_table(cdr, cdr_schema))
+            writer.write_part("locations", self._loc_table(loc, loc_schema))
+
+        def epochs(env: simpy.Environment):
+            for e in range(self.n_epochs):
+                mob_ev, att_ev = demand_epoch(e)
+                kinds = att_ev[2]
+                n_voice = int(np.count_nonzero((kinds == demand.VOICE_MO) | (kinds == demand.VOICE_MT_OFFNET)))
+                res.ensure_slots(n_voice, int(np.count_nonzero(kinds == demand.DATA)))
+                stats["attempts"] += len(kinds)
+                cdr, loc = res.resolve((e + 1) * EPOCH_MS, self.interval_ms, mob_ev, att_ev,
+                                       sc.behaviour.data_uplink_share)
+                emit(cdr, loc)
+                if progress is not None:
+                    progress(e + 1, self.n_epochs)
+                yield env.timeout(EPOCH_MS)
+            # Drain: calls and sessions in progress run to their end; no new demand.
+            empty_m = tuple(np.zeros(0, np.int64) for _ in range(4))
+            empty_a = tuple(np.zeros(0, np.int64) for _ in range(6))
+            cdr, loc = res.resolve(int(resolution.INF) - 1, self.interval_ms, empty_m, empty_a,
+                                   sc.behaviour.data_uplink_share)
+            emit(cdr, loc)
+
+        env = simpy.Environment()
+        env.process(epochs(env))
+        env.run()
+
+        kpi = self._kpi_table(res)
+        if not writer.discard:
+            writer.write_table("cell_kpis", kpi)
+            writer.write_table("subscribers", self._subscribers_table())
+            writer.write_table("cells", self._cells_table())
+        else:
+            writer.rows["cell_kpis"] = kpi.num_rows
+        wall = time.perf_counter() - t_wall
+        out = writer.commit(self.manifest(wall))
+        stats["wall_s"] = wall
+        return RunResult(out, dict(writer.rows), wall, kpi, stats)
+
+    # --- tables -----------------------------------------------------------------------------
+
+    def _ts(self, t_ms: np.ndarray) -> pa.Array:
+        return pa.array(t_ms + self.start_ms, type=schema.timestamp(self.tz))
+
+    def _cdr_table(self, o: dict, sch: pa.Schema) -> pa.Table:
+        order = np.argsort(o["rec"], kind="stable")
+        o = {k: v[order] for k, v in o.items()}
+        cp = o["cp"]
+        return pa.Table.from_arrays([
+            pa.array(o["rec"]), pa.array(o["sess"]), pa.array(o["sub"].astype(np.int32)),
+            pa.array(cp.astype(np.int32), mask=cp < 0),
+            schema.dictionary_array(o["svc"], schema.SERVICES),
+            schema.dictionary_array(o["dir"], schema.DIRECTIONS),
+            self._ts(o["t"]), pa.array(o["dur"] / 1000.0), pa.array(o["up"]), pa.array(o["down"]),
+            pa.array(o["cell"].astype(np.int32)), pa.array(o["end"].astype(np.int32)),
+            schema.dictionary_array(o["out"], schema.OUTCOMES),
+            schema.dictionary_array(o["cause"], schema.CAUSES),
+        ], schema=sch)
+
+    def _loc_table(self, loc: dict, sch: pa.Schema) -> pa.Table:
+        return pa.Table.from_arrays([
+            pa.array(loc["sub"].astype(np.int32)), self._ts(loc["t"]), pa.array(loc["cell"].astype(np.int32)),
+            schema.dictionary_array(loc["reason"], schema.REASONS),
+        ], schema=sch)
+
+    def _kpi_table(self, res: _Resolver) -> pa.Table:
+        k = res.kpi
+        n_int, c = k["att"].shape
+        iv = self.interval_ms
+        start = np.repeat(np.arange(n_int, dtype=np.int64) * iv, c)
+        cell = np.tile(np.arange(c, dtype=np.int32), n_int)
+        sess_ms = k["sess_ms"].ravel()
+        served = k["served"].ravel()
+        with np.errstate(divide="ignore", invalid="ignore"):
+            thr = served * 8 / 1e6 / (sess_ms / 1000.0)
+        i32 = lambda a: pa.array(a.ravel().astype(np.int32))  # noqa: E731
+        return pa.Table.from_arrays([
+            self._ts(start), pa.array(cell), i32(k["att"]), i32(k["comp"]), i32(k["block"]), i32(k["drop"]),
+            i32(k["fail"]), i32(k["hin"]), i32(k["hfail"]),
+            pa.array(k["busy_area"].ravel() / iv), i32(k["busy_peak"]),
+            pa.array(k["offered"].ravel() / iv), pa.array(k["carried"].ravel() / iv),
+            i32(k["sms"]), i32(k["dsess"]), pa.array(served / 1e6), pa.array(sess_ms / iv),
+            pa.array(thr, mask=sess_ms <= 0),
+        ], schema=schema.cell_kpis_schema(self.tz))
+
+    def _subscribers_table(self) -> pa.Table:
+        p = self.population
+        return pa.Table.from_arrays([
+            pa.array(np.arange(p.n, dtype=np.int32)), pa.array(p.home_cell), pa.array(p.work_cell),
+            pa.array(p.commuter), pa.array(p.activity),
+            schema.dictionary_array(p.activity_class, schema.ACTIVITY_CLASSES),
+            pa.array(np.diff(p.contact_ptr).astype(np.int32)),
+        ], schema=schema.subscribers_schema())
+
+    def _cells_table(self) -> pa.Table:
+        net = self.network
+        nbrs = pa.ListArray.from_arrays(pa.array(net.nbr_ptr.astype(np.int32)), pa.array(net.nbr_idx))
+        src = pa.array(net.source_id if net.source_id else [None] * net.n_cells, type=pa.string())
+        return pa.Table.from_arrays([
+            pa.array(np.arange(net.n_cells, dtype=np.int32)), pa.array(net.site_id), pa.array(net.lat),
+            pa.array(net.lon), pa.array(net.azimuth_deg, mask=np.isnan(net.azimuth_deg)),
+            pa.array(net.x_km), pa.array(net.y_km),
+            schema.dictionary_array(net.density, schema.DENSITY_CLASSES),
+            pa.array(net.voice_channels), pa.array(net.data_mbps), nbrs, src,
+        ], schema=schema.cells_schema())
+
+    def manifest(self, wall_s: float) -> dict:
+        sc = self.scenario
+        end = self.start + dt.timedelta(days=sc.time.days)
+        return {
+            "telcosim_version": __version__,
+            "scenario": _jsonable(sc.to_dict()),
+            "scenario_sha256": self.scenario_hash,
+            "seed": sc.seed,
+            "window": {"start": self.start.isoformat(), "end": end.isoformat(), "timezone": self.tz},
+            "profile": {"name": self.profile.name, "sources": self.profile.sources},
+            "network": {"cells": self.network.n_cells, "sites": int(self.network.site_id.max()) + 1},
+            # Not part of the deterministic content: everything above is.
+            "created": {"at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"), "wall_s": round(wall_s, 3)},
+        }
+
+
+def _jsonable(obj):
+    if isinstance(obj, dict):
+        return {k: _jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, float) and obj != obj:
+        return None
+    return obj
+
+
+def run(scenario: Scenario, out: Path | None, *, overwrite: bool = False,
+        progress: Callable[[int, int], None] | None = None) -> RunResult:
+    """Build and run ``scenario``, writing to ``out`` (or discarding the rows when None)."""
+    sim = Simulation(scenario)
+    writer = RunWriter(out, sim.metadata(), scenario.output.compression, overwrite=overwrite)
+    try:
+        return sim.run(writer, progress)
+    except BaseException:
+        writer.abort()
+        raise
+
+
+__all__ = ["RunResult", "Simulation", "run"]

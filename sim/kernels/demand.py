@@ -1,0 +1,334 @@
+"""Per-subscriber demand for one epoch: mobility (cell changes, periodic updates) and session
+attempts. Each subscriber's draws come from its own counter-based sequence keyed by the stream,
+the subscriber id and the epoch, so any split of subscribers into chunks gives the same events.
+
+Outputs are grown inside the kernel and returned with their length; per subscriber, events are
+in time order, and subscribers follow one another in id order.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from numba import njit
+
+from .rng import next_below, next_exponential, next_lognormal, next_uniform, search_cdf, seed_state
+
+HOME, WORK, OTHER = 0, 1, 2
+KIND_CHANGE, KIND_PERIODIC = 0, 1
+# Attempt kinds produced by the session kernel.
+VOICE_MO, SMS_MO, DATA, VOICE_MT_OFFNET, SMS_MT_OFFNET = 0, 1, 2, 3, 4
+
+
+@njit(cache=True, inline="always")
+def _grow_i64(a: np.ndarray, n: np.int64) -> np.ndarray:
+    b = np.empty(max(2 * a.shape[0], n + 16), dtype=a.dtype)
+    b[: a.shape[0]] = a
+    return b
+
+
+@njit(cache=True)
+def _greedy_next(c: np.int64, d: np.int64, cx, cy, nbr_ptr, nbr_idx) -> np.int64:
+    """The neighbour of ``c`` closest to ``d``; ``d`` itself when no neighbour is closer than ``c``."""
+    best = c
+    bx = cx[c] - cx[d]
+    by = cy[c] - cy[d]
+    best_d = bx * bx + by * by
+    for k in range(nbr_ptr[c], nbr_ptr[c + 1]):
+        n = nbr_idx[k]
+        if n == d:
+            return d
+        dx = cx[n] - cx[d]
+        dy = cy[n] - cy[d]
+        dd = dx * dx + dy * dy
+        if dd < best_d:
+            best_d = dd
+            best = n
+    if best == c:
+        return d
+    return best
+
+
+@njit(cache=True)
+def place_step(state: np.uint64, place: np.int64, pi: np.ndarray, stickiness: float):
+    """One hourly step of the place chain: keep the place with probability ``stickiness``, else
+    redraw it from ``pi`` (the hour's target distribution over home / work / other). The
+    transition matrix is ``stickiness * I + (1 - stickiness) * 1 pi^T``. Returns
+    ``(state, new_place, redrawn)``."""
+    state, u = next_uniform(state)
+    if u < stickiness:
+        return state, place, False
+    state, u = next_uniform(state)
+    acc = 0.0
+    for k in range(pi.shape[0]):
+        acc += pi[k]
+        if u < acc:
+            return state, np.int64(k), True
+    return state, np.int64(pi.shape[0] - 1), True
+
+
+@njit(cache=True)
+def place_chain(key, n_entities, n_steps, pi_steps, stickiness, start):
+    """Place sequences of ``n_entities`` over ``n_steps`` hourly steps (``pi_steps[step]``): the
+    chain that :func:`mobility_epoch` uses, exposed for checking its stationary law."""
+    out = np.empty((n_entities, n_steps), dtype=np.int8)
+    for e in range(n_entities):
+        p = np.int64(start)
+        for k in range(n_steps):
+            st = seed_state(key, e, k)
+            st, p, _ = place_step(st, p, pi_steps[k], stickiness)
+            out[e, k] = p
+    return out
+
+
+@njit(cache=True)
+def _explore_cell(st, cur, nbr_ptr, nbr_idx, hops_mean, global_share, other_cdf):
+    st, u = next_uniform(st)
+    if u < global_share:
+        st, u = next_uniform(st)
+        return st, search_cdf(other_cdf, 0, other_cdf.shape[0], u)
+    st, u = next_uniform(st)
+    p = 1.0 / hops_mean
+    hops = 1
+    if p < 1.0:
+        hops = 1 + np.int64(math.log(u) / math.log(1.0 - p))
+    c = cur
+    for _ in range(min(hops, 64)):
+        deg = nbr_ptr[c + 1] - nbr_ptr[c]
+        if deg == 0:
+            break
+        st, k = next_below(st, deg)
+        c = nbr_idx[nbr_ptr[c] + k]
+    return st, c
+
+
+@njit(cache=True, nogil=True)
+def mobility_epoch(key, lo, hi, epoch, t0, t1, pi, stickiness, rho, gamma, hops_mean, global_share,
+                   other_cdf, speed_mu, speed_sigma, pp_prob, pp_dwell_ms, periodic_ms,
+                   cx, cy, nbr_ptr, nbr_idx, home, work,
+                   cur_cell, place, dest, next_hop_t, speed_kmh, visit_cell, visit_count, n_seen,
+                   out_t, out_sub, out_cell, out_kind):
+    """Move subscribers ``lo..hi-1`` through the epoch ``[t0, t1)`` (ms).
+
+    At the epoch start each subscriber takes one step of the hourly place chain; a new place
+    starts a trip at a uniform time within the hour. Trips hop along the neighbour graph towards
+    the destination (greedy routing) at a lognormal speed, dwelling in each cell the time it
+    takes to cross it; a handover may ping-pong back to the previous cell briefly. "Other"
+    places follow the exploration and preferential-return model of Song et al. (2010):
+    explore a new cell with probability rho * S^-gamma, else return to a known one in
+    proportion to past visits. Periodic location updates come every ``periodic_ms`` from a
+    per-subscriber phase. State arrays are updated in place.
+    """
+    n = np.int64(0)
+    K = visit_cell.shape[1]
+    span = t1 - t0
+    for s in range(lo, hi):
+        st = seed_state(key, s, epoch)
+        c_start = cur_cell[s]
+        first_out = n
+        st, newp, redrawn = place_step(st, np.int64(place[s]), pi, stickiness)
+        if redrawn and (newp != place[s] or newp == OTHER):
+            if newp == HOME:
+                target = np.int64(home[s])
+            elif newp == WORK:
+                target = np.int64(work[s])
+            else:
+                # Exploration and preferential return among the K remembered places.
+                seen = max(n_seen[s], 1)
+                st, u = next_uniform(st)
+                total = 0
+                for k in range(K):
+                    if visit_cell[s, k] >= 0:
+                        total += visit_count[s, k]
+                if total == 0 or u < rho * seen ** (-gamma):
+                    st, target = _explore_cell(st, np.int64(cur_cell[s]), nbr_ptr, nbr_idx,
+                                               hops_mean, global_share, other_cdf)
+                    n_seen[s] += 1
+                else:
+                    st, u = next_uniform(st)
+                    pick = u * total
+                    acc = 0.0
+                    target = np.int64(visit_cell[s, 0])
+                    for k in range(K):
+                        if visit_cell[s, k] >= 0:
+                            acc += visit_count[s, k]
+                            if pick < acc:
+                                target = np.int64(visit_cell[s, k])
+                                break
+                # Remember the visit (replace the least visited slot when full).
+                slot = -1
+                weakest = 0
+                for k in range(K):
+                    if visit_cell[s, k] == target:
+                        slot = k
+                        break
+                if slot < 0:
+                    for k in range(K):
+                        if visit_cell[s, k] < 0:
+                            slot = k
+                            visit_count[s, k] = 0
+                            break
+                    if slot < 0:
+                        for k in range(1, K):
+                            if visit_count[s, k] < visit_count[s, weakest]:
+                                weakest = k
+                        slot = weakest
+                        visit_count[s, slot] = 0
+                    visit_cell[s, slot] = target
+                visit_count[s, slot] += 1
+            place[s] = newp
+            where = dest[s] if next_hop_t[s] >= 0 else cur_cell[s]
+            if target != where:
+                dest[s] = target
+                if next_hop_t[s] < 0:
+                    st, u = next_uniform(st)
+                    st, v = next_lognormal(st, speed_mu, speed_sigma)
+                    speed_kmh[s] = max(v, 1.0)
+                    c = np.int64(cur_cell[s])
+                    nxt = _greedy_next(c, target, cx, cy, nbr_ptr, nbr_idx)
+                    dist = math.hypot(cx[nxt] - cx[c], cy[nxt] - cy[c])
+                    next_hop_t[s] = t0 + np.int64(u * span) + np.int64(0.5 * dist / speed_kmh[s] * 3.6e6)
+        # Travel within this epoch.
+        while next_hop_t[s] >= 0 and next_hop_t[s] < t1:
+            t = next_hop_t[s]
+            c = np.int64(cur_cell[s])
+            d = np.int64(dest[s])
+            nxt = _greedy_next(c, d, cx, cy, nbr_ptr, nbr_idx)
+            if n + 3 > out_t.shape[0]:
+                out_t = _grow_i64(out_t, n + 3)
+                out_sub = _grow_i64(out_sub, n + 3)
+                out_cell = _grow_i64(out_cell, n + 3)
+                out_kind = _grow_i64(out_kind, n + 3)
+            out_t[n] = t
+            out_sub[n] = s
+            out_cell[n] = nxt
+            out_kind[n] = KIND_CHANGE
+            n += 1
+            extra = np.int64(0)
+            st, u = next_uniform(st)
+            if u < pp_prob:
+                st, back = next_exponential(st, 1.0 / pp_dwell_ms)
+                st, fwd = next_exponential(st, 1.0 / pp_dwell_ms)
+                tb = t + 1 + np.int64(back)
+                tf = tb + 1 + np.int64(fwd)
+                if tf < t1:
+                    out_t[n] = tb
+                    out_sub[n] = s
+                    out_cell[n] = c
+                    out_kind[n] = KIND_CHANGE
+                    out_t[n + 1] = tf
+                    out_sub[n + 1] = s
+                    out_cell[n + 1] = nxt
+                    out_kind[n + 1] = KIND_CHANGE
+                    n += 2
+                    extra = tf - t
+            cur_cell[s] = nxt
+            if nxt == d:
+                next_hop_t[s] = -1
+            else:
+                dist = math.hypot(cx[nxt] - cx[c], cy[nxt] - cy[c])
+                next_hop_t[s] = t + extra + max(np.int64(1000), np.int64(dist / speed_kmh[s] * 3.6e6))
+        # Periodic location updates, in the cell held at each update time.
+        if periodic_ms > 0:
+            phase = np.int64((seed_state(key, s, -1) >> np.uint64(11)) % np.uint64(periodic_ms))
+            tp = t0 + ((phase - t0) % periodic_ms)
+            j = first_out
+            held = np.int64(c_start)
+            last = n
+            while tp < t1:
+                while j < last and out_t[j] <= tp:
+                    held = out_cell[j]
+                    j += 1
+                if n + 1 > out_t.shape[0]:
+                    out_t = _grow_i64(out_t, n + 1)
+                    out_sub = _grow_i64(out_sub, n + 1)
+                    out_cell = _grow_i64(out_cell, n + 1)
+                    out_kind = _grow_i64(out_kind, n + 1)
+                out_t[n] = tp
+                out_sub[n] = s
+                out_cell[n] = held
+                out_kind[n] = KIND_PERIODIC
+                n += 1
+                tp += periodic_ms
+    return n, out_t, out_sub, out_cell, out_kind
+
+
+@njit(cache=True, nogil=True)
+def sessions_epoch(key, lo, hi, epoch, t0, t1, rates, activity, burst_on, burst_next,
+                   mult_on, mult_off, on_mean_ms, off_mean_ms, onnet_share,
+                   contact_ptr, contact_cdf, contact_idx, voice_mu, voice_sigma, voice_max_ms,
+                   data_mu, data_sigma,
+                   out_t, out_sub, out_kind, out_cp, out_dur, out_vol):
+    """Session attempts of subscribers ``lo..hi-1`` in ``[t0, t1)`` (ms).
+
+    Arrivals are Poisson at ``activity * multiplier * rates[kind]`` per ms, where the multiplier
+    follows a two-state Markov-modulated process (active / quiet, exponential sojourns) carried
+    across epochs: this makes inter-event times bursty. Originated calls and SMS go to a contact
+    (chosen in proportion to tie strength) with probability ``onnet_share``, else off-net.
+    Voice durations and data volumes are lognormal.
+    """
+    n = np.int64(0)
+    total_rate = 0.0
+    for k in range(rates.shape[0]):
+        total_rate += rates[k]
+    for s in range(lo, hi):
+        st = seed_state(key, s, epoch)
+        if burst_next[s] < 0:  # first epoch: start in the stationary law
+            st, u = next_uniform(st)
+            burst_on[s] = 1 if u < on_mean_ms / (on_mean_ms + off_mean_ms) else 0
+            st, e = next_exponential(st, 1.0 / (on_mean_ms if burst_on[s] else off_mean_ms))
+            burst_next[s] = t0 + np.int64(e)
+        t = float(t0)
+        while t < t1:
+            seg_end = float(min(burst_next[s], t1))
+            lam = activity[s] * (mult_on if burst_on[s] else mult_off) * total_rate
+            if lam > 0.0:
+                while True:
+                    st, gap = next_exponential(st, lam)
+                    if t + gap >= seg_end:
+                        break
+                    t += gap
+                    st, u = next_uniform(st)
+                    pick = u * total_rate
+                    kind = 0
+                    acc = rates[0]
+                    while pick >= acc and kind < rates.shape[0] - 1:
+                        kind += 1
+                        acc += rates[kind]
+                    cp = -1
+                    dur = np.int64(0)
+                    vol = np.int64(0)
+                    if kind == VOICE_MO or kind == SMS_MO:
+                        st, u = next_uniform(st)
+                        lo_c = contact_ptr[s]
+                        hi_c = contact_ptr[s + 1]
+                        if u < onnet_share and hi_c > lo_c:
+                            st, u = next_uniform(st)
+                            cp = contact_idx[search_cdf(contact_cdf, lo_c, hi_c, u)]
+                    if kind == VOICE_MO or kind == VOICE_MT_OFFNET:
+                        st, x = next_lognormal(st, voice_mu, voice_sigma)
+                        dur = np.int64(min(max(x * 1000.0, 1000.0), voice_max_ms))
+                    elif kind == DATA:
+                        st, x = next_lognormal(st, data_mu, data_sigma)
+                        vol = np.int64(min(max(x, 1.0), 1e12))
+                    if n + 1 > out_t.shape[0]:
+                        out_t = _grow_i64(out_t, n + 1)
+                        out_sub = _grow_i64(out_sub, n + 1)
+                        out_kind = _grow_i64(out_kind, n + 1)
+                        out_cp = _grow_i64(out_cp, n + 1)
+                        out_dur = _grow_i64(out_dur, n + 1)
+                        out_vol = _grow_i64(out_vol, n + 1)
+                    out_t[n] = np.int64(t)
+                    out_sub[n] = s
+                    out_kind[n] = kind
+                    out_cp[n] = cp
+                    out_dur[n] = dur
+                    out_vol[n] = vol
+                    n += 1
+            t = seg_end
+            if burst_next[s] <= t1 and t >= burst_next[s]:
+                burst_on[s] = 1 - burst_on[s]
+                st, e = next_exponential(st, 1.0 / (on_mean_ms if burst_on[s] else off_mean_ms))
+                burst_next[s] = burst_next[s] + 1 + np.int64(e)
+    return n, out_t, out_sub, out_kind, out_cp, out_dur, out_vol

@@ -1,0 +1,536 @@
+"""Network resolution: the capacity-dependent part, run in time order over the whole network.
+
+One call per epoch merges five time-ordered streams: KPI interval ticks, voice call ends, data
+session completions, subscribers' cell changes and session attempts (ties in that order, then by
+input order, so the result is deterministic). Its state (busy channels, calls in progress, data
+sessions sharing each cell) lives in arrays that persist across epochs.
+
+* Voice: a call holds one channel in the serving cell of each on-net party. An attempt at a full
+  cell is blocked (the other party's leg fails with cause ``remote_blocked``); a party that is
+  already in a call answers busy. When a party changes cell during a call the call is handed over
+  if the target cell has a free channel, else dropped (cause ``handover_failure``, the other leg
+  ``remote_drop``).
+* Data: egalitarian processor sharing per cell: the ``n`` sessions in a cell each get
+  ``min(ue_peak, capacity / n)``; a session's volume is fixed, so its duration stretches under
+  load. Tracked exactly by a per-cell virtual time (bytes received by any one session), with the
+  next completion of every cell in a tournament tree. A session follows its subscriber through
+  cell changes.
+* KPIs per cell and interval: attempts and outcomes by the cell and interval where the leg was
+  attempted (so attempts = completed + blocked + dropped + failed holds per cell), busy-channel
+  time integral and peak, offered and carried channel-time, SMS, data sessions, data volume and
+  session-time served in the interval.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from numba import njit
+
+from .demand import DATA, KIND_PERIODIC, SMS_MO, SMS_MT_OFFNET, VOICE_MO
+
+INF = np.int64(2**62)
+
+# Codes shared with sim.schema.
+SVC_VOICE, SVC_SMS, SVC_DATA = 0, 1, 2
+DIR_MO, DIR_MT = 0, 1
+OUT_COMPLETED, OUT_BLOCKED, OUT_DROPPED, OUT_FAILED = 0, 1, 2, 3
+CAUSE_NONE, CAUSE_NO_CHANNEL, CAUSE_REMOTE_BLOCKED, CAUSE_HANDOVER, CAUSE_REMOTE_DROP, CAUSE_BUSY = 0, 1, 2, 3, 4, 5
+REASON_CELL_CHANGE, REASON_HANDOVER, REASON_EVENT, REASON_PERIODIC = 0, 1, 2, 3
+
+# Indices into the int64 counter array.
+C_NEXT_REC, C_NEXT_SESS, C_CUR_INT, C_NEXT_TICK, C_FREE_CALLS, C_FREE_DATA = 0, 1, 2, 3, 4, 5
+
+
+@njit(cache=True, inline="always")
+def _tree_set(tt, ti, leaf, value):
+    p = tt.shape[0] // 2
+    j = p + leaf
+    tt[j] = value
+    ti[j] = leaf
+    j //= 2
+    while j >= 1:
+        a = 2 * j
+        b = a + 1
+        if tt[b] < tt[a]:
+            tt[j] = tt[b]
+            ti[j] = ti[b]
+        else:
+            tt[j] = tt[a]
+            ti[j] = ti[a]
+        j //= 2
+
+
+@njit(cache=True)
+def tree_init(tt, ti):
+    """Fill a tournament tree with INF everywhere (leaves hold their own index)."""
+    p = tt.shape[0] // 2
+    for j in range(p, 2 * p):
+        tt[j] = INF
+        ti[j] = j - p
+    for j in range(p - 1, 0, -1):
+        tt[j] = INF
+        ti[j] = ti[2 * j]
+
+
+@njit(cache=True, inline="always")
+def _busy_flush(c, t, busy, busy_last, busy_area, acc):
+    if acc:
+        busy_area[c] += busy[c] * (t - busy_last[c])
+    busy_last[c] = t
+
+
+@njit(cache=True, inline="always")
+def _ps_rate(c, n_d, cap_bpms, ue_bpms):
+    share = cap_bpms[c] / n_d[c]
+    return share if share < ue_bpms else ue_bpms
+
+
+@njit(cache=True, inline="always")
+def _ps_advance(c, t, n_d, vt, ps_last, cap_bpms, ue_bpms, served, sess_ms, acc):
+    if n_d[c] > 0 and t > ps_last[c]:
+        r = _ps_rate(c, n_d, cap_bpms, ue_bpms)
+        dt = t - ps_last[c]
+        vt[c] += r * dt
+        if acc:
+            served[c] += r * dt * n_d[c]
+            sess_ms[c] += dt * n_d[c]
+    ps_last[c] = t
+
+
+@njit(cache=True)
+def _ps_predict(c, t, n_d, vt, cap_bpms, ue_bpms, cell_head, ds_cnext, ds_fin, td, tdi):
+    if n_d[c] == 0:
+        _tree_set(td, tdi, c, INF)
+        return
+    best = 1e300
+    j = cell_head[c]
+    while j >= 0:
+        if ds_fin[j] < best:
+            best = ds_fin[j]
+        j = ds_cnext[j]
+    r = _ps_rate(c, n_d, cap_bpms, ue_bpms)
+    if r <= 0.0:
+        _tree_set(td, tdi, c, INF)
+        return
+    rem = best - vt[c]
+    wait = np.int64(math.ceil(rem / r)) if rem > 0.0 else np.int64(0)
+    _tree_set(td, tdi, c, t + wait)
+
+
+@njit(cache=True)
+def resolve_epoch(
+    t1, n_int, interval_ms, ue_bpms,
+    # inputs of this epoch, time-ordered
+    mob_t, mob_sub, mob_cell, mob_kind, n_mob,
+    att_t, att_sub, att_kind, att_cp, att_dur, att_vol, n_att, up_share,
+    # cell state
+    cap_ch, busy, busy_last, busy_area, busy_peak,
+    cap_bpms, n_d, vt, ps_last, served, sess_ms, cell_head, td, tdi,
+    # subscriber state
+    res_cell, active_call, sub_head,
+    # calls in progress (slots)
+    call_free, tv, tvi, call_sess, call_t0, call_int,
+    a_sub, a_cell, a_start, a_rec, a_dir, b_sub, b_cell, b_start, b_rec,
+    # data sessions (slots)
+    data_free, ds_sub, ds_cell, ds_start, ds_t0, ds_size, ds_up, ds_fin, ds_rec, ds_sess,
+    ds_cnext, ds_cprev, ds_snext, ds_sprev,
+    # KPIs [interval, cell]
+    k_att, k_comp, k_block, k_drop, k_fail, k_hin, k_hfail, k_sms, k_dsess,
+    k_busy_area, k_busy_peak, k_offered, k_carried, k_served, k_sess_ms,
+    counters,
+    # outputs
+    o_rec, o_sess, o_sub, o_cp, o_svc, o_dir, o_t, o_dur, o_up, o_down, o_cell, o_end, o_out, o_cause,
+    l_t, l_sub, l_cell, l_reason,
+):
+    """Process everything that happens before ``t1``; return ``(cdr_rows, location_rows)``."""
+    nc = np.int64(0)
+    nl = np.int64(0)
+    im = np.int64(0)
+    ia = np.int64(0)
+    n_cells = cap_ch.shape[0]
+    while True:
+        cur = counters[C_CUR_INT]
+        acc = cur < n_int
+        t_v = tv[1]
+        t_d = td[1]
+        t_m = mob_t[im] if im < n_mob else INF
+        t_a = att_t[ia] if ia < n_att else INF
+        t = min(min(t_v, t_d), min(t_m, t_a))
+        tick = counters[C_NEXT_TICK]
+        if acc and tick <= t and tick <= t1:
+            # Close the interval: flush integrals of every cell, then start the next one.
+            for c in range(n_cells):
+                _busy_flush(c, tick, busy, busy_last, busy_area, True)
+                _ps_advance(c, tick, n_d, vt, ps_last, cap_bpms, ue_bpms, served, sess_ms, True)
+                k_busy_area[cur, c] += busy_area[c]
+                k_busy_peak[cur, c] = max(k_busy_peak[cur, c], busy_peak[c])
+                k_served[cur, c] += served[c]
+                k_sess_ms[cur, c] += sess_ms[c]
+                busy_area[c] = 0.0
+                served[c] = 0.0
+                sess_ms[c] = 0.0
+                busy_peak[c] = busy[c]
+            counters[C_CUR_INT] = cur + 1
+            counters[C_NEXT_TICK] = tick + interval_ms
+            continue
+        if t >= t1:
+            break
+        if t_v == t:
+            # A call ends normally.
+            k = tvi[1]
+            _tree_set(tv, tvi, k, INF)
+            ki = call_int[k]
+            for leg in range(2):
+                s = a_sub[k] if leg == 0 else b_sub[k]
+                if s < 0:
+                    continue
+                c = a_cell[k] if leg == 0 else b_cell[k]
+                c0 = a_start[k] if leg == 0 else b_start[k]
+                _busy_flush(c, t, busy, busy_last, busy_area, acc)
+                busy[c] -= 1
+                active_call[s] = -1
+                o_rec[nc] = a_rec[k] if leg == 0 else b_rec[k]
+                o_sess[nc] = call_sess[k]
+                o_sub[nc] = s
+                o_cp[nc] = b_sub[k] if leg == 0 else a_sub[k]
+                o_svc[nc] = SVC_VOICE
+                o_dir[nc] = a_dir[k] if leg == 0 else DIR_MT
+                o_t[nc] = call_t0[k]
+                o_dur[nc] = t - call_t0[k]
+                o_up[nc] = 0
+                o_down[nc] = 0
+                o_cell[nc] = c0
+                o_end[nc] = c
+                o_out[nc] = OUT_COMPLETED
+                o_cause[nc] = CAUSE_NONE
+                nc += 1
+                k_comp[ki, c0] += 1
+                k_carried[ki, c0] += t - call_t0[k]
+            call_free[counters[C_FREE_CALLS]] = k
+            counters[C_FREE_CALLS] += 1
+            continue
+        if t_d == t:
+            # The data session with the smallest finish tag in this cell completes.
+            c = tdi[1]
+            _ps_advance(c, t, n_d, vt, ps_last, cap_bpms, ue_bpms, served, sess_ms, acc)
+            best = -1
+            j = cell_head[c]
+            while j >= 0:
+                if best < 0 or ds_fin[j] < ds_fin[best]:
+                    best = j
+                j = ds_cnext[j]
+            j = best
+            # Unlink from the cell list and the subscriber list.
+            if ds_cprev[j] >= 0:
+                ds_cnext[ds_cprev[j]] = ds_cnext[j]
+            else:
+                cell_head[c] = ds_cnext[j]
+            if ds_cnext[j] >= 0:
+                ds_cprev[ds_cnext[j]] = ds_cprev[j]
+            s = ds_sub[j]
+            if ds_sprev[j] >= 0:
+                ds_snext[ds_sprev[j]] = ds_snext[j]
+            else:
+                sub_head[s] = ds_snext[j]
+            if ds_snext[j] >= 0:
+                ds_sprev[ds_snext[j]] = ds_sprev[j]
+            n_d[c] -= 1
+            if n_d[c] == 0:
+                vt[c] = 0.0
+            o_rec[nc] = ds_rec[j]
+            o_sess[nc] = ds_sess[j]
+            o_sub[nc] = s
+            o_cp[nc] = -1
+            o_svc[nc] = SVC_DATA
+            o_dir[nc] = DIR_MO
+            o_t[nc] = ds_t0[j]
+            o_dur[nc] = t - ds_t0[j]
+            o_up[nc] = ds_up[j]
+            o_down[nc] = np.int64(ds_size[j])
+            o_cell[nc] = ds_start[j]
+            o_end[nc] = c
+            o_out[nc] = OUT_COMPLETED
+            o_cause[nc] = CAUSE_NONE
+            nc += 1
+            data_free[counters[C_FREE_DATA]] = j
+            counters[C_FREE_DATA] += 1
+            _ps_predict(c, t, n_d, vt, cap_bpms, ue_bpms, cell_head, ds_cnext, ds_fin, td, tdi)
+            continue
+        if t_m == t:
+            s = mob_sub[im]
+            c_new = mob_cell[im]
+            kind = mob_kind[im]
+            im += 1
+            if kind == KIND_PERIODIC:
+                l_t[nl] = t
+                l_sub[nl] = s
+                l_cell[nl] = res_cell[s]
+                l_reason[nl] = REASON_PERIODIC
+                nl += 1
+                continue
+            c_old = res_cell[s]
+            if c_new == c_old:
+                continue
+            res_cell[s] = c_new
+            busy_any = active_call[s] >= 0 or sub_head[s] >= 0
+            l_t[nl] = t
+            l_sub[nl] = s
+            l_cell[nl] = c_new
+            l_reason[nl] = REASON_HANDOVER if busy_any else REASON_CELL_CHANGE
+            nl += 1
+            k = active_call[s]
+            if k >= 0:
+                if acc:
+                    k_hin[cur, c_new] += 1
+                if busy[c_new] < cap_ch[c_new]:
+                    _busy_flush(c_old, t, busy, busy_last, busy_area, acc)
+                    busy[c_old] -= 1
+                    _busy_flush(c_new, t, busy, busy_last, busy_area, acc)
+                    busy[c_new] += 1
+                    if busy[c_new] > busy_peak[c_new]:
+                        busy_peak[c_new] = busy[c_new]
+                    if a_sub[k] == s:
+                        a_cell[k] = c_new
+                    else:
+                        b_cell[k] = c_new
+                else:
+                    # Handover failure: the call drops for both parties.
+                    if acc:
+                        k_hfail[cur, c_new] += 1
+                    _tree_set(tv, tvi, k, INF)
+                    ki = call_int[k]
+                    for leg in range(2):
+                        p = a_sub[k] if leg == 0 else b_sub[k]
+                        if p < 0:
+                            continue
+                        c = a_cell[k] if leg == 0 else b_cell[k]
+                        c0 = a_start[k] if leg == 0 else b_start[k]
+                        _busy_flush(c, t, busy, busy_last, busy_area, acc)
+                        busy[c] -= 1
+                        active_call[p] = -1
+                        o_rec[nc] = a_rec[k] if leg == 0 else b_rec[k]
+                        o_sess[nc] = call_sess[k]
+                        o_sub[nc] = p
+                        o_cp[nc] = b_sub[k] if leg == 0 else a_sub[k]
+                        o_svc[nc] = SVC_VOICE
+                        o_dir[nc] = a_dir[k] if leg == 0 else DIR_MT
+                        o_t[nc] = call_t0[k]
+                        o_dur[nc] = t - call_t0[k]
+                        o_up[nc] = 0
+                        o_down[nc] = 0
+                        o_cell[nc] = c0
+                        o_end[nc] = c_new if p == s else c
+                        o_out[nc] = OUT_DROPPED
+                        o_cause[nc] = CAUSE_HANDOVER if p == s else CAUSE_REMOTE_DROP
+                        nc += 1
+                        k_drop[ki, c0] += 1
+                        k_carried[ki, c0] += t - call_t0[k]
+                    call_free[counters[C_FREE_CALLS]] = k
+                    counters[C_FREE_CALLS] += 1
+            if sub_head[s] >= 0:
+                # Data sessions follow the subscriber: keep their remaining volume.
+                _ps_advance(c_old, t, n_d, vt, ps_last, cap_bpms, ue_bpms, served, sess_ms, acc)
+                _ps_advance(c_new, t, n_d, vt, ps_last, cap_bpms, ue_bpms, served, sess_ms, acc)
+                j = sub_head[s]
+                while j >= 0:
+                    rem = ds_fin[j] - vt[c_old]
+                    if ds_cprev[j] >= 0:
+                        ds_cnext[ds_cprev[j]] = ds_cnext[j]
+                    else:
+                        cell_head[c_old] = ds_cnext[j]
+                    if ds_cnext[j] >= 0:
+                        ds_cprev[ds_cnext[j]] = ds_cprev[j]
+                    n_d[c_old] -= 1
+                    ds_fin[j] = vt[c_new] + rem
+                    ds_cell[j] = c_new
+                    ds_cprev[j] = -1
+                    ds_cnext[j] = cell_head[c_new]
+                    if cell_head[c_new] >= 0:
+                        ds_cprev[cell_head[c_new]] = j
+                    cell_head[c_new] = j
+                    n_d[c_new] += 1
+                    j = ds_snext[j]
+                if n_d[c_old] == 0:
+                    vt[c_old] = 0.0
+                _ps_predict(c_old, t, n_d, vt, cap_bpms, ue_bpms, cell_head, ds_cnext, ds_fin, td, tdi)
+                _ps_predict(c_new, t, n_d, vt, cap_bpms, ue_bpms, cell_head, ds_cnext, ds_fin, td, tdi)
+            continue
+        # A session attempt.
+        s = att_sub[ia]
+        kind = att_kind[ia]
+        cp = att_cp[ia]
+        dur = att_dur[ia]
+        vol = att_vol[ia]
+        ia += 1
+        c = res_cell[s]
+        if kind == DATA:
+            j = data_free[counters[C_FREE_DATA] - 1]
+            counters[C_FREE_DATA] -= 1
+            up = np.int64(vol * up_share)
+            _ps_advance(c, t, n_d, vt, ps_last, cap_bpms, ue_bpms, served, sess_ms, acc)
+            ds_sub[j] = s
+            ds_cell[j] = c
+            ds_start[j] = c
+            ds_t0[j] = t
+            ds_size[j] = float(vol - up)
+            ds_up[j] = up
+            ds_fin[j] = vt[c] + float(vol - up)
+            ds_rec[j] = counters[C_NEXT_REC]
+            ds_sess[j] = counters[C_NEXT_SESS]
+            counters[C_NEXT_REC] += 1
+            counters[C_NEXT_SESS] += 1
+            ds_cprev[j] = -1
+            ds_cnext[j] = cell_head[c]
+            if cell_head[c] >= 0:
+                ds_cprev[cell_head[c]] = j
+            cell_head[c] = j
+            ds_sprev[j] = -1
+            ds_snext[j] = sub_head[s]
+            if sub_head[s] >= 0:
+                ds_sprev[sub_head[s]] = j
+            sub_head[s] = j
+            n_d[c] += 1
+            if acc:
+                k_dsess[cur, c] += 1
+            _ps_predict(c, t, n_d, vt, cap_bpms, ue_bpms, cell_head, ds_cnext, ds_fin, td, tdi)
+            l_t[nl] = t
+            l_sub[nl] = s
+            l_cell[nl] = c
+            l_reason[nl] = REASON_EVENT
+            nl += 1
+            continue
+        if kind == VOICE_MO and active_call[s] >= 0:
+            continue  # nobody dials while already talking
+        sess = counters[C_NEXT_SESS]
+        counters[C_NEXT_SESS] += 1
+        is_sms = kind == SMS_MO or kind == SMS_MT_OFFNET
+        direction = DIR_MO if (kind == VOICE_MO or kind == SMS_MO) else DIR_MT
+        b = cp if direction == DIR_MO else -1
+        cb = res_cell[b] if b >= 0 else -1
+        rec_a = counters[C_NEXT_REC]
+        counters[C_NEXT_REC] += 1
+        rec_b = np.int64(-1)
+        if b >= 0:
+            rec_b = counters[C_NEXT_REC]
+            counters[C_NEXT_REC] += 1
+        ki = cur if acc else n_int - 1
+        for leg in range(2):
+            p = s if leg == 0 else b
+            if p < 0:
+                continue
+            l_t[nl] = t
+            l_sub[nl] = p
+            l_cell[nl] = c if leg == 0 else cb
+            l_reason[nl] = REASON_EVENT
+            nl += 1
+        if is_sms:
+            for leg in range(2):
+                p = s if leg == 0 else b
+                if p < 0:
+                    continue
+                cc = c if leg == 0 else cb
+                o_rec[nc] = rec_a if leg == 0 else rec_b
+                o_sess[nc] = sess
+                o_sub[nc] = p
+                o_cp[nc] = (cp if direction == DIR_MO else -1) if leg == 0 else s
+                o_svc[nc] = SVC_SMS
+                o_dir[nc] = direction if leg == 0 else DIR_MT
+                o_t[nc] = t
+                o_dur[nc] = 0
+                o_up[nc] = 0
+                o_down[nc] = 0
+                o_cell[nc] = cc
+                o_end[nc] = cc
+                o_out[nc] = OUT_COMPLETED
+                o_cause[nc] = CAUSE_NONE
+                nc += 1
+                if acc:
+                    k_sms[cur, cc] += 1
+            continue
+        # Voice: admission on every leg.
+        k_att[ki, c] += 1
+        k_offered[ki, c] += dur
+        if b >= 0:
+            k_att[ki, cb] += 1
+            k_offered[ki, cb] += dur
+        out_a = OUT_COMPLETED
+        out_b = OUT_COMPLETED
+        cause_a = CAUSE_NONE
+        cause_b = CAUSE_NONE
+        if active_call[s] >= 0 or (b >= 0 and active_call[b] >= 0):
+            out_a = OUT_FAILED
+            out_b = OUT_FAILED
+            cause_a = CAUSE_BUSY
+            cause_b = CAUSE_BUSY
+        else:
+            a_ok = busy[c] < cap_ch[c]
+            b_ok = True
+            if b >= 0:
+                need = 2 if cb == c else 1
+                b_ok = busy[cb] + need <= cap_ch[cb] if cb == c else busy[cb] < cap_ch[cb]
+            if not a_ok:
+                out_a = OUT_BLOCKED
+                cause_a = CAUSE_NO_CHANNEL
+                if b >= 0:
+                    out_b = OUT_BLOCKED if not b_ok else OUT_FAILED
+                    cause_b = CAUSE_NO_CHANNEL if not b_ok else CAUSE_REMOTE_BLOCKED
+            elif not b_ok:
+                out_b = OUT_BLOCKED
+                cause_b = CAUSE_NO_CHANNEL
+                out_a = OUT_FAILED
+                cause_a = CAUSE_REMOTE_BLOCKED
+        if out_a == OUT_COMPLETED:
+            k = call_free[counters[C_FREE_CALLS] - 1]
+            counters[C_FREE_CALLS] -= 1
+            call_sess[k] = sess
+            call_t0[k] = t
+            call_int[k] = ki
+            a_sub[k] = s
+            a_cell[k] = c
+            a_start[k] = c
+            a_rec[k] = rec_a
+            a_dir[k] = direction
+            b_sub[k] = b
+            b_cell[k] = cb
+            b_start[k] = cb
+            b_rec[k] = rec_b
+            for leg in range(2):
+                p = s if leg == 0 else b
+                if p < 0:
+                    continue
+                cc = c if leg == 0 else cb
+                _busy_flush(cc, t, busy, busy_last, busy_area, acc)
+                busy[cc] += 1
+                if busy[cc] > busy_peak[cc]:
+                    busy_peak[cc] = busy[cc]
+                active_call[p] = k
+            _tree_set(tv, tvi, k, t + dur)
+            continue
+        for leg in range(2):
+            p = s if leg == 0 else b
+            if p < 0:
+                continue
+            cc = c if leg == 0 else cb
+            o_rec[nc] = rec_a if leg == 0 else rec_b
+            o_sess[nc] = sess
+            o_sub[nc] = p
+            o_cp[nc] = (cp if direction == DIR_MO else -1) if leg == 0 else s
+            o_svc[nc] = SVC_VOICE
+            o_dir[nc] = direction if leg == 0 else DIR_MT
+            o_t[nc] = t
+            o_dur[nc] = 0
+            o_up[nc] = 0
+            o_down[nc] = 0
+            o_cell[nc] = cc
+            o_end[nc] = cc
+            oc = out_a if leg == 0 else out_b
+            o_out[nc] = oc
+            o_cause[nc] = cause_a if leg == 0 else cause_b
+            nc += 1
+            if oc == OUT_BLOCKED:
+                k_block[ki, cc] += 1
+            else:
+                k_fail[ki, cc] += 1
+    return nc, nl

@@ -1,0 +1,93 @@
+"""Mobility: where subscribers want to be, hour by hour, and the per-subscriber state the
+mobility kernel (:func:`sim.kernels.demand.mobility_epoch`) carries across epochs.
+
+Each hour a subscriber keeps their place (home / work / other) with probability ``stickiness``,
+otherwise redraws it from the hour's target distribution below: a time-inhomogeneous Markov chain
+``P_h = s I + (1 - s) 1 pi_h^T`` whose occupancy follows ``pi_h`` with a lag. The tables are a
+plain time-use assumption (night at home, weekday office hours at work, evening outings, later
+and looser weekends), meant to be calibrated (issue: calibration) against the hourly move
+probability and time-at-top-location of real traces.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from .config import MobilityConfig, PopulationConfig
+from .network import Network
+from .population import Population
+from .streams import generator
+
+N_PLACES = 3
+VISIT_SLOTS = 6
+
+
+def _table(rows: list[tuple[range | int, tuple[float, float, float]]]) -> np.ndarray:
+    out = np.zeros((24, N_PLACES))
+    for hours, p in rows:
+        for h in [hours] if isinstance(hours, int) else hours:
+            out[h] = p
+    assert (out.sum(axis=1) > 0).all()
+    return out / out.sum(axis=1, keepdims=True)
+
+
+# Target distribution over (home, work, other) by local hour.
+PLACE_TARGET_WEEKDAY = _table([
+    (range(0, 6), (0.95, 0.02, 0.03)), (6, (0.85, 0.10, 0.05)), (7, (0.60, 0.30, 0.10)),
+    (8, (0.35, 0.50, 0.15)), (range(9, 12), (0.25, 0.55, 0.20)), (12, (0.25, 0.45, 0.30)),
+    (13, (0.25, 0.52, 0.23)), (range(14, 17), (0.25, 0.55, 0.20)), (17, (0.40, 0.35, 0.25)),
+    (18, (0.55, 0.15, 0.30)), (19, (0.65, 0.07, 0.28)), (20, (0.72, 0.05, 0.23)),
+    (21, (0.80, 0.03, 0.17)), (22, (0.88, 0.02, 0.10)), (23, (0.93, 0.02, 0.05)),
+])
+PLACE_TARGET_WEEKEND = _table([
+    (range(0, 2), (0.90, 0.01, 0.09)), (range(2, 8), (0.96, 0.01, 0.03)), (range(8, 10), (0.85, 0.03, 0.12)),
+    (range(10, 13), (0.60, 0.05, 0.35)), (range(13, 18), (0.55, 0.05, 0.40)), (range(18, 21), (0.60, 0.03, 0.37)),
+    (21, (0.72, 0.02, 0.26)), (22, (0.82, 0.02, 0.16)), (23, (0.88, 0.01, 0.11)),
+])
+
+
+def place_target(hour: int, weekday: int) -> np.ndarray:
+    return (PLACE_TARGET_WEEKEND if weekday >= 5 else PLACE_TARGET_WEEKDAY)[hour]
+
+
+@dataclass
+class MobilityState:
+    cur_cell: np.ndarray     # int64: cell at the end of the last processed epoch
+    place: np.ndarray        # int8: 0 home, 1 work, 2 other
+    dest: np.ndarray         # int64: destination cell of the trip in progress
+    next_hop_t: np.ndarray   # int64 ms: next handover of the trip in progress, -1 when still
+    speed_kmh: np.ndarray    # float64: speed of the trip in progress
+    visit_cell: np.ndarray   # int64 [n, VISIT_SLOTS]: remembered "other" places, -1 empty
+    visit_count: np.ndarray  # int64 [n, VISIT_SLOTS]
+    n_seen: np.ndarray       # int64: distinct "other" places explored so far
+
+    @classmethod
+    def initial(cls, pop: Population, hour: int, weekday: int, seed: int) -> MobilityState:
+        """Everybody starts at home, or at work with the start hour's odds of being there."""
+        n = pop.n
+        pi = place_target(hour, weekday)
+        at_work = generator(seed, "mobility", 1).random(n) < pi[1] / (pi[0] + pi[1])
+        cell = np.where(at_work, pop.work_cell, pop.home_cell).astype(np.int64)
+        return cls(cur_cell=cell, place=at_work.astype(np.int8), dest=cell.copy(),
+                   next_hop_t=np.full(n, -1, np.int64), speed_kmh=np.zeros(n),
+                   visit_cell=np.full((n, VISIT_SLOTS), -1, np.int64),
+                   visit_count=np.zeros((n, VISIT_SLOTS), np.int64), n_seen=np.zeros(n, np.int64))
+
+
+def other_place_cdf(net: Network, pop_cfg: PopulationConfig) -> np.ndarray:
+    """Where exploration jumps land when they go anywhere: cells weighted like workplaces."""
+    w = np.asarray(pop_cfg.work_weight.as_tuple())[net.density]
+    if w.sum() <= 0:
+        w = np.ones(net.n_cells)
+    return np.cumsum(w)
+
+
+def kernel_params(cfg: MobilityConfig) -> dict[str, float]:
+    return {
+        "stickiness": cfg.stickiness, "rho": cfg.explore_rho, "gamma": cfg.explore_gamma,
+        "hops_mean": cfg.jump_hops_mean, "global_share": cfg.global_jump_share,
+        "speed_mu": float(np.log(cfg.speed_kmh_median)), "speed_sigma": cfg.speed_log_sigma,
+        "pp_prob": cfg.ping_pong_prob, "pp_dwell_ms": cfg.ping_pong_dwell_s * 1000.0,
+    }

@@ -1,0 +1,177 @@
+"""Subscribers: home and work/anchor cells, a heavy-tailed activity level and a social graph.
+
+Homes are placed by a per-density-class weight; the work/anchor cell of a commuter is drawn either
+near home (within two neighbour hops) or anywhere by work attractiveness, which gives the mix of
+short and long commutes seen in real home-work distances; a non-commuter's anchor (school, shops)
+is within two hops. The social graph is built so that most contacts live nearby, with lognormal
+tie strengths, so that a few contacts carry most of a subscriber's calls. It is stored as CSR
+arrays for the kernels; :meth:`Population.social_graph` gives the networkx view.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import networkx as nx
+import numpy as np
+
+from .config import PopulationConfig
+from .network import Network
+from .streams import generator
+
+ACTIVITY_CLASSES = ("low", "medium", "high", "very_high")
+_ACTIVITY_EDGES = (0.5, 1.5, 4.0)
+
+
+@dataclass
+class Population:
+    home_cell: np.ndarray      # int32
+    work_cell: np.ndarray      # int32
+    commuter: np.ndarray       # bool
+    activity: np.ndarray       # float64, lognormal with mean 1
+    activity_class: np.ndarray  # int8 index into ACTIVITY_CLASSES
+    contact_ptr: np.ndarray    # int64, CSR of the (symmetric) social graph
+    contact_idx: np.ndarray    # int32
+    contact_cdf: np.ndarray    # float64, cumulative tie strength within each row
+
+    @property
+    def n(self) -> int:
+        return int(self.home_cell.shape[0])
+
+    def contacts(self, sub: int) -> np.ndarray:
+        return self.contact_idx[self.contact_ptr[sub]:self.contact_ptr[sub + 1]]
+
+    def social_graph(self) -> nx.Graph:
+        """The social graph as networkx, edges weighted by tie strength (for analysis; O(edges))."""
+        g = nx.Graph()
+        g.add_nodes_from(range(self.n))
+        for s in range(self.n):
+            lo, hi = self.contact_ptr[s], self.contact_ptr[s + 1]
+            prev = 0.0
+            for k in range(lo, hi):
+                t = int(self.contact_idx[k])
+                w = float(self.contact_cdf[k] - prev)
+                prev = float(self.contact_cdf[k])
+                if s < t:
+                    g.add_edge(s, t, weight=w)
+        return g
+
+
+def _two_hop(net: Network) -> tuple[np.ndarray, np.ndarray]:
+    """CSR of each cell's neighbourhood within two hops (itself included)."""
+    ptr = [0]
+    idx: list[int] = []
+    for c in range(net.n_cells):
+        near = {c}
+        for n in net.neighbours(c):
+            near.add(int(n))
+            near.update(int(m) for m in net.neighbours(int(n)))
+        idx.extend(sorted(near))
+        ptr.append(len(idx))
+    return np.asarray(ptr, np.int64), np.asarray(idx, np.int32)
+
+
+def _draw_in_rows(rng: np.random.Generator, ptr: np.ndarray, idx: np.ndarray, rows: np.ndarray,
+                  weight: np.ndarray | None = None) -> np.ndarray:
+    """For each entry of ``rows``, one member of that CSR row (uniform or by ``weight[member]``)."""
+    if weight is None:
+        size = ptr[rows + 1] - ptr[rows]
+        return idx[ptr[rows] + np.minimum((rng.random(len(rows)) * size).astype(np.int64), size - 1)]
+    w = weight[idx]
+    cum = np.cumsum(w)
+    lo = np.where(ptr[rows] > 0, cum[ptr[rows] - 1], 0.0)
+    hi = cum[ptr[rows + 1] - 1]
+    target = lo + rng.random(len(rows)) * (hi - lo)
+    pos = np.searchsorted(cum, target, side="right")
+    return idx[np.minimum(pos, ptr[rows + 1] - 1)]
+
+
+def build_population(cfg: PopulationConfig, net: Network, seed: int) -> Population:
+    n = cfg.subscribers
+    rng_h = generator(seed, "population.homes")
+    home_w = np.asarray(cfg.home_weight.as_tuple())[net.density]
+    work_w = np.asarray(cfg.work_weight.as_tuple())[net.density]
+    if home_w.sum() <= 0:
+        home_w = np.ones(net.n_cells)
+    if work_w.sum() <= 0:
+        work_w = np.ones(net.n_cells)
+    home = rng_h.choice(net.n_cells, size=n, p=home_w / home_w.sum()).astype(np.int32)
+    two_ptr, two_idx = _two_hop(net)
+    commuter = rng_h.random(n) < cfg.commuter_share
+    # A commuter works anywhere (by attractiveness) half the time, otherwise near home.
+    far = commuter & (rng_h.random(n) < 0.5)
+    work = _draw_in_rows(rng_h, two_ptr, two_idx, home, work_w)
+    work[far] = rng_h.choice(net.n_cells, size=int(far.sum()), p=work_w / work_w.sum())
+    work = work.astype(np.int32)
+
+    rng_a = generator(seed, "population.activity")
+    sigma = cfg.activity_sigma
+    activity = rng_a.lognormal(-0.5 * sigma * sigma, sigma, size=n)
+    activity_class = np.searchsorted(np.asarray(_ACTIVITY_EDGES), activity, side="right").astype(np.int8)
+
+    ptr, idx, cdf = _social_graph(cfg, net, home, seed)
+    return Population(home, work, commuter, activity, activity_class, ptr, idx, cdf)
+
+
+def _social_graph(cfg: PopulationConfig, net: Network, home: np.ndarray, seed: int):
+    """Undirected contacts: each subscriber proposes ~contacts_mean/2 ties, mostly to people whose
+    home is within one hop of theirs; ties are symmetrised, so the mean degree is ~contacts_mean."""
+    n = len(home)
+    rng = generator(seed, "population.social")
+    if n < 2:
+        return np.zeros(n + 1, np.int64), np.zeros(0, np.int32), np.zeros(0, np.float64)
+    stubs = np.maximum(1, rng.poisson(cfg.contacts_mean / 2.0, size=n))
+    src = np.repeat(np.arange(n, dtype=np.int64), stubs)
+    m = len(src)
+    # Residents of each cell, as CSR.
+    by_home = np.argsort(home, kind="stable")
+    res_ptr = np.zeros(net.n_cells + 1, np.int64)
+    np.cumsum(np.bincount(home, minlength=net.n_cells), out=res_ptr[1:])
+    # Local: a random resident of the home cell or one of its neighbours (empty cells fall back).
+    one_ptr = np.zeros(net.n_cells + 1, np.int64)
+    one_idx_l: list[int] = []
+    for c in range(net.n_cells):
+        cand = [c, *map(int, net.neighbours(c))]
+        cand = [k for k in cand if res_ptr[k + 1] > res_ptr[k]] or [c]
+        one_idx_l.extend(cand)
+        one_ptr[c + 1] = len(one_idx_l)
+    one_idx = np.asarray(one_idx_l, np.int32)
+    cell = _draw_in_rows(rng, one_ptr, one_idx, home[src].astype(np.int64),
+                         weight=(res_ptr[1:] - res_ptr[:-1]).astype(np.float64) + 1e-12)
+    size = res_ptr[cell + 1] - res_ptr[cell]
+    pick = np.minimum((rng.random(m) * size).astype(np.int64), np.maximum(size - 1, 0))
+    local_dst = by_home[np.minimum(res_ptr[cell] + pick, n - 1)]
+    global_dst = rng.integers(0, n, size=m)
+    dst = np.where(rng.random(m) < cfg.contacts_local_share, local_dst, global_dst)
+    keep = dst != src
+    a = np.concatenate([src[keep], dst[keep]])
+    b = np.concatenate([dst[keep], src[keep]])
+    key = np.unique(a * n + b)
+    a, b = key // n, key % n
+    # Symmetric tie strength from a hash of the unordered pair, so A->B and B->A agree.
+    lo, hi = np.minimum(a, b).astype(np.uint64), np.maximum(a, b).astype(np.uint64)
+    h = _pair_uniform(lo, hi, seed)
+    z = np.sqrt(-2.0 * np.log(h[0])) * np.cos(2.0 * np.pi * h[1])
+    w = np.exp(cfg.tie_sigma * z)
+    ptr = np.zeros(n + 1, np.int64)
+    np.cumsum(np.bincount(a, minlength=n), out=ptr[1:])
+    cum = np.cumsum(w)
+    row_start = np.repeat(np.where(ptr[:-1] > 0, cum[np.maximum(ptr[:-1] - 1, 0)], 0.0), np.diff(ptr))
+    return ptr, b.astype(np.int32), cum - row_start
+
+
+def _pair_uniform(lo: np.ndarray, hi: np.ndarray, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Two uniforms per unordered pair, from a SplitMix64 hash keyed by the 'population.social' stream."""
+    from .streams import kernel_key
+
+    key = kernel_key(seed, "population.social", 1)
+    with np.errstate(over="ignore"):
+        z = lo * np.uint64(0x9E3779B97F4A7C15) ^ (hi + key)
+        out = []
+        for salt in (np.uint64(0x632BE59BD9B4E019), np.uint64(0x8CB92BA72F3D8DD7)):
+            v = z ^ salt
+            v = (v ^ (v >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+            v = (v ^ (v >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+            v = v ^ (v >> np.uint64(31))
+            out.append(((v >> np.uint64(11)).astype(np.float64) + 0.5) / 9007199254740992.0)
+    return out[0], out[1]

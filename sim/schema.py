@@ -1,0 +1,127 @@
+"""The record schema: every output table's columns, types and units, defined once.
+
+Categorical columns are Parquet dictionary columns whose codes are the kernel constants in
+:mod:`sim.kernels.resolution`; the vocabularies below are in code order. ``docs/schema.md``
+documents the same tables.
+"""
+
+from __future__ import annotations
+
+import pyarrow as pa
+
+SERVICES = ("voice", "sms", "data")
+DIRECTIONS = ("mo", "mt")
+OUTCOMES = ("completed", "blocked", "dropped", "failed")
+CAUSES = (None, "no_channel", "remote_blocked", "handover_failure", "remote_drop", "busy")
+REASONS = ("cell_change", "handover", "event", "periodic")
+DENSITY_CLASSES = ("urban", "suburban", "rural")
+ACTIVITY_CLASSES = ("low", "medium", "high", "very_high")
+
+TABLES = ("cdr", "locations", "cell_kpis", "subscribers", "cells")
+
+
+def _f(name: str, type_: pa.DataType, unit: str, doc: str, nullable: bool = False) -> pa.Field:
+    return pa.field(name, type_, nullable=nullable, metadata={"unit": unit, "doc": doc})
+
+
+def _dict() -> pa.DataType:
+    return pa.dictionary(pa.int8(), pa.string())
+
+
+def timestamp(tz: str) -> pa.DataType:
+    return pa.timestamp("ms", tz=tz)
+
+
+def cdr_schema(tz: str) -> pa.Schema:
+    return pa.schema([
+        _f("record_id", pa.int64(), "", "unique id of the record within the run"),
+        _f("session_id", pa.int64(), "", "id of the call, SMS or data session; the MO and MT records of an on-net call share it"),
+        _f("subscriber_id", pa.int32(), "", "subscriber this record belongs to"),
+        _f("counterpart_id", pa.int32(), "", "the other party when on-net; null when off-net or for data", nullable=True),
+        _f("service", _dict(), "", "voice | sms | data"),
+        _f("direction", _dict(), "", "mo (originated) | mt (terminated)"),
+        _f("start_time", timestamp(tz), "ms", "time of the attempt"),
+        _f("duration_s", pa.float64(), "s", "time from attempt to release (0 when not connected)"),
+        _f("bytes_up", pa.int64(), "byte", "uplink volume (data sessions)"),
+        _f("bytes_down", pa.int64(), "byte", "downlink volume (data sessions)"),
+        _f("cell_id", pa.int32(), "", "serving cell at the start"),
+        _f("end_cell_id", pa.int32(), "", "serving cell at the end (after handovers)"),
+        _f("outcome", _dict(), "", "completed | blocked | dropped | failed"),
+        _f("cause", _dict(), "", "why not completed: no_channel | remote_blocked | handover_failure | remote_drop | busy", nullable=True),
+    ])
+
+
+def locations_schema(tz: str) -> pa.Schema:
+    return pa.schema([
+        _f("subscriber_id", pa.int32(), "", "subscriber"),
+        _f("time", timestamp(tz), "ms", "time of the observation"),
+        _f("cell_id", pa.int32(), "", "serving cell from this time on"),
+        _f("reason", _dict(), "", "cell_change (idle) | handover (in a call or data session) | event (a CDR) | periodic (location update)"),
+    ])
+
+
+def cell_kpis_schema(tz: str) -> pa.Schema:
+    i32, f64 = pa.int32(), pa.float64()
+    return pa.schema([
+        _f("interval_start", timestamp(tz), "ms", "start of the KPI interval"),
+        _f("cell_id", i32, "", "cell"),
+        _f("voice_attempts", i32, "1", "voice call legs attempted in this cell and interval"),
+        _f("voice_completed", i32, "1", "of those, completed normally"),
+        _f("voice_blocked", i32, "1", "of those, blocked for lack of a channel here"),
+        _f("voice_dropped", i32, "1", "of those, dropped after connecting"),
+        _f("voice_failed", i32, "1", "of those, failed otherwise (busy party, remote blocking)"),
+        _f("handover_attempts", i32, "1", "handovers of calls into this cell"),
+        _f("handover_failures", i32, "1", "of those, failed for lack of a channel (the call dropped)"),
+        _f("busy_channels_mean", f64, "channel", "time-average of busy voice channels (= carried traffic in Erlang)"),
+        _f("busy_channels_peak", i32, "channel", "most channels busy at once"),
+        _f("offered_erlang", f64, "Erl", "requested holding time of the legs attempted here, per interval length"),
+        _f("carried_erlang", f64, "Erl", "holding time actually served to the legs attempted here, per interval length"),
+        _f("sms", i32, "1", "SMS sent or received in this cell"),
+        _f("data_sessions", i32, "1", "data sessions started in this cell"),
+        _f("data_volume_mb", f64, "MB", "downlink volume served in this cell in the interval (10^6 bytes)"),
+        _f("data_sessions_mean", f64, "1", "time-average of concurrent data sessions"),
+        _f("throughput_mean_mbps", f64, "Mbps", "volume served per session-second (null when idle)", nullable=True),
+    ])
+
+
+def subscribers_schema() -> pa.Schema:
+    return pa.schema([
+        _f("subscriber_id", pa.int32(), "", "subscriber"),
+        _f("home_cell_id", pa.int32(), "", "cell of home"),
+        _f("work_cell_id", pa.int32(), "", "cell of work or daytime anchor"),
+        _f("commuter", pa.bool_(), "", "whether the work cell may be far from home"),
+        _f("activity", pa.float64(), "1", "activity multiplier (lognormal, mean 1)"),
+        _f("activity_class", _dict(), "", "low (<0.5) | medium (<1.5) | high (<4) | very_high"),
+        _f("contacts", pa.int32(), "1", "number of contacts in the social graph"),
+    ])
+
+
+def cells_schema() -> pa.Schema:
+    return pa.schema([
+        _f("cell_id", pa.int32(), "", "cell"),
+        _f("site_id", pa.int32(), "", "site (cells of a site share a position)"),
+        _f("lat", pa.float64(), "deg", "site latitude (WGS84)"),
+        _f("lon", pa.float64(), "deg", "site longitude"),
+        _f("azimuth_deg", pa.float64(), "deg", "sector azimuth clockwise from north; null for omni cells", nullable=True),
+        _f("x_km", pa.float64(), "km", "site east offset from the network origin"),
+        _f("y_km", pa.float64(), "km", "site north offset from the network origin"),
+        _f("density", _dict(), "", "urban | suburban | rural"),
+        _f("voice_channels", pa.int32(), "channel", "voice channels"),
+        _f("data_mbps", pa.float64(), "Mbps", "downlink data capacity"),
+        _f("neighbours", pa.list_(pa.int32()), "", "neighbour cells (handover candidates)"),
+        _f("source_id", pa.string(), "", "the cell's id in the user's CSV (null for generated layouts)", nullable=True),
+    ])
+
+
+def dictionary_array(codes, vocabulary: tuple) -> pa.DictionaryArray:
+    """Codes (numpy int) to a dictionary column; a None entry of the vocabulary means null."""
+    import numpy as np
+
+    codes = np.asarray(codes, dtype=np.int8)
+    values = [v for v in vocabulary if v is not None]
+    if vocabulary[0] is None:
+        mask = codes == 0
+        idx = pa.array(codes - 1, type=pa.int8(), mask=mask)
+    else:
+        idx = pa.array(codes, type=pa.int8())
+    return pa.DictionaryArray.from_arrays(idx, pa.array(values, type=pa.string()))

@@ -1,0 +1,52 @@
+"""Sessions: how much each subscriber asks of the network, hour by hour.
+
+Rates per service come from the scenario's per-day figures times the profile's day-of-week and
+hour-of-day shapes (local time); each subscriber scales them by their activity level and by a
+two-state burst process (active / quiet) so that inter-event times are bursty, as in real CDRs.
+The kernel is :func:`sim.kernels.demand.sessions_epoch`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from .config import BehaviourConfig
+from .profile import Profile
+
+MS_PER_DAY = 86_400_000
+
+
+def attempt_rates(cfg: BehaviourConfig, profile: Profile, hour: int, weekday: int) -> np.ndarray:
+    """Rates per ms at activity 1 of: voice MO, SMS MO, data, voice MT off-net, SMS MT off-net."""
+    fv = profile.shapes["voice"].factor(hour, weekday)
+    fs = profile.shapes["sms"].factor(hour, weekday)
+    fd = profile.shapes["data"].factor(hour, weekday)
+    per_day = np.array([cfg.voice_per_day * fv, cfg.sms_per_day * fs, cfg.data_per_day * fd,
+                        cfg.voice_in_offnet_per_day * fv, cfg.sms_in_offnet_per_day * fs])
+    return per_day / MS_PER_DAY
+
+
+def burst_multipliers(cfg: BehaviourConfig) -> tuple[float, float]:
+    """(active, quiet) multipliers whose stationary mean is 1."""
+    p_on = cfg.burst_on_mean_min / (cfg.burst_on_mean_min + cfg.burst_off_mean_min)
+    on = min(cfg.burst_multiplier, 1.0 / p_on)
+    off = (1.0 - p_on * on) / (1.0 - p_on)
+    return on, max(off, 0.0)
+
+
+def call_duration_params(cfg: BehaviourConfig, profile: Profile) -> tuple[float, float]:
+    mu = cfg.call_duration_log_mu if cfg.call_duration_log_mu == cfg.call_duration_log_mu else profile.call_duration_log_mu
+    sigma = cfg.call_duration_log_sigma if cfg.call_duration_log_sigma == cfg.call_duration_log_sigma else profile.call_duration_log_sigma
+    return float(mu), float(sigma)
+
+
+@dataclass
+class SessionState:
+    burst_on: np.ndarray    # int8
+    burst_next: np.ndarray  # int64 ms of the next switch; -1 before the first epoch
+
+    @classmethod
+    def initial(cls, n: int) -> SessionState:
+        return cls(np.zeros(n, np.int8), np.full(n, -1, np.int64))

@@ -1,0 +1,139 @@
+"""Parquet sinks: a run folder written atomically.
+
+Everything is written into a hidden temporary folder beside the destination and renamed into place
+only when the run has finished, so an interrupted or failed run never leaves a folder that looks
+complete. Tables arrive in parts (one per epoch) and are written by a background thread while the
+simulation goes on (pyarrow releases the GIL), with the run's seed and scenario in every file's
+key-value metadata.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import queue
+import shutil
+import threading
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from .errors import OutputError
+
+
+def sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+class RunWriter:
+    """Writes the tables of one run under ``out`` (atomically) or discards them (``out=None``)."""
+
+    def __init__(self, out: Path | None, metadata: dict[str, str], compression: str = "zstd",
+                 overwrite: bool = False) -> None:
+        self.out = out
+        self.discard = out is None
+        self.metadata = {k.encode(): v.encode() for k, v in metadata.items()}
+        self.compression = None if compression == "none" else compression
+        self.rows: dict[str, int] = {}
+        self._parts: dict[str, int] = {}
+        self._error: BaseException | None = None
+        self._queue: queue.Queue[tuple[Path, pa.Table] | None] = queue.Queue(maxsize=3)
+        self._thread: threading.Thread | None = None
+        if out is None:
+            self.tmp = None
+            return
+        if out.exists() and not overwrite and (not out.is_dir() or any(out.iterdir())):
+            raise OutputError(f"{out}: already exists and is not empty (choose another --out or pass --overwrite)")
+        parent = out.resolve().parent
+        try:
+            parent.mkdir(parents=True, exist_ok=True)
+            self.tmp = parent / f".{out.name}.tmp-{os.getpid()}"
+            if self.tmp.exists():
+                shutil.rmtree(self.tmp)
+            self.tmp.mkdir()
+        except OSError as exc:
+            raise OutputError(f"{out}: cannot create the output folder ({exc.strerror or exc})") from None
+        self._thread = threading.Thread(target=self._drain, name="telcosim-writer", daemon=True)
+        self._thread.start()
+
+    def _drain(self) -> None:
+        while True:
+            item = self._queue.get()
+            if item is None:
+                return
+            if self._error is not None:
+                continue
+            path, table = item
+            try:
+                pq.write_table(table, path, compression=self.compression)
+            except BaseException as exc:  # surfaced by commit()
+                self._error = exc
+
+    def _with_metadata(self, table: pa.Table) -> pa.Table:
+        meta = dict(table.schema.metadata or {})
+        meta.update(self.metadata)
+        return table.replace_schema_metadata(meta)
+
+    def write_part(self, name: str, table: pa.Table) -> None:
+        """Append one part of a partitioned table (``name/part-NNNNN.parquet``)."""
+        self.rows[name] = self.rows.get(name, 0) + table.num_rows
+        if self.discard or table.num_rows == 0:
+            return
+        k = self._parts.get(name, 0)
+        self._parts[name] = k + 1
+        folder = self.tmp / name
+        folder.mkdir(exist_ok=True)
+        self._put(folder / f"part-{k:05d}.parquet", table)
+
+    def write_table(self, name: str, table: pa.Table) -> None:
+        """Write a single-file table (``name.parquet``)."""
+        self.rows[name] = table.num_rows
+        if not self.discard:
+            self._put(self.tmp / f"{name}.parquet", table)
+
+    def _put(self, path: Path, table: pa.Table) -> None:
+        if self._error is not None:
+            raise OutputError(f"writing {path.name} failed: {self._error}")
+        self._queue.put((path, self._with_metadata(table)))
+
+    def commit(self, manifest: dict[str, Any]) -> Path | None:
+        """Finish writing, add checksums to the manifest, and move the run into place."""
+        if self.discard:
+            return None
+        self._queue.put(None)
+        assert self._thread is not None
+        self._thread.join()
+        if self._error is not None:
+            self.abort()
+            raise OutputError(f"writing the run failed: {self._error}")
+        files = {}
+        for path in sorted(self.tmp.rglob("*.parquet")):
+            rel = path.relative_to(self.tmp).as_posix()
+            files[rel] = {"sha256": sha256_file(path), "bytes": path.stat().st_size}
+        manifest = dict(manifest, row_counts=dict(sorted(self.rows.items())), files=files)
+        (self.tmp / "manifest.json").write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
+        assert self.out is not None
+        if self.out.exists():
+            old = self.out.resolve().parent / f".{self.out.name}.old-{os.getpid()}"
+            self.out.rename(old)
+            self.tmp.rename(self.out)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            self.tmp.rename(self.out)
+        return self.out
+
+    def abort(self) -> None:
+        """Drop everything written so far."""
+        if self._thread is not None and self._thread.is_alive():
+            self._error = self._error or RuntimeError("aborted")
+            self._queue.put(None)
+            self._thread.join()
+        if self.tmp is not None:
+            shutil.rmtree(self.tmp, ignore_errors=True)
