@@ -55,6 +55,8 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--days", type=_positive_int, help="length of the run window in days (overrides the scenario)")
     r.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override any scenario field, e.g. --set network.sites=200 (repeatable)")
+    r.add_argument("--chunk-subscribers", type=_positive_int, default=250_000, metavar="N",
+                   help="subscribers per demand chunk: bounds memory, never changes the output (default 250000)")
     r.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
     r.add_argument("--quiet", action="store_true", help="no progress bar or summary")
     return p
@@ -86,7 +88,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
     writer = RunWriter(args.out, sim.metadata(), scenario.output.compression, overwrite=args.overwrite)
     try:
         with progress_bar(sim.n_epochs, disable=args.quiet) as advance:
-            result = sim.run(writer, advance)
+            result = sim.run(writer, advance, args.chunk_subscribers)
     except BaseException:
         writer.abort()
         raise

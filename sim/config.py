@@ -123,7 +123,6 @@ class OutputConfig:
     location_update_interval_s: int = _f(3600, "periodic location update interval (s); 0 disables them", lo=0)
     kpi_interval_s: int = _f(3600, "cell KPI interval (s); must divide 3600", lo=60, hi=3600)
     compression: str = _f("zstd", "Parquet compression codec", choices=("zstd", "snappy", "lz4", "gzip", "none"))
-    chunk_subscribers: int = _f(250_000, "subscribers generated per chunk (memory only: output does not depend on it)", lo=1)
 
 
 @dataclass(frozen=True)

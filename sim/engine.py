@@ -45,6 +45,7 @@ from .sinks import RunWriter
 from .streams import generator, kernel_key
 
 EPOCH_MS = 3_600_000
+DEFAULT_CHUNK = 250_000
 
 
 @dataclass
@@ -136,7 +137,7 @@ class _Resolver:
             self.counters[resolution.C_FREE_CALLS] = len(self.call_free)
             self.call_free = _grow(self.call_free, new, 0)
             p = 1 << max(1, math.ceil(math.log2(new)))
-            tv_old, tvi_old = self.tv, self.tvi
+            tv_old = self.tv
             self.tv = np.empty(2 * p, np.int64)
             self.tvi = np.empty(2 * p, np.int64)
             resolution.tree_init(self.tv, self.tvi)
@@ -219,7 +220,10 @@ class Simulation:
         t = (self.start.astimezone(dt.UTC) + dt.timedelta(hours=epoch)).astimezone(self.start.tzinfo)
         return t.hour, t.weekday()
 
-    def run(self, writer: RunWriter, progress: Callable[[int, int], None] | None = None) -> RunResult:
+    def run(self, writer: RunWriter, progress: Callable[[int, int], None] | None = None,
+            chunk_subscribers: int = DEFAULT_CHUNK) -> RunResult:
+        """Run the scenario into ``writer``. ``chunk_subscribers`` bounds the memory of the demand
+        step; it is an execution setting, not part of the scenario: results do not depend on it."""
         t_wall = time.perf_counter()
         sc = self.scenario
         seed = sc.seed
@@ -236,7 +240,7 @@ class Simulation:
         other_cdf = other_place_cdf(net, sc.population)
         on, off = burst_multipliers(sc.behaviour)
         v_mu, v_sigma = call_duration_params(sc.behaviour, self.profile)
-        chunk = sc.output.chunk_subscribers
+        chunk = max(1, int(chunk_subscribers))
         periodic_ms = sc.output.location_update_interval_s * 1000
         cdr_schema = schema.cdr_schema(self.tz)
         loc_schema = schema.locations_schema(self.tz)
@@ -271,8 +275,8 @@ class Simulation:
                     sc.behaviour.data_volume_log_mu, sc.behaviour.data_volume_log_sigma,
                     *(np.empty(cap, np.int64) for _ in range(6)))
                 sparts.append(tuple(a[: s[0]] for a in s[1:]))
-            mob_ev = tuple(np.concatenate(cols) for cols in zip(*mparts))
-            att_ev = tuple(np.concatenate(cols) for cols in zip(*sparts))
+            mob_ev = tuple(np.concatenate(cols) for cols in zip(*mparts, strict=True))
+            att_ev = tuple(np.concatenate(cols) for cols in zip(*sparts, strict=True))
             # Time order; ties keep subscriber order (stable sort), so the merge is deterministic.
             o = np.argsort(mob_ev[0], kind="stable")
             mob_ev = tuple(a[o] for a in mob_ev)
@@ -416,12 +420,12 @@ def _jsonable(obj):
 
 
 def run(scenario: Scenario, out: Path | None, *, overwrite: bool = False,
-        progress: Callable[[int, int], None] | None = None) -> RunResult:
+        progress: Callable[[int, int], None] | None = None, chunk_subscribers: int = DEFAULT_CHUNK) -> RunResult:
     """Build and run ``scenario``, writing to ``out`` (or discarding the rows when None)."""
     sim = Simulation(scenario)
     writer = RunWriter(out, sim.metadata(), scenario.output.compression, overwrite=overwrite)
     try:
-        return sim.run(writer, progress)
+        return sim.run(writer, progress, chunk_subscribers)
     except BaseException:
         writer.abort()
         raise

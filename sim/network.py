@@ -147,7 +147,7 @@ def _neighbour_csr(cx: np.ndarray, cy: np.ndarray, site: np.ndarray) -> tuple[np
     g.add_nodes_from(range(n))
     # Sectors of one site are always neighbours.
     order = np.argsort(site, kind="stable")
-    for a, b in zip(order[:-1], order[1:]):
+    for a, b in zip(order[:-1], order[1:], strict=True):
         if site[a] == site[b]:
             g.add_edge(int(a), int(b))
     if n >= 4:
@@ -162,7 +162,7 @@ def _neighbour_csr(cx: np.ndarray, cy: np.ndarray, site: np.ndarray) -> tuple[np
                     a, b = int(s[i]), int(s[(i + 1) % 3])
                     edges.add((min(a, b), max(a, b)))
         except QhullError:  # collinear cells: chain them
-            edges = {(int(a), int(b)) for a, b in zip(np.argsort(cx)[:-1], np.argsort(cx)[1:])}
+            edges = {(int(a), int(b)) for a, b in zip(np.argsort(cx)[:-1], np.argsort(cx)[1:], strict=True)}
         full = nx.Graph()
         full.add_nodes_from(range(n))
         for a, b in edges:

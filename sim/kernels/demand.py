@@ -17,6 +17,8 @@ from .rng import next_below, next_exponential, next_lognormal, next_uniform, sea
 
 HOME, WORK, OTHER = 0, 1, 2
 KIND_CHANGE, KIND_PERIODIC = 0, 1
+# A pseudo-epoch no run reaches: keys the per-subscriber phase of periodic updates.
+_PHASE_EPOCH = np.int64(1 << 40)
 # Attempt kinds produced by the session kernel.
 VOICE_MO, SMS_MO, DATA, VOICE_MT_OFFNET, SMS_MT_OFFNET = 0, 1, 2, 3, 4
 
@@ -231,7 +233,7 @@ def mobility_epoch(key, lo, hi, epoch, t0, t1, pi, stickiness, rho, gamma, hops_
                 next_hop_t[s] = t + extra + max(np.int64(1000), np.int64(dist / speed_kmh[s] * 3.6e6))
         # Periodic location updates, in the cell held at each update time.
         if periodic_ms > 0:
-            phase = np.int64((seed_state(key, s, -1) >> np.uint64(11)) % np.uint64(periodic_ms))
+            phase = np.int64((seed_state(key, s, _PHASE_EPOCH) >> np.uint64(11)) % np.uint64(periodic_ms))
             tp = t0 + ((phase - t0) % periodic_ms)
             j = first_out
             held = np.int64(c_start)
