@@ -68,7 +68,7 @@ class NetworkConfig:
     urban_km: float = _f(2.5, "cells within this distance of the centre are urban", lo=0)
     suburban_km: float = _f(6.0, "cells within this distance (and not urban) are suburban; beyond, rural", lo=0)
     cells_csv: str = _f("", "layout = 'csv': path of a CSV of cells (cell_id, lat, lon, ...), relative to the scenario file")
-    voice_channels: ByDensity = _by_density(12, 10, 8, "voice channels per cell by density class")
+    voice_channels: ByDensity = _by_density(8, 6, 4, "voice channels per cell by density class")
     data_mbps: ByDensity = _by_density(150, 100, 50, "downlink data capacity per cell (Mbps) by density class")
     ue_peak_mbps: float = _f(50.0, "peak downlink rate of one data session alone in a cell (Mbps)", lo=0, lo_open=True)
 
@@ -114,7 +114,7 @@ class MobilityConfig:
     global_jump_share: float = _f(0.1, "share of exploration jumps anywhere in the network, weighted by work weight", lo=0, hi=1)
     speed_kmh_median: float = _f(25.0, "median travel speed of a trip", lo=0, lo_open=True)
     speed_log_sigma: float = _f(0.5, "log-sd of trip speeds", lo=0)
-    ping_pong_prob: float = _f(0.12, "chance that a handover while moving bounces back to the previous cell briefly", lo=0, hi=1)
+    ping_pong_prob: float = _f(0.18, "chance that a handover while moving bounces back to the previous cell briefly", lo=0, hi=1)
     ping_pong_dwell_s: float = _f(4.0, "mean time spent in the cell bounced into", lo=0, lo_open=True)
 
 

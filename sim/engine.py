@@ -36,6 +36,7 @@ import simpy
 from . import __version__, schema
 from .config import Scenario
 from .kernels import demand, resolution
+from .kernels.ordering import stable_time_order
 from .mobility import MobilityState, kernel_params, other_place_cdf, place_target
 from .network import Network, build_network
 from .population import Population, build_population
@@ -278,9 +279,9 @@ class Simulation:
             mob_ev = tuple(np.concatenate(cols) for cols in zip(*mparts, strict=True))
             att_ev = tuple(np.concatenate(cols) for cols in zip(*sparts, strict=True))
             # Time order; ties keep subscriber order (stable sort), so the merge is deterministic.
-            o = np.argsort(mob_ev[0], kind="stable")
+            o = stable_time_order(mob_ev[0], t0, EPOCH_MS)
             mob_ev = tuple(a[o] for a in mob_ev)
-            o = np.argsort(att_ev[0], kind="stable")
+            o = stable_time_order(att_ev[0], t0, EPOCH_MS)
             att_ev = tuple(a[o] for a in att_ev)
             return mob_ev, att_ev
 
@@ -334,8 +335,7 @@ class Simulation:
         return pa.array(t_ms + self.start_ms, type=schema.timestamp(self.tz))
 
     def _cdr_table(self, o: dict, sch: pa.Schema) -> pa.Table:
-        order = np.argsort(o["rec"], kind="stable")
-        o = {k: v[order] for k, v in o.items()}
+        # Rows come in the order their records were completed (deterministic); not re-sorted.
         cp = o["cp"]
         return pa.Table.from_arrays([
             pa.array(o["rec"]), pa.array(o["sess"]), pa.array(o["sub"].astype(np.int32)),

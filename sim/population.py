@@ -146,7 +146,8 @@ def _social_graph(cfg: PopulationConfig, net: Network, home: np.ndarray, seed: i
     keep = dst != src
     a = np.concatenate([src[keep], dst[keep]])
     b = np.concatenate([dst[keep], src[keep]])
-    key = np.unique(a * n + b)
+    key = np.sort(a * n + b)
+    key = key[np.concatenate(([True], key[1:] != key[:-1]))]
     a, b = key // n, key % n
     # Symmetric tie strength from a hash of the unordered pair, so A->B and B->A agree.
     lo, hi = np.minimum(a, b).astype(np.uint64), np.maximum(a, b).astype(np.uint64)
