@@ -26,6 +26,7 @@ import json
 import math
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -294,24 +295,33 @@ class Simulation:
             writer.write_part("locations", self._loc_table(loc, loc_schema))
 
         def epochs(env: simpy.Environment):
-            for e in range(self.n_epochs):
-                mob_ev, att_ev = demand_epoch(e)
-                kinds = att_ev[2]
-                n_voice = int(np.count_nonzero((kinds == demand.VOICE_MO) | (kinds == demand.VOICE_MT_OFFNET)))
-                res.ensure_slots(n_voice, int(np.count_nonzero(kinds == demand.DATA)))
-                stats["attempts"] += len(kinds)
-                cdr, loc = res.resolve((e + 1) * EPOCH_MS, self.interval_ms, mob_ev, att_ev,
-                                       sc.behaviour.data_uplink_share)
-                emit(cdr, loc)
-                if progress is not None:
-                    progress(e + 1, self.n_epochs)
-                yield env.timeout(EPOCH_MS)
+            # Demand does not depend on resolution, so the next epoch's demand is computed in a
+            # worker thread while this one is resolved (the kernels release the GIL).
+            with ThreadPoolExecutor(max_workers=1, thread_name_prefix="telcosim-demand") as pool:
+                upcoming = pool.submit(demand_epoch, 0)
+                for e in range(self.n_epochs):
+                    mob_ev, att_ev = upcoming.result()
+                    if e + 1 < self.n_epochs:
+                        upcoming = pool.submit(demand_epoch, e + 1)
+                    yield from resolve_epoch(env, e, mob_ev, att_ev)
             # Drain: calls and sessions in progress run to their end; no new demand.
             empty_m = tuple(np.zeros(0, np.int64) for _ in range(4))
             empty_a = tuple(np.zeros(0, np.int64) for _ in range(6))
             cdr, loc = res.resolve(int(resolution.INF) - 1, self.interval_ms, empty_m, empty_a,
                                    sc.behaviour.data_uplink_share)
             emit(cdr, loc)
+
+        def resolve_epoch(env: simpy.Environment, e: int, mob_ev, att_ev):
+            kinds = att_ev[2]
+            n_voice = int(np.count_nonzero((kinds == demand.VOICE_MO) | (kinds == demand.VOICE_MT_OFFNET)))
+            res.ensure_slots(n_voice, int(np.count_nonzero(kinds == demand.DATA)))
+            stats["attempts"] += len(kinds)
+            cdr, loc = res.resolve((e + 1) * EPOCH_MS, self.interval_ms, mob_ev, att_ev,
+                                   sc.behaviour.data_uplink_share)
+            emit(cdr, loc)
+            if progress is not None:
+                progress(e + 1, self.n_epochs)
+            yield env.timeout(EPOCH_MS)
 
         env = simpy.Environment()
         env.process(epochs(env))

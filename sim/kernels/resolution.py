@@ -119,7 +119,7 @@ def _ps_predict(c, t, n_d, vt, cap_bpms, ue_bpms, cell_head, ds_cnext, ds_fin, t
     _tree_set(td, tdi, c, t + wait)
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def resolve_epoch(
     t1, n_int, interval_ms, ue_bpms,
     # inputs of this epoch, time-ordered
