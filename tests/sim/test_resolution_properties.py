@@ -1,0 +1,96 @@
+"""Property-based checks of the resolution kernel on random small worlds (hypothesis).
+
+Whatever the arrivals, moves and capacities: every leg's outcome is accounted for in its cell,
+channels never exceed capacity, everything in progress is released after the drain, data
+volumes are served in full, and durations are sane.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from sim.config import NetworkConfig
+from sim.engine import _Resolver
+from sim.kernels import demand
+from sim.kernels.resolution import C_FREE_CALLS, C_FREE_DATA, C_NEXT_TICK, SVC_DATA, SVC_VOICE
+from sim.network import build_network
+from sim.streams import generator
+
+NET = build_network(NetworkConfig(layout="hex", sites=2, sectors=3), generator(0, "network.layout"))
+EPOCH = 3_600_000
+
+
+@st.composite
+def worlds(draw):
+    n_subs = draw(st.integers(2, 12))
+    caps = draw(st.lists(st.integers(0, 3), min_size=NET.n_cells, max_size=NET.n_cells))
+    data_caps = draw(st.lists(st.floats(0.5, 50.0), min_size=NET.n_cells, max_size=NET.n_cells))
+    n_att = draw(st.integers(0, 60))
+    att = []
+    for _ in range(n_att):
+        t = draw(st.integers(0, EPOCH - 1))
+        s = draw(st.integers(0, n_subs - 1))
+        kind = draw(st.sampled_from([demand.VOICE_MO, demand.SMS_MO, demand.DATA, demand.VOICE_MT_OFFNET, demand.SMS_MT_OFFNET]))
+        cp = -1
+        if kind in (demand.VOICE_MO, demand.SMS_MO) and draw(st.booleans()):
+            cp = draw(st.integers(0, n_subs - 1).filter(lambda x, s=s: x != s)) if n_subs > 1 else -1
+        dur = draw(st.integers(1000, 1_800_000)) if kind in (demand.VOICE_MO, demand.VOICE_MT_OFFNET) else 0
+        vol = draw(st.integers(1, 50_000_000)) if kind == demand.DATA else 0
+        att.append((t, s, kind, cp, dur, vol))
+    n_mob = draw(st.integers(0, 40))
+    mob = [(draw(st.integers(0, EPOCH - 1)), draw(st.integers(0, n_subs - 1)), draw(st.integers(0, NET.n_cells - 1)))
+           for _ in range(n_mob)]
+    start = draw(st.lists(st.integers(0, NET.n_cells - 1), min_size=n_subs, max_size=n_subs))
+    return n_subs, caps, data_caps, sorted(att, key=lambda a: a[0]), sorted(mob, key=lambda m: m[0]), start
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(worlds())
+def test_resolution_invariants(world):
+    n_subs, caps, data_caps, att, mob, start = world
+    interval = 900_000
+    n_int = EPOCH // interval
+    res = _Resolver(NET, n_subs, np.asarray(start, np.int64), n_int, ue_peak_mbps=20.0)
+    res.cap_ch[:] = caps
+    res.cap_bpms[:] = np.asarray(data_caps) * 1e6 / 8 / 1000
+    res.counters[C_NEXT_TICK] = interval
+    cols = [np.asarray([a[i] for a in att], np.int64) for i in range(6)]
+    mcols = [np.asarray([m[i] for m in mob], np.int64) for i in range(3)] + [np.zeros(len(mob), np.int64)]
+    kinds = cols[2]
+    res.ensure_slots(int(np.isin(kinds, [demand.VOICE_MO, demand.VOICE_MT_OFFNET]).sum()),
+                     int((kinds == demand.DATA).sum()))
+    cdr1, loc1 = res.resolve(EPOCH, interval, tuple(mcols), tuple(cols), 0.1)
+    empty_m = tuple(np.zeros(0, np.int64) for _ in range(4))
+    empty_a = tuple(np.zeros(0, np.int64) for _ in range(6))
+    cdr2, loc2 = res.resolve(2**62 - 1, interval, empty_m, empty_a, 0.1)
+    cdr = {k: np.concatenate([cdr1[k], cdr2[k]]) for k in cdr1}
+
+    # Everything in progress ended and was released.
+    assert (res.busy == 0).all() and (res.n_d == 0).all()
+    assert (res.active_call == -1).all() and (res.sub_head == -1).all()
+    assert res.counters[C_FREE_CALLS] == res.n_calls and res.counters[C_FREE_DATA] == res.n_data
+    # Conservation per cell and interval, and agreement with the CDR.
+    k = res.kpi
+    assert (k["att"] == k["comp"] + k["block"] + k["drop"] + k["fail"]).all()
+    voice = cdr["svc"] == SVC_VOICE
+    assert voice.sum() == k["att"].sum()
+    assert np.array_equal(np.bincount(cdr["cell"][voice], minlength=NET.n_cells), k["att"].sum(axis=0))
+    # Capacity.
+    assert (k["busy_peak"] <= np.asarray(caps)[None, :]).all()
+    # Data: one record per attempt, volume served in full, never faster than the UE peak.
+    data = cdr["svc"] == SVC_DATA
+    vols = cols[5][kinds == demand.DATA]
+    assert data.sum() == len(vols)
+    assert cdr["down"][data].sum() + cdr["up"][data].sum() == vols.sum()
+    assert (cdr["dur"][data] >= 0).all()
+    rate_ok = cdr["dur"][data] > 0
+    assert (cdr["down"][data][rate_ok] / cdr["dur"][data][rate_ok] <= res.ue_bpms * 1.001 + 1).all()
+    # Durations: never negative, a voice leg never longer than requested.
+    assert (cdr["dur"] >= 0).all()
+    assert cdr["dur"][voice].max(initial=0) <= cols[4].max(initial=0)
+    # Record ids are unique; every location row names a real subscriber and cell.
+    assert len(np.unique(cdr["rec"])) == len(cdr["rec"])
+    loc_sub = np.concatenate([loc1["sub"], loc2["sub"]])
+    assert ((loc_sub >= 0) & (loc_sub < n_subs)).all()
