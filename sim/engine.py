@@ -166,9 +166,8 @@ class _Resolver:
         n_att = len(att_t)
         cap_cdr = 2 * n_att + 2 * self.active_calls() + self.active_data() + 16
         cap_loc = 2 * n_att + len(mob_t) + 16
-        o = {k: np.empty(cap_cdr, np.int64) for k in ("rec", "sess", "sub", "cp", "svc", "dir", "t",
-                                                        "dur", "up", "down", "cell", "end", "out", "cause")}
-        loc = {k: np.empty(cap_loc, np.int64) for k in ("t", "sub", "cell", "reason")}
+        cdr = np.empty((cap_cdr, len(resolution.CDR_COLUMNS)), np.int64)
+        loc = np.empty((cap_loc, len(resolution.LOC_COLUMNS)), np.int64)
         k = self.kpi
         nc, nl = resolution.resolve_epoch(
             np.int64(t1), np.int64(self.n_int), np.int64(interval_ms), self.ue_bpms,
@@ -186,11 +185,10 @@ class _Resolver:
             k["att"], k["comp"], k["block"], k["drop"], k["fail"], k["hin"], k["hfail"], k["sms"], k["dsess"],
             k["busy_area"], k["busy_peak"], k["offered"], k["carried"], k["served"], k["sess_ms"],
             self.counters,
-            o["rec"], o["sess"], o["sub"], o["cp"], o["svc"], o["dir"], o["t"], o["dur"], o["up"], o["down"],
-            o["cell"], o["end"], o["out"], o["cause"],
-            loc["t"], loc["sub"], loc["cell"], loc["reason"],
+            cdr, loc,
         )
-        return {key: v[:nc] for key, v in o.items()}, {key: v[:nl] for key, v in loc.items()}
+        return ({name: cdr[:nc, j] for j, name in enumerate(resolution.CDR_COLUMNS)},
+                {name: loc[:nl, j] for j, name in enumerate(resolution.LOC_COLUMNS)})
 
 
 class Simulation:

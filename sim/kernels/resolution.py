@@ -36,11 +36,70 @@ INF = np.int64(2**62)
 SVC_VOICE, SVC_SMS, SVC_DATA = 0, 1, 2
 DIR_MO, DIR_MT = 0, 1
 OUT_COMPLETED, OUT_BLOCKED, OUT_DROPPED, OUT_FAILED = 0, 1, 2, 3
-CAUSE_NONE, CAUSE_NO_CHANNEL, CAUSE_REMOTE_BLOCKED, CAUSE_HANDOVER, CAUSE_REMOTE_DROP, CAUSE_BUSY = 0, 1, 2, 3, 4, 5
+(
+    CAUSE_NONE,
+    CAUSE_NO_CHANNEL,
+    CAUSE_REMOTE_BLOCKED,
+    CAUSE_HANDOVER,
+    CAUSE_REMOTE_DROP,
+    CAUSE_BUSY,
+) = 0, 1, 2, 3, 4, 5
 REASON_CELL_CHANGE, REASON_HANDOVER, REASON_EVENT, REASON_PERIODIC = 0, 1, 2, 3
 
 # Indices into the int64 counter array.
 C_NEXT_REC, C_NEXT_SESS, C_CUR_INT, C_NEXT_TICK, C_FREE_CALLS, C_FREE_DATA = 0, 1, 2, 3, 4, 5
+
+
+# Columns of the CDR and location output rows (int64 matrices, one row per record).
+CDR_COLUMNS = (
+    "rec",
+    "sess",
+    "sub",
+    "cp",
+    "svc",
+    "dir",
+    "t",
+    "dur",
+    "up",
+    "down",
+    "cell",
+    "end",
+    "out",
+    "cause",
+)
+LOC_COLUMNS = ("t", "sub", "cell", "reason")
+
+
+@njit(cache=True, inline="always")
+def _cdr_row(
+    cdr, n, rec, sess, sub, cp, svc, direction, t, dur, up, down, cell, end, outcome, cause
+):
+    row = cdr[n]
+    row[0] = rec
+    row[1] = sess
+    row[2] = sub
+    row[3] = cp
+    row[4] = svc
+    row[5] = direction
+    row[6] = t
+    row[7] = dur
+    row[8] = up
+    row[9] = down
+    row[10] = cell
+    row[11] = end
+    row[12] = outcome
+    row[13] = cause
+    return n + 1
+
+
+@njit(cache=True, inline="always")
+def _loc_row(loc, n, t, sub, cell, reason):
+    row = loc[n]
+    row[0] = t
+    row[1] = sub
+    row[2] = cell
+    row[3] = reason
+    return n + 1
 
 
 @njit(cache=True, inline="always")
@@ -121,28 +180,94 @@ def _ps_predict(c, t, n_d, vt, cap_bpms, ue_bpms, cell_head, ds_cnext, ds_fin, t
 
 @njit(cache=True, nogil=True)
 def resolve_epoch(
-    t1, n_int, interval_ms, ue_bpms,
+    t1,
+    n_int,
+    interval_ms,
+    ue_bpms,
     # inputs of this epoch, time-ordered
-    mob_t, mob_sub, mob_cell, mob_kind, n_mob,
-    att_t, att_sub, att_kind, att_cp, att_dur, att_vol, n_att, up_share,
+    mob_t,
+    mob_sub,
+    mob_cell,
+    mob_kind,
+    n_mob,
+    att_t,
+    att_sub,
+    att_kind,
+    att_cp,
+    att_dur,
+    att_vol,
+    n_att,
+    up_share,
     # cell state
-    cap_ch, busy, busy_last, busy_area, busy_peak,
-    cap_bpms, n_d, vt, ps_last, served, sess_ms, cell_head, td, tdi,
+    cap_ch,
+    busy,
+    busy_last,
+    busy_area,
+    busy_peak,
+    cap_bpms,
+    n_d,
+    vt,
+    ps_last,
+    served,
+    sess_ms,
+    cell_head,
+    td,
+    tdi,
     # subscriber state
-    res_cell, active_call, sub_head,
+    res_cell,
+    active_call,
+    sub_head,
     # calls in progress (slots)
-    call_free, tv, tvi, call_sess, call_t0, call_int,
-    a_sub, a_cell, a_start, a_rec, a_dir, b_sub, b_cell, b_start, b_rec,
+    call_free,
+    tv,
+    tvi,
+    call_sess,
+    call_t0,
+    call_int,
+    a_sub,
+    a_cell,
+    a_start,
+    a_rec,
+    a_dir,
+    b_sub,
+    b_cell,
+    b_start,
+    b_rec,
     # data sessions (slots)
-    data_free, ds_sub, ds_cell, ds_start, ds_t0, ds_size, ds_up, ds_fin, ds_rec, ds_sess,
-    ds_cnext, ds_cprev, ds_snext, ds_sprev,
+    data_free,
+    ds_sub,
+    ds_cell,
+    ds_start,
+    ds_t0,
+    ds_size,
+    ds_up,
+    ds_fin,
+    ds_rec,
+    ds_sess,
+    ds_cnext,
+    ds_cprev,
+    ds_snext,
+    ds_sprev,
     # KPIs [interval, cell]
-    k_att, k_comp, k_block, k_drop, k_fail, k_hin, k_hfail, k_sms, k_dsess,
-    k_busy_area, k_busy_peak, k_offered, k_carried, k_served, k_sess_ms,
+    k_att,
+    k_comp,
+    k_block,
+    k_drop,
+    k_fail,
+    k_hin,
+    k_hfail,
+    k_sms,
+    k_dsess,
+    k_busy_area,
+    k_busy_peak,
+    k_offered,
+    k_carried,
+    k_served,
+    k_sess_ms,
     counters,
     # outputs
-    o_rec, o_sess, o_sub, o_cp, o_svc, o_dir, o_t, o_dur, o_up, o_down, o_cell, o_end, o_out, o_cause,
-    l_t, l_sub, l_cell, l_reason,
+    cdr,
+    loc,
 ):
     """Process everything that happens before ``t1``; return ``(cdr_rows, location_rows)``."""
     nc = np.int64(0)
@@ -191,21 +316,24 @@ def resolve_epoch(
                 _busy_flush(c, t, busy, busy_last, busy_area, acc)
                 busy[c] -= 1
                 active_call[s] = -1
-                o_rec[nc] = a_rec[k] if leg == 0 else b_rec[k]
-                o_sess[nc] = call_sess[k]
-                o_sub[nc] = s
-                o_cp[nc] = b_sub[k] if leg == 0 else a_sub[k]
-                o_svc[nc] = SVC_VOICE
-                o_dir[nc] = a_dir[k] if leg == 0 else DIR_MT
-                o_t[nc] = call_t0[k]
-                o_dur[nc] = t - call_t0[k]
-                o_up[nc] = 0
-                o_down[nc] = 0
-                o_cell[nc] = c0
-                o_end[nc] = c
-                o_out[nc] = OUT_COMPLETED
-                o_cause[nc] = CAUSE_NONE
-                nc += 1
+                nc = _cdr_row(
+                    cdr,
+                    nc,
+                    (a_rec[k] if leg == 0 else b_rec[k]),
+                    call_sess[k],
+                    s,
+                    (b_sub[k] if leg == 0 else a_sub[k]),
+                    SVC_VOICE,
+                    (a_dir[k] if leg == 0 else DIR_MT),
+                    call_t0[k],
+                    t - call_t0[k],
+                    0,
+                    0,
+                    c0,
+                    c,
+                    OUT_COMPLETED,
+                    CAUSE_NONE,
+                )
                 k_comp[ki, c0] += 1
                 k_carried[ki, c0] += t - call_t0[k]
             call_free[counters[C_FREE_CALLS]] = k
@@ -239,21 +367,24 @@ def resolve_epoch(
             n_d[c] -= 1
             if n_d[c] == 0:
                 vt[c] = 0.0
-            o_rec[nc] = ds_rec[j]
-            o_sess[nc] = ds_sess[j]
-            o_sub[nc] = s
-            o_cp[nc] = -1
-            o_svc[nc] = SVC_DATA
-            o_dir[nc] = DIR_MO
-            o_t[nc] = ds_t0[j]
-            o_dur[nc] = t - ds_t0[j]
-            o_up[nc] = ds_up[j]
-            o_down[nc] = np.int64(ds_size[j])
-            o_cell[nc] = ds_start[j]
-            o_end[nc] = c
-            o_out[nc] = OUT_COMPLETED
-            o_cause[nc] = CAUSE_NONE
-            nc += 1
+            nc = _cdr_row(
+                cdr,
+                nc,
+                ds_rec[j],
+                ds_sess[j],
+                s,
+                -1,
+                SVC_DATA,
+                DIR_MO,
+                ds_t0[j],
+                t - ds_t0[j],
+                ds_up[j],
+                np.int64(ds_size[j]),
+                ds_start[j],
+                c,
+                OUT_COMPLETED,
+                CAUSE_NONE,
+            )
             data_free[counters[C_FREE_DATA]] = j
             counters[C_FREE_DATA] += 1
             _ps_predict(c, t, n_d, vt, cap_bpms, ue_bpms, cell_head, ds_cnext, ds_fin, td, tdi)
@@ -264,22 +395,16 @@ def resolve_epoch(
             kind = mob_kind[im]
             im += 1
             if kind == KIND_PERIODIC:
-                l_t[nl] = t
-                l_sub[nl] = s
-                l_cell[nl] = res_cell[s]
-                l_reason[nl] = REASON_PERIODIC
-                nl += 1
+                nl = _loc_row(loc, nl, t, s, res_cell[s], REASON_PERIODIC)
                 continue
             c_old = res_cell[s]
             if c_new == c_old:
                 continue
             res_cell[s] = c_new
             busy_any = active_call[s] >= 0 or sub_head[s] >= 0
-            l_t[nl] = t
-            l_sub[nl] = s
-            l_cell[nl] = c_new
-            l_reason[nl] = REASON_HANDOVER if busy_any else REASON_CELL_CHANGE
-            nl += 1
+            nl = _loc_row(
+                loc, nl, t, s, c_new, (REASON_HANDOVER if busy_any else REASON_CELL_CHANGE)
+            )
             k = active_call[s]
             if k >= 0:
                 if acc:
@@ -310,21 +435,24 @@ def resolve_epoch(
                         _busy_flush(c, t, busy, busy_last, busy_area, acc)
                         busy[c] -= 1
                         active_call[p] = -1
-                        o_rec[nc] = a_rec[k] if leg == 0 else b_rec[k]
-                        o_sess[nc] = call_sess[k]
-                        o_sub[nc] = p
-                        o_cp[nc] = b_sub[k] if leg == 0 else a_sub[k]
-                        o_svc[nc] = SVC_VOICE
-                        o_dir[nc] = a_dir[k] if leg == 0 else DIR_MT
-                        o_t[nc] = call_t0[k]
-                        o_dur[nc] = t - call_t0[k]
-                        o_up[nc] = 0
-                        o_down[nc] = 0
-                        o_cell[nc] = c0
-                        o_end[nc] = c_new if p == s else c
-                        o_out[nc] = OUT_DROPPED
-                        o_cause[nc] = CAUSE_HANDOVER if p == s else CAUSE_REMOTE_DROP
-                        nc += 1
+                        nc = _cdr_row(
+                            cdr,
+                            nc,
+                            (a_rec[k] if leg == 0 else b_rec[k]),
+                            call_sess[k],
+                            p,
+                            (b_sub[k] if leg == 0 else a_sub[k]),
+                            SVC_VOICE,
+                            (a_dir[k] if leg == 0 else DIR_MT),
+                            call_t0[k],
+                            t - call_t0[k],
+                            0,
+                            0,
+                            c0,
+                            (c_new if p == s else c),
+                            OUT_DROPPED,
+                            (CAUSE_HANDOVER if p == s else CAUSE_REMOTE_DROP),
+                        )
                         k_drop[ki, c0] += 1
                         k_carried[ki, c0] += t - call_t0[k]
                     call_free[counters[C_FREE_CALLS]] = k
@@ -354,8 +482,12 @@ def resolve_epoch(
                     j = ds_snext[j]
                 if n_d[c_old] == 0:
                     vt[c_old] = 0.0
-                _ps_predict(c_old, t, n_d, vt, cap_bpms, ue_bpms, cell_head, ds_cnext, ds_fin, td, tdi)
-                _ps_predict(c_new, t, n_d, vt, cap_bpms, ue_bpms, cell_head, ds_cnext, ds_fin, td, tdi)
+                _ps_predict(
+                    c_old, t, n_d, vt, cap_bpms, ue_bpms, cell_head, ds_cnext, ds_fin, td, tdi
+                )
+                _ps_predict(
+                    c_new, t, n_d, vt, cap_bpms, ue_bpms, cell_head, ds_cnext, ds_fin, td, tdi
+                )
             continue
         # A session attempt.
         s = att_sub[ia]
@@ -395,11 +527,7 @@ def resolve_epoch(
             if acc:
                 k_dsess[cur, c] += 1
             _ps_predict(c, t, n_d, vt, cap_bpms, ue_bpms, cell_head, ds_cnext, ds_fin, td, tdi)
-            l_t[nl] = t
-            l_sub[nl] = s
-            l_cell[nl] = c
-            l_reason[nl] = REASON_EVENT
-            nl += 1
+            nl = _loc_row(loc, nl, t, s, c, REASON_EVENT)
             continue
         if kind == VOICE_MO and active_call[s] >= 0:
             continue  # nobody dials while already talking
@@ -420,32 +548,31 @@ def resolve_epoch(
             p = s if leg == 0 else b
             if p < 0:
                 continue
-            l_t[nl] = t
-            l_sub[nl] = p
-            l_cell[nl] = c if leg == 0 else cb
-            l_reason[nl] = REASON_EVENT
-            nl += 1
+            nl = _loc_row(loc, nl, t, p, (c if leg == 0 else cb), REASON_EVENT)
         if is_sms:
             for leg in range(2):
                 p = s if leg == 0 else b
                 if p < 0:
                     continue
                 cc = c if leg == 0 else cb
-                o_rec[nc] = rec_a if leg == 0 else rec_b
-                o_sess[nc] = sess
-                o_sub[nc] = p
-                o_cp[nc] = (cp if direction == DIR_MO else -1) if leg == 0 else s
-                o_svc[nc] = SVC_SMS
-                o_dir[nc] = direction if leg == 0 else DIR_MT
-                o_t[nc] = t
-                o_dur[nc] = 0
-                o_up[nc] = 0
-                o_down[nc] = 0
-                o_cell[nc] = cc
-                o_end[nc] = cc
-                o_out[nc] = OUT_COMPLETED
-                o_cause[nc] = CAUSE_NONE
-                nc += 1
+                nc = _cdr_row(
+                    cdr,
+                    nc,
+                    (rec_a if leg == 0 else rec_b),
+                    sess,
+                    p,
+                    (cp if direction == DIR_MO else -1) if leg == 0 else s,
+                    SVC_SMS,
+                    (direction if leg == 0 else DIR_MT),
+                    t,
+                    0,
+                    0,
+                    0,
+                    cc,
+                    cc,
+                    OUT_COMPLETED,
+                    CAUSE_NONE,
+                )
                 if acc:
                     k_sms[cur, cc] += 1
             continue
@@ -513,22 +640,25 @@ def resolve_epoch(
             if p < 0:
                 continue
             cc = c if leg == 0 else cb
-            o_rec[nc] = rec_a if leg == 0 else rec_b
-            o_sess[nc] = sess
-            o_sub[nc] = p
-            o_cp[nc] = (cp if direction == DIR_MO else -1) if leg == 0 else s
-            o_svc[nc] = SVC_VOICE
-            o_dir[nc] = direction if leg == 0 else DIR_MT
-            o_t[nc] = t
-            o_dur[nc] = 0
-            o_up[nc] = 0
-            o_down[nc] = 0
-            o_cell[nc] = cc
-            o_end[nc] = cc
             oc = out_a if leg == 0 else out_b
-            o_out[nc] = oc
-            o_cause[nc] = cause_a if leg == 0 else cause_b
-            nc += 1
+            nc = _cdr_row(
+                cdr,
+                nc,
+                (rec_a if leg == 0 else rec_b),
+                sess,
+                p,
+                (cp if direction == DIR_MO else -1) if leg == 0 else s,
+                SVC_VOICE,
+                (direction if leg == 0 else DIR_MT),
+                t,
+                0,
+                0,
+                0,
+                cc,
+                cc,
+                oc,
+                (cause_a if leg == 0 else cause_b),
+            )
             if oc == OUT_BLOCKED:
                 k_block[ki, cc] += 1
             else:
