@@ -3,7 +3,7 @@
 The dataclasses below *are* the schema: each field's metadata says what it means and what is
 allowed, and :func:`from_dict` validates a TOML document against them, collecting every problem
 (file, dotted key, bad value, what is allowed) before raising one :class:`~sim.errors.ConfigError`.
-Unknown keys are errors with a did-you-mean. ``docs/schema.md`` documents the same fields.
+Unknown keys are errors with a did-you-mean. ``docs/scenario-format.md`` documents the same fields.
 """
 
 from __future__ import annotations
@@ -52,7 +52,7 @@ class ByDensity:
 
 
 def _by_density(u: float, s: float, r: float, doc: str) -> Any:
-    return field(default_factory=lambda: ByDensity(u, s, r), metadata={"doc": doc})
+    return field(default_factory=lambda: ByDensity(float(u), float(s), float(r)), metadata={"doc": doc})
 
 
 @dataclass(frozen=True)
@@ -174,10 +174,12 @@ def _check_scalar(value: Any, tp: type, meta: dict[str, Any], where: str, proble
     return value
 
 
-def _build(cls: type, raw: Any, path: str, file: str, problems: list[str]) -> Any:
+def _build(cls: type, raw: Any, path: str, file: str, problems: list[str], base: Any = None) -> Any:
+    """Validate ``raw`` as a ``cls`` table; keys not given keep their value in ``base`` (the default)."""
+    base = cls() if base is None else base
     if not isinstance(raw, dict):
         problems.append(f"{file}: {path}: {raw!r} is not a table")
-        return cls()
+        return base
     hints = typing.get_type_hints(cls)
     fields = {f.name: f for f in dataclasses.fields(cls) if not f.metadata.get("internal")}
     kwargs: dict[str, Any] = {}
@@ -190,16 +192,12 @@ def _build(cls: type, raw: Any, path: str, file: str, problems: list[str]) -> An
             continue
         tp = hints[key]
         if _is_section(tp):
-            kwargs[key] = _build(tp, value, where, file, problems)
+            kwargs[key] = _build(tp, value, where, file, problems, getattr(base, key))
         else:
             checked = _check_scalar(value, tp, dict(fields[key].metadata), f"{file}: {where}", problems)
             if checked is not None:
                 kwargs[key] = checked
-    try:
-        return cls(**kwargs)
-    except Exception as exc:  # a cross-field check in __post_init__ would land here
-        problems.append(f"{file}: {path or '<top>'}: {exc}")
-        return cls()
+    return dataclasses.replace(base, **kwargs)
 
 
 def _cross_checks(sc: Scenario, file: str, problems: list[str]) -> None:
@@ -208,9 +206,18 @@ def _cross_checks(sc: Scenario, file: str, problems: list[str]) -> None:
     except (zoneinfo.ZoneInfoNotFoundError, ValueError):
         problems.append(f"{file}: time.timezone: {sc.time.timezone!r} is not an IANA time zone (e.g. 'Europe/Rome', 'UTC')")
     try:
-        dt.datetime.fromisoformat(sc.time.start)
+        if dt.datetime.fromisoformat(sc.time.start).tzinfo is not None:
+            problems.append(f"{file}: time.start: {sc.time.start!r} has a UTC offset; give the local time "
+                            "without one (the zone is time.timezone)")
     except ValueError:
         problems.append(f"{file}: time.start: {sc.time.start!r} is not an ISO date-time (e.g. '2024-03-05T00:00:00')")
+    for cls_name in ("urban", "suburban", "rural"):
+        ch = getattr(sc.network.voice_channels, cls_name)
+        if ch != int(ch):
+            problems.append(f"{file}: network.voice_channels.{cls_name}: {ch} is not a whole number of channels")
+        if getattr(sc.network.data_mbps, cls_name) <= 0:
+            problems.append(f"{file}: network.data_mbps.{cls_name}: {getattr(sc.network.data_mbps, cls_name)} "
+                            "is out of range (must be > 0)")
     if 3600 % sc.output.kpi_interval_s:
         problems.append(f"{file}: output.kpi_interval_s: {sc.output.kpi_interval_s} does not divide 3600 "
                         "(use e.g. 300, 900, 1800 or 3600)")
@@ -228,8 +235,9 @@ def from_dict(raw: dict[str, Any], file: str = "<scenario>") -> Scenario:
     """Validate a TOML document; raise :class:`ConfigError` listing every problem."""
     problems: list[str] = []
     sc = _build(Scenario, raw, "", file, problems)
-    if not problems:
-        _cross_checks(sc, file, problems)
+    # Checks across keys run on what was valid (bad keys keep their defaults), so every
+    # problem is reported in one go.
+    _cross_checks(sc, file, problems)
     if problems:
         raise ConfigError(problems)
     return dataclasses.replace(sc, source=file)
@@ -264,7 +272,14 @@ def apply_overrides(raw: dict[str, Any], overrides: list[tuple[list[str], Any]])
 
 def load(path: str | Path | None, overrides: list[str] | None = None) -> Scenario:
     """Load and validate a scenario file (or the defaults when ``path`` is None)."""
-    parsed_overrides = [parse_override(o) for o in (overrides or [])]
+    parsed_overrides, bad = [], []
+    for o in overrides or []:
+        try:
+            parsed_overrides.append(parse_override(o))
+        except ConfigError as exc:
+            bad.extend(exc.problems)
+    if bad:
+        raise ConfigError(bad)
     if path is None:
         return from_dict(apply_overrides({}, parsed_overrides), "<default>") if parsed_overrides else Scenario()
     p = Path(path)

@@ -405,7 +405,7 @@ class Simulation:
 
     def manifest(self, wall_s: float) -> dict:
         sc = self.scenario
-        end = self.start + dt.timedelta(days=sc.time.days)
+        end = (self.start.astimezone(dt.UTC) + dt.timedelta(hours=self.n_epochs)).astimezone(self.start.tzinfo)
         return {
             "telcosim_version": __version__,
             "scenario": _jsonable(sc.to_dict()),

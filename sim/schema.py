@@ -72,7 +72,7 @@ def cell_kpis_schema(tz: str) -> pa.Schema:
         _f("voice_failed", i32, "1", "of those, failed otherwise (busy party, remote blocking)"),
         _f("handover_attempts", i32, "1", "handovers of calls into this cell"),
         _f("handover_failures", i32, "1", "of those, failed for lack of a channel (the call dropped)"),
-        _f("busy_channels_mean", f64, "channel", "time-average of busy voice channels (= carried traffic in Erlang)"),
+        _f("busy_channels_mean", f64, "channel", "time-average of busy voice channels in this cell and interval (Erlang)"),
         _f("busy_channels_peak", i32, "channel", "most channels busy at once"),
         _f("offered_erlang", f64, "Erl", "requested holding time of the legs attempted here, per interval length"),
         _f("carried_erlang", f64, "Erl", "holding time actually served to the legs attempted here, per interval length"),

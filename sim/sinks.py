@@ -82,9 +82,10 @@ class RunWriter:
         return table.replace_schema_metadata(meta)
 
     def write_part(self, name: str, table: pa.Table) -> None:
-        """Append one part of a partitioned table (``name/part-NNNNN.parquet``)."""
+        """Append one part of a partitioned table (``name/part-NNNNN.parquet``); empty parts are
+        written too, so part k always holds the k-th epoch."""
         self.rows[name] = self.rows.get(name, 0) + table.num_rows
-        if self.discard or table.num_rows == 0:
+        if self.discard:
             return
         k = self._parts.get(name, 0)
         self._parts[name] = k + 1
