@@ -16,6 +16,10 @@ from .errors import TelcosimError
 EXIT_USAGE = 2
 
 
+class _Interrupted(KeyboardInterrupt):
+    """An interrupted run whose partial output can be resumed."""
+
+
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str):  # one line, exit 2
         self.exit(EXIT_USAGE, f"telcosim: error: {message} (see '{self.prog} --help')\n")
@@ -57,8 +61,17 @@ def build_parser() -> argparse.ArgumentParser:
                    help="override any scenario field, e.g. --set network.sites=200 (repeatable)")
     r.add_argument("--chunk-subscribers", type=_positive_int, default=250_000, metavar="N",
                    help="subscribers per demand chunk: bounds memory, never changes the output (default 250000)")
+    r.add_argument("--workers", type=_positive_int, metavar="N",
+                   help="draw demand on a local Dask cluster of N processes (same output as without)")
+    r.add_argument("--scheduler", metavar="ADDRESS", help="draw demand on an existing Dask cluster")
+    r.add_argument("--resume", action="store_true",
+                   help="continue an interrupted run into --out from its last checkpoint")
     r.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
     r.add_argument("--quiet", action="store_true", help="no progress bar or summary")
+    v = sub.add_parser("verify", help="check a run folder: checksums, schema, references, invariants",
+                       description="Check a run folder against its manifest and the run's invariants; "
+                                   "exit 1 with one line per problem, 0 when sound.")
+    v.add_argument("run_dir", type=Path, help="run folder written by 'telcosim run'")
     return p
 
 
@@ -85,15 +98,33 @@ def _cmd_run(args: argparse.Namespace) -> int:
     from .summary import print_summary, progress_bar
 
     sim = Simulation(scenario)
-    writer = RunWriter(args.out, sim.metadata(), scenario.output.compression, overwrite=args.overwrite)
+    writer = RunWriter(args.out, sim.metadata(), scenario.output.compression, overwrite=args.overwrite,
+                       resume=args.resume)
     try:
         with progress_bar(sim.n_epochs, disable=args.quiet) as advance:
-            result = sim.run(writer, advance, args.chunk_subscribers)
-    except BaseException:
-        writer.abort()
+            result = sim.run(writer, advance, args.chunk_subscribers, workers=args.workers,
+                             scheduler=args.scheduler, resume=args.resume)
+    except BaseException as exc:
+        writer.abort(keep_partial=True)
+        if isinstance(exc, KeyboardInterrupt) and writer.resumable():
+            raise _Interrupted(f"interrupted; the completed part is kept hidden beside {args.out}: "
+                               "continue with the same command plus --resume") from None
         raise
     if not args.quiet:
         print_summary(sim, result)
+    return 0
+
+
+def _cmd_verify(args: argparse.Namespace) -> int:
+    from .verify import verify_run
+
+    problems = verify_run(args.run_dir)
+    for line in problems:
+        print(f"telcosim: verify: {line}", file=sys.stderr)
+    if problems:
+        print(f"telcosim: verify: {args.run_dir}: {len(problems)} problem(s)", file=sys.stderr)
+        return 1
+    print(f"{args.run_dir}: ok")
     return 0
 
 
@@ -103,10 +134,15 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "run":
             return _cmd_run(args)
+        if args.command == "verify":
+            return _cmd_verify(args)
     except TelcosimError as exc:
         for line in exc.problems:
             print(f"telcosim: error: {line}", file=sys.stderr)
         return EXIT_USAGE
+    except _Interrupted as exc:
+        print(f"telcosim: {exc}", file=sys.stderr)
+        return 130
     except KeyboardInterrupt:
         print("telcosim: interrupted; nothing was written", file=sys.stderr)
         return 130

@@ -36,6 +36,8 @@ import simpy
 
 from . import __version__, schema
 from .config import Scenario
+from .errors import OutputError
+from .executors import DaskDemand, LocalDemand
 from .kernels import demand, resolution
 from .kernels.ordering import stable_time_order
 from .mobility import MobilityState, kernel_params, other_place_cdf, place_target
@@ -43,11 +45,13 @@ from .network import Network, build_network
 from .population import Population, build_population
 from .profile import Profile, load_profile
 from .sessions import SessionState, attempt_rates, burst_multipliers, call_duration_params
+from .shards import DemandInputs, EpochInputs, ShardState
 from .sinks import RunWriter
 from .streams import generator, kernel_key
 
 EPOCH_MS = 3_600_000
 DEFAULT_CHUNK = 250_000
+DEFAULT_CHECKPOINT_EPOCHS = 6
 
 
 @dataclass
@@ -118,6 +122,27 @@ class _Resolver:
         self.kpi.update({k: np.zeros(shape) for k in ("busy_area", "offered", "carried", "served", "sess_ms")})
         self.counters = np.zeros(6, np.int64)
         self.counters[resolution.C_NEXT_TICK] = 0  # set by the engine
+
+    def state(self) -> tuple[dict[str, np.ndarray], dict[str, float]]:
+        """Everything that persists across epochs: arrays (KPIs as ``kpi.NAME``) and scalars."""
+        arrays, scalars = {}, {}
+        for name, value in vars(self).items():
+            if isinstance(value, np.ndarray):
+                arrays[name] = value.copy()
+            elif isinstance(value, dict):
+                arrays.update({f"kpi.{k}": v.copy() for k, v in value.items()})
+            else:
+                scalars[name] = value
+        return arrays, scalars
+
+    def load_state(self, arrays: dict[str, np.ndarray], scalars: dict[str, float]) -> None:
+        for name, value in scalars.items():
+            setattr(self, name, value)
+        for name, value in arrays.items():
+            if name.startswith("kpi."):
+                self.kpi[name[4:]] = value
+            else:
+                setattr(self, name, value)
 
     def active_calls(self) -> int:
         return self.n_calls - int(self.counters[resolution.C_FREE_CALLS])
@@ -221,68 +246,61 @@ class Simulation:
         return t.hour, t.weekday()
 
     def run(self, writer: RunWriter, progress: Callable[[int, int], None] | None = None,
-            chunk_subscribers: int = DEFAULT_CHUNK) -> RunResult:
-        """Run the scenario into ``writer``. ``chunk_subscribers`` bounds the memory of the demand
-        step; it is an execution setting, not part of the scenario: results do not depend on it."""
+            chunk_subscribers: int = DEFAULT_CHUNK, *, workers: int | None = None,
+            scheduler: str | None = None, resume: bool = False,
+            checkpoint_every: int = DEFAULT_CHECKPOINT_EPOCHS) -> RunResult:
+        """Run the scenario into ``writer``.
+
+        Execution settings, none of which changes a byte of the output: ``chunk_subscribers``
+        (subscribers per demand shard: bounds memory), ``workers`` / ``scheduler`` (demand shards
+        on a local Dask cluster of that many processes, or on an existing one), ``resume``
+        (continue an interrupted run from its last checkpoint) and ``checkpoint_every`` (epochs
+        between checkpoints; 0 for none).
+        """
         t_wall = time.perf_counter()
         sc = self.scenario
-        seed = sc.seed
         pop, net = self.population, self.network
-        n = pop.n
         h0, wd0 = self.local_hour(0)
-        mob = MobilityState.initial(pop, h0, wd0, seed)
-        sess = SessionState.initial(n)
-        res = _Resolver(net, n, mob.cur_cell, self.n_int, sc.network.ue_peak_mbps)
+        state = ShardState(**vars(MobilityState.initial(pop, h0, wd0, sc.seed)), **vars(SessionState.initial(pop.n)))
+        res = _Resolver(net, pop.n, state.cur_cell, self.n_int, sc.network.ue_peak_mbps)
         res.counters[resolution.C_NEXT_TICK] = self.interval_ms
-        mob_key = kernel_key(seed, "mobility")
-        ses_key = kernel_key(seed, "sessions")
-        mp = kernel_params(sc.mobility)
-        other_cdf = other_place_cdf(net, sc.population)
-        on, off = burst_multipliers(sc.behaviour)
-        v_mu, v_sigma = call_duration_params(sc.behaviour, self.profile)
-        chunk = max(1, int(chunk_subscribers))
-        periodic_ms = sc.output.location_update_interval_s * 1000
+        first_epoch = 0
+        if resume:
+            loaded = writer.load_checkpoint()
+            if loaded is not None:
+                arrays, meta = loaded
+                if meta["scenario_sha256"] != self.scenario_hash:
+                    raise OutputError("the interrupted run was made with another scenario or seed; "
+                                      "run again without --resume")
+                first_epoch = int(meta["epochs_done"])
+                state = ShardState(**{k[2:]: v for k, v in arrays.items() if k.startswith("d.")})
+                res.load_state({k[2:]: v for k, v in arrays.items() if k.startswith("r.")}, meta["resolver"])
+        inputs = self._demand_inputs()
+        if workers or scheduler:
+            executor = DaskDemand(inputs, pop, state, chunk_subscribers, workers, scheduler)
+        else:
+            executor = LocalDemand(inputs, pop, state, chunk_subscribers)
         cdr_schema = schema.cdr_schema(self.tz)
         loc_schema = schema.locations_schema(self.tz)
-        home = pop.home_cell.astype(np.int64)
-        work = pop.work_cell.astype(np.int64)
-        nbr_idx = net.nbr_idx.astype(np.int64)
+        up_share = sc.behaviour.data_uplink_share
         stats = {"attempts": 0}
 
         def demand_epoch(e: int):
-            t0, t1 = e * EPOCH_MS, (e + 1) * EPOCH_MS
             hour, wd = self.local_hour(e)
-            pi = place_target(hour, wd)
-            rates = attempt_rates(sc.behaviour, self.profile, hour, wd)
-            mparts, sparts = [], []
-            for lo in range(0, n, chunk):
-                hi = min(n, lo + chunk)
-                cap = 2 * (hi - lo) + 64
-                r = demand.mobility_epoch(
-                    mob_key, lo, hi, e, t0, t1, pi, mp["stickiness"], mp["rho"], mp["gamma"],
-                    mp["hops_mean"], mp["global_share"], other_cdf, mp["speed_mu"], mp["speed_sigma"],
-                    mp["pp_prob"], mp["pp_dwell_ms"], np.int64(periodic_ms),
-                    net.cx_km, net.cy_km, net.nbr_ptr, nbr_idx, home, work,
-                    mob.cur_cell, mob.place, mob.dest, mob.next_hop_t, mob.speed_kmh, mob.visit_cell,
-                    mob.visit_count, mob.n_seen,
-                    *(np.empty(cap, np.int64) for _ in range(4)))
-                mparts.append(tuple(a[: r[0]] for a in r[1:]))
-                s = demand.sessions_epoch(
-                    ses_key, lo, hi, e, t0, t1, rates, pop.activity, sess.burst_on, sess.burst_next,
-                    on, off, sc.behaviour.burst_on_mean_min * 60_000.0, sc.behaviour.burst_off_mean_min * 60_000.0,
-                    sc.behaviour.onnet_share, pop.contact_ptr, pop.contact_cdf, pop.contact_idx,
-                    v_mu, v_sigma, sc.behaviour.call_duration_max_s * 1000.0,
-                    sc.behaviour.data_volume_log_mu, sc.behaviour.data_volume_log_sigma,
-                    *(np.empty(cap, np.int64) for _ in range(6)))
-                sparts.append(tuple(a[: s[0]] for a in s[1:]))
-            mob_ev = tuple(np.concatenate(cols) for cols in zip(*mparts, strict=True))
-            att_ev = tuple(np.concatenate(cols) for cols in zip(*sparts, strict=True))
+            ep = EpochInputs(e, place_target(hour, wd), attempt_rates(sc.behaviour, self.profile, hour, wd))
+            mob_ev, att_ev = executor.step(ep)
+            snapshot = executor.state_arrays() if checkpoint_due(e) else None
             # Time order; ties keep subscriber order (stable sort), so the merge is deterministic.
+            t0 = e * EPOCH_MS
             o = stable_time_order(mob_ev[0], t0, EPOCH_MS)
             mob_ev = tuple(a[o] for a in mob_ev)
             o = stable_time_order(att_ev[0], t0, EPOCH_MS)
             att_ev = tuple(a[o] for a in att_ev)
-            return mob_ev, att_ev
+            return mob_ev, att_ev, snapshot
+
+        def checkpoint_due(e: int) -> bool:
+            return (checkpoint_every > 0 and not writer.discard and (e + 1) % checkpoint_every == 0
+                    and e + 1 < self.n_epochs)
 
         def emit(cdr: dict, loc: dict) -> None:
             if writer.discard:
@@ -295,35 +313,42 @@ class Simulation:
         def epochs(env: simpy.Environment):
             # Demand does not depend on resolution, so the next epoch's demand is computed in a
             # worker thread while this one is resolved (the kernels release the GIL).
+            if first_epoch:
+                yield env.timeout(first_epoch * EPOCH_MS)
             with ThreadPoolExecutor(max_workers=1, thread_name_prefix="telcosim-demand") as pool:
-                upcoming = pool.submit(demand_epoch, 0)
-                for e in range(self.n_epochs):
-                    mob_ev, att_ev = upcoming.result()
+                upcoming = pool.submit(demand_epoch, first_epoch) if first_epoch < self.n_epochs else None
+                for e in range(first_epoch, self.n_epochs):
+                    mob_ev, att_ev, snapshot = upcoming.result()
                     if e + 1 < self.n_epochs:
                         upcoming = pool.submit(demand_epoch, e + 1)
                     yield from resolve_epoch(env, e, mob_ev, att_ev)
+                    if snapshot is not None:
+                        r_arrays, r_meta = res.state()
+                        arrays = {**{f"d.{k}": v for k, v in snapshot.items()},
+                                  **{f"r.{k}": v for k, v in r_arrays.items()}}
+                        writer.write_checkpoint(arrays, {"epochs_done": e + 1, "resolver": r_meta,
+                                                         "scenario_sha256": self.scenario_hash})
             # Drain: calls and sessions in progress run to their end; no new demand.
             empty_m = tuple(np.zeros(0, np.int64) for _ in range(4))
             empty_a = tuple(np.zeros(0, np.int64) for _ in range(6))
-            cdr, loc = res.resolve(int(resolution.INF) - 1, self.interval_ms, empty_m, empty_a,
-                                   sc.behaviour.data_uplink_share)
-            emit(cdr, loc)
+            emit(*res.resolve(int(resolution.INF) - 1, self.interval_ms, empty_m, empty_a, up_share))
 
         def resolve_epoch(env: simpy.Environment, e: int, mob_ev, att_ev):
             kinds = att_ev[2]
             n_voice = int(np.count_nonzero((kinds == demand.VOICE_MO) | (kinds == demand.VOICE_MT_OFFNET)))
             res.ensure_slots(n_voice, int(np.count_nonzero(kinds == demand.DATA)))
             stats["attempts"] += len(kinds)
-            cdr, loc = res.resolve((e + 1) * EPOCH_MS, self.interval_ms, mob_ev, att_ev,
-                                   sc.behaviour.data_uplink_share)
-            emit(cdr, loc)
+            emit(*res.resolve((e + 1) * EPOCH_MS, self.interval_ms, mob_ev, att_ev, up_share))
             if progress is not None:
                 progress(e + 1, self.n_epochs)
             yield env.timeout(EPOCH_MS)
 
         env = simpy.Environment()
         env.process(epochs(env))
-        env.run()
+        try:
+            env.run()
+        finally:
+            executor.close()
 
         kpi = self._kpi_table(res)
         if not writer.discard:
@@ -336,6 +361,20 @@ class Simulation:
         out = writer.commit(self.manifest(wall))
         stats["wall_s"] = wall
         return RunResult(out, dict(writer.rows), wall, kpi, stats)
+
+    def _demand_inputs(self) -> DemandInputs:
+        sc, net = self.scenario, self.network
+        on, off = burst_multipliers(sc.behaviour)
+        v_mu, v_sigma = call_duration_params(sc.behaviour, self.profile)
+        return DemandInputs(
+            mob_key=kernel_key(sc.seed, "mobility"), ses_key=kernel_key(sc.seed, "sessions"),
+            cx_km=net.cx_km, cy_km=net.cy_km, nbr_ptr=net.nbr_ptr, nbr_idx=net.nbr_idx.astype(np.int64),
+            other_cdf=other_place_cdf(net, sc.population), mobility=kernel_params(sc.mobility),
+            periodic_ms=sc.output.location_update_interval_s * 1000, burst_on_mult=on, burst_off_mult=off,
+            burst_on_ms=sc.behaviour.burst_on_mean_min * 60_000.0, burst_off_ms=sc.behaviour.burst_off_mean_min * 60_000.0,
+            onnet_share=sc.behaviour.onnet_share, voice_mu=v_mu, voice_sigma=v_sigma,
+            voice_max_ms=sc.behaviour.call_duration_max_s * 1000.0, data_mu=sc.behaviour.data_volume_log_mu,
+            data_sigma=sc.behaviour.data_volume_log_sigma)
 
     # --- tables -----------------------------------------------------------------------------
 
@@ -428,14 +467,18 @@ def _jsonable(obj):
 
 
 def run(scenario: Scenario, out: Path | None, *, overwrite: bool = False,
-        progress: Callable[[int, int], None] | None = None, chunk_subscribers: int = DEFAULT_CHUNK) -> RunResult:
-    """Build and run ``scenario``, writing to ``out`` (or discarding the rows when None)."""
+        progress: Callable[[int, int], None] | None = None, chunk_subscribers: int = DEFAULT_CHUNK,
+        workers: int | None = None, scheduler: str | None = None, resume: bool = False,
+        checkpoint_every: int = DEFAULT_CHECKPOINT_EPOCHS) -> RunResult:
+    """Build and run ``scenario``, writing to ``out`` (or discarding the rows when None). An
+    interrupted run keeps its hidden partial folder when it has a checkpoint, for ``resume``."""
     sim = Simulation(scenario)
-    writer = RunWriter(out, sim.metadata(), scenario.output.compression, overwrite=overwrite)
+    writer = RunWriter(out, sim.metadata(), scenario.output.compression, overwrite=overwrite, resume=resume)
     try:
-        return sim.run(writer, progress, chunk_subscribers)
+        return sim.run(writer, progress, chunk_subscribers, workers=workers, scheduler=scheduler,
+                       resume=resume, checkpoint_every=checkpoint_every)
     except BaseException:
-        writer.abort()
+        writer.abort(keep_partial=True)
         raise
 
 

@@ -1,8 +1,9 @@
 """Parquet sinks: a run folder written atomically.
 
-Everything is written into a hidden temporary folder beside the destination and renamed into place
-only when the run has finished, so an interrupted or failed run never leaves a folder that looks
-complete. Tables arrive in parts (one per epoch) and are written by a background thread while the
+Everything is written into a hidden folder beside the destination (``.NAME.partial``) and renamed
+into place only when the run has finished, so an interrupted or failed run never leaves a folder
+that looks complete. Every few epochs a checkpoint of the simulation state is written there too,
+after the parts it covers, so an interrupted run can be resumed. Tables arrive in parts (one per epoch) and are written by a background thread while the
 simulation goes on (pyarrow releases the GIL), with the run's seed and scenario in every file's
 key-value metadata.
 """
@@ -18,10 +19,13 @@ import threading
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
 from .errors import OutputError
+
+CHECKPOINT = "checkpoint.npz"
 
 
 def sha256_file(path: Path) -> str:
@@ -36,7 +40,7 @@ class RunWriter:
     """Writes the tables of one run under ``out`` (atomically) or discards them (``out=None``)."""
 
     def __init__(self, out: Path | None, metadata: dict[str, str], compression: str = "zstd",
-                 overwrite: bool = False) -> None:
+                 overwrite: bool = False, resume: bool = False) -> None:
         self.out = out
         self.discard = out is None
         self.metadata = {k.encode(): v.encode() for k, v in metadata.items()}
@@ -44,7 +48,7 @@ class RunWriter:
         self.rows: dict[str, int] = {}
         self._parts: dict[str, int] = {}
         self._error: BaseException | None = None
-        self._queue: queue.Queue[tuple[Path, pa.Table] | None] = queue.Queue(maxsize=3)
+        self._queue: queue.Queue[tuple | None] = queue.Queue(maxsize=3)
         self._thread: threading.Thread | None = None
         if out is None:
             self.tmp = None
@@ -52,12 +56,15 @@ class RunWriter:
         if out.exists() and not overwrite and (not out.is_dir() or any(out.iterdir())):
             raise OutputError(f"{out}: already exists and is not empty (choose another --out or pass --overwrite)")
         parent = out.resolve().parent
+        self.tmp = parent / f".{out.name}.partial"
+        if resume and not self.tmp.is_dir():
+            raise OutputError(f"{out}: nothing to resume (no interrupted run at {self.tmp})")
         try:
             parent.mkdir(parents=True, exist_ok=True)
-            self.tmp = parent / f".{out.name}.tmp-{os.getpid()}"
-            if self.tmp.exists():
-                shutil.rmtree(self.tmp)
-            self.tmp.mkdir()
+            if not resume:
+                if self.tmp.exists():
+                    shutil.rmtree(self.tmp)
+                self.tmp.mkdir()
         except OSError as exc:
             raise OutputError(f"{out}: cannot create the output folder ({exc.strerror or exc})") from None
         self._thread = threading.Thread(target=self._drain, name="telcosim-writer", daemon=True)
@@ -70,9 +77,11 @@ class RunWriter:
                 return
             if self._error is not None:
                 continue
-            path, table = item
             try:
-                pq.write_table(table, path, compression=self.compression)
+                if item[0] == "part":
+                    pq.write_table(item[2], item[1], compression=self.compression)
+                else:
+                    self._save_checkpoint(item[1], item[2])
             except BaseException as exc:  # surfaced by commit()
                 self._error = exc
 
@@ -102,7 +111,44 @@ class RunWriter:
     def _put(self, path: Path, table: pa.Table) -> None:
         if self._error is not None:
             raise OutputError(f"writing {path.name} failed: {self._error}")
-        self._queue.put((path, self._with_metadata(table)))
+        self._queue.put(("part", path, self._with_metadata(table)))
+
+    # --- checkpoints ------------------------------------------------------------------------
+
+    def write_checkpoint(self, arrays: dict[str, np.ndarray], meta: dict[str, Any]) -> None:
+        """Queue a checkpoint: written after every part queued before it, atomically."""
+        if self.discard:
+            return
+        meta = dict(meta, rows=dict(self.rows), parts=dict(self._parts))
+        self._queue.put(("checkpoint", arrays, meta))
+
+    def _save_checkpoint(self, arrays: dict[str, np.ndarray], meta: dict[str, Any]) -> None:
+        tmp = self.tmp / "checkpoint.tmp.npz"
+        np.savez(tmp, __meta__=np.array(json.dumps(meta)), **arrays)
+        os.replace(tmp, self.tmp / CHECKPOINT)
+
+    def load_checkpoint(self) -> tuple[dict[str, np.ndarray], dict[str, Any]] | None:
+        """The last checkpoint of the interrupted run, with the parts written after it removed;
+        None (and a clean slate) when there is none."""
+        path = self.tmp / CHECKPOINT
+        if not path.exists():
+            for child in self.tmp.iterdir():
+                shutil.rmtree(child) if child.is_dir() else child.unlink()
+            return None
+        with np.load(path) as z:
+            arrays = {k: z[k] for k in z.files}
+        meta = json.loads(str(arrays.pop("__meta__")))
+        self.rows = dict(meta["rows"])
+        self._parts = dict(meta["parts"])
+        for folder in self.tmp.iterdir():
+            if folder.is_dir():
+                keep = self._parts.get(folder.name, 0)
+                for f in folder.glob("part-*.parquet"):
+                    if int(f.stem.split("-")[1]) >= keep:
+                        f.unlink()
+        for stray in self.tmp.glob("*.tmp.npz"):
+            stray.unlink()
+        return arrays, meta
 
     def commit(self, manifest: dict[str, Any]) -> Path | None:
         """Finish writing, add checksums to the manifest, and move the run into place."""
@@ -114,6 +160,7 @@ class RunWriter:
         if self._error is not None:
             self.abort()
             raise OutputError(f"writing the run failed: {self._error}")
+        (self.tmp / CHECKPOINT).unlink(missing_ok=True)
         files = {}
         for path in sorted(self.tmp.rglob("*.parquet")):
             rel = path.relative_to(self.tmp).as_posix()
@@ -130,11 +177,14 @@ class RunWriter:
             self.tmp.rename(self.out)
         return self.out
 
-    def abort(self) -> None:
-        """Drop everything written so far."""
+    def abort(self, keep_partial: bool = False) -> None:
+        """Stop writing. Drop everything, or keep the partial run when it has a checkpoint to
+        resume from (it stays hidden, never looking like a complete run)."""
         if self._thread is not None and self._thread.is_alive():
-            self._error = self._error or RuntimeError("aborted")
             self._queue.put(None)
             self._thread.join()
-        if self.tmp is not None:
+        if self.tmp is not None and not (keep_partial and (self.tmp / CHECKPOINT).exists()):
             shutil.rmtree(self.tmp, ignore_errors=True)
+
+    def resumable(self) -> bool:
+        return self.tmp is not None and (self.tmp / CHECKPOINT).exists()

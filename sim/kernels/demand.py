@@ -106,12 +106,15 @@ def _explore_cell(st, cur, nbr_ptr, nbr_idx, hops_mean, global_share, other_cdf)
 
 
 @njit(cache=True, nogil=True)
-def mobility_epoch(key, lo, hi, epoch, t0, t1, pi, stickiness, rho, gamma, hops_mean, global_share,
+def mobility_epoch(key, first, count, epoch, t0, t1, pi, stickiness, rho, gamma, hops_mean, global_share,
                    other_cdf, speed_mu, speed_sigma, pp_prob, pp_dwell_ms, periodic_ms,
                    cx, cy, nbr_ptr, nbr_idx, home, work,
                    cur_cell, place, dest, next_hop_t, speed_kmh, visit_cell, visit_count, n_seen,
                    out_t, out_sub, out_cell, out_kind):
-    """Move subscribers ``lo..hi-1`` through the epoch ``[t0, t1)`` (ms).
+    """Move subscribers ``first .. first+count-1`` through the epoch ``[t0, t1)`` (ms).
+
+    Per-subscriber arrays (``home`` ... ``n_seen``) hold just these subscribers (index ``i`` is
+    subscriber ``first + i``); the subscriber id keys the random stream and the output.
 
     At the epoch start each subscriber takes one step of the hourly place chain; a new place
     starts a trip at a uniform time within the hour. Trips hop along the neighbour graph towards
@@ -125,77 +128,78 @@ def mobility_epoch(key, lo, hi, epoch, t0, t1, pi, stickiness, rho, gamma, hops_
     n = np.int64(0)
     K = visit_cell.shape[1]
     span = t1 - t0
-    for s in range(lo, hi):
+    for i in range(count):
+        s = first + i
         st = seed_state(key, s, epoch)
-        c_start = cur_cell[s]
+        c_start = cur_cell[i]
         first_out = n
-        st, newp, redrawn = place_step(st, np.int64(place[s]), pi, stickiness)
-        if redrawn and (newp != place[s] or newp == OTHER):
+        st, newp, redrawn = place_step(st, np.int64(place[i]), pi, stickiness)
+        if redrawn and (newp != place[i] or newp == OTHER):
             if newp == HOME:
-                target = np.int64(home[s])
+                target = np.int64(home[i])
             elif newp == WORK:
-                target = np.int64(work[s])
+                target = np.int64(work[i])
             else:
                 # Exploration and preferential return among the K remembered places.
-                seen = max(n_seen[s], 1)
+                seen = max(n_seen[i], 1)
                 st, u = next_uniform(st)
                 total = 0
                 for k in range(K):
-                    if visit_cell[s, k] >= 0:
-                        total += visit_count[s, k]
+                    if visit_cell[i, k] >= 0:
+                        total += visit_count[i, k]
                 if total == 0 or u < rho * seen ** (-gamma):
-                    st, target = _explore_cell(st, np.int64(cur_cell[s]), nbr_ptr, nbr_idx,
+                    st, target = _explore_cell(st, np.int64(cur_cell[i]), nbr_ptr, nbr_idx,
                                                hops_mean, global_share, other_cdf)
-                    n_seen[s] += 1
+                    n_seen[i] += 1
                 else:
                     st, u = next_uniform(st)
                     pick = u * total
                     acc = 0.0
-                    target = np.int64(visit_cell[s, 0])
+                    target = np.int64(visit_cell[i, 0])
                     for k in range(K):
-                        if visit_cell[s, k] >= 0:
-                            acc += visit_count[s, k]
+                        if visit_cell[i, k] >= 0:
+                            acc += visit_count[i, k]
                             if pick < acc:
-                                target = np.int64(visit_cell[s, k])
+                                target = np.int64(visit_cell[i, k])
                                 break
                 # Remember the visit (replace the least visited slot when full).
                 slot = -1
                 weakest = 0
                 for k in range(K):
-                    if visit_cell[s, k] == target:
+                    if visit_cell[i, k] == target:
                         slot = k
                         break
                 if slot < 0:
                     for k in range(K):
-                        if visit_cell[s, k] < 0:
+                        if visit_cell[i, k] < 0:
                             slot = k
-                            visit_count[s, k] = 0
+                            visit_count[i, k] = 0
                             break
                     if slot < 0:
                         for k in range(1, K):
-                            if visit_count[s, k] < visit_count[s, weakest]:
+                            if visit_count[i, k] < visit_count[i, weakest]:
                                 weakest = k
                         slot = weakest
-                        visit_count[s, slot] = 0
-                    visit_cell[s, slot] = target
-                visit_count[s, slot] += 1
-            place[s] = newp
-            where = dest[s] if next_hop_t[s] >= 0 else cur_cell[s]
+                        visit_count[i, slot] = 0
+                    visit_cell[i, slot] = target
+                visit_count[i, slot] += 1
+            place[i] = newp
+            where = dest[i] if next_hop_t[i] >= 0 else cur_cell[i]
             if target != where:
-                dest[s] = target
-                if next_hop_t[s] < 0:
+                dest[i] = target
+                if next_hop_t[i] < 0:
                     st, u = next_uniform(st)
                     st, v = next_lognormal(st, speed_mu, speed_sigma)
-                    speed_kmh[s] = max(v, 1.0)
-                    c = np.int64(cur_cell[s])
+                    speed_kmh[i] = max(v, 1.0)
+                    c = np.int64(cur_cell[i])
                     nxt = _greedy_next(c, target, cx, cy, nbr_ptr, nbr_idx)
                     dist = math.hypot(cx[nxt] - cx[c], cy[nxt] - cy[c])
-                    next_hop_t[s] = t0 + np.int64(u * span) + np.int64(0.5 * dist / speed_kmh[s] * 3.6e6)
+                    next_hop_t[i] = t0 + np.int64(u * span) + np.int64(0.5 * dist / speed_kmh[i] * 3.6e6)
         # Travel within this epoch.
-        while next_hop_t[s] >= 0 and next_hop_t[s] < t1:
-            t = next_hop_t[s]
-            c = np.int64(cur_cell[s])
-            d = np.int64(dest[s])
+        while next_hop_t[i] >= 0 and next_hop_t[i] < t1:
+            t = next_hop_t[i]
+            c = np.int64(cur_cell[i])
+            d = np.int64(dest[i])
             nxt = _greedy_next(c, d, cx, cy, nbr_ptr, nbr_idx)
             if n + 3 > out_t.shape[0]:
                 out_t = _grow_i64(out_t, n + 3)
@@ -225,12 +229,12 @@ def mobility_epoch(key, lo, hi, epoch, t0, t1, pi, stickiness, rho, gamma, hops_
                     out_kind[n + 1] = KIND_CHANGE
                     n += 2
                     extra = tf - t
-            cur_cell[s] = nxt
+            cur_cell[i] = nxt
             if nxt == d:
-                next_hop_t[s] = -1
+                next_hop_t[i] = -1
             else:
                 dist = math.hypot(cx[nxt] - cx[c], cy[nxt] - cy[c])
-                next_hop_t[s] = t + extra + max(np.int64(1000), np.int64(dist / speed_kmh[s] * 3.6e6))
+                next_hop_t[i] = t + extra + max(np.int64(1000), np.int64(dist / speed_kmh[i] * 3.6e6))
         # Periodic location updates, in the cell held at each update time.
         if periodic_ms > 0:
             phase = np.int64((seed_state(key, s, _PHASE_EPOCH) >> np.uint64(11)) % np.uint64(periodic_ms))
@@ -257,12 +261,14 @@ def mobility_epoch(key, lo, hi, epoch, t0, t1, pi, stickiness, rho, gamma, hops_
 
 
 @njit(cache=True, nogil=True)
-def sessions_epoch(key, lo, hi, epoch, t0, t1, rates, activity, burst_on, burst_next,
+def sessions_epoch(key, first, count, epoch, t0, t1, rates, activity, burst_on, burst_next,
                    mult_on, mult_off, on_mean_ms, off_mean_ms, onnet_share,
                    contact_ptr, contact_cdf, contact_idx, voice_mu, voice_sigma, voice_max_ms,
                    data_mu, data_sigma,
                    out_t, out_sub, out_kind, out_cp, out_dur, out_vol):
-    """Session attempts of subscribers ``lo..hi-1`` in ``[t0, t1)`` (ms).
+    """Session attempts of subscribers ``first .. first+count-1`` in ``[t0, t1)`` (ms); per-subscriber
+    arrays are indexed from 0 as in :func:`mobility_epoch` (``contact_ptr`` has ``count + 1``
+    entries pointing into ``contact_idx`` / ``contact_cdf``).
 
     Arrivals are Poisson at ``activity * multiplier * rates[kind]`` per ms, where the multiplier
     follows a two-state Markov-modulated process (active / quiet, exponential sojourns) carried
@@ -274,17 +280,18 @@ def sessions_epoch(key, lo, hi, epoch, t0, t1, rates, activity, burst_on, burst_
     total_rate = 0.0
     for k in range(rates.shape[0]):
         total_rate += rates[k]
-    for s in range(lo, hi):
+    for i in range(count):
+        s = first + i
         st = seed_state(key, s, epoch)
-        if burst_next[s] < 0:  # first epoch: start in the stationary law
+        if burst_next[i] < 0:  # first epoch: start in the stationary law
             st, u = next_uniform(st)
-            burst_on[s] = 1 if u < on_mean_ms / (on_mean_ms + off_mean_ms) else 0
-            st, e = next_exponential(st, 1.0 / (on_mean_ms if burst_on[s] else off_mean_ms))
-            burst_next[s] = t0 + np.int64(e)
+            burst_on[i] = 1 if u < on_mean_ms / (on_mean_ms + off_mean_ms) else 0
+            st, e = next_exponential(st, 1.0 / (on_mean_ms if burst_on[i] else off_mean_ms))
+            burst_next[i] = t0 + np.int64(e)
         t = float(t0)
         while t < t1:
-            seg_end = float(min(burst_next[s], t1))
-            lam = activity[s] * (mult_on if burst_on[s] else mult_off) * total_rate
+            seg_end = float(min(burst_next[i], t1))
+            lam = activity[i] * (mult_on if burst_on[i] else mult_off) * total_rate
             if lam > 0.0:
                 while True:
                     st, gap = next_exponential(st, lam)
@@ -303,8 +310,8 @@ def sessions_epoch(key, lo, hi, epoch, t0, t1, rates, activity, burst_on, burst_
                     vol = np.int64(0)
                     if kind == VOICE_MO or kind == SMS_MO:
                         st, u = next_uniform(st)
-                        lo_c = contact_ptr[s]
-                        hi_c = contact_ptr[s + 1]
+                        lo_c = contact_ptr[i]
+                        hi_c = contact_ptr[i + 1]
                         if u < onnet_share and hi_c > lo_c:
                             st, u = next_uniform(st)
                             cp = contact_idx[search_cdf(contact_cdf, lo_c, hi_c, u)]
@@ -329,8 +336,8 @@ def sessions_epoch(key, lo, hi, epoch, t0, t1, rates, activity, burst_on, burst_
                     out_vol[n] = vol
                     n += 1
             t = seg_end
-            if burst_next[s] <= t1 and t >= burst_next[s]:
-                burst_on[s] = 1 - burst_on[s]
-                st, e = next_exponential(st, 1.0 / (on_mean_ms if burst_on[s] else off_mean_ms))
-                burst_next[s] = burst_next[s] + 1 + np.int64(e)
+            if burst_next[i] <= t1 and t >= burst_next[i]:
+                burst_on[i] = 1 - burst_on[i]
+                st, e = next_exponential(st, 1.0 / (on_mean_ms if burst_on[i] else off_mean_ms))
+                burst_next[i] = burst_next[i] + 1 + np.int64(e)
     return n, out_t, out_sub, out_kind, out_cp, out_dur, out_vol

@@ -1,0 +1,85 @@
+"""Where demand shards run: in this process, or on a Dask cluster.
+
+Both executors hold the subscribers in contiguous shards and return each epoch's events
+concatenated in shard order, which is subscriber order, so the network-wide resolution that
+follows sees exactly the same input either way and the run's bytes do not change.
+
+On Dask each shard is an actor (its state lives and advances on one worker; nothing but events
+comes back). The capacity-dependent resolution stays in the driving process: see
+``docs/architecture.md`` for why and for the limits.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .population import Population
+from .shards import DemandInputs, EpochInputs, Shard, ShardState, make_shard, merge_epoch
+
+
+def _ranges(n: int, size: int) -> list[tuple[int, int]]:
+    size = max(1, int(size))
+    return [(lo, min(n, lo + size)) for lo in range(0, n, size)]
+
+
+class LocalDemand:
+    """Shards in this process, as views of one set of state arrays."""
+
+    def __init__(self, inputs: DemandInputs, pop: Population, state: ShardState, shard_size: int) -> None:
+        self.state = state
+        home, work = pop.home_cell.astype(np.int64), pop.work_cell.astype(np.int64)
+        self.shards = [Shard(lo, inputs, home[lo:hi], work[lo:hi], pop.activity[lo:hi],
+                             pop.contact_ptr[lo:hi + 1], pop.contact_cdf, pop.contact_idx, state.slice(lo, hi))
+                       for lo, hi in _ranges(pop.n, shard_size)]
+
+    def step(self, ep: EpochInputs):
+        return merge_epoch([s.step(ep) for s in self.shards])
+
+    def state_arrays(self) -> dict[str, np.ndarray]:
+        return {k: v.copy() for k, v in self.state.arrays().items()}
+
+    def close(self) -> None:
+        pass
+
+
+class DaskDemand:
+    """Shards as actors on a Dask cluster: ``workers`` local processes, or an existing scheduler."""
+
+    def __init__(self, inputs: DemandInputs, pop: Population, state: ShardState, shard_size: int,
+                 workers: int | None = None, scheduler: str | None = None) -> None:
+        from distributed import Client, LocalCluster
+
+        if scheduler:
+            self.cluster = None
+            self.client = Client(scheduler)
+        else:
+            self.cluster = LocalCluster(n_workers=workers or 1, threads_per_worker=1, processes=True,
+                                        dashboard_address=None, silence_logs=40)
+            self.client = Client(self.cluster)
+        n_workers = max(1, len(self.client.scheduler_info().get("workers", {})) or (workers or 1))
+        # At least one shard per worker, at most shard_size subscribers each.
+        size = min(max(1, int(shard_size)), max(1, -(-pop.n // n_workers)))
+        home, work = pop.home_cell.astype(np.int64), pop.work_cell.astype(np.int64)
+        arrays = state.arrays()
+        futures = []
+        ptr = pop.contact_ptr
+        for lo, hi in _ranges(pop.n, size):
+            c_lo, c_hi = int(ptr[lo]), int(ptr[hi])
+            futures.append(self.client.submit(
+                make_shard, lo, inputs, home[lo:hi], work[lo:hi], pop.activity[lo:hi],
+                ptr[lo:hi + 1], pop.contact_cdf[c_lo:c_hi], pop.contact_idx[c_lo:c_hi],
+                {k: v[lo:hi] for k, v in arrays.items()}, actor=True, pure=False))
+        self.actors = [f.result() for f in futures]
+
+    def step(self, ep: EpochInputs):
+        pending = [a.step(ep) for a in self.actors]
+        return merge_epoch([p.result() for p in pending])
+
+    def state_arrays(self) -> dict[str, np.ndarray]:
+        parts = [a.state_arrays().result() for a in [*self.actors]]
+        return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+
+    def close(self) -> None:
+        self.client.close()
+        if self.cluster is not None:
+            self.cluster.close()

@@ -1,0 +1,129 @@
+"""Demand shards: a contiguous range of subscribers and everything needed to draw their demand.
+
+A shard owns the per-subscriber state of its range (mobility and burst state) and steps it one
+epoch at a time through the mobility and session kernels. Shards never talk to each other: the
+subscriber id keys every random draw, so any split into shards, run in any place (a thread here,
+a Dask worker elsewhere), gives the same events. Concatenated in shard order they are exactly the
+events of one shard holding everybody.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+
+import numpy as np
+
+from .kernels import demand
+
+EPOCH_MS = 3_600_000
+
+
+@dataclass(frozen=True)
+class DemandInputs:
+    """Read-only inputs shared by every shard: network geometry and model parameters."""
+
+    mob_key: np.uint64
+    ses_key: np.uint64
+    cx_km: np.ndarray
+    cy_km: np.ndarray
+    nbr_ptr: np.ndarray
+    nbr_idx: np.ndarray
+    other_cdf: np.ndarray
+    mobility: dict[str, float]
+    periodic_ms: int
+    burst_on_mult: float
+    burst_off_mult: float
+    burst_on_ms: float
+    burst_off_ms: float
+    onnet_share: float
+    voice_mu: float
+    voice_sigma: float
+    voice_max_ms: float
+    data_mu: float
+    data_sigma: float
+
+
+@dataclass(frozen=True)
+class EpochInputs:
+    """What changes from epoch to epoch: the hour's place targets and attempt rates."""
+
+    epoch: int
+    place_target: np.ndarray
+    rates: np.ndarray
+
+
+@dataclass
+class ShardState:
+    """Per-subscriber state carried across epochs (arrays of the shard's length)."""
+
+    cur_cell: np.ndarray
+    place: np.ndarray
+    dest: np.ndarray
+    next_hop_t: np.ndarray
+    speed_kmh: np.ndarray
+    visit_cell: np.ndarray
+    visit_count: np.ndarray
+    n_seen: np.ndarray
+    burst_on: np.ndarray
+    burst_next: np.ndarray
+
+    def arrays(self) -> dict[str, np.ndarray]:
+        return {f.name: getattr(self, f.name) for f in fields(self)}
+
+    def slice(self, lo: int, hi: int) -> ShardState:
+        """A view of subscribers lo..hi-1 (writes go through to this state)."""
+        return ShardState(**{k: v[lo:hi] for k, v in self.arrays().items()})
+
+
+class Shard:
+    """Subscribers ``first .. first + count - 1``: their fixed attributes and their state."""
+
+    def __init__(self, first: int, inputs: DemandInputs, home: np.ndarray, work: np.ndarray,
+                 activity: np.ndarray, contact_ptr: np.ndarray, contact_cdf: np.ndarray,
+                 contact_idx: np.ndarray, state: ShardState) -> None:
+        self.first = first
+        self.count = len(home)
+        self.inputs = inputs
+        self.home, self.work, self.activity = home, work, activity
+        self.contact_ptr, self.contact_cdf, self.contact_idx = contact_ptr, contact_cdf, contact_idx
+        self.state = state
+
+    def step(self, ep: EpochInputs) -> tuple[tuple[np.ndarray, ...], tuple[np.ndarray, ...]]:
+        """Draw one epoch: ``((t, sub, cell, kind), (t, sub, kind, counterpart, duration_ms, bytes))``,
+        each subscriber's events in time order, subscribers in id order."""
+        d, st, m = self.inputs, self.state, self.inputs.mobility
+        e = ep.epoch
+        t0, t1 = e * EPOCH_MS, (e + 1) * EPOCH_MS
+        cap = 2 * self.count + 64
+        r = demand.mobility_epoch(
+            d.mob_key, self.first, self.count, e, t0, t1, ep.place_target, m["stickiness"], m["rho"],
+            m["gamma"], m["hops_mean"], m["global_share"], d.other_cdf, m["speed_mu"], m["speed_sigma"],
+            m["pp_prob"], m["pp_dwell_ms"], np.int64(d.periodic_ms), d.cx_km, d.cy_km, d.nbr_ptr, d.nbr_idx,
+            self.home, self.work, st.cur_cell, st.place, st.dest, st.next_hop_t, st.speed_kmh,
+            st.visit_cell, st.visit_count, st.n_seen, *(np.empty(cap, np.int64) for _ in range(4)))
+        s = demand.sessions_epoch(
+            d.ses_key, self.first, self.count, e, t0, t1, ep.rates, self.activity, st.burst_on,
+            st.burst_next, d.burst_on_mult, d.burst_off_mult, d.burst_on_ms, d.burst_off_ms, d.onnet_share,
+            self.contact_ptr, self.contact_cdf, self.contact_idx, d.voice_mu, d.voice_sigma, d.voice_max_ms,
+            d.data_mu, d.data_sigma, *(np.empty(cap, np.int64) for _ in range(6)))
+        return tuple(a[: r[0]] for a in r[1:]), tuple(a[: s[0]] for a in s[1:])
+
+    def state_arrays(self) -> dict[str, np.ndarray]:
+        return self.state.arrays()
+
+
+def make_shard(first: int, inputs: DemandInputs, home, work, activity, contact_ptr, contact_cdf, contact_idx,
+               state_arrays: dict[str, np.ndarray]) -> Shard:
+    """A self-contained shard for a remote worker: own copies, ``contact_cdf`` / ``contact_idx``
+    holding just this range's rows and ``contact_ptr`` (count + 1 entries) pointing into the
+    global arrays, rebased here."""
+    return Shard(first, inputs, np.array(home), np.array(work), np.array(activity),
+                 np.asarray(contact_ptr) - contact_ptr[0], np.array(contact_cdf), np.array(contact_idx),
+                 ShardState(**{k: np.array(v) for k, v in state_arrays.items()}))
+
+
+def merge_epoch(parts: list[tuple[tuple[np.ndarray, ...], tuple[np.ndarray, ...]]]):
+    """Concatenate shard outputs (in shard order)."""
+    mob = tuple(np.concatenate(cols) for cols in zip(*(p[0] for p in parts), strict=True))
+    att = tuple(np.concatenate(cols) for cols in zip(*(p[1] for p in parts), strict=True))
+    return mob, att
