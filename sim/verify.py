@@ -88,6 +88,9 @@ class _Run:
     def fail(self, path: Path, exc: BaseException) -> None:
         self.unreadable.setdefault(self.rel(path), f"{type(exc).__name__}: {exc}")
 
+    def unreadable_in(self, table: str) -> bool:
+        return any(rel == f"{table}.parquet" or rel.startswith(f"{table}/") for rel in self.unreadable)
+
     def read_schema(self, path: Path) -> pa.Schema | None:
         if self.rel(path) in self.unreadable:
             return None
@@ -234,11 +237,9 @@ def check_files(run: _Run) -> list[str]:
         if rel not in listed:
             p.add("unlisted", f"{rel}: Parquet file not listed in manifest.json", "unlisted files")
     for table in schema.TABLES:
-        if table in PARTITIONED:
-            if not any(r.startswith(f"{table}/") for r in listed) or not run.files(table):
-                p.add("table", f"{table}/: table missing (no parts listed in manifest.json or on disk)")
-        elif f"{table}.parquet" not in listed and not run.files(table):
-            p.add("table", f"{table}.parquet: table missing")
+        if not run.files(table):
+            name = f"{table}/" if table in PARTITIONED else f"{table}.parquet"
+            p.add("table", f"{name}: table missing", "tables missing")
     return p.result()
 
 
@@ -400,6 +401,8 @@ def _check_record_ids(run: _Run) -> list[str]:
             examples.append(f"{uniq[i]} ({rel})")
         seen[uniq] = True
     lines = []
+    if out_rows and run.unreadable_in("cdr"):
+        out_rows = 0  # the row total is short by the unreadable parts: ranges are not meaningful
     if dup_rows:
         lines.append(f"cdr: {dup_rows} row(s) repeat a record_id of another row, e.g. {'; '.join(examples)}")
     if out_rows:
@@ -492,7 +495,7 @@ def check_invariants(run: _Run) -> list[str]:
     _check_window(run, p, "cdr", "start_time")
     _check_window(run, p, "locations", "time")
 
-    if kpi_read and cdr_read:
+    if kpi_read and cdr_read and not run.unreadable_in("cdr") and not run.unreadable_in("cell_kpis"):
         what = {"voice_attempts": "voice legs", "sms": "SMS legs", "data_sessions": "data sessions"}
         what.update({c: f"{o} voice legs" for o, c in _OUTCOME_COLUMNS.items()})
         for c in kpi:
