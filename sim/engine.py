@@ -189,8 +189,11 @@ class _Resolver:
         mob_t, mob_sub, mob_cell, mob_kind = mob
         att_t, att_sub, att_kind, att_cp, att_dur, att_vol = att
         n_att = len(att_t)
-        cap_cdr = 2 * n_att + 2 * self.active_calls() + self.active_data() + 16
-        cap_loc = 2 * n_att + len(mob_t) + 16
+        # Upper bounds on the rows: one per attempt and one more per on-net counterpart, plus the
+        # records of calls and sessions in progress that may end in this epoch.
+        n_legs = n_att + int(np.count_nonzero(att_cp >= 0))
+        cap_cdr = n_legs + 2 * self.active_calls() + self.active_data() + 16
+        cap_loc = n_legs + len(mob_t) + 16
         cdr = np.empty((cap_cdr, len(resolution.CDR_COLUMNS)), np.int64)
         loc = np.empty((cap_loc, len(resolution.LOC_COLUMNS)), np.int64)
         k = self.kpi

@@ -54,14 +54,14 @@ def place_target(hour: int, weekday: int) -> np.ndarray:
 
 @dataclass
 class MobilityState:
-    cur_cell: np.ndarray     # int64: cell at the end of the last processed epoch
+    cur_cell: np.ndarray     # int32: cell at the end of the last processed epoch
     place: np.ndarray        # int8: 0 home, 1 work, 2 other
-    dest: np.ndarray         # int64: destination cell of the trip in progress
+    dest: np.ndarray         # int32: destination cell of the trip in progress
     next_hop_t: np.ndarray   # int64 ms: next handover of the trip in progress, -1 when still
     speed_kmh: np.ndarray    # float64: speed of the trip in progress
-    visit_cell: np.ndarray   # int64 [n, VISIT_SLOTS]: remembered "other" places, -1 empty
-    visit_count: np.ndarray  # int64 [n, VISIT_SLOTS]
-    n_seen: np.ndarray       # int64: distinct "other" places explored so far
+    visit_cell: np.ndarray   # int32 [n, VISIT_SLOTS]: remembered "other" places, -1 empty
+    visit_count: np.ndarray  # int32 [n, VISIT_SLOTS]
+    n_seen: np.ndarray       # int32: distinct "other" places explored so far
 
     @classmethod
     def initial(cls, pop: Population, hour: int, weekday: int, seed: int) -> MobilityState:
@@ -69,11 +69,11 @@ class MobilityState:
         n = pop.n
         pi = place_target(hour, weekday)
         at_work = generator(seed, "mobility", 1).random(n) < pi[1] / (pi[0] + pi[1])
-        cell = np.where(at_work, pop.work_cell, pop.home_cell).astype(np.int64)
+        cell = np.where(at_work, pop.work_cell, pop.home_cell).astype(np.int32)
         return cls(cur_cell=cell, place=at_work.astype(np.int8), dest=cell.copy(),
                    next_hop_t=np.full(n, -1, np.int64), speed_kmh=np.zeros(n),
-                   visit_cell=np.full((n, VISIT_SLOTS), -1, np.int64),
-                   visit_count=np.zeros((n, VISIT_SLOTS), np.int64), n_seen=np.zeros(n, np.int64))
+                   visit_cell=np.full((n, VISIT_SLOTS), -1, np.int32),
+                   visit_count=np.zeros((n, VISIT_SLOTS), np.int32), n_seen=np.zeros(n, np.int32))
 
 
 def other_place_cdf(net: Network, pop_cfg: PopulationConfig) -> np.ndarray:
