@@ -61,9 +61,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="override any scenario field, e.g. --set network.sites=200 (repeatable)")
     r.add_argument("--chunk-subscribers", type=_positive_int, default=250_000, metavar="N",
                    help="subscribers per demand chunk: bounds memory, never changes the output (default 250000)")
-    r.add_argument("--workers", type=_positive_int, metavar="N",
-                   help="draw demand on a local Dask cluster of N processes (same output as without)")
-    r.add_argument("--scheduler", metavar="ADDRESS", help="draw demand on an existing Dask cluster")
+    where = r.add_mutually_exclusive_group()
+    where.add_argument("--workers", type=_positive_int, metavar="N",
+                       help="draw demand on a local Dask cluster of N processes (same output as without)")
+    where.add_argument("--scheduler", metavar="ADDRESS", help="draw demand on an existing Dask cluster")
     r.add_argument("--resume", action="store_true",
                    help="continue an interrupted run into --out from its last checkpoint")
     r.add_argument("--overwrite", action="store_true", help="replace --out if it exists")

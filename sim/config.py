@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import difflib
+import math
 import tomllib
 import typing
 import zoneinfo
@@ -159,6 +160,9 @@ def _check_scalar(value: Any, tp: type, meta: dict[str, Any], where: str, proble
     if not ok:
         problems.append(f"{where}: {value!r} is not {_TYPE_NAMES.get(tp, tp.__name__)}")
         return None
+    if tp is float and not math.isfinite(value):
+        problems.append(f"{where}: {value!r} is not a finite number")
+        return None
     choices = meta.get("choices")
     if choices is not None and value not in choices:
         problems.append(f"{where}: {value!r} is not allowed (choose one of {', '.join(map(repr, choices))})")
@@ -296,15 +300,3 @@ def load(path: str | Path | None, overrides: list[str] | None = None) -> Scenari
         raise ConfigError(f"{name}: not valid TOML: {exc}") from None
     sc = from_dict(apply_overrides(raw, parsed_overrides), name)
     return dataclasses.replace(sc, source=str(p.resolve()))
-
-
-def with_overrides(sc: Scenario, **sections: dict[str, Any]) -> Scenario:
-    """A copy of ``sc`` with some fields replaced, validated like a file (used by the CLI flags)."""
-    raw = sc.to_dict()
-    for section, values in sections.items():
-        if isinstance(raw.get(section), dict):
-            raw[section].update(values)
-        else:
-            raw[section] = values
-    out = from_dict(raw, Path(sc.source).name if sc.source != "<default>" else "<options>")
-    return dataclasses.replace(out, source=sc.source)

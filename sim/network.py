@@ -256,6 +256,8 @@ def load_cells_csv(path: Path, cfg: NetworkConfig) -> Network:
         try:
             v = float(text)  # type: ignore[arg-type]
         except (TypeError, ValueError):
+            v = float("nan")
+        if v != v:
             problems.append(f"{name}: line {row_no}: {col}: {text!r} is not a number")
             return float("nan")
         if not lo <= v <= hi:
@@ -276,6 +278,8 @@ def load_cells_csv(path: Path, cfg: NetworkConfig) -> Network:
         if row.get("azimuth_deg") not in (None, ""):
             az[i] = num(line, "azimuth_deg", row["azimuth_deg"], 0, 360)
         voice[i] = num(line, "voice_channels", row["voice_channels"], 1, 10_000) if row.get("voice_channels") not in (None, "") else -1
+        if voice[i] == voice[i] and voice[i] != round(voice[i]):
+            problems.append(f"{name}: line {line}: voice_channels: {voice[i]} is not a whole number of channels")
         data[i] = num(line, "data_mbps", row["data_mbps"], 0.001, 1e6) if row.get("data_mbps") not in (None, "") else -1
         d = (row.get("density") or "").strip()
         if d:

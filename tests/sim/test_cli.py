@@ -51,6 +51,8 @@ def test_run_default_small(tmp_path, capsys):
     (["run", "--set", "network.sitez=3"], "network.sitez: unknown key (did you mean 'sites'?)"),
     (["run", "--set", "network.layout='ring'"], "network.layout: 'ring' is not allowed"),
     (["run", "--set", "population.subscribers='many'"], "population.subscribers: 'many' is not an integer"),
+    (["run", "--set", "network.radius_km=nan"], "network.radius_km: nan is not a finite number"),
+    (["run", "--workers", "2", "--scheduler", "tcp://x:1"], "not allowed with argument"),
 ])
 def test_bad_options(tmp_path, capsys, argv, needle):
     out = tmp_path / "out"
@@ -118,8 +120,9 @@ def test_cells_csv_good(tmp_path, capsys):
 @pytest.mark.parametrize("csv_text,needles", [
     ("cell,lat\nA,45\n", ["cells.csv: missing column(s) cell_id, lon"]),
     ("cell_id,lat,lon\nA,45,9\nB,45.1,9\nA,45.2,9\n", ["cells.csv: line 4: cell_id 'A' duplicates line 2"]),
-    ("cell_id,lat,lon,voice_channels\nA,north,9,4\nB,95,9,0\n",
-     ["line 2: lat: 'north' is not a number", "line 3: lat: 95.0 is out of range", "line 3: voice_channels: 0.0 is out of range"]),
+    ("cell_id,lat,lon,voice_channels\nA,north,9,4\nB,95,9,0\nC,45,9,2.5\n",
+     ["line 2: lat: 'north' is not a number", "line 3: lat: 95.0 is out of range", "line 3: voice_channels: 0.0 is out of range",
+      "line 4: voice_channels: 2.5 is not a whole number"]),
     ("", ["cells.csv: no cells"]),
 ])
 def test_bad_cells_csv(tmp_path, capsys, csv_text, needles):
