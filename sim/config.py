@@ -71,6 +71,7 @@ class NetworkConfig:
     cells_csv: str = _f("", "layout = 'csv': path of a CSV of cells (cell_id, lat, lon, ...), relative to the scenario file")
     voice_channels: ByDensity = _by_density(8, 6, 4, "voice channels per cell by density class")
     data_mbps: ByDensity = _by_density(150, 100, 50, "downlink data capacity per cell (Mbps) by density class")
+    max_data_sessions: int = _f(200, "most data sessions a cell serves at once; a new one beyond is blocked", lo=1)
     ue_peak_mbps: float = _f(50.0, "peak downlink rate of one data session alone in a cell (Mbps)", lo=0, lo_open=True)
 
 

@@ -82,9 +82,10 @@ class _Resolver:
                    "ds_sess", "ds_cnext", "ds_cprev", "ds_snext", "ds_sprev")
 
     def __init__(self, net: Network, n_subs: int, initial_cell: np.ndarray, n_int: int,
-                 ue_peak_mbps: float) -> None:
+                 ue_peak_mbps: float, max_data_sessions: int = 200) -> None:
         c = net.n_cells
         self.n_int = n_int
+        self.max_data = max_data_sessions
         self.ue_bpms = ue_peak_mbps * 1e6 / 8 / 1000
         self.cap_ch = net.voice_channels.astype(np.int64)
         self.busy = np.zeros(c, np.int64)
@@ -102,9 +103,11 @@ class _Resolver:
         self.td = np.empty(2 * p, np.int64)
         self.tdi = np.empty(2 * p, np.int64)
         resolution.tree_init(self.td, self.tdi)
-        self.res_cell = initial_cell.astype(np.int64).copy()
-        self.active_call = np.full(n_subs, -1, np.int64)
-        self.sub_head = np.full(n_subs, -1, np.int64)
+        # Per subscriber, one row: call slot in progress (-1), first data session (-1); and one
+        # bit each: has either.
+        self.sub_state = np.full((n_subs, 2), -1, np.int32)
+        self.act_bits = np.zeros(n_subs // 64 + 1, np.uint64)
+        self.cells = np.asarray(initial_cell, np.int32).copy()  # where each subscriber starts
         self.n_calls = 0
         self.n_data = 0
         self.call_free = np.zeros(0, np.int64)
@@ -118,7 +121,7 @@ class _Resolver:
         resolution.tree_init(self.tv, self.tvi)
         shape = (n_int, c)
         self.kpi = {k: np.zeros(shape, np.int64) for k in (
-            "att", "comp", "block", "drop", "fail", "hin", "hfail", "sms", "dsess", "busy_peak")}
+            "att", "comp", "block", "drop", "fail", "hin", "hfail", "sms", "dsess", "dblock", "busy_peak")}
         self.kpi.update({k: np.zeros(shape) for k in ("busy_area", "offered", "carried", "served", "sess_ms")})
         self.counters = np.zeros(6, np.int64)
         self.counters[resolution.C_NEXT_TICK] = 0  # set by the engine
@@ -185,38 +188,51 @@ class _Resolver:
             self.data_free = _grow(self.data_free, new, 0)
             self.n_data = new
 
-    def resolve(self, t1: int, interval_ms: int, mob: tuple, att: tuple, up_share: float):
+    def resolve(self, t1: int, interval_ms: int, mob: tuple, att: tuple, up_share: float,
+                by_sub: tuple | None = None):
+        """Resolve everything before ``t1``. ``mob`` = (t, sub, cell, kind) and ``att`` = (t, sub,
+        kind, counterpart, duration_ms, bytes, cell), both in time order; ``by_sub`` = (index, t,
+        cell, start_cell): the same location events grouped by subscriber with a CSR index, and
+        the cells subscribers started the epoch in (derived here when not given)."""
         mob_t, mob_sub, mob_cell, mob_kind = mob
-        att_t, att_sub, att_kind, att_cp, att_dur, att_vol = att
+        att_t, att_sub, att_kind, att_cp, att_dur, att_vol, att_cell = att
+        if by_sub is None:
+            o = np.argsort(mob_sub, kind="stable")
+            by_sub = (_csr_index(mob_sub[o], len(self.cells)), mob_t[o], mob_cell[o], self.cells.copy())
+        ptr, t_bysub, cell_bysub, start_cell = by_sub
+        # Where each subscriber ends the epoch: its last location event, else where it started.
+        self.cells = start_cell.copy()
+        last = ptr[1:] > ptr[:-1]
+        self.cells[last] = cell_bysub[_last_event(ptr, t_bysub)[last]]
         n_att = len(att_t)
         # Upper bounds on the rows: one per attempt and one more per on-net counterpart, plus the
         # records of calls and sessions in progress that may end in this epoch.
         n_legs = n_att + int(np.count_nonzero(att_cp >= 0))
         cap_cdr = n_legs + 2 * self.active_calls() + self.active_data() + 16
         cap_loc = n_legs + len(mob_t) + 16
-        cdr = np.empty((cap_cdr, len(resolution.CDR_COLUMNS)), np.int64)
-        loc = np.empty((cap_loc, len(resolution.LOC_COLUMNS)), np.int64)
+        cdr = tuple(np.empty(cap_cdr, dtype) for _, dtype in resolution.CDR_DTYPES)
+        loc = tuple(np.empty(cap_loc, dtype) for _, dtype in resolution.LOC_DTYPES)
         k = self.kpi
         nc, nl = resolution.resolve_epoch(
-            np.int64(t1), np.int64(self.n_int), np.int64(interval_ms), self.ue_bpms,
+            np.int64(t1), np.int64(self.n_int), np.int64(interval_ms), self.ue_bpms, np.int64(self.max_data),
             mob_t, mob_sub, mob_cell, mob_kind, np.int64(len(mob_t)),
-            att_t, att_sub, att_kind, att_cp, att_dur, att_vol, np.int64(n_att), up_share,
+            att_t, att_sub, att_kind, att_cp, att_dur, att_vol, att_cell, np.int64(n_att), up_share,
             self.cap_ch, self.busy, self.busy_last, self.busy_area, self.busy_peak,
             self.cap_bpms, self.n_d, self.vt, self.ps_last, self.served, self.sess_ms, self.cell_head,
             self.td, self.tdi,
-            self.res_cell, self.active_call, self.sub_head,
+            self.sub_state, self.act_bits, start_cell, ptr, t_bysub, cell_bysub,
             self.call_free, self.tv, self.tvi, self.call_sess, self.call_t0, self.call_int,
             self.a_sub, self.a_cell, self.a_start, self.a_rec, self.a_dir, self.b_sub, self.b_cell,
             self.b_start, self.b_rec,
             self.data_free, self.ds_sub, self.ds_cell, self.ds_start, self.ds_t0, self.ds_size, self.ds_up,
             self.ds_fin, self.ds_rec, self.ds_sess, self.ds_cnext, self.ds_cprev, self.ds_snext, self.ds_sprev,
-            k["att"], k["comp"], k["block"], k["drop"], k["fail"], k["hin"], k["hfail"], k["sms"], k["dsess"],
+            k["att"], k["comp"], k["block"], k["drop"], k["fail"], k["hin"], k["hfail"], k["sms"], k["dsess"], k["dblock"],
             k["busy_area"], k["busy_peak"], k["offered"], k["carried"], k["served"], k["sess_ms"],
             self.counters,
             cdr, loc,
         )
-        return ({name: cdr[:nc, j] for j, name in enumerate(resolution.CDR_COLUMNS)},
-                {name: loc[:nl, j] for j, name in enumerate(resolution.LOC_COLUMNS)})
+        return ({name: col[:nc] for (name, _), col in zip(resolution.CDR_DTYPES, cdr, strict=True)},
+                {name: col[:nl] for (name, _), col in zip(resolution.LOC_DTYPES, loc, strict=True)})
 
 
 class Simulation:
@@ -265,7 +281,8 @@ class Simulation:
         pop, net = self.population, self.network
         h0, wd0 = self.local_hour(0)
         state = ShardState(**vars(MobilityState.initial(pop, h0, wd0, sc.seed)), **vars(SessionState.initial(pop.n)))
-        res = _Resolver(net, pop.n, state.cur_cell, self.n_int, sc.network.ue_peak_mbps)
+        res = _Resolver(net, pop.n, state.cur_cell, self.n_int, sc.network.ue_peak_mbps,
+                        sc.network.max_data_sessions)
         res.counters[resolution.C_NEXT_TICK] = self.interval_ms
         first_epoch = 0
         if resume:
@@ -291,15 +308,17 @@ class Simulation:
         def demand_epoch(e: int):
             hour, wd = self.local_hour(e)
             ep = EpochInputs(e, place_target(hour, wd), attempt_rates(sc.behaviour, self.profile, hour, wd))
-            mob_ev, att_ev = executor.step(ep)
+            mob_ev, att_ev, start_cell = executor.step(ep)
             snapshot = executor.state_arrays() if checkpoint_due(e) else None
+            # Location events by subscriber (as drawn), for looking up a callee's cell.
+            by_sub = (_csr_index(mob_ev[1], pop.n), mob_ev[0], mob_ev[2], start_cell)
             # Time order; ties keep subscriber order (stable sort), so the merge is deterministic.
             t0 = e * EPOCH_MS
             o = stable_time_order(mob_ev[0], t0, EPOCH_MS)
             mob_ev = tuple(a[o] for a in mob_ev)
             o = stable_time_order(att_ev[0], t0, EPOCH_MS)
             att_ev = tuple(a[o] for a in att_ev)
-            return mob_ev, att_ev, snapshot
+            return mob_ev, att_ev, by_sub, snapshot
 
         def checkpoint_due(e: int) -> bool:
             return (checkpoint_every > 0 and not writer.discard and (e + 1) % checkpoint_every == 0
@@ -323,10 +342,10 @@ class Simulation:
             with ThreadPoolExecutor(max_workers=1, thread_name_prefix="telcosim-demand") as pool:
                 upcoming = pool.submit(demand_epoch, first_epoch) if first_epoch < self.n_epochs else None
                 for e in range(first_epoch, self.n_epochs):
-                    mob_ev, att_ev, snapshot = upcoming.result()
+                    mob_ev, att_ev, by_sub, snapshot = upcoming.result()
                     if e + 1 < self.n_epochs:
                         upcoming = pool.submit(demand_epoch, e + 1)
-                    yield from resolve_epoch(env, e, mob_ev, att_ev)
+                    yield from resolve_epoch(env, e, mob_ev, att_ev, by_sub)
                     if snapshot is not None:
                         r_arrays, r_meta = res.state()
                         arrays = {**{f"d.{k}": v for k, v in snapshot.items()},
@@ -335,17 +354,17 @@ class Simulation:
                                                          "scenario_sha256": self.scenario_hash})
             # Drain: calls and sessions in progress run to their end; no new demand.
             empty_m = tuple(np.zeros(0, np.int64) for _ in range(4))
-            empty_a = tuple(np.zeros(0, np.int64) for _ in range(6))
+            empty_a = (*(np.zeros(0, np.int64) for _ in range(6)), np.zeros(0, np.int32))
             cdr, loc = res.resolve(int(resolution.INF) - 1, self.interval_ms, empty_m, empty_a, up_share)
             assert len(loc["t"]) == 0  # nothing moves or starts after the window
             emit(cdr, None)
 
-        def resolve_epoch(env: simpy.Environment, e: int, mob_ev, att_ev):
+        def resolve_epoch(env: simpy.Environment, e: int, mob_ev, att_ev, by_sub):
             kinds = att_ev[2]
             n_voice = int(np.count_nonzero((kinds == demand.VOICE_MO) | (kinds == demand.VOICE_MT_OFFNET)))
             res.ensure_slots(n_voice, int(np.count_nonzero(kinds == demand.DATA)))
             stats["attempts"] += len(kinds)
-            emit(*res.resolve((e + 1) * EPOCH_MS, self.interval_ms, mob_ev, att_ev, up_share))
+            emit(*res.resolve((e + 1) * EPOCH_MS, self.interval_ms, mob_ev, att_ev, up_share, by_sub))
             if progress is not None:
                 progress(e + 1, self.n_epochs)
             yield env.timeout(EPOCH_MS)
@@ -386,25 +405,24 @@ class Simulation:
     # --- tables -----------------------------------------------------------------------------
 
     def _ts(self, t_ms: np.ndarray) -> pa.Array:
-        return pa.array(t_ms + self.start_ms, type=schema.timestamp(self.tz))
+        return pa.array(t_ms + self.start_ms).view(schema.timestamp(self.tz))
 
     def _cdr_table(self, o: dict, sch: pa.Schema) -> pa.Table:
         # Rows come in the order their records were completed (deterministic); not re-sorted.
         cp = o["cp"]
         return pa.Table.from_arrays([
-            pa.array(o["rec"]), pa.array(o["sess"]), pa.array(o["sub"].astype(np.int32)),
-            pa.array(cp.astype(np.int32), mask=cp < 0),
+            pa.array(o["rec"]), pa.array(o["sess"]), pa.array(o["sub"]), pa.array(cp, mask=cp < 0),
             schema.dictionary_array(o["svc"], schema.SERVICES),
             schema.dictionary_array(o["dir"], schema.DIRECTIONS),
-            self._ts(o["t"]), pa.array(o["dur"] / 1000.0), pa.array(o["up"]), pa.array(o["down"]),
-            pa.array(o["cell"].astype(np.int32)), pa.array(o["end"].astype(np.int32)),
+            self._ts(o["t"]), pa.array(o["dur_s"]), pa.array(o["up"]), pa.array(o["down"]),
+            pa.array(o["cell"]), pa.array(o["end"]),
             schema.dictionary_array(o["out"], schema.OUTCOMES),
             schema.dictionary_array(o["cause"], schema.CAUSES),
         ], schema=sch)
 
     def _loc_table(self, loc: dict, sch: pa.Schema) -> pa.Table:
         return pa.Table.from_arrays([
-            pa.array(loc["sub"].astype(np.int32)), self._ts(loc["t"]), pa.array(loc["cell"].astype(np.int32)),
+            pa.array(loc["sub"]), self._ts(loc["t"]), pa.array(loc["cell"]),
             schema.dictionary_array(loc["reason"], schema.REASONS),
         ], schema=sch)
 
@@ -424,7 +442,7 @@ class Simulation:
             i32(k["fail"]), i32(k["hin"]), i32(k["hfail"]),
             pa.array(k["busy_area"].ravel() / iv), i32(k["busy_peak"]),
             pa.array(k["offered"].ravel() / iv), pa.array(k["carried"].ravel() / iv),
-            i32(k["sms"]), i32(k["dsess"]), pa.array(served / 1e6), pa.array(sess_ms / iv),
+            i32(k["sms"]), i32(k["dsess"]), i32(k["dblock"]), pa.array(served / 1e6), pa.array(sess_ms / iv),
             pa.array(thr, mask=sess_ms <= 0),
         ], schema=schema.cell_kpis_schema(self.tz))
 
@@ -463,6 +481,20 @@ class Simulation:
             # Not part of the deterministic content: everything above is.
             "created": {"at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"), "wall_s": round(wall_s, 3)},
         }
+
+
+def _csr_index(sub_sorted: np.ndarray, n: int) -> np.ndarray:
+    """CSR row pointers of events grouped by subscriber (``sub_sorted`` ascending)."""
+    ptr = np.zeros(n + 1, np.int64)
+    np.cumsum(np.bincount(sub_sorted, minlength=n), out=ptr[1:])
+    return ptr
+
+
+def _last_event(ptr: np.ndarray, t_bysub: np.ndarray) -> np.ndarray:
+    """Index of each subscriber's latest event (ties: the later one), for rows with events."""
+    from .kernels.resolution import last_event_index
+
+    return last_event_index(ptr, t_bysub)
 
 
 def _jsonable(obj):

@@ -91,8 +91,14 @@ def _hex_sites(n_sites: int, radius_km: float) -> np.ndarray:
 
 
 def _random_sites(n_sites: int, radius_km: float, scale_km: float, rng: np.random.Generator) -> np.ndarray:
-    """Sites with density falling as exp(-r/scale), kept apart by a fraction of the local spacing."""
+    """Sites with density falling as exp(-r/scale), kept apart by a fraction of the local spacing.
+
+    Candidates are drawn one at a time (so the result depends only on the stream) and checked
+    against the accepted sites near them through a grid hash, which keeps this linear in the
+    number of sites."""
     pts: list[tuple[float, float]] = []
+    cell = max(0.4 / math.sqrt(n_sites / (2 * math.pi * scale_km**2)), 1e-6)  # spacing at the centre
+    grid: dict[tuple[int, int], list[int]] = {}
     attempts = 0
     while len(pts) < n_sites:
         attempts += 1
@@ -105,8 +111,14 @@ def _random_sites(n_sites: int, radius_km: float, scale_km: float, rng: np.rando
         # Local spacing expected from the density at r; refuse sites closer than 40% of it.
         local_density = n_sites * math.exp(-r / scale_km) / (2 * math.pi * scale_km**2)
         min_d = 0.4 / math.sqrt(max(local_density, 1e-9))
-        if attempts < 200 * n_sites and any((x - px) ** 2 + (y - py) ** 2 < min_d**2 for px, py in pts):
-            continue
+        gx, gy = int(math.floor(x / cell)), int(math.floor(y / cell))
+        if attempts < 200 * n_sites:
+            reach = int(math.ceil(min_d / cell))
+            if any((x - pts[k][0]) ** 2 + (y - pts[k][1]) ** 2 < min_d**2
+                   for i in range(gx - reach, gx + reach + 1) for j in range(gy - reach, gy + reach + 1)
+                   for k in grid.get((i, j), ())):
+                continue
+        grid.setdefault((gx, gy), []).append(len(pts))
         pts.append((x, y))
     return np.array(pts, dtype=np.float64)
 

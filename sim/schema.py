@@ -12,7 +12,7 @@ import pyarrow as pa
 SERVICES = ("voice", "sms", "data")
 DIRECTIONS = ("mo", "mt")
 OUTCOMES = ("completed", "blocked", "dropped", "failed")
-CAUSES = (None, "no_channel", "remote_blocked", "handover_failure", "remote_drop", "busy")
+CAUSES = (None, "no_channel", "remote_blocked", "handover_failure", "remote_drop", "busy", "session_limit")
 REASONS = ("cell_change", "handover", "event", "periodic")
 DENSITY_CLASSES = ("urban", "suburban", "rural")
 ACTIVITY_CLASSES = ("low", "medium", "high", "very_high")
@@ -47,7 +47,7 @@ def cdr_schema(tz: str) -> pa.Schema:
         _f("cell_id", pa.int32(), "", "serving cell at the start"),
         _f("end_cell_id", pa.int32(), "", "serving cell at the end (after handovers)"),
         _f("outcome", _dict(), "", "completed | blocked | dropped | failed"),
-        _f("cause", _dict(), "", "why not completed: no_channel | remote_blocked | handover_failure | remote_drop | busy", nullable=True),
+        _f("cause", _dict(), "", "why not completed: no_channel | remote_blocked | handover_failure | remote_drop | busy | session_limit", nullable=True),
     ])
 
 
@@ -78,6 +78,7 @@ def cell_kpis_schema(tz: str) -> pa.Schema:
         _f("carried_erlang", f64, "Erl", "holding time actually served to the legs attempted here, per interval length"),
         _f("sms", i32, "1", "SMS sent or received in this cell"),
         _f("data_sessions", i32, "1", "data sessions started in this cell"),
+        _f("data_blocked", i32, "1", "data sessions refused: the cell already served its maximum at once"),
         _f("data_volume_mb", f64, "MB", "downlink volume served in this cell in the interval (10^6 bytes)"),
         _f("data_sessions_mean", f64, "1", "time-average of concurrent data sessions"),
         _f("throughput_mean_mbps", f64, "Mbps", "volume served per session-second (null when idle)", nullable=True),
@@ -120,8 +121,7 @@ def dictionary_array(codes, vocabulary: tuple) -> pa.DictionaryArray:
     codes = np.asarray(codes, dtype=np.int8)
     values = [v for v in vocabulary if v is not None]
     if vocabulary[0] is None:
-        mask = codes == 0
-        idx = pa.array(codes - 1, type=pa.int8(), mask=mask)
+        idx = pa.array(codes - np.int8(1), mask=codes == 0)
     else:
-        idx = pa.array(codes, type=pa.int8())
+        idx = pa.array(codes)
     return pa.DictionaryArray.from_arrays(idx, pa.array(values, type=pa.string()))

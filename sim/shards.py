@@ -88,11 +88,13 @@ class Shard:
         self.contact_ptr, self.contact_cdf, self.contact_idx = contact_ptr, contact_cdf, contact_idx
         self.state = state
 
-    def step(self, ep: EpochInputs) -> tuple[tuple[np.ndarray, ...], tuple[np.ndarray, ...]]:
-        """Draw one epoch: ``((t, sub, cell, kind), (t, sub, kind, counterpart, duration_ms, bytes))``,
-        each subscriber's events in time order, subscribers in id order."""
+    def step(self, ep: EpochInputs):
+        """Draw one epoch: ``((t, sub, cell, kind), (t, sub, kind, counterpart, duration_ms, bytes,
+        cell), start_cell)``: location events and attempts grouped by subscriber in id order, and
+        the cell each subscriber started the epoch in."""
         d, st, m = self.inputs, self.state, self.inputs.mobility
         e = ep.epoch
+        start_cell = st.cur_cell.copy()
         t0, t1 = e * EPOCH_MS, (e + 1) * EPOCH_MS
         cap = 2 * self.count + 64
         r = demand.mobility_epoch(
@@ -106,7 +108,10 @@ class Shard:
             st.burst_next, d.burst_on_mult, d.burst_off_mult, d.burst_on_ms, d.burst_off_ms, d.onnet_share,
             self.contact_ptr, self.contact_cdf, self.contact_idx, d.voice_mu, d.voice_sigma, d.voice_max_ms,
             d.data_mu, d.data_sigma, *(np.empty(cap, np.int64) for _ in range(6)))
-        return tuple(a[: r[0]] for a in r[1:]), tuple(a[: s[0]] for a in s[1:])
+        mob = tuple(a[: r[0]] for a in r[1:])
+        att = tuple(a[: s[0]] for a in s[1:])
+        cells = demand.attempt_cells(self.first, start_cell, mob[1], mob[0], mob[2], att[1], att[0])
+        return mob, (*att, cells), start_cell
 
     def state_arrays(self) -> dict[str, np.ndarray]:
         return self.state.arrays()
@@ -122,8 +127,8 @@ def make_shard(first: int, inputs: DemandInputs, home, work, activity, contact_p
                  ShardState(**{k: np.array(v) for k, v in state_arrays.items()}))
 
 
-def merge_epoch(parts: list[tuple[tuple[np.ndarray, ...], tuple[np.ndarray, ...]]]):
-    """Concatenate shard outputs (in shard order)."""
+def merge_epoch(parts: list):
+    """Concatenate shard outputs (in shard order, which is subscriber order)."""
     mob = tuple(np.concatenate(cols) for cols in zip(*(p[0] for p in parts), strict=True))
     att = tuple(np.concatenate(cols) for cols in zip(*(p[1] for p in parts), strict=True))
-    return mob, att
+    return mob, att, np.concatenate([p[2] for p in parts])

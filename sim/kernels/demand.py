@@ -200,6 +200,9 @@ def mobility_epoch(key, first, count, epoch, t0, t1, pi, stickiness, rho, gamma,
             t = next_hop_t[i]
             c = np.int64(cur_cell[i])
             d = np.int64(dest[i])
+            if c == d:  # re-routed back to where it is: already there
+                next_hop_t[i] = -1
+                break
             nxt = _greedy_next(c, d, cx, cy, nbr_ptr, nbr_idx)
             if n + 3 > out_t.shape[0]:
                 out_t = _grow_i64(out_t, n + 3)
@@ -341,3 +344,27 @@ def sessions_epoch(key, first, count, epoch, t0, t1, rates, activity, burst_on, 
                 st, e = next_exponential(st, 1.0 / (on_mean_ms if burst_on[i] else off_mean_ms))
                 burst_next[i] = burst_next[i] + 1 + np.int64(e)
     return n, out_t, out_sub, out_kind, out_cp, out_dur, out_vol
+
+
+@njit(cache=True, nogil=True)
+def attempt_cells(first, start_cell, mob_sub, mob_t, mob_cell, att_sub, att_t):
+    """Serving cell of each attempt: the latest location event of its subscriber at or before the
+    attempt (cell changes and periodic updates; in the network-wide merge, location events come
+    before attempts at the same millisecond), else the cell the subscriber started the epoch in.
+    Both inputs are grouped by subscriber in id order, as the kernels above produce them."""
+    out = np.empty(att_sub.shape[0], dtype=np.int32)
+    j = 0
+    for a in range(att_sub.shape[0]):
+        s = att_sub[a]
+        while j < mob_sub.shape[0] and mob_sub[j] < s:
+            j += 1
+        c = start_cell[s - first]
+        best = np.int64(-1)
+        k = j
+        while k < mob_sub.shape[0] and mob_sub[k] == s:
+            if mob_t[k] <= att_t[a] and mob_t[k] >= best:
+                best = mob_t[k]
+                c = mob_cell[k]
+            k += 1
+        out[a] = c
+    return out

@@ -14,7 +14,13 @@ sessions sharing each cell) lives in arrays that persist across epochs.
   ``min(ue_peak, capacity / n)``; a session's volume is fixed, so its duration stretches under
   load. Tracked exactly by a per-cell virtual time (bytes received by any one session), with the
   next completion of every cell in a tournament tree. A session follows its subscriber through
-  cell changes.
+  cell changes. A cell admits at most ``max_data`` sessions at once (its connection limit): a new
+  session beyond it is blocked (cause ``session_limit``), which also bounds the work per event.
+* Per-subscriber state (call in progress, first data session) is one 8-byte row of ``sub_st``,
+  mirrored by one bit of ``act_bits`` (has a call or data session). Events arrive in time order,
+  so subscribers are visited at random: an idle subscriber's cell change only reads the bit set
+  (which fits in cache). The serving cell of an attempt comes with it from the demand step, and
+  a callee's from the epoch's location events (:func:`cell_at`).
 * KPIs per cell and interval: attempts and outcomes by the cell and interval where the leg was
   attempted (so attempts = completed + blocked + dropped + failed holds per cell), busy-channel
   time integral and peak, offered and carried channel-time, SMS, data sessions, data volume and
@@ -43,67 +49,90 @@ OUT_COMPLETED, OUT_BLOCKED, OUT_DROPPED, OUT_FAILED = 0, 1, 2, 3
     CAUSE_HANDOVER,
     CAUSE_REMOTE_DROP,
     CAUSE_BUSY,
-) = 0, 1, 2, 3, 4, 5
+    CAUSE_SESSION_LIMIT,
+) = 0, 1, 2, 3, 4, 5, 6
 REASON_CELL_CHANGE, REASON_HANDOVER, REASON_EVENT, REASON_PERIODIC = 0, 1, 2, 3
 
 # Indices into the int64 counter array.
 C_NEXT_REC, C_NEXT_SESS, C_CUR_INT, C_NEXT_TICK, C_FREE_CALLS, C_FREE_DATA = 0, 1, 2, 3, 4, 5
 
 
-# Columns of the CDR and location output rows (int64 matrices, one row per record).
-CDR_COLUMNS = (
-    "rec",
-    "sess",
-    "sub",
-    "cp",
-    "svc",
-    "dir",
-    "t",
-    "dur",
-    "up",
-    "down",
-    "cell",
-    "end",
-    "out",
-    "cause",
+# Output columns, written straight into arrays of their final dtypes (see sim.schema), so that
+# building the Arrow tables copies nothing: CDR (rec, sess, sub, cp, svc, dir, t_ms, duration_s,
+# up, down, cell, end, outcome, cause) and locations (t_ms, sub, cell, reason). Times are ms from
+# the start of the run.
+CDR_DTYPES = (
+    ("rec", np.int64), ("sess", np.int64), ("sub", np.int32), ("cp", np.int32), ("svc", np.int8),
+    ("dir", np.int8), ("t", np.int64), ("dur_s", np.float64), ("up", np.int64), ("down", np.int64),
+    ("cell", np.int32), ("end", np.int32), ("out", np.int8), ("cause", np.int8),
 )
-LOC_COLUMNS = ("t", "sub", "cell", "reason")
+LOC_DTYPES = (("t", np.int64), ("sub", np.int32), ("cell", np.int32), ("reason", np.int8))
 
 
 @njit(cache=True, inline="always")
-def _cdr_row(
-    cdr, n, rec, sess, sub, cp, svc, direction, t, dur, up, down, cell, end, outcome, cause
-):
-    row = cdr[n]
-    row[0] = rec
-    row[1] = sess
-    row[2] = sub
-    row[3] = cp
-    row[4] = svc
-    row[5] = direction
-    row[6] = t
-    row[7] = dur
-    row[8] = up
-    row[9] = down
-    row[10] = cell
-    row[11] = end
-    row[12] = outcome
-    row[13] = cause
+def _cdr_row(cdr, n, rec, sess, sub, cp, svc, direction, t, dur, up, down, cell, end, outcome, cause):
+    cdr[0][n] = rec
+    cdr[1][n] = sess
+    cdr[2][n] = sub
+    cdr[3][n] = cp
+    cdr[4][n] = svc
+    cdr[5][n] = direction
+    cdr[6][n] = t
+    cdr[7][n] = dur / 1000.0
+    cdr[8][n] = up
+    cdr[9][n] = down
+    cdr[10][n] = cell
+    cdr[11][n] = end
+    cdr[12][n] = outcome
+    cdr[13][n] = cause
     return n + 1
 
 
 @njit(cache=True, inline="always")
 def _loc_row(loc, n, t, sub, cell, reason):
-    row = loc[n]
-    row[0] = t
-    row[1] = sub
-    row[2] = cell
-    row[3] = reason
+    loc[0][n] = t
+    loc[1][n] = sub
+    loc[2][n] = cell
+    loc[3][n] = reason
     return n + 1
 
 
 @njit(cache=True, inline="always")
+def _mark(act_bits, sub_st, s):
+    """Keep the 'has a call or data session' bit of subscriber s in step with sub_st."""
+    w = s >> 6
+    bit = np.uint64(1) << np.uint64(s & 63)
+    if sub_st[s, 0] >= 0 or sub_st[s, 1] >= 0:
+        act_bits[w] |= bit
+    else:
+        act_bits[w] &= ~bit
+
+
+@njit(cache=True, inline="always")
+def _is_active(act_bits, s):
+    return (act_bits[s >> 6] >> np.uint64(s & 63)) & np.uint64(1)
+
+
+@njit(cache=True)
+def cell_at(b, t, mob_ptr, mob_t_bysub, mob_cell_bysub, start_cell):
+    """Serving cell of subscriber ``b`` at time ``t``: the latest of its epoch's location events
+    at or before ``t`` (cell changes and periodic updates, which carry the held cell), else the
+    cell it started the epoch in."""
+    c = start_cell[b]
+    best = np.int64(-1)
+    for k in range(mob_ptr[b], mob_ptr[b + 1]):
+        tk = mob_t_bysub[k]
+        if tk <= t and tk >= best:
+            best = tk
+            c = mob_cell_bysub[k]
+    return c
+
+
+
+@njit(cache=True, inline="always")
 def _tree_set(tt, ti, leaf, value):
+    """Set a leaf of the min tournament tree and repair the path to the root, stopping as soon
+    as a node's winner does not change (most updates touch a few levels only)."""
     p = tt.shape[0] // 2
     j = p + leaf
     tt[j] = value
@@ -113,11 +142,15 @@ def _tree_set(tt, ti, leaf, value):
         a = 2 * j
         b = a + 1
         if tt[b] < tt[a]:
-            tt[j] = tt[b]
-            ti[j] = ti[b]
+            wt = tt[b]
+            wi = ti[b]
         else:
-            tt[j] = tt[a]
-            ti[j] = ti[a]
+            wt = tt[a]
+            wi = ti[a]
+        if wt == tt[j] and wi == ti[j]:
+            break
+        tt[j] = wt
+        ti[j] = wi
         j //= 2
 
 
@@ -184,6 +217,7 @@ def resolve_epoch(
     n_int,
     interval_ms,
     ue_bpms,
+    max_data,
     # inputs of this epoch, time-ordered
     mob_t,
     mob_sub,
@@ -196,6 +230,7 @@ def resolve_epoch(
     att_cp,
     att_dur,
     att_vol,
+    att_cell,
     n_att,
     up_share,
     # cell state
@@ -214,9 +249,12 @@ def resolve_epoch(
     td,
     tdi,
     # subscriber state
-    res_cell,
-    active_call,
-    sub_head,
+    sub_st,
+    act_bits,
+    start_cell,
+    mob_ptr,
+    mob_t_bysub,
+    mob_cell_bysub,
     # calls in progress (slots)
     call_free,
     tv,
@@ -258,6 +296,7 @@ def resolve_epoch(
     k_hfail,
     k_sms,
     k_dsess,
+    k_dblock,
     k_busy_area,
     k_busy_peak,
     k_offered,
@@ -315,7 +354,8 @@ def resolve_epoch(
                 c0 = a_start[k] if leg == 0 else b_start[k]
                 _busy_flush(c, t, busy, busy_last, busy_area, acc)
                 busy[c] -= 1
-                active_call[s] = -1
+                sub_st[s, 0] = -1
+                _mark(act_bits, sub_st, s)
                 nc = _cdr_row(
                     cdr,
                     nc,
@@ -361,9 +401,10 @@ def resolve_epoch(
             if ds_sprev[j] >= 0:
                 ds_snext[ds_sprev[j]] = ds_snext[j]
             else:
-                sub_head[s] = ds_snext[j]
+                sub_st[s, 1] = ds_snext[j]
             if ds_snext[j] >= 0:
                 ds_sprev[ds_snext[j]] = ds_sprev[j]
+            _mark(act_bits, sub_st, s)
             n_d[c] -= 1
             if n_d[c] == 0:
                 vt[c] = 0.0
@@ -395,17 +436,22 @@ def resolve_epoch(
             kind = mob_kind[im]
             im += 1
             if kind == KIND_PERIODIC:
-                nl = _loc_row(loc, nl, t, s, res_cell[s], REASON_PERIODIC)
+                # The mobility kernel reports the cell held then; no subscriber state is touched.
+                nl = _loc_row(loc, nl, t, s, c_new, REASON_PERIODIC)
                 continue
-            c_old = res_cell[s]
+            if not _is_active(act_bits, s):
+                # Idle: a cell change is just a location row (the common case, kept cheap: the
+                # bit set fits in cache, the subscriber's state row is not touched).
+                nl = _loc_row(loc, nl, t, s, c_new, REASON_CELL_CHANGE)
+                continue
+            k = sub_st[s, 0]
+            if k >= 0:
+                c_old = a_cell[k] if a_sub[k] == s else b_cell[k]
+            else:
+                c_old = ds_cell[sub_st[s, 1]]
             if c_new == c_old:
                 continue
-            res_cell[s] = c_new
-            busy_any = active_call[s] >= 0 or sub_head[s] >= 0
-            nl = _loc_row(
-                loc, nl, t, s, c_new, (REASON_HANDOVER if busy_any else REASON_CELL_CHANGE)
-            )
-            k = active_call[s]
+            nl = _loc_row(loc, nl, t, s, c_new, REASON_HANDOVER)
             if k >= 0:
                 if acc:
                     k_hin[cur, c_new] += 1
@@ -434,7 +480,8 @@ def resolve_epoch(
                         c0 = a_start[k] if leg == 0 else b_start[k]
                         _busy_flush(c, t, busy, busy_last, busy_area, acc)
                         busy[c] -= 1
-                        active_call[p] = -1
+                        sub_st[p, 0] = -1
+                        _mark(act_bits, sub_st, p)
                         nc = _cdr_row(
                             cdr,
                             nc,
@@ -457,11 +504,11 @@ def resolve_epoch(
                         k_carried[ki, c0] += t - call_t0[k]
                     call_free[counters[C_FREE_CALLS]] = k
                     counters[C_FREE_CALLS] += 1
-            if sub_head[s] >= 0:
+            if sub_st[s, 1] >= 0:
                 # Data sessions follow the subscriber: keep their remaining volume.
                 _ps_advance(c_old, t, n_d, vt, ps_last, cap_bpms, ue_bpms, served, sess_ms, acc)
                 _ps_advance(c_new, t, n_d, vt, ps_last, cap_bpms, ue_bpms, served, sess_ms, acc)
-                j = sub_head[s]
+                j = sub_st[s, 1]
                 while j >= 0:
                     rem = ds_fin[j] - vt[c_old]
                     if ds_cprev[j] >= 0:
@@ -495,9 +542,20 @@ def resolve_epoch(
         cp = att_cp[ia]
         dur = att_dur[ia]
         vol = att_vol[ia]
+        c = att_cell[ia]
         ia += 1
-        c = res_cell[s]
         if kind == DATA:
+            if n_d[c] >= max_data:
+                # The cell serves as many sessions as it can hold: the new one is refused.
+                rec = counters[C_NEXT_REC]
+                counters[C_NEXT_REC] += 1
+                sess = counters[C_NEXT_SESS]
+                counters[C_NEXT_SESS] += 1
+                nc = _cdr_row(cdr, nc, rec, sess, s, -1, SVC_DATA, DIR_MO, t, 0, 0, 0, c, c, OUT_BLOCKED, CAUSE_SESSION_LIMIT)
+                if acc:
+                    k_dblock[cur, c] += 1
+                nl = _loc_row(loc, nl, t, s, c, REASON_EVENT)
+                continue
             j = data_free[counters[C_FREE_DATA] - 1]
             counters[C_FREE_DATA] -= 1
             up = np.int64(vol * up_share)
@@ -519,24 +577,25 @@ def resolve_epoch(
                 ds_cprev[cell_head[c]] = j
             cell_head[c] = j
             ds_sprev[j] = -1
-            ds_snext[j] = sub_head[s]
-            if sub_head[s] >= 0:
-                ds_sprev[sub_head[s]] = j
-            sub_head[s] = j
+            ds_snext[j] = sub_st[s, 1]
+            if sub_st[s, 1] >= 0:
+                ds_sprev[sub_st[s, 1]] = j
+            sub_st[s, 1] = j
+            _mark(act_bits, sub_st, s)
             n_d[c] += 1
             if acc:
                 k_dsess[cur, c] += 1
             _ps_predict(c, t, n_d, vt, cap_bpms, ue_bpms, cell_head, ds_cnext, ds_fin, td, tdi)
             nl = _loc_row(loc, nl, t, s, c, REASON_EVENT)
             continue
-        if kind == VOICE_MO and active_call[s] >= 0:
+        if kind == VOICE_MO and sub_st[s, 0] >= 0:
             continue  # nobody dials while already talking
         sess = counters[C_NEXT_SESS]
         counters[C_NEXT_SESS] += 1
         is_sms = kind == SMS_MO or kind == SMS_MT_OFFNET
         direction = DIR_MO if (kind == VOICE_MO or kind == SMS_MO) else DIR_MT
         b = cp if direction == DIR_MO else -1
-        cb = res_cell[b] if b >= 0 else -1
+        cb = cell_at(b, t, mob_ptr, mob_t_bysub, mob_cell_bysub, start_cell) if b >= 0 else -1
         rec_a = counters[C_NEXT_REC]
         counters[C_NEXT_REC] += 1
         rec_b = np.int64(-1)
@@ -586,7 +645,7 @@ def resolve_epoch(
         out_b = OUT_COMPLETED
         cause_a = CAUSE_NONE
         cause_b = CAUSE_NONE
-        if active_call[s] >= 0 or (b >= 0 and active_call[b] >= 0):
+        if sub_st[s, 0] >= 0 or (b >= 0 and sub_st[b, 0] >= 0):
             out_a = OUT_FAILED
             out_b = OUT_FAILED
             cause_a = CAUSE_BUSY
@@ -632,7 +691,8 @@ def resolve_epoch(
                 busy[cc] += 1
                 if busy[cc] > busy_peak[cc]:
                     busy_peak[cc] = busy[cc]
-                active_call[p] = k
+                sub_st[p, 0] = k
+                _mark(act_bits, sub_st, p)
             _tree_set(tv, tvi, k, t + dur)
             continue
         for leg in range(2):
@@ -664,3 +724,18 @@ def resolve_epoch(
             else:
                 k_fail[ki, cc] += 1
     return nc, nl
+
+
+@njit(cache=True)
+def last_event_index(ptr, t_bysub):
+    """Per subscriber row of a CSR index, the position of its latest event (the later one on a
+    tie; rows without events get their start position, which callers must mask out)."""
+    n = ptr.shape[0] - 1
+    out = np.empty(n, dtype=np.int64)
+    for s in range(n):
+        best = ptr[s]
+        for k in range(ptr[s], ptr[s + 1]):
+            if t_bysub[k] >= t_bysub[best]:
+                best = k
+        out[s] = best
+    return out

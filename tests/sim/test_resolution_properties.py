@@ -57,19 +57,22 @@ def test_resolution_invariants(world):
     res.cap_bpms[:] = np.asarray(data_caps) * 1e6 / 8 / 1000
     res.counters[C_NEXT_TICK] = interval
     cols = [np.asarray([a[i] for a in att], np.int64) for i in range(6)]
+    # The serving cell of each attempt: its subscriber's latest move at or before it.
+    cols.append(np.asarray([max(((m[0], m[2]) for m in mob if m[1] == a[1] and m[0] <= a[0]),
+                                default=(-1, start[a[1]]))[1] for a in att], np.int32))
     mcols = [np.asarray([m[i] for m in mob], np.int64) for i in range(3)] + [np.zeros(len(mob), np.int64)]
     kinds = cols[2]
     res.ensure_slots(int(np.isin(kinds, [demand.VOICE_MO, demand.VOICE_MT_OFFNET]).sum()),
                      int((kinds == demand.DATA).sum()))
     cdr1, loc1 = res.resolve(EPOCH, interval, tuple(mcols), tuple(cols), 0.1)
     empty_m = tuple(np.zeros(0, np.int64) for _ in range(4))
-    empty_a = tuple(np.zeros(0, np.int64) for _ in range(6))
+    empty_a = (*(np.zeros(0, np.int64) for _ in range(6)), np.zeros(0, np.int32))
     cdr2, loc2 = res.resolve(2**62 - 1, interval, empty_m, empty_a, 0.1)
     cdr = {k: np.concatenate([cdr1[k], cdr2[k]]) for k in cdr1}
 
     # Everything in progress ended and was released.
     assert (res.busy == 0).all() and (res.n_d == 0).all()
-    assert (res.active_call == -1).all() and (res.sub_head == -1).all()
+    assert (res.sub_state == -1).all() and (res.act_bits == 0).all()
     assert res.counters[C_FREE_CALLS] == res.n_calls and res.counters[C_FREE_DATA] == res.n_data
     # Conservation per cell and interval, and agreement with the CDR.
     k = res.kpi
@@ -84,12 +87,13 @@ def test_resolution_invariants(world):
     vols = cols[5][kinds == demand.DATA]
     assert data.sum() == len(vols)
     assert cdr["down"][data].sum() + cdr["up"][data].sum() == vols.sum()
-    assert (cdr["dur"][data] >= 0).all()
-    rate_ok = cdr["dur"][data] > 0
-    assert (cdr["down"][data][rate_ok] / cdr["dur"][data][rate_ok] <= res.ue_bpms * 1.001 + 1).all()
+    dur_ms = cdr["dur_s"] * 1000.0
+    assert (dur_ms[data] >= 0).all()
+    rate_ok = dur_ms[data] > 0
+    assert (cdr["down"][data][rate_ok] / dur_ms[data][rate_ok] <= res.ue_bpms * 1.001 + 1).all()
     # Durations: never negative, a voice leg never longer than requested.
-    assert (cdr["dur"] >= 0).all()
-    assert cdr["dur"][voice].max(initial=0) <= cols[4].max(initial=0)
+    assert (dur_ms >= 0).all()
+    assert dur_ms[voice].max(initial=0) <= cols[4].max(initial=0)
     # Record ids are unique; every location row names a real subscriber and cell.
     assert len(np.unique(cdr["rec"])) == len(cdr["rec"])
     loc_sub = np.concatenate([loc1["sub"], loc2["sub"]])
