@@ -101,7 +101,7 @@ class BehaviourConfig:
     burst_multiplier: float = _f(4.0, "rate multiplier while active (quiet rate follows so the mean is 1)", lo=1)
     call_duration_log_mu: float = _f(float("nan"), "lognormal mu of call durations in s (default: from the profile)")
     call_duration_log_sigma: float = _f(float("nan"), "lognormal sigma of call durations (default: from the profile)")
-    call_duration_max_s: float = _f(10800.0, "longest call (s)", lo=1)
+    call_duration_max_s: float = _f(10800.0, "longest call (s)", lo=1, hi=86400)
     data_volume_log_mu: float = _f(15.0, "lognormal mu of data session volume in bytes (median e^mu, ~3.3 MB)")
     data_volume_log_sigma: float = _f(2.0, "lognormal sigma of data session volume", lo=0)
     data_uplink_share: float = _f(0.1, "uplink bytes as a share of a data session's volume", lo=0, hi=1)

@@ -45,7 +45,7 @@ from .network import Network, build_network
 from .population import Population, build_population
 from .profile import Profile, load_profile
 from .sessions import SessionState, attempt_rates, burst_multipliers, call_duration_params
-from .shards import DemandInputs, EpochInputs, ShardState
+from .shards import ATT_DTYPES, MOB_DTYPES, DemandInputs, EpochInputs, ShardState
 from .sinks import RunWriter
 from .streams import generator, kernel_key
 
@@ -353,8 +353,8 @@ class Simulation:
                         writer.write_checkpoint(arrays, {"epochs_done": e + 1, "resolver": r_meta,
                                                          "scenario_sha256": self.scenario_hash})
             # Drain: calls and sessions in progress run to their end; no new demand.
-            empty_m = tuple(np.zeros(0, np.int64) for _ in range(4))
-            empty_a = (*(np.zeros(0, np.int64) for _ in range(6)), np.zeros(0, np.int32))
+            empty_m = tuple(np.zeros(0, dt) for dt in MOB_DTYPES)
+            empty_a = (*(np.zeros(0, dt) for dt in ATT_DTYPES), np.zeros(0, np.int32))
             cdr, loc = res.resolve(int(resolution.INF) - 1, self.interval_ms, empty_m, empty_a, up_share)
             assert len(loc["t"]) == 0  # nothing moves or starts after the window
             emit(cdr, None)

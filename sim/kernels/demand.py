@@ -24,7 +24,7 @@ VOICE_MO, SMS_MO, DATA, VOICE_MT_OFFNET, SMS_MT_OFFNET = 0, 1, 2, 3, 4
 
 
 @njit(cache=True, inline="always")
-def _grow_i64(a: np.ndarray, n: np.int64) -> np.ndarray:
+def _grow(a: np.ndarray, n: np.int64) -> np.ndarray:
     b = np.empty(max(2 * a.shape[0], n + 16), dtype=a.dtype)
     b[: a.shape[0]] = a
     return b
@@ -205,10 +205,10 @@ def mobility_epoch(key, first, count, epoch, t0, t1, pi, stickiness, rho, gamma,
                 break
             nxt = _greedy_next(c, d, cx, cy, nbr_ptr, nbr_idx)
             if n + 3 > out_t.shape[0]:
-                out_t = _grow_i64(out_t, n + 3)
-                out_sub = _grow_i64(out_sub, n + 3)
-                out_cell = _grow_i64(out_cell, n + 3)
-                out_kind = _grow_i64(out_kind, n + 3)
+                out_t = _grow(out_t, n + 3)
+                out_sub = _grow(out_sub, n + 3)
+                out_cell = _grow(out_cell, n + 3)
+                out_kind = _grow(out_kind, n + 3)
             out_t[n] = t
             out_sub[n] = s
             out_cell[n] = nxt
@@ -250,10 +250,10 @@ def mobility_epoch(key, first, count, epoch, t0, t1, pi, stickiness, rho, gamma,
                     held = out_cell[j]
                     j += 1
                 if n + 1 > out_t.shape[0]:
-                    out_t = _grow_i64(out_t, n + 1)
-                    out_sub = _grow_i64(out_sub, n + 1)
-                    out_cell = _grow_i64(out_cell, n + 1)
-                    out_kind = _grow_i64(out_kind, n + 1)
+                    out_t = _grow(out_t, n + 1)
+                    out_sub = _grow(out_sub, n + 1)
+                    out_cell = _grow(out_cell, n + 1)
+                    out_kind = _grow(out_kind, n + 1)
                 out_t[n] = tp
                 out_sub[n] = s
                 out_cell[n] = held
@@ -325,12 +325,12 @@ def sessions_epoch(key, first, count, epoch, t0, t1, rates, activity, burst_on, 
                         st, x = next_lognormal(st, data_mu, data_sigma)
                         vol = np.int64(min(max(x, 1.0), 1e12))
                     if n + 1 > out_t.shape[0]:
-                        out_t = _grow_i64(out_t, n + 1)
-                        out_sub = _grow_i64(out_sub, n + 1)
-                        out_kind = _grow_i64(out_kind, n + 1)
-                        out_cp = _grow_i64(out_cp, n + 1)
-                        out_dur = _grow_i64(out_dur, n + 1)
-                        out_vol = _grow_i64(out_vol, n + 1)
+                        out_t = _grow(out_t, n + 1)
+                        out_sub = _grow(out_sub, n + 1)
+                        out_kind = _grow(out_kind, n + 1)
+                        out_cp = _grow(out_cp, n + 1)
+                        out_dur = _grow(out_dur, n + 1)
+                        out_vol = _grow(out_vol, n + 1)
                     out_t[n] = np.int64(t)
                     out_sub[n] = s
                     out_kind[n] = kind
