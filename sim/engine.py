@@ -107,7 +107,6 @@ class _Resolver:
         # bit each: has either.
         self.sub_state = np.full((n_subs, 2), -1, np.int32)
         self.act_bits = np.zeros(n_subs // 64 + 1, np.uint64)
-        self.cells = np.asarray(initial_cell, np.int32).copy()  # where each subscriber starts
         self.n_calls = 0
         self.n_data = 0
         self.call_free = np.zeros(0, np.int64)
@@ -188,22 +187,11 @@ class _Resolver:
             self.data_free = _grow(self.data_free, new, 0)
             self.n_data = new
 
-    def resolve(self, t1: int, interval_ms: int, mob: tuple, att: tuple, up_share: float,
-                by_sub: tuple | None = None):
+    def resolve(self, t1: int, interval_ms: int, mob: tuple, att: tuple, up_share: float):
         """Resolve everything before ``t1``. ``mob`` = (t, sub, cell, kind) and ``att`` = (t, sub,
-        kind, counterpart, duration_ms, bytes, cell), both in time order; ``by_sub`` = (index, t,
-        cell, start_cell): the same location events grouped by subscriber with a CSR index, and
-        the cells subscribers started the epoch in (derived here when not given)."""
+        kind, counterpart, duration_ms, bytes, cell, counterpart_cell), both in time order."""
         mob_t, mob_sub, mob_cell, mob_kind = mob
-        att_t, att_sub, att_kind, att_cp, att_dur, att_vol, att_cell = att
-        if by_sub is None:
-            o = np.argsort(mob_sub, kind="stable")
-            by_sub = (_csr_index(mob_sub[o], len(self.cells)), mob_t[o], mob_cell[o], self.cells.copy())
-        ptr, t_bysub, cell_bysub, start_cell = by_sub
-        # Where each subscriber ends the epoch: its last location event, else where it started.
-        self.cells = start_cell.copy()
-        last = ptr[1:] > ptr[:-1]
-        self.cells[last] = cell_bysub[_last_event(ptr, t_bysub)[last]]
+        att_t, att_sub, att_kind, att_cp, att_dur, att_vol, att_cell, att_cp_cell = att
         n_att = len(att_t)
         # Upper bounds on the rows: one per attempt and one more per on-net counterpart, plus the
         # records of calls and sessions in progress that may end in this epoch.
@@ -216,11 +204,11 @@ class _Resolver:
         nc, nl = resolution.resolve_epoch(
             np.int64(t1), np.int64(self.n_int), np.int64(interval_ms), self.ue_bpms, np.int64(self.max_data),
             mob_t, mob_sub, mob_cell, mob_kind, np.int64(len(mob_t)),
-            att_t, att_sub, att_kind, att_cp, att_dur, att_vol, att_cell, np.int64(n_att), up_share,
+            att_t, att_sub, att_kind, att_cp, att_dur, att_vol, att_cell, att_cp_cell, np.int64(n_att), up_share,
             self.cap_ch, self.busy, self.busy_last, self.busy_area, self.busy_peak,
             self.cap_bpms, self.n_d, self.vt, self.ps_last, self.served, self.sess_ms, self.cell_head,
             self.td, self.tdi,
-            self.sub_state, self.act_bits, start_cell, ptr, t_bysub, cell_bysub,
+            self.sub_state, self.act_bits,
             self.call_free, self.tv, self.tvi, self.call_sess, self.call_t0, self.call_int,
             self.a_sub, self.a_cell, self.a_start, self.a_rec, self.a_dir, self.b_sub, self.b_cell,
             self.b_start, self.b_rec,
@@ -310,15 +298,18 @@ class Simulation:
             ep = EpochInputs(e, place_target(hour, wd), attempt_rates(sc.behaviour, self.profile, hour, wd))
             mob_ev, att_ev, start_cell = executor.step(ep)
             snapshot = executor.state_arrays() if checkpoint_due(e) else None
-            # Location events by subscriber (as drawn), for looking up a callee's cell.
-            by_sub = (_csr_index(mob_ev[1], pop.n), mob_ev[0], mob_ev[2], start_cell)
+            # The callee's cell, from the location events grouped by subscriber (as drawn).
+            ptr = _csr_index(mob_ev[1], pop.n)
+            cp_cell = demand.counterpart_cells(att_ev[3], att_ev[0], ptr, mob_ev[0], mob_ev[2], start_cell)
+            att_ev = (*att_ev, cp_cell)
+            del ptr, start_cell
             # Time order; ties keep subscriber order (stable sort), so the merge is deterministic.
             t0 = e * EPOCH_MS
             o = stable_time_order(mob_ev[0], t0, EPOCH_MS)
             mob_ev = tuple(a[o] for a in mob_ev)
             o = stable_time_order(att_ev[0], t0, EPOCH_MS)
             att_ev = tuple(a[o] for a in att_ev)
-            return mob_ev, att_ev, by_sub, snapshot
+            return mob_ev, att_ev, snapshot
 
         def checkpoint_due(e: int) -> bool:
             return (checkpoint_every > 0 and not writer.discard and (e + 1) % checkpoint_every == 0
@@ -342,10 +333,10 @@ class Simulation:
             with ThreadPoolExecutor(max_workers=1, thread_name_prefix="telcosim-demand") as pool:
                 upcoming = pool.submit(demand_epoch, first_epoch) if first_epoch < self.n_epochs else None
                 for e in range(first_epoch, self.n_epochs):
-                    mob_ev, att_ev, by_sub, snapshot = upcoming.result()
+                    mob_ev, att_ev, snapshot = upcoming.result()
                     if e + 1 < self.n_epochs:
                         upcoming = pool.submit(demand_epoch, e + 1)
-                    yield from resolve_epoch(env, e, mob_ev, att_ev, by_sub)
+                    yield from resolve_epoch(env, e, mob_ev, att_ev)
                     if snapshot is not None:
                         r_arrays, r_meta = res.state()
                         arrays = {**{f"d.{k}": v for k, v in snapshot.items()},
@@ -354,17 +345,17 @@ class Simulation:
                                                          "scenario_sha256": self.scenario_hash})
             # Drain: calls and sessions in progress run to their end; no new demand.
             empty_m = tuple(np.zeros(0, dt) for dt in MOB_DTYPES)
-            empty_a = (*(np.zeros(0, dt) for dt in ATT_DTYPES), np.zeros(0, np.int32))
+            empty_a = (*(np.zeros(0, dt) for dt in ATT_DTYPES), np.zeros(0, np.int32), np.zeros(0, np.int32))
             cdr, loc = res.resolve(int(resolution.INF) - 1, self.interval_ms, empty_m, empty_a, up_share)
             assert len(loc["t"]) == 0  # nothing moves or starts after the window
             emit(cdr, None)
 
-        def resolve_epoch(env: simpy.Environment, e: int, mob_ev, att_ev, by_sub):
+        def resolve_epoch(env: simpy.Environment, e: int, mob_ev, att_ev):
             kinds = att_ev[2]
             n_voice = int(np.count_nonzero((kinds == demand.VOICE_MO) | (kinds == demand.VOICE_MT_OFFNET)))
             res.ensure_slots(n_voice, int(np.count_nonzero(kinds == demand.DATA)))
             stats["attempts"] += len(kinds)
-            emit(*res.resolve((e + 1) * EPOCH_MS, self.interval_ms, mob_ev, att_ev, up_share, by_sub))
+            emit(*res.resolve((e + 1) * EPOCH_MS, self.interval_ms, mob_ev, att_ev, up_share))
             if progress is not None:
                 progress(e + 1, self.n_epochs)
             yield env.timeout(EPOCH_MS)
@@ -483,18 +474,19 @@ class Simulation:
         }
 
 
+def counterpart_cells_of(mob: tuple, att_t: np.ndarray, att_cp: np.ndarray, start_cell: np.ndarray) -> np.ndarray:
+    """The counterpart's cell at each attempt from time-ordered location events (for callers that
+    do not have them grouped by subscriber, as the engine has)."""
+    o = np.argsort(mob[1], kind="stable")
+    return demand.counterpart_cells(att_cp, att_t, _csr_index(mob[1][o], len(start_cell)), mob[0][o],
+                                    mob[2][o], start_cell)
+
+
 def _csr_index(sub_sorted: np.ndarray, n: int) -> np.ndarray:
     """CSR row pointers of events grouped by subscriber (``sub_sorted`` ascending)."""
     ptr = np.zeros(n + 1, np.int64)
     np.cumsum(np.bincount(sub_sorted, minlength=n), out=ptr[1:])
     return ptr
-
-
-def _last_event(ptr: np.ndarray, t_bysub: np.ndarray) -> np.ndarray:
-    """Index of each subscriber's latest event (ties: the later one), for rows with events."""
-    from .kernels.resolution import last_event_index
-
-    return last_event_index(ptr, t_bysub)
 
 
 def _jsonable(obj):

@@ -368,3 +368,30 @@ def attempt_cells(first, start_cell, mob_sub, mob_t, mob_cell, att_sub, att_t):
             k += 1
         out[a] = c
     return out
+
+
+@njit(cache=True, inline="always")
+def _cell_at(b, t, ptr, t_bysub, cell_bysub, start_cell):
+    """Serving cell of subscriber ``b`` at time ``t``: its latest location event of the epoch at
+    or before ``t`` (cell changes and periodic updates, which carry the held cell), else the cell
+    it started the epoch in."""
+    c = start_cell[b]
+    best = np.int64(-1)
+    for k in range(ptr[b], ptr[b + 1]):
+        tk = t_bysub[k]
+        if tk <= t and tk >= best:
+            best = tk
+            c = cell_bysub[k]
+    return c
+
+
+@njit(cache=True, nogil=True)
+def counterpart_cells(att_cp, att_t, ptr, t_bysub, cell_bysub, start_cell):
+    """The counterpart's serving cell at each attempt (-1 when off-net), from the epoch's location
+    events of every subscriber grouped by subscriber (CSR ``ptr``)."""
+    out = np.full(att_cp.shape[0], -1, dtype=np.int32)
+    for a in range(att_cp.shape[0]):
+        b = att_cp[a]
+        if b >= 0:
+            out[a] = _cell_at(b, att_t[a], ptr, t_bysub, cell_bysub, start_cell)
+    return out

@@ -19,8 +19,8 @@ sessions sharing each cell) lives in arrays that persist across epochs.
 * Per-subscriber state (call in progress, first data session) is one 8-byte row of ``sub_st``,
   mirrored by one bit of ``act_bits`` (has a call or data session). Events arrive in time order,
   so subscribers are visited at random: an idle subscriber's cell change only reads the bit set
-  (which fits in cache). The serving cell of an attempt comes with it from the demand step, and
-  a callee's from the epoch's location events (:func:`cell_at`).
+  (which fits in cache). The serving cells of an attempt's parties come with it from the demand
+  step (:func:`sim.kernels.demand.counterpart_cells`).
 * KPIs per cell and interval: attempts and outcomes by the cell and interval where the leg was
   attempted (so attempts = completed + blocked + dropped + failed holds per cell), busy-channel
   time integral and peak, offered and carried channel-time, SMS, data sessions, data volume and
@@ -111,22 +111,6 @@ def _mark(act_bits, sub_st, s):
 @njit(cache=True, inline="always")
 def _is_active(act_bits, s):
     return (act_bits[s >> 6] >> np.uint64(s & 63)) & np.uint64(1)
-
-
-@njit(cache=True)
-def cell_at(b, t, mob_ptr, mob_t_bysub, mob_cell_bysub, start_cell):
-    """Serving cell of subscriber ``b`` at time ``t``: the latest of its epoch's location events
-    at or before ``t`` (cell changes and periodic updates, which carry the held cell), else the
-    cell it started the epoch in."""
-    c = start_cell[b]
-    best = np.int64(-1)
-    for k in range(mob_ptr[b], mob_ptr[b + 1]):
-        tk = mob_t_bysub[k]
-        if tk <= t and tk >= best:
-            best = tk
-            c = mob_cell_bysub[k]
-    return c
-
 
 
 @njit(cache=True, inline="always")
@@ -231,6 +215,7 @@ def resolve_epoch(
     att_dur,
     att_vol,
     att_cell,
+    att_cp_cell,
     n_att,
     up_share,
     # cell state
@@ -251,10 +236,6 @@ def resolve_epoch(
     # subscriber state
     sub_st,
     act_bits,
-    start_cell,
-    mob_ptr,
-    mob_t_bysub,
-    mob_cell_bysub,
     # calls in progress (slots)
     call_free,
     tv,
@@ -595,7 +576,7 @@ def resolve_epoch(
         is_sms = kind == SMS_MO or kind == SMS_MT_OFFNET
         direction = DIR_MO if (kind == VOICE_MO or kind == SMS_MO) else DIR_MT
         b = cp if direction == DIR_MO else -1
-        cb = cell_at(b, t, mob_ptr, mob_t_bysub, mob_cell_bysub, start_cell) if b >= 0 else -1
+        cb = att_cp_cell[ia - 1] if b >= 0 else -1
         rec_a = counters[C_NEXT_REC]
         counters[C_NEXT_REC] += 1
         rec_b = np.int64(-1)
@@ -724,18 +705,3 @@ def resolve_epoch(
             else:
                 k_fail[ki, cc] += 1
     return nc, nl
-
-
-@njit(cache=True)
-def last_event_index(ptr, t_bysub):
-    """Per subscriber row of a CSR index, the position of its latest event (the later one on a
-    tie; rows without events get their start position, which callers must mask out)."""
-    n = ptr.shape[0] - 1
-    out = np.empty(n, dtype=np.int64)
-    for s in range(n):
-        best = ptr[s]
-        for k in range(ptr[s], ptr[s + 1]):
-            if t_bysub[k] >= t_bysub[best]:
-                best = k
-        out[s] = best
-    return out

@@ -42,7 +42,7 @@ def simulate_loss_system(channels: int, offered: float, calls: int, seed: int):
     res.ensure_slots(calls, 0)
     subs = np.arange(calls, dtype=np.int64)
     att = (t, subs, np.full(calls, demand.VOICE_MT_OFFNET, np.int64), np.full(calls, -1, np.int64),
-           dur, np.zeros(calls, np.int64), np.zeros(calls, np.int32))
+           dur, np.zeros(calls, np.int64), np.zeros(calls, np.int32), np.full(calls, -1, np.int32))
     empty_m = tuple(np.zeros(0, np.int64) for _ in range(4))
     cdr, _ = res.resolve(2**62 - 1, 2**62, empty_m, att, 0.0)
     order = np.argsort(cdr["t"], kind="stable")

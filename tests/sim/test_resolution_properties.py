@@ -12,7 +12,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from sim.config import NetworkConfig
-from sim.engine import _Resolver
+from sim.engine import _Resolver, counterpart_cells_of
 from sim.kernels import demand
 from sim.kernels.resolution import C_FREE_CALLS, C_FREE_DATA, C_NEXT_TICK, SVC_DATA, SVC_VOICE
 from sim.network import build_network
@@ -61,12 +61,13 @@ def test_resolution_invariants(world):
     cols.append(np.asarray([max(((m[0], m[2]) for m in mob if m[1] == a[1] and m[0] <= a[0]),
                                 default=(-1, start[a[1]]))[1] for a in att], np.int32))
     mcols = [np.asarray([m[i] for m in mob], np.int64) for i in range(3)] + [np.zeros(len(mob), np.int64)]
+    cols.append(counterpart_cells_of(tuple(mcols), cols[0], cols[3], np.asarray(start, np.int32)))
     kinds = cols[2]
     res.ensure_slots(int(np.isin(kinds, [demand.VOICE_MO, demand.VOICE_MT_OFFNET]).sum()),
                      int((kinds == demand.DATA).sum()))
     cdr1, loc1 = res.resolve(EPOCH, interval, tuple(mcols), tuple(cols), 0.1)
     empty_m = tuple(np.zeros(0, np.int64) for _ in range(4))
-    empty_a = (*(np.zeros(0, np.int64) for _ in range(6)), np.zeros(0, np.int32))
+    empty_a = (*(np.zeros(0, np.int64) for _ in range(6)), np.zeros(0, np.int32), np.zeros(0, np.int32))
     cdr2, loc2 = res.resolve(2**62 - 1, interval, empty_m, empty_a, 0.1)
     cdr = {k: np.concatenate([cdr1[k], cdr2[k]]) for k in cdr1}
 
