@@ -52,6 +52,8 @@ from .streams import generator, kernel_key
 EPOCH_MS = 3_600_000
 DEFAULT_CHUNK = 250_000
 DEFAULT_CHECKPOINT_EPOCHS = 6
+SLICES_PER_EPOCH = 4
+PIPELINE_MAX_SUBSCRIBERS = 3_000_000
 
 
 @dataclass
@@ -315,28 +317,34 @@ class Simulation:
             return (checkpoint_every > 0 and not writer.discard and (e + 1) % checkpoint_every == 0
                     and e + 1 < self.n_epochs)
 
-        def emit(cdr: dict, loc: dict | None) -> None:
+        def emit(cdr: dict, loc: dict | None, final: bool = True) -> None:
             if writer.discard:
                 writer.rows["cdr"] = writer.rows.get("cdr", 0) + len(cdr["rec"])
                 if loc is not None:
                     writer.rows["locations"] = writer.rows.get("locations", 0) + len(loc["t"])
                 return
-            writer.write_part("cdr", self._cdr_table(cdr, cdr_schema))
+            writer.write_part("cdr", self._cdr_table(cdr, cdr_schema), final)
             if loc is not None:
-                writer.write_part("locations", self._loc_table(loc, loc_schema))
+                writer.write_part("locations", self._loc_table(loc, loc_schema), final)
 
         def epochs(env: simpy.Environment):
             # Demand does not depend on resolution, so the next epoch's demand is computed in a
             # worker thread while this one is resolved (the kernels release the GIL).
             if first_epoch:
                 yield env.timeout(first_epoch * EPOCH_MS)
+            # Overlapping holds two epochs of events in memory: for very large populations the
+            # epochs run one after the other instead (same output, bounded memory).
+            pipeline = pop.n <= PIPELINE_MAX_SUBSCRIBERS
             with ThreadPoolExecutor(max_workers=1, thread_name_prefix="telcosim-demand") as pool:
                 upcoming = pool.submit(demand_epoch, first_epoch) if first_epoch < self.n_epochs else None
                 for e in range(first_epoch, self.n_epochs):
                     mob_ev, att_ev, snapshot = upcoming.result()
-                    if e + 1 < self.n_epochs:
+                    if e + 1 < self.n_epochs and pipeline:
                         upcoming = pool.submit(demand_epoch, e + 1)
                     yield from resolve_epoch(env, e, mob_ev, att_ev)
+                    del mob_ev, att_ev
+                    if e + 1 < self.n_epochs and not pipeline:
+                        upcoming = pool.submit(demand_epoch, e + 1)
                     if snapshot is not None:
                         r_arrays, r_meta = res.state()
                         arrays = {**{f"d.{k}": v for k, v in snapshot.items()},
@@ -355,7 +363,18 @@ class Simulation:
             n_voice = int(np.count_nonzero((kinds == demand.VOICE_MO) | (kinds == demand.VOICE_MT_OFFNET)))
             res.ensure_slots(n_voice, int(np.count_nonzero(kinds == demand.DATA)))
             stats["attempts"] += len(kinds)
-            emit(*res.resolve((e + 1) * EPOCH_MS, self.interval_ms, mob_ev, att_ev, up_share))
+            del kinds
+            # Resolved and written in slices (row groups of the epoch's part): the same events in
+            # the same order as one call, with a fraction of the output in memory at once.
+            t0 = e * EPOCH_MS
+            im = ia = 0
+            for k in range(1, SLICES_PER_EPOCH + 1):
+                t_end = t0 + k * EPOCH_MS // SLICES_PER_EPOCH
+                jm = int(np.searchsorted(mob_ev[0], t_end, "left"))
+                ja = int(np.searchsorted(att_ev[0], t_end, "left"))
+                emit(*res.resolve(t_end, self.interval_ms, tuple(a[im:jm] for a in mob_ev),
+                                  tuple(a[ia:ja] for a in att_ev), up_share), final=k == SLICES_PER_EPOCH)
+                im, ia = jm, ja
             if progress is not None:
                 progress(e + 1, self.n_epochs)
             yield env.timeout(EPOCH_MS)

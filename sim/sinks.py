@@ -26,6 +26,7 @@ import pyarrow.parquet as pq
 from .errors import OutputError
 
 CHECKPOINT = "checkpoint.npz"
+QUEUED_BYTES = 256 * 2**20
 
 
 def sha256_file(path: Path) -> str:
@@ -48,7 +49,12 @@ class RunWriter:
         self.rows: dict[str, int] = {}
         self._parts: dict[str, int] = {}
         self._error: BaseException | None = None
-        self._queue: queue.Queue[tuple | None] = queue.Queue(maxsize=3)
+        self._queue: queue.Queue[tuple | None] = queue.Queue()
+        # Tables waiting to be written hold memory: the producer waits while more than
+        # QUEUED_BYTES are queued (a single item is always let through).
+        self._queued_bytes = 0
+        self._room = threading.Condition()
+        self._open: dict[Path, pq.ParquetWriter] = {}
         self._thread: threading.Thread | None = None
         if out is None:
             self.tmp = None
@@ -75,43 +81,63 @@ class RunWriter:
             item = self._queue.get()
             if item is None:
                 return
-            if self._error is not None:
-                continue
             try:
-                if item[0] == "part":
-                    pq.write_table(item[2], item[1], compression=self.compression)
-                else:
-                    self._save_checkpoint(item[1], item[2])
+                if self._error is None:
+                    if item[0] == "part":
+                        self._write(item[1], item[2], item[3])
+                    else:
+                        self._save_checkpoint(item[1], item[2])
             except BaseException as exc:  # surfaced by commit()
                 self._error = exc
+            finally:
+                if item[0] == "part":
+                    with self._room:
+                        self._queued_bytes -= item[2].nbytes
+                        self._room.notify_all()
+
+    def _write(self, path: Path, table: pa.Table, final: bool) -> None:
+        """Append ``table`` as row groups of the file at ``path``; close it when ``final``."""
+        writer = self._open.get(path)
+        if writer is None:
+            writer = self._open[path] = pq.ParquetWriter(path, table.schema, compression=self.compression)
+        writer.write_table(table)
+        if final:
+            self._open.pop(path).close()
 
     def _with_metadata(self, table: pa.Table) -> pa.Table:
         meta = dict(table.schema.metadata or {})
         meta.update(self.metadata)
         return table.replace_schema_metadata(meta)
 
-    def write_part(self, name: str, table: pa.Table) -> None:
-        """Append one part of a partitioned table (``name/part-NNNNN.parquet``); empty parts are
-        written too, so part k always holds the k-th epoch."""
+    def write_part(self, name: str, table: pa.Table, final: bool = True) -> None:
+        """Append rows to the current part of a partitioned table (``name/part-NNNNN.parquet``);
+        ``final`` closes the part, so the next rows start part k+1. A part may be written in
+        several pieces (row groups); empty parts are written too, so part k is epoch k."""
         self.rows[name] = self.rows.get(name, 0) + table.num_rows
         if self.discard:
             return
         k = self._parts.get(name, 0)
-        self._parts[name] = k + 1
         folder = self.tmp / name
         folder.mkdir(exist_ok=True)
-        self._put(folder / f"part-{k:05d}.parquet", table)
+        self._put(folder / f"part-{k:05d}.parquet", table, final)
+        if final:
+            self._parts[name] = k + 1
 
     def write_table(self, name: str, table: pa.Table) -> None:
         """Write a single-file table (``name.parquet``)."""
         self.rows[name] = table.num_rows
         if not self.discard:
-            self._put(self.tmp / f"{name}.parquet", table)
+            self._put(self.tmp / f"{name}.parquet", table, True)
 
-    def _put(self, path: Path, table: pa.Table) -> None:
+    def _put(self, path: Path, table: pa.Table, final: bool) -> None:
         if self._error is not None:
             raise OutputError(f"writing {path.name} failed: {self._error}")
-        self._queue.put(("part", path, self._with_metadata(table)))
+        size = table.nbytes
+        with self._room:
+            while self._queued_bytes > 0 and self._queued_bytes + size > QUEUED_BYTES and self._error is None:
+                self._room.wait()
+            self._queued_bytes += size
+        self._queue.put(("part", path, self._with_metadata(table), final))
 
     # --- checkpoints ------------------------------------------------------------------------
 
@@ -183,6 +209,12 @@ class RunWriter:
         if self._thread is not None and self._thread.is_alive():
             self._queue.put(None)
             self._thread.join()
+        for writer in self._open.values():
+            try:
+                writer.close()
+            except Exception:  # noqa: BLE001 - a half-written part is removed or superseded anyway
+                pass
+        self._open.clear()
         if self.tmp is not None and not (keep_partial and (self.tmp / CHECKPOINT).exists()):
             shutil.rmtree(self.tmp, ignore_errors=True)
 
