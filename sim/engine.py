@@ -307,11 +307,10 @@ class Simulation:
             del ptr, start_cell
             # Time order; ties keep subscriber order (stable sort), so the merge is deterministic.
             t0 = e * EPOCH_MS
-            o = stable_time_order(mob_ev[0], t0, EPOCH_MS)
-            mob_ev = tuple(a[o] for a in mob_ev)
-            o = stable_time_order(att_ev[0], t0, EPOCH_MS)
-            att_ev = tuple(a[o] for a in att_ev)
-            return mob_ev, att_ev, snapshot
+            mob_ev, att_ev = list(mob_ev), list(att_ev)
+            _reorder(mob_ev, t0)
+            _reorder(att_ev, t0)
+            return tuple(mob_ev), tuple(att_ev), snapshot
 
         def checkpoint_due(e: int) -> bool:
             return (checkpoint_every > 0 and not writer.discard and (e + 1) % checkpoint_every == 0
@@ -359,11 +358,7 @@ class Simulation:
             emit(cdr, None)
 
         def resolve_epoch(env: simpy.Environment, e: int, mob_ev, att_ev):
-            kinds = att_ev[2]
-            n_voice = int(np.count_nonzero((kinds == demand.VOICE_MO) | (kinds == demand.VOICE_MT_OFFNET)))
-            res.ensure_slots(n_voice, int(np.count_nonzero(kinds == demand.DATA)))
-            stats["attempts"] += len(kinds)
-            del kinds
+            stats["attempts"] += len(att_ev[0])
             # Resolved and written in slices (row groups of the epoch's part): the same events in
             # the same order as one call, with a fraction of the output in memory at once.
             t0 = e * EPOCH_MS
@@ -372,6 +367,10 @@ class Simulation:
                 t_end = t0 + k * EPOCH_MS // SLICES_PER_EPOCH
                 jm = int(np.searchsorted(mob_ev[0], t_end, "left"))
                 ja = int(np.searchsorted(att_ev[0], t_end, "left"))
+                # Pools for calls and data sessions: room for every attempt of the slice.
+                kinds = att_ev[2][ia:ja]
+                res.ensure_slots(int(np.count_nonzero((kinds == demand.VOICE_MO) | (kinds == demand.VOICE_MT_OFFNET))),
+                                 int(np.count_nonzero(kinds == demand.DATA)))
                 emit(*res.resolve(t_end, self.interval_ms, tuple(a[im:jm] for a in mob_ev),
                                   tuple(a[ia:ja] for a in att_ev), up_share), final=k == SLICES_PER_EPOCH)
                 im, ia = jm, ja
@@ -499,6 +498,14 @@ def counterpart_cells_of(mob: tuple, att_t: np.ndarray, att_cp: np.ndarray, star
     o = np.argsort(mob[1], kind="stable")
     return demand.counterpart_cells(att_cp, att_t, _csr_index(mob[1][o], len(start_cell)), mob[0][o],
                                     mob[2][o], start_cell)
+
+
+def _reorder(cols: list, t0: int) -> None:
+    """Put columns in time order (stable), in place and one at a time, so that only one extra
+    column is alive at once."""
+    order = stable_time_order(cols[0], t0, EPOCH_MS)
+    for j in range(len(cols)):
+        cols[j] = cols[j][order]
 
 
 def _csr_index(sub_sorted: np.ndarray, n: int) -> np.ndarray:

@@ -33,7 +33,8 @@ class LocalDemand:
                        for lo, hi in _ranges(pop.n, shard_size)]
 
     def step(self, ep: EpochInputs):
-        return merge_epoch([s.step(ep) for s in self.shards])
+        parts = [s.step(ep) for s in self.shards]
+        return merge_epoch(parts)
 
     def state_arrays(self) -> dict[str, np.ndarray]:
         return {k: v.copy() for k, v in self.state.arrays().items()}

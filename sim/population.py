@@ -121,10 +121,11 @@ def _social_graph(cfg: PopulationConfig, net: Network, home: np.ndarray, seed: i
     if n < 2:
         return np.zeros(n + 1, np.int64), np.zeros(0, np.int32), np.zeros(0, np.float64)
     stubs = np.maximum(1, rng.poisson(cfg.contacts_mean / 2.0, size=n))
-    src = np.repeat(np.arange(n, dtype=np.int64), stubs)
+    src = np.repeat(np.arange(n, dtype=np.int32), stubs)
+    del stubs
     m = len(src)
     # Residents of each cell, as CSR.
-    by_home = np.argsort(home, kind="stable")
+    by_home = np.argsort(home, kind="stable").astype(np.int32)
     res_ptr = np.zeros(net.n_cells + 1, np.int64)
     np.cumsum(np.bincount(home, minlength=net.n_cells), out=res_ptr[1:])
     # Local: a random resident of the home cell or one of its neighbours (empty cells fall back).
@@ -138,27 +139,41 @@ def _social_graph(cfg: PopulationConfig, net: Network, home: np.ndarray, seed: i
     one_idx = np.asarray(one_idx_l, np.int32)
     cell = _draw_in_rows(rng, one_ptr, one_idx, home[src].astype(np.int64),
                          weight=(res_ptr[1:] - res_ptr[:-1]).astype(np.float64) + 1e-12)
+    # (Temporaries are dropped as soon as they are used: this runs once for the whole
+    # population and would otherwise be the peak of a large run's memory.)
     size = res_ptr[cell + 1] - res_ptr[cell]
     pick = np.minimum((rng.random(m) * size).astype(np.int64), np.maximum(size - 1, 0))
+    del size
     local_dst = by_home[np.minimum(res_ptr[cell] + pick, n - 1)]
-    global_dst = rng.integers(0, n, size=m)
+    del pick, cell, by_home
+    global_dst = rng.integers(0, n, size=m).astype(np.int32)
     dst = np.where(rng.random(m) < cfg.contacts_local_share, local_dst, global_dst)
+    del local_dst, global_dst
     keep = dst != src
-    a = np.concatenate([src[keep], dst[keep]])
-    b = np.concatenate([dst[keep], src[keep]])
-    key = np.sort(a * n + b)
+    src, dst = src[keep], dst[keep]
+    del keep
+    key = np.concatenate([src.astype(np.int64) * n + dst, dst.astype(np.int64) * n + src])
+    del src, dst
+    key.sort()
     key = key[np.concatenate(([True], key[1:] != key[:-1]))]
-    a, b = key // n, key % n
-    # Symmetric tie strength from a hash of the unordered pair, so A->B and B->A agree.
-    lo, hi = np.minimum(a, b).astype(np.uint64), np.maximum(a, b).astype(np.uint64)
-    h = _pair_uniform(lo, hi, seed)
-    z = np.sqrt(-2.0 * np.log(h[0])) * np.cos(2.0 * np.pi * h[1])
-    w = np.exp(cfg.tie_sigma * z)
+    a = (key // n).astype(np.int32)
+    b = (key % n).astype(np.int32)
+    del key
     ptr = np.zeros(n + 1, np.int64)
     np.cumsum(np.bincount(a, minlength=n), out=ptr[1:])
-    cum = np.cumsum(w)
-    row_start = np.repeat(np.where(ptr[:-1] > 0, cum[np.maximum(ptr[:-1] - 1, 0)], 0.0), np.diff(ptr))
-    return ptr, b.astype(np.int32), cum - row_start
+    # Symmetric tie strength from a hash of the unordered pair, so A->B and B->A agree; drawn in
+    # blocks to bound the temporaries, then turned into per-row cumulative weights in place.
+    w = np.empty(len(a), np.float64)
+    block = 1 << 22
+    for lo_i in range(0, len(a), block):
+        aa, bb = a[lo_i:lo_i + block], b[lo_i:lo_i + block]
+        h = _pair_uniform(np.minimum(aa, bb).astype(np.uint64), np.maximum(aa, bb).astype(np.uint64), seed)
+        w[lo_i:lo_i + block] = np.exp(cfg.tie_sigma * (np.sqrt(-2.0 * np.log(h[0])) * np.cos(2.0 * np.pi * h[1])))
+    del a
+    np.cumsum(w, out=w)
+    base = np.where(ptr[:-1] > 0, w[np.maximum(ptr[:-1] - 1, 0)], 0.0)
+    w -= np.repeat(base, np.diff(ptr))
+    return ptr, b, w
 
 
 def _pair_uniform(lo: np.ndarray, hi: np.ndarray, seed: int) -> tuple[np.ndarray, np.ndarray]:

@@ -112,8 +112,10 @@ class Shard:
             st.burst_next, d.burst_on_mult, d.burst_off_mult, d.burst_on_ms, d.burst_off_ms, d.onnet_share,
             self.contact_ptr, self.contact_cdf, self.contact_idx, d.voice_mu, d.voice_sigma, d.voice_max_ms,
             d.data_mu, d.data_sigma, *(np.empty(cap, dt) for dt in ATT_DTYPES))
-        mob = tuple(a[: r[0]] for a in r[1:])
-        att = tuple(a[: s[0]] for a in s[1:])
+        # Trimmed copies: the kernels' output buffers grow by doubling; let them go now.
+        mob = tuple(a[: r[0]].copy() for a in r[1:])
+        att = tuple(a[: s[0]].copy() for a in s[1:])
+        del r, s
         cells = demand.attempt_cells(self.first, start_cell, mob[1], mob[0], mob[2], att[1], att[0])
         return mob, (*att, cells), start_cell
 
@@ -133,6 +135,13 @@ def make_shard(first: int, inputs: DemandInputs, home, work, activity, contact_p
 
 def merge_epoch(parts: list):
     """Concatenate shard outputs (in shard order, which is subscriber order)."""
-    mob = tuple(np.concatenate(cols) for cols in zip(*(p[0] for p in parts), strict=True))
-    att = tuple(np.concatenate(cols) for cols in zip(*(p[1] for p in parts), strict=True))
+    def column(group: int, j: int) -> np.ndarray:
+        out = np.concatenate([p[group][j] for p in parts])
+        for p in parts:  # drop each shard's copy as soon as it is merged
+            p[group][j] = None
+        return out
+
+    parts = [[list(p[0]), list(p[1]), p[2]] for p in parts]
+    mob = tuple(column(0, j) for j in range(len(parts[0][0])))
+    att = tuple(column(1, j) for j in range(len(parts[0][1])))
     return mob, att, np.concatenate([p[2] for p in parts])

@@ -26,7 +26,7 @@ import pyarrow.parquet as pq
 from .errors import OutputError
 
 CHECKPOINT = "checkpoint.npz"
-QUEUED_BYTES = 256 * 2**20
+QUEUED_BYTES = 128 * 2**20
 
 
 def sha256_file(path: Path) -> str:

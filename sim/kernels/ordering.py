@@ -19,7 +19,7 @@ def stable_time_order(t: np.ndarray, t0: np.int64, span: np.int64) -> np.ndarray
         counts[t[i] - t0 + 1] += 1
     for k in range(1, span + 1):
         counts[k] += counts[k - 1]
-    order = np.empty(t.shape[0], dtype=np.int64)
+    order = np.empty(t.shape[0], dtype=np.int32)  # an epoch holds fewer than 2**31 events
     for i in range(t.shape[0]):
         k = t[i] - t0
         order[counts[k]] = i

@@ -195,6 +195,42 @@ def _ps_predict(c, t, n_d, vt, cap_bpms, ue_bpms, cell_head, ds_cnext, ds_fin, t
     _tree_set(td, tdi, c, t + wait)
 
 
+@njit(cache=True, inline="always")
+def _end_call(k, t, dropper, c_new, acc, cdr, nc, tv, tvi, call_free, counters, call_sess, call_t0,
+              call_int, a_sub, a_cell, a_start, a_rec, a_dir, b_sub, b_cell, b_start, b_rec, busy,
+              busy_last, busy_area, sub_st, act_bits, k_end, k_carried):
+    """Release both legs of call ``k`` at ``t`` and write their records: completed when
+    ``dropper`` < 0, else dropped (the dropper's leg with cause handover_failure, ending in the
+    cell it failed to enter, ``c_new``; the other leg remote_drop). ``k_end`` is the KPI the legs
+    count in (completed or dropped), by start cell and start interval. Returns the CDR count."""
+    _tree_set(tv, tvi, k, INF)
+    ki = call_int[k]
+    for leg in range(2):
+        p = a_sub[k] if leg == 0 else b_sub[k]
+        if p < 0:
+            continue
+        c = a_cell[k] if leg == 0 else b_cell[k]
+        c0 = a_start[k] if leg == 0 else b_start[k]
+        _busy_flush(c, t, busy, busy_last, busy_area, acc)
+        busy[c] -= 1
+        sub_st[p, 0] = -1
+        _mark(act_bits, sub_st, p)
+        if dropper < 0:
+            end, outcome, cause = c, OUT_COMPLETED, CAUSE_NONE
+        elif p == dropper:
+            end, outcome, cause = c_new, OUT_DROPPED, CAUSE_HANDOVER
+        else:
+            end, outcome, cause = c, OUT_DROPPED, CAUSE_REMOTE_DROP
+        nc = _cdr_row(cdr, nc, (a_rec[k] if leg == 0 else b_rec[k]), call_sess[k], p,
+                      (b_sub[k] if leg == 0 else a_sub[k]), SVC_VOICE, (a_dir[k] if leg == 0 else DIR_MT),
+                      call_t0[k], t - call_t0[k], 0, 0, c0, end, outcome, cause)
+        k_end[ki, c0] += 1
+        k_carried[ki, c0] += t - call_t0[k]
+    call_free[counters[C_FREE_CALLS]] = k
+    counters[C_FREE_CALLS] += 1
+    return nc
+
+
 @njit(cache=True, nogil=True)
 def resolve_epoch(
     t1,
@@ -324,41 +360,9 @@ def resolve_epoch(
             break
         if t_v == t:
             # A call ends normally.
-            k = tvi[1]
-            _tree_set(tv, tvi, k, INF)
-            ki = call_int[k]
-            for leg in range(2):
-                s = a_sub[k] if leg == 0 else b_sub[k]
-                if s < 0:
-                    continue
-                c = a_cell[k] if leg == 0 else b_cell[k]
-                c0 = a_start[k] if leg == 0 else b_start[k]
-                _busy_flush(c, t, busy, busy_last, busy_area, acc)
-                busy[c] -= 1
-                sub_st[s, 0] = -1
-                _mark(act_bits, sub_st, s)
-                nc = _cdr_row(
-                    cdr,
-                    nc,
-                    (a_rec[k] if leg == 0 else b_rec[k]),
-                    call_sess[k],
-                    s,
-                    (b_sub[k] if leg == 0 else a_sub[k]),
-                    SVC_VOICE,
-                    (a_dir[k] if leg == 0 else DIR_MT),
-                    call_t0[k],
-                    t - call_t0[k],
-                    0,
-                    0,
-                    c0,
-                    c,
-                    OUT_COMPLETED,
-                    CAUSE_NONE,
-                )
-                k_comp[ki, c0] += 1
-                k_carried[ki, c0] += t - call_t0[k]
-            call_free[counters[C_FREE_CALLS]] = k
-            counters[C_FREE_CALLS] += 1
+            nc = _end_call(tvi[1], t, -1, -1, acc, cdr, nc, tv, tvi, call_free, counters, call_sess,
+                           call_t0, call_int, a_sub, a_cell, a_start, a_rec, a_dir, b_sub, b_cell,
+                           b_start, b_rec, busy, busy_last, busy_area, sub_st, act_bits, k_comp, k_carried)
             continue
         if t_d == t:
             # The data session with the smallest finish tag in this cell completes.
@@ -451,40 +455,9 @@ def resolve_epoch(
                     # Handover failure: the call drops for both parties.
                     if acc:
                         k_hfail[cur, c_new] += 1
-                    _tree_set(tv, tvi, k, INF)
-                    ki = call_int[k]
-                    for leg in range(2):
-                        p = a_sub[k] if leg == 0 else b_sub[k]
-                        if p < 0:
-                            continue
-                        c = a_cell[k] if leg == 0 else b_cell[k]
-                        c0 = a_start[k] if leg == 0 else b_start[k]
-                        _busy_flush(c, t, busy, busy_last, busy_area, acc)
-                        busy[c] -= 1
-                        sub_st[p, 0] = -1
-                        _mark(act_bits, sub_st, p)
-                        nc = _cdr_row(
-                            cdr,
-                            nc,
-                            (a_rec[k] if leg == 0 else b_rec[k]),
-                            call_sess[k],
-                            p,
-                            (b_sub[k] if leg == 0 else a_sub[k]),
-                            SVC_VOICE,
-                            (a_dir[k] if leg == 0 else DIR_MT),
-                            call_t0[k],
-                            t - call_t0[k],
-                            0,
-                            0,
-                            c0,
-                            (c_new if p == s else c),
-                            OUT_DROPPED,
-                            (CAUSE_HANDOVER if p == s else CAUSE_REMOTE_DROP),
-                        )
-                        k_drop[ki, c0] += 1
-                        k_carried[ki, c0] += t - call_t0[k]
-                    call_free[counters[C_FREE_CALLS]] = k
-                    counters[C_FREE_CALLS] += 1
+                    nc = _end_call(k, t, s, c_new, acc, cdr, nc, tv, tvi, call_free, counters, call_sess,
+                                   call_t0, call_int, a_sub, a_cell, a_start, a_rec, a_dir, b_sub, b_cell,
+                                   b_start, b_rec, busy, busy_last, busy_area, sub_st, act_bits, k_drop, k_carried)
             if sub_st[s, 1] >= 0:
                 # Data sessions follow the subscriber: keep their remaining volume.
                 _ps_advance(c_old, t, n_d, vt, ps_last, cap_bpms, ue_bpms, served, sess_ms, acc)

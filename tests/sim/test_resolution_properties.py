@@ -88,7 +88,7 @@ def test_resolution_invariants(world):
     vols = cols[5][kinds == demand.DATA]
     assert data.sum() == len(vols)
     assert cdr["down"][data].sum() + cdr["up"][data].sum() == vols.sum()
-    dur_ms = cdr["dur_s"] * 1000.0
+    dur_ms = np.round(cdr["dur_s"] * 1000.0)  # durations are whole ms
     assert (dur_ms[data] >= 0).all()
     rate_ok = dur_ms[data] > 0
     assert (cdr["down"][data][rate_ok] / dur_ms[data][rate_ok] <= res.ue_bpms * 1.001 + 1).all()
