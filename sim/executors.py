@@ -64,12 +64,14 @@ class DaskDemand:
         arrays = state.arrays()
         futures = []
         ptr = pop.contact_ptr
+        # Large inputs travel as scattered data, not inside the task graph.
+        shared = self.client.scatter(inputs, broadcast=True, hash=False)
         for lo, hi in _ranges(pop.n, size):
             c_lo, c_hi = int(ptr[lo]), int(ptr[hi])
-            futures.append(self.client.submit(
-                make_shard, lo, inputs, home[lo:hi], work[lo:hi], pop.activity[lo:hi],
-                ptr[lo:hi + 1], pop.contact_cdf[c_lo:c_hi], pop.contact_idx[c_lo:c_hi],
-                {k: v[lo:hi] for k, v in arrays.items()}, actor=True, pure=False))
+            data = self.client.scatter([home[lo:hi], work[lo:hi], pop.activity[lo:hi], ptr[lo:hi + 1],
+                                        pop.contact_cdf[c_lo:c_hi], pop.contact_idx[c_lo:c_hi],
+                                        {k: v[lo:hi] for k, v in arrays.items()}], hash=False)
+            futures.append(self.client.submit(make_shard, lo, shared, *data, actor=True, pure=False))
         self.actors = [f.result() for f in futures]
 
     def step(self, ep: EpochInputs):
