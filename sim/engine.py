@@ -83,7 +83,7 @@ class _Resolver:
     DATA_FIELDS = ("ds_sub", "ds_cell", "ds_start", "ds_t0", "ds_size", "ds_up", "ds_fin", "ds_rec",
                    "ds_sess", "ds_cnext", "ds_cprev", "ds_snext", "ds_sprev")
 
-    def __init__(self, net: Network, n_subs: int, initial_cell: np.ndarray, n_int: int,
+    def __init__(self, net: Network, n_subs: int, n_int: int,
                  ue_peak_mbps: float, max_data_sessions: int = 200) -> None:
         c = net.n_cells
         self.n_int = n_int
@@ -271,7 +271,7 @@ class Simulation:
         pop, net = self.population, self.network
         h0, wd0 = self.local_hour(0)
         state = ShardState(**vars(MobilityState.initial(pop, h0, wd0, sc.seed)), **vars(SessionState.initial(pop.n)))
-        res = _Resolver(net, pop.n, state.cur_cell, self.n_int, sc.network.ue_peak_mbps,
+        res = _Resolver(net, pop.n, self.n_int, sc.network.ue_peak_mbps,
                         sc.network.max_data_sessions)
         res.counters[resolution.C_NEXT_TICK] = self.interval_ms
         first_epoch = 0

@@ -14,7 +14,7 @@ import pytest
 from sim.config import ByDensity, NetworkConfig
 from sim.engine import _Resolver
 from sim.kernels import demand
-from sim.kernels.resolution import OUT_BLOCKED, OUT_COMPLETED
+from sim.kernels.resolution import C_NEXT_TICK, OUT_BLOCKED, OUT_COMPLETED
 from sim.network import build_network
 from sim.streams import generator
 
@@ -37,8 +37,8 @@ def simulate_loss_system(channels: int, offered: float, calls: int, seed: int):
     t = np.floor(np.cumsum(gaps)).astype(np.int64)
     dur = np.maximum(1, np.round(rng.exponential(hold_ms, size=calls))).astype(np.int64)
     horizon = int(t[-1]) + 1
-    res = _Resolver(net, calls, np.zeros(calls, np.int64), n_int=1, ue_peak_mbps=10.0)
-    res.counters[3] = 2**62  # one KPI interval covering everything
+    res = _Resolver(net, calls, n_int=1, ue_peak_mbps=10.0)
+    res.counters[C_NEXT_TICK] = 2**62  # one KPI interval covering everything
     res.ensure_slots(calls, 0)
     subs = np.arange(calls, dtype=np.int64)
     att = (t, subs, np.full(calls, demand.VOICE_MT_OFFNET, np.int64), np.full(calls, -1, np.int64),

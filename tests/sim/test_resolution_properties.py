@@ -52,7 +52,7 @@ def test_resolution_invariants(world):
     n_subs, caps, data_caps, att, mob, start = world
     interval = 900_000
     n_int = EPOCH // interval
-    res = _Resolver(NET, n_subs, np.asarray(start, np.int64), n_int, ue_peak_mbps=20.0)
+    res = _Resolver(NET, n_subs, n_int, ue_peak_mbps=20.0)
     res.cap_ch[:] = caps
     res.cap_bpms[:] = np.asarray(data_caps) * 1e6 / 8 / 1000
     res.counters[C_NEXT_TICK] = interval
