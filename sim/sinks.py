@@ -55,6 +55,7 @@ class RunWriter:
         self._queued_bytes = 0
         self._room = threading.Condition()
         self._open: dict[Path, pq.ParquetWriter] = {}
+        self._hashes: dict[Path, dict[str, Any]] = {}
         self._thread: threading.Thread | None = None
         if out is None:
             self.tmp = None
@@ -103,6 +104,8 @@ class RunWriter:
         writer.write_table(table)
         if final:
             self._open.pop(path).close()
+            # Checksum now, while the file is hot in the page cache and the simulation runs on.
+            self._hashes[path] = {"sha256": sha256_file(path), "bytes": path.stat().st_size}
 
     def _with_metadata(self, table: pa.Table) -> pa.Table:
         meta = dict(table.schema.metadata or {})
@@ -190,7 +193,8 @@ class RunWriter:
         files = {}
         for path in sorted(self.tmp.rglob("*.parquet")):
             rel = path.relative_to(self.tmp).as_posix()
-            files[rel] = {"sha256": sha256_file(path), "bytes": path.stat().st_size}
+            known = self._hashes.get(path)
+            files[rel] = known if known is not None else {"sha256": sha256_file(path), "bytes": path.stat().st_size}
         manifest = dict(manifest, row_counts=dict(sorted(self.rows.items())), files=files)
         (self.tmp / "manifest.json").write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
         assert self.out is not None
