@@ -231,6 +231,18 @@ def _end_call(k, t, dropper, c_new, acc, cdr, nc, tv, tvi, call_free, counters, 
     return nc
 
 
+@njit(cache=True, inline="always")
+def _instant_legs(cdr, nc, rec_a, rec_b, sess, s, b, cp, direction, svc, t, c, cb, out_a, cause_a, out_b,
+                  cause_b):
+    """Records of an attempt settled at once (an SMS, a call not connected): the attempting
+    subscriber's leg in cell ``c`` and, when on-net, the counterpart ``b``'s leg in ``cb``."""
+    nc = _cdr_row(cdr, nc, rec_a, sess, s, cp if direction == DIR_MO else -1, svc, direction, t, 0, 0, 0,
+                  c, c, out_a, cause_a)
+    if b >= 0:
+        nc = _cdr_row(cdr, nc, rec_b, sess, b, s, svc, DIR_MT, t, 0, 0, 0, cb, cb, out_b, cause_b)
+    return nc
+
+
 @njit(cache=True, nogil=True)
 def resolve_epoch(
     t1,
@@ -563,31 +575,12 @@ def resolve_epoch(
                 continue
             nl = _loc_row(loc, nl, t, p, (c if leg == 0 else cb), REASON_EVENT)
         if is_sms:
-            for leg in range(2):
-                p = s if leg == 0 else b
-                if p < 0:
-                    continue
-                cc = c if leg == 0 else cb
-                nc = _cdr_row(
-                    cdr,
-                    nc,
-                    (rec_a if leg == 0 else rec_b),
-                    sess,
-                    p,
-                    (cp if direction == DIR_MO else -1) if leg == 0 else s,
-                    SVC_SMS,
-                    (direction if leg == 0 else DIR_MT),
-                    t,
-                    0,
-                    0,
-                    0,
-                    cc,
-                    cc,
-                    OUT_COMPLETED,
-                    CAUSE_NONE,
-                )
-                if acc:
-                    k_sms[cur, cc] += 1
+            nc = _instant_legs(cdr, nc, rec_a, rec_b, sess, s, b, cp, direction, SVC_SMS, t, c, cb,
+                               OUT_COMPLETED, CAUSE_NONE, OUT_COMPLETED, CAUSE_NONE)
+            if acc:
+                k_sms[cur, c] += 1
+                if b >= 0:
+                    k_sms[cur, cb] += 1
             continue
         # Voice: admission on every leg.
         k_att[ki, c] += 1
@@ -649,31 +642,14 @@ def resolve_epoch(
                 _mark(act_bits, sub_st, p)
             _tree_set(tv, tvi, k, t + dur)
             continue
+        # Not connected: both legs' records now, with their outcomes.
+        nc = _instant_legs(cdr, nc, rec_a, rec_b, sess, s, b, cp, direction, SVC_VOICE, t, c, cb,
+                           out_a, cause_a, out_b, cause_b)
         for leg in range(2):
-            p = s if leg == 0 else b
-            if p < 0:
-                continue
+            if leg == 1 and b < 0:
+                break
             cc = c if leg == 0 else cb
-            oc = out_a if leg == 0 else out_b
-            nc = _cdr_row(
-                cdr,
-                nc,
-                (rec_a if leg == 0 else rec_b),
-                sess,
-                p,
-                (cp if direction == DIR_MO else -1) if leg == 0 else s,
-                SVC_VOICE,
-                (direction if leg == 0 else DIR_MT),
-                t,
-                0,
-                0,
-                0,
-                cc,
-                cc,
-                oc,
-                (cause_a if leg == 0 else cause_b),
-            )
-            if oc == OUT_BLOCKED:
+            if (out_a if leg == 0 else out_b) == OUT_BLOCKED:
                 k_block[ki, cc] += 1
             else:
                 k_fail[ki, cc] += 1
