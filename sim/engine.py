@@ -114,7 +114,7 @@ class _Resolver:
         self.call_free = np.zeros(0, np.int64)
         self.data_free = np.zeros(0, np.int64)
         for f in self.CALL_FIELDS:
-            setattr(self, f, np.zeros(0, np.float64 if f == "ds_size" else np.int64))
+            setattr(self, f, np.zeros(0, np.int64))
         for f in self.DATA_FIELDS:
             setattr(self, f, np.zeros(0, np.float64 if f in ("ds_size", "ds_fin") else np.int64))
         self.tv = np.empty(2, np.int64)
@@ -124,8 +124,7 @@ class _Resolver:
         self.kpi = {k: np.zeros(shape, np.int64) for k in (
             "att", "comp", "block", "drop", "fail", "hin", "hfail", "sms", "dsess", "dblock", "busy_peak")}
         self.kpi.update({k: np.zeros(shape) for k in ("busy_area", "offered", "carried", "served", "sess_ms")})
-        self.counters = np.zeros(6, np.int64)
-        self.counters[resolution.C_NEXT_TICK] = 0  # set by the engine
+        self.counters = np.zeros(6, np.int64)  # the engine sets the first KPI tick
 
     def state(self) -> tuple[dict[str, np.ndarray], dict[str, float]]:
         """Everything that persists across epochs: arrays (KPIs as ``kpi.NAME``) and scalars."""
