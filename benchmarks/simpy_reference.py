@@ -68,7 +68,7 @@ from sim.kernels.resolution import (
 )
 from sim.mobility import (
     VISIT_SLOTS,
-    MobilityState,
+    initial_places,
     kernel_params,
     other_place_cdf,
     place_target,
@@ -189,9 +189,9 @@ class ReferenceModel:
 
         # The population.
         h0, wd0 = sim.local_hour(0)
-        initial = MobilityState.initial(pop, h0, wd0, sc.seed)
-        self.cell = initial.cur_cell.tolist()
-        self.initial_place = initial.place.tolist()
+        cell, place = initial_places(pop, h0, wd0, sc.seed)
+        self.cell = cell.tolist()
+        self.initial_place = place.tolist()
         self.home = pop.home_cell.tolist()
         self.work = pop.work_cell.tolist()
         self.activity = pop.activity.tolist()

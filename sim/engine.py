@@ -40,11 +40,11 @@ from .errors import OutputError
 from .executors import DaskDemand, LocalDemand
 from .kernels import demand, resolution
 from .kernels.ordering import stable_time_order
-from .mobility import MobilityState, kernel_params, other_place_cdf, place_target
+from .mobility import kernel_params, other_place_cdf, place_target
 from .network import Network, build_network
 from .population import Population, build_population
 from .profile import Profile, load_profile
-from .sessions import SessionState, attempt_rates, burst_multipliers, call_duration_params
+from .sessions import attempt_rates, burst_multipliers, call_duration_params
 from .shards import ATT_DTYPES, MOB_DTYPES, DemandInputs, EpochInputs, ShardState
 from .sinks import RunWriter
 from .streams import generator, kernel_key
@@ -269,7 +269,7 @@ class Simulation:
         sc = self.scenario
         pop, net = self.population, self.network
         h0, wd0 = self.local_hour(0)
-        state = ShardState(**vars(MobilityState.initial(pop, h0, wd0, sc.seed)), **vars(SessionState.initial(pop.n)))
+        state = ShardState.initial(pop, h0, wd0, sc.seed)
         res = _Resolver(net, pop.n, self.n_int, sc.network.ue_peak_mbps,
                         sc.network.max_data_sessions)
         res.counters[resolution.C_NEXT_TICK] = self.interval_ms

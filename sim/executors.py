@@ -79,7 +79,7 @@ class DaskDemand:
         return merge_epoch([p.result() for p in pending])
 
     def state_arrays(self) -> dict[str, np.ndarray]:
-        parts = [a.state_arrays().result() for a in [*self.actors]]
+        parts = [a.state_arrays().result() for a in self.actors]
         return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
 
     def close(self) -> None:

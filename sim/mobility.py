@@ -1,5 +1,5 @@
-"""Mobility: where subscribers want to be, hour by hour, and the per-subscriber state the
-mobility kernel (:func:`sim.kernels.demand.mobility_epoch`) carries across epochs.
+"""Mobility: where subscribers want to be, hour by hour, and where they start (their state across
+epochs is :class:`sim.shards.ShardState`; the kernel is :func:`sim.kernels.demand.mobility_epoch`).
 
 Each hour a subscriber keeps their place (home / work / other) with probability ``stickiness``,
 otherwise redraws it from the hour's target distribution below: a time-inhomogeneous Markov chain
@@ -10,8 +10,6 @@ probability and time-at-top-location of real traces.
 """
 
 from __future__ import annotations
-
-from dataclasses import dataclass
 
 import numpy as np
 
@@ -52,28 +50,12 @@ def place_target(hour: int, weekday: int) -> np.ndarray:
     return (PLACE_TARGET_WEEKEND if weekday >= 5 else PLACE_TARGET_WEEKDAY)[hour]
 
 
-@dataclass
-class MobilityState:
-    cur_cell: np.ndarray     # int32: cell at the end of the last processed epoch
-    place: np.ndarray        # int8: 0 home, 1 work, 2 other
-    dest: np.ndarray         # int32: destination cell of the trip in progress
-    next_hop_t: np.ndarray   # int64 ms: next handover of the trip in progress, -1 when still
-    speed_kmh: np.ndarray    # float64: speed of the trip in progress
-    visit_cell: np.ndarray   # int32 [n, VISIT_SLOTS]: remembered "other" places, -1 empty
-    visit_count: np.ndarray  # int32 [n, VISIT_SLOTS]
-    n_seen: np.ndarray       # int32: distinct "other" places explored so far
-
-    @classmethod
-    def initial(cls, pop: Population, hour: int, weekday: int, seed: int) -> MobilityState:
-        """Everybody starts at home, or at work with the start hour's odds of being there."""
-        n = pop.n
-        pi = place_target(hour, weekday)
-        at_work = generator(seed, "mobility", 1).random(n) < pi[1] / (pi[0] + pi[1])
-        cell = np.where(at_work, pop.work_cell, pop.home_cell).astype(np.int32)
-        return cls(cur_cell=cell, place=at_work.astype(np.int8), dest=cell.copy(),
-                   next_hop_t=np.full(n, -1, np.int64), speed_kmh=np.zeros(n),
-                   visit_cell=np.full((n, VISIT_SLOTS), -1, np.int32),
-                   visit_count=np.zeros((n, VISIT_SLOTS), np.int32), n_seen=np.zeros(n, np.int32))
+def initial_places(pop: Population, hour: int, weekday: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """(cell, place) of every subscriber at the start: at home, or at work with the start hour's
+    odds of being there."""
+    pi = place_target(hour, weekday)
+    at_work = generator(seed, "mobility", 1).random(pop.n) < pi[1] / (pi[0] + pi[1])
+    return np.where(at_work, pop.work_cell, pop.home_cell).astype(np.int32), at_work.astype(np.int8)
 
 
 def other_place_cdf(net: Network, pop_cfg: PopulationConfig) -> np.ndarray:

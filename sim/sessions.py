@@ -8,8 +8,6 @@ The kernel is :func:`sim.kernels.demand.sessions_epoch`.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
 
 from .config import BehaviourConfig
@@ -40,13 +38,3 @@ def call_duration_params(cfg: BehaviourConfig, profile: Profile) -> tuple[float,
     mu = cfg.call_duration_log_mu if cfg.call_duration_log_mu == cfg.call_duration_log_mu else profile.call_duration_log_mu
     sigma = cfg.call_duration_log_sigma if cfg.call_duration_log_sigma == cfg.call_duration_log_sigma else profile.call_duration_log_sigma
     return float(mu), float(sigma)
-
-
-@dataclass
-class SessionState:
-    burst_on: np.ndarray    # int8
-    burst_next: np.ndarray  # int64 ms of the next switch; -1 before the first epoch
-
-    @classmethod
-    def initial(cls, n: int) -> SessionState:
-        return cls(np.zeros(n, np.int8), np.full(n, -1, np.int64))

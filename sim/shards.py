@@ -14,6 +14,8 @@ from dataclasses import dataclass, fields
 import numpy as np
 
 from .kernels import demand
+from .mobility import VISIT_SLOTS, initial_places
+from .population import Population
 
 EPOCH_MS = 3_600_000
 # Event columns: location events (t_ms, sub, cell, kind) and attempts (t_ms, sub, kind,
@@ -60,16 +62,26 @@ class EpochInputs:
 class ShardState:
     """Per-subscriber state carried across epochs (arrays of the shard's length)."""
 
-    cur_cell: np.ndarray
-    place: np.ndarray
-    dest: np.ndarray
-    next_hop_t: np.ndarray
-    speed_kmh: np.ndarray
-    visit_cell: np.ndarray
-    visit_count: np.ndarray
-    n_seen: np.ndarray
-    burst_on: np.ndarray
-    burst_next: np.ndarray
+    cur_cell: np.ndarray     # int32: cell at the end of the last processed epoch
+    place: np.ndarray        # int8: 0 home, 1 work, 2 other
+    dest: np.ndarray         # int32: destination cell of the trip in progress
+    next_hop_t: np.ndarray   # int64 ms: next handover of the trip in progress, -1 when still
+    speed_kmh: np.ndarray    # float64: speed of the trip in progress
+    visit_cell: np.ndarray   # int32 [n, VISIT_SLOTS]: remembered "other" places, -1 empty
+    visit_count: np.ndarray  # int32 [n, VISIT_SLOTS]
+    n_seen: np.ndarray       # int32: distinct "other" places explored so far
+    burst_on: np.ndarray     # int8: in an active (bursty) period
+    burst_next: np.ndarray   # int64 ms of the next burst switch; -1 before the first epoch
+
+    @classmethod
+    def initial(cls, pop: Population, hour: int, weekday: int, seed: int) -> ShardState:
+        """Everybody at their starting place (:func:`sim.mobility.initial_places`), still."""
+        n = pop.n
+        cell, place = initial_places(pop, hour, weekday, seed)
+        return cls(cur_cell=cell, place=place, dest=cell.copy(), next_hop_t=np.full(n, -1, np.int64),
+                   speed_kmh=np.zeros(n), visit_cell=np.full((n, VISIT_SLOTS), -1, np.int32),
+                   visit_count=np.zeros((n, VISIT_SLOTS), np.int32), n_seen=np.zeros(n, np.int32),
+                   burst_on=np.zeros(n, np.int8), burst_next=np.full(n, -1, np.int64))
 
     def arrays(self) -> dict[str, np.ndarray]:
         return {f.name: getattr(self, f.name) for f in fields(self)}
