@@ -346,11 +346,25 @@ def sessions_epoch(key, first, count, epoch, t0, t1, rates, activity, burst_on, 
     return n, out_t, out_sub, out_kind, out_cp, out_dur, out_vol
 
 
+@njit(cache=True, inline="always")
+def _latest_cell(lo, hi, t, t_ev, cell_ev, default):
+    """The cell of the latest of events ``lo..hi-1`` (one subscriber's location events of the
+    epoch: cell changes and periodic updates, which carry the held cell) at or before ``t``; the
+    later one on a tie, as in the network-wide merge; ``default`` when there is none."""
+    c = default
+    best = np.int64(-1)
+    for k in range(lo, hi):
+        tk = t_ev[k]
+        if tk <= t and tk >= best:
+            best = tk
+            c = cell_ev[k]
+    return c
+
+
 @njit(cache=True, nogil=True)
 def attempt_cells(first, start_cell, mob_sub, mob_t, mob_cell, att_sub, att_t):
-    """Serving cell of each attempt: the latest location event of its subscriber at or before the
-    attempt (cell changes and periodic updates; in the network-wide merge, location events come
-    before attempts at the same millisecond), else the cell the subscriber started the epoch in.
+    """Serving cell of each attempt (location events come before attempts at the same
+    millisecond in the network-wide merge), else the cell the subscriber started the epoch in.
     Both inputs are grouped by subscriber in id order, as the kernels above produce them."""
     out = np.empty(att_sub.shape[0], dtype=np.int32)
     j = 0
@@ -358,31 +372,11 @@ def attempt_cells(first, start_cell, mob_sub, mob_t, mob_cell, att_sub, att_t):
         s = att_sub[a]
         while j < mob_sub.shape[0] and mob_sub[j] < s:
             j += 1
-        c = start_cell[s - first]
-        best = np.int64(-1)
         k = j
         while k < mob_sub.shape[0] and mob_sub[k] == s:
-            if mob_t[k] <= att_t[a] and mob_t[k] >= best:
-                best = mob_t[k]
-                c = mob_cell[k]
             k += 1
-        out[a] = c
+        out[a] = _latest_cell(j, k, att_t[a], mob_t, mob_cell, start_cell[s - first])
     return out
-
-
-@njit(cache=True, inline="always")
-def _cell_at(b, t, ptr, t_bysub, cell_bysub, start_cell):
-    """Serving cell of subscriber ``b`` at time ``t``: its latest location event of the epoch at
-    or before ``t`` (cell changes and periodic updates, which carry the held cell), else the cell
-    it started the epoch in."""
-    c = start_cell[b]
-    best = np.int64(-1)
-    for k in range(ptr[b], ptr[b + 1]):
-        tk = t_bysub[k]
-        if tk <= t and tk >= best:
-            best = tk
-            c = cell_bysub[k]
-    return c
 
 
 @njit(cache=True, nogil=True)
@@ -393,5 +387,5 @@ def counterpart_cells(att_cp, att_t, ptr, t_bysub, cell_bysub, start_cell):
     for a in range(att_cp.shape[0]):
         b = att_cp[a]
         if b >= 0:
-            out[a] = _cell_at(b, att_t[a], ptr, t_bysub, cell_bysub, start_cell)
+            out[a] = _latest_cell(ptr[b], ptr[b + 1], att_t[a], t_bysub, cell_bysub, start_cell[b])
     return out
