@@ -1,0 +1,634 @@
+"""Calibration targets: summary statistics of real data, as one JSON-serialisable document.
+
+:func:`compute_targets` takes the objects of :mod:`calibration.readers` and returns::
+
+    {"schema_version": 1,
+     "sources": {kind: {"path", "level": "aggregate" | "individual", "privacy_unit"}},
+     "targets": {"<kind>.<name>": {"value", "source", "level", "privacy", "method"}},
+     "privacy": {"composition", "budget", "spent", "releases": [ledger entries]}}
+
+Aggregate inputs (activity, cells, shares) are summarised directly and marked
+"aggregate, no individual-level guarantee". Individual-level inputs (drive traces, location
+traces, edge lists, CDRs) are summarised only through :mod:`calibration.privacy`: each person's
+rows are first bounded (caps below), then released with OpenDP noise; ratios, shapes and fits are
+post-processing of those releases. Every cap, clamp bound and candidate grid is a public constant
+of this module, chosen from domain knowledge, never read from the data.
+
+Definitions follow ``calibration/derive_defaults.py`` (the embedded default profile) and
+``calibration/run_stats.py`` (statistics of a run) where they overlap; its helpers are reused.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from . import readers as R
+from .derive_defaults import (
+    EARTH_RADIUS_M,
+    GRID_M,
+    MAX_ACCURACY_M,
+    MIN_FIXES_PER_DAY,
+    PING_PONG_S,
+    mean_one,
+)
+from .privacy import AGGREGATE_NOTE, ExactReleaser, Releaser, cap_rows
+
+SCHEMA_VERSION = 1
+
+# --------------------------------------------------------------------------
+# public constants of the private targets (never derived from the data)
+# --------------------------------------------------------------------------
+
+# drive traces: per person (trace, or user when given)
+DRIVE_MAX_HANDOVERS = 300.0  # handovers counted per person (a 2-hour drive at ~2/min)
+DRIVE_MAX_MINUTES = 240.0  # moving minutes counted per person
+DRIVE_MAX_GAP_S = 60.0  # a gap between rows longer than this is not counted as moving time
+DRIVE_DWELLS_PER_PERSON = 50  # dwell times per person (spread evenly over the person's dwells)
+DWELL_CANDIDATES_S = np.unique(np.round(np.geomspace(1.0, 3600.0, 160), 1))
+# location traces: per user
+LOC_DAYS_PER_USER = 14  # user-days per user (spread evenly over the user's qualifying days)
+RG_CANDIDATES_KM = np.r_[0.0, np.geomspace(0.01, 200.0, 200)]
+DISTINCT_CANDIDATES = np.arange(1.0, 151.0)
+SHARE_CANDIDATES = np.linspace(0.0, 1.0, 201)
+STUDENTLIFE_REF_LAT = 43.7  # grid reference latitude (as derive_defaults)
+# edge lists and CDRs: per originating person
+CALLS_PER_PERSON = 20  # answered calls per caller used for durations
+LOG_DURATION_BOUNDS = (0.0, math.log(4 * 3600.0))  # ln(duration s), 1 s .. 4 h
+DURATION_CANDIDATES_S = np.unique(np.round(np.geomspace(1.0, 14400.0, 200)))
+MAX_CALLS_COUNTED = 200.0  # call attempts counted per person (SMS:call ratio)
+MAX_SMS_COUNTED = 1000.0  # SMS counted per person
+PAIRS_PER_PERSON = 10  # (caller, callee) pairs per caller: the caller's 10 most called
+PAIR_BIN_EDGES = np.array([1, 2, 3, 5, 9, 17, 33, 65])  # calls per pair, bins [1,2) .. [33,65), clamp 64
+CDR_RECORDS_PER_PERSON = 50  # records per subscriber and service for profiles and cell load
+MISSED_MAX_S = 1.0  # an edge-list call with duration <= 1 s is taken as missed (derive_defaults)
+
+PRIVACY_UNITS = {
+    "drive": "a person (the user column, else one trace file)",
+    "locations": "a user",
+    "edges": "a person as originator (caller or SMS sender)",
+    "cdr": "a subscriber (subscriber_id)",
+}
+
+# private targets per input kind: name -> number of releases (the budget plan; public)
+PLAN = {
+    "drive": {"handover_rate_per_min_moving": 2, "dwell_time_s": 2, "ping_pong_share": 2},
+    "locations": {"radius_of_gyration_km": 2, "distinct_locations_per_day": 1, "top_location_share": 1,
+                  "hourly_move_probability": 2},
+    "edges": {"call_duration": 5, "sms_call_ratio": 2, "contact_concentration": 1},
+    "cdr": {"weekly_profile": 3, "call_duration": 5, "sms_call_ratio": 2, "contact_concentration": 1,
+            "cell_load_distribution": 1},
+}
+
+
+def plan_for(datasets) -> dict[str, tuple[str, int]]:
+    """The budget plan (target -> (source, releases)) for the individual-level inputs given."""
+    plan = {}
+    for ds in datasets:
+        if ds.individual_level:
+            for name, n in PLAN[ds.kind].items():
+                if ds.kind == "cdr" and name == "cell_load_distribution" and ds.cells is None:
+                    continue
+                plan[f"{ds.kind}.{name}"] = (ds.kind, n)
+    return plan
+
+
+# --------------------------------------------------------------------------
+# small helpers
+# --------------------------------------------------------------------------
+
+
+def _clean(x: Any) -> Any:
+    """JSON-ready: numpy -> Python, NaN/inf -> None, floats to 6 significant digits."""
+    if isinstance(x, dict):
+        return {str(k): _clean(v) for k, v in x.items()}
+    if isinstance(x, list | tuple | np.ndarray | pd.Series):
+        return [_clean(v) for v in (x.tolist() if hasattr(x, "tolist") else x)]
+    if isinstance(x, np.generic):
+        x = x.item()
+    if isinstance(x, float):
+        return float(f"{x:.6g}") if math.isfinite(x) else None
+    return x
+
+
+def _shape(v) -> list[float] | None:
+    v = np.asarray(v, float)
+    if not np.all(np.isfinite(v)) or v.mean() <= 0:
+        return None
+    return list(mean_one(v))
+
+
+def _shape_noisy(counts: np.ndarray) -> list[float] | None:
+    """Mean-1 shape of released counts (negative noisy counts set to 0: post-processing)."""
+    return _shape(np.clip(counts, 0, None))
+
+
+def _quantiles(v, qs=(0.1, 0.5, 0.9)) -> dict[str, float]:
+    v = np.asarray(v, float)
+    v = v[np.isfinite(v)]
+    return {f"p{int(q * 100)}": float(np.quantile(v, q)) if len(v) else float("nan") for q in qs}
+
+
+def _aggregate(value, source, method, **extra) -> dict:
+    return {"value": value, "source": source, "level": "aggregate", "privacy": AGGREGATE_NOTE,
+            "method": method, **extra}
+
+
+def _private(rel: Releaser, target: str, value, method: str) -> dict:
+    entries = [e for e in rel.ledger.entries if e.target == target]
+    return {"value": value, "source": target.split(".")[0], "level": "individual",
+            "privacy": {"mechanisms": sorted({e.mechanism for e in entries}),
+                        "epsilon": float(sum(e.epsilon for e in entries)),
+                        "delta": float(sum(e.delta for e in entries)),
+                        "releases": [e.release for e in entries],
+                        "exact_no_privacy": rel.exact},
+            "method": method}
+
+
+def _ratio(a: float, b: float) -> float:
+    return float(a / b) if b > 0 else float("nan")
+
+
+def holiday_effect(hourly_total: pd.Series, holidays) -> dict | None:
+    """Ratio of each given holiday's total to the mean total of the normal days with the same
+    weekday (complete days only: 24 values); None when no holiday falls in the series."""
+    s = hourly_total.dropna()
+    day = s.index.normalize()
+    counts = s.groupby(day).size()
+    daily = s.groupby(day).sum()[counts == 24]
+    hol = pd.DatetimeIndex(pd.to_datetime(list(holidays))).normalize()
+    normal = daily[~daily.index.isin(hol)]
+    per_day = {}
+    for h in hol:
+        if h in daily.index:
+            same = normal[normal.index.day_of_week == h.day_of_week]
+            if len(same):
+                per_day[str(h.date())] = float(daily[h] / same.mean())
+    if not per_day:
+        return None
+    return {"per_day": per_day, "mean": float(np.mean(list(per_day.values())))}
+
+
+# --------------------------------------------------------------------------
+# aggregate inputs
+# --------------------------------------------------------------------------
+
+
+def _week_hour(index: pd.DatetimeIndex) -> np.ndarray:
+    return np.asarray(index.day_of_week * 24 + index.hour)
+
+
+def activity_targets(a: R.ActivityTable, holidays=()) -> dict[str, dict]:
+    """Milan-like activity: shapes pooled over the areas with no missing value (holidays left
+    out), per-area load distribution, over-dispersion (median over areas with >= 7 valid days of
+    var/mean of the area's hourly values, diurnal cycle included; derive_defaults' definition)."""
+    df = a.load
+    hol = pd.DatetimeIndex(pd.to_datetime(list(holidays))).normalize()
+    day = df.index.normalize()
+    keep = ~day.isin(hol)
+    complete = df.columns[df.notna().all()]
+    src = "activity"
+    out: dict[str, dict] = {}
+    tot = df.loc[keep, complete].sum(axis=1) if len(complete) else pd.Series(dtype=float)
+    if len(tot):
+        hourly = tot.groupby(tot.index.hour).mean().reindex(range(24))
+        weekly = tot.groupby(_week_hour(tot.index)).mean().reindex(range(168))
+        shape = _shape(hourly)
+        out["activity.diurnal_profile"] = _aggregate(
+            {"all": shape}, src, f"mean load per hour of day over {len(complete)} areas with no missing "
+            "value, holidays excluded, normalised to mean 1",
+            peak_hour=int(np.argmax(shape)) if shape else None,
+            peak_trough_ratio=float(max(shape) / min(shape)) if shape else None)
+        out["activity.weekly_profile"] = _aggregate(
+            {"all": _shape(weekly)}, src, "mean load per hour of week (index = weekday*24 + hour, Mon=0), "
+            "normalised to mean 1")
+    valid_days = df.notna().groupby(day).all().sum()
+    sq = df.columns[valid_days >= 7]
+    clean = df.loc[keep, sq]
+    means = clean.mean()
+    out["activity.area_load_distribution"] = _aggregate(
+        {**_quantiles(means), "cv": float(means.std(ddof=1) / means.mean()) if len(means) > 1 else float("nan"),
+         "top10pct_share": _top_share(means.to_numpy())},
+        src, f"mean load per interval of each of {len(sq)} areas with >= 7 valid days: quantiles, "
+        "coefficient of variation, share of the total carried by the top 10% areas")
+    vm = (clean.var(ddof=1) / clean.mean()).replace([np.inf, -np.inf], np.nan)
+    out["activity.over_dispersion"] = _aggregate(
+        float(vm.median()), src, "var/mean of an area's values over its valid non-holiday intervals "
+        "(diurnal cycle included), median over areas with >= 7 valid days")
+    if len(hol) and len(complete):
+        eff = holiday_effect(df[complete].sum(axis=1), holidays)
+        if eff:
+            out["activity.holiday_effect"] = _aggregate(
+                eff, src, "holiday total / mean total of normal days with the same weekday, pooled "
+                "areas with no missing value")
+    return out
+
+
+def _top_share(v: np.ndarray, top: float = 0.10) -> float:
+    v = np.sort(np.asarray(v, float)[np.isfinite(v)])[::-1]
+    if not len(v) or v.sum() <= 0:
+        return float("nan")
+    return float(v[: math.ceil(top * len(v))].sum() / v.sum())
+
+
+def cell_series_targets(c: R.CellSeries, holidays=()) -> dict[str, dict]:
+    """LTE-like cells: per-cell shapes normalised to mean 1 then averaged (every cell weighs the
+    same, derive_defaults' convention), cell load distribution, over-dispersion, hourly log sigma."""
+    src = "cells"
+    hol = pd.DatetimeIndex(pd.to_datetime(list(holidays))).normalize()
+    hours, weeks, means, vm, sig, effects = [], [], [], [], [], []
+    for s in c.series.values():
+        s = s[~s.index.normalize().isin(hol)]
+        if not len(s):
+            continue
+        h = s.groupby(s.index.hour).mean().reindex(range(24))
+        w = s.groupby(_week_hour(s.index)).mean().reindex(range(168))
+        if _shape(h):
+            hours.append(_shape(h))
+        if _shape(w):
+            weeks.append(_shape(w))
+        means.append(float(s.mean()))
+        vm.append(float(s.var(ddof=1) / s.mean()) if s.mean() > 0 else np.nan)
+        pos = s[s > 0]
+        sig.append(float(np.log(pos).std(ddof=1)) if len(pos) > 1 else np.nan)
+    for s in c.series.values():
+        eff = holiday_effect(s, holidays) if len(hol) else None
+        if eff:
+            effects.append(eff["mean"])
+    out: dict[str, dict] = {}
+    if hours:
+        shape = _shape(np.mean(hours, axis=0))
+        out["cells.diurnal_profile"] = _aggregate(
+            {"data": shape}, src, f"mean volume per hour of day of each of {len(hours)} cells, normalised to "
+            "mean 1, averaged over cells, renormalised", peak_hour=int(np.argmax(shape)),
+            peak_trough_ratio=float(max(shape) / min(shape)))
+    if weeks:
+        out["cells.weekly_profile"] = _aggregate(
+            {"data": _shape(np.mean(weeks, axis=0))}, src, "as diurnal_profile per hour of week "
+            "(weekday*24 + hour, Mon=0)")
+    out["cells.cell_load_distribution"] = _aggregate(
+        {**_quantiles(means), "cv": float(np.std(means, ddof=1) / np.mean(means)) if len(means) > 1 else float("nan")},
+        src, "mean hourly volume per cell: quantiles over cells and coefficient of variation")
+    out["cells.over_dispersion"] = _aggregate(
+        float(np.nanmedian(vm)) if vm else float("nan"), src,
+        "var/mean of a cell's hourly volumes (unit as given, e.g. MB), median over cells")
+    out["cells.hourly_log_sigma"] = _aggregate(
+        float(np.nanmedian(sig)) if sig else float("nan"), src,
+        "std of ln(hourly volume) of a cell, all hours, median over cells")
+    if effects:
+        out["cells.holiday_effect"] = _aggregate(
+            {"mean": float(np.mean(effects))}, src, "per cell: holiday total / mean total of normal days "
+            "with the same weekday, averaged over holidays, then over cells")
+    return out
+
+
+def share_targets(s: R.ShareTables) -> dict[str, dict]:
+    """Nodobo-like shares: diurnal profile per series (the ``all`` variant, else the first);
+    weekly 168 profile per series when a daily table and weekday/weekend hourly tables exist:
+    share(day) * hourly shape of that day type, normalised to mean 1."""
+    src = "shares"
+    variant = "all" if "all" in s.hourly else sorted(s.hourly)[0]
+    hourly = s.hourly[variant]
+    out = {"shares.diurnal_profile": _aggregate(
+        {str(c).lower(): _shape(hourly[c]) for c in hourly.columns}, src,
+        f"published share per hour (variant {variant!r}), normalised to mean 1")}
+    dvar = "all" if "all" in s.daily else (sorted(s.daily)[0] if s.daily else None)
+    if dvar and {"weekday", "weekend"} <= set(s.hourly):
+        daily = s.daily[dvar]
+        week = {}
+        for c in daily.columns:
+            if c in s.hourly["weekday"] and c in s.hourly["weekend"]:
+                rows = [daily.loc[d, c] * s.hourly["weekend" if i >= 5 else "weekday"][c].to_numpy()
+                        for i, d in enumerate(R.DAY_NAMES)]
+                week[str(c).lower()] = _shape(np.concatenate(rows))
+        if week:
+            out["shares.weekly_profile"] = _aggregate(
+                week, src, f"daily share ({dvar!r}) x hourly shape of weekday/weekend, per hour of week "
+                "(weekday*24 + hour, Mon=0), normalised to mean 1")
+    return out
+
+
+# --------------------------------------------------------------------------
+# individual-level inputs (private)
+# --------------------------------------------------------------------------
+
+
+def _drive_rows(d: R.DriveTraces):
+    """Per trace: handovers (moving), moving minutes, dwell times, ping-pongs; keyed by person."""
+    rows = []
+    for tr in d.traces:
+        t = tr.time.astype("datetime64[s]").astype(np.int64).astype(float)
+        gap = np.diff(t)
+        mov = tr.moving[:-1] & (gap <= DRIVE_MAX_GAP_S)
+        minutes = float(gap[mov].sum() / 60.0)
+        change = np.r_[False, tr.cell[1:] != tr.cell[:-1]]
+        change[1:] &= mov  # a change counts when the interval leading to it is moving
+        idx = np.flatnonzero(change)
+        times, frm, to = t[idx], tr.cell[idx - 1], tr.cell[idx]
+        dwell = np.diff(times)
+        pp = int(((to[1:] == frm[:-1]) & (dwell <= PING_PONG_S)).sum())
+        rows.append((tr.unit, len(idx), minutes, dwell, pp))
+    return rows
+
+
+def drive_targets(d: R.DriveTraces, rel: Releaser) -> dict[str, dict]:
+    """Handover rate per moving minute, dwell time per cell (time between consecutive handovers,
+    censored first/last stays excluded), ping-pong share (a handover back to the previous cell within
+    10 s, as a share of handovers); derive_defaults' definitions, per person bounded."""
+    rows = _drive_rows(d)
+    units = sorted({r[0] for r in rows})
+    per = {u: [0, 0.0, [], 0] for u in units}
+    for u, n, m, dw, pp in rows:
+        per[u][0] += n
+        per[u][1] += m
+        per[u][2].extend(dw.tolist())
+        per[u][3] += pp
+    ho = np.array([per[u][0] for u in units], float)
+    mins = np.array([per[u][1] for u in units], float)
+    pps = np.array([per[u][3] for u in units], float)
+    out = {}
+    name = "drive.handover_rate_per_min_moving"
+    b = rel.target(name)
+    n_ho = b.bounded_sum("handovers", ho, (0.0, DRIVE_MAX_HANDOVERS), 1)
+    n_min = b.bounded_sum("moving_minutes", mins, (0.0, DRIVE_MAX_MINUTES), 1)
+    out[name] = _private(rel, name, _ratio(n_ho, n_min),
+                         f"handovers / moving minutes, per person clamped to {DRIVE_MAX_HANDOVERS:g} handovers and "
+                         f"{DRIVE_MAX_MINUTES:g} min; moving = Driving folder, Speed >= 5 km/h, or no Speed")
+    name = "drive.dwell_time_s"
+    b = rel.target(name)
+    who = np.concatenate([[i] * len(per[u][2]) for i, u in enumerate(units)]) if units else np.array([])
+    vals = np.concatenate([per[u][2] for u in units]) if units else np.array([])
+    keep = cap_rows(who.astype(np.int64), DRIVE_DWELLS_PER_PERSON)
+    vals = vals[keep]
+    out[name] = _private(rel, name, {
+        "median": b.quantile("median", vals, DWELL_CANDIDATES_S, 0.5, DRIVE_DWELLS_PER_PERSON),
+        "p90": b.quantile("p90", vals, DWELL_CANDIDATES_S, 0.9, DRIVE_DWELLS_PER_PERSON)},
+        f"time between consecutive handovers while moving, <= {DRIVE_DWELLS_PER_PERSON} per person "
+        "(spread over the person's dwells), quantiles over a public grid 1 s .. 1 h")
+    name = "drive.ping_pong_share"
+    b = rel.target(name)
+    n_pp = b.bounded_sum("ping_pongs", pps, (0.0, DRIVE_MAX_HANDOVERS), 1)
+    n_h = b.bounded_sum("handovers", ho, (0.0, DRIVE_MAX_HANDOVERS), 1)
+    out[name] = _private(rel, name, float(np.clip(_ratio(n_pp, n_h), 0, 1)) if n_h > 0 else float("nan"),
+                         f"handovers back to the previous cell within {PING_PONG_S:g} s / handovers, per person "
+                         f"clamped to {DRIVE_MAX_HANDOVERS:g}")
+    return out
+
+
+def _user_days(loc: R.LocationTraces):
+    """Per user-day (>= MIN_FIXES_PER_DAY fixes of accuracy <= 250 m): rg (km), distinct 250 m grid
+    cells, top-cell share; and per user-day-hour pairs (hour, moved) from the modal cell per hour."""
+    ok = ~(loc.accuracy > MAX_ACCURACY_M)  # NaN accuracy (not given) is kept
+    user, t, lat, lon = loc.user[ok], loc.time[ok], loc.lat[ok], loc.lon[ok]
+    m_per_deg = math.pi / 180 * EARTH_RADIUS_M
+    lat0 = math.radians(STUDENTLIFE_REF_LAT)
+    cx = np.floor(lon * m_per_deg * math.cos(lat0) / GRID_M).astype(np.int64)
+    cy = np.floor(lat * m_per_deg / GRID_M).astype(np.int64)
+    cell = cx * 10_000_019 + cy
+    day = t.astype("datetime64[D]").astype(np.int64)
+    hour = (t.astype("datetime64[h]").astype(np.int64) % 24)
+    d = pd.DataFrame({"user": user, "day": day, "hour": hour, "lat": lat, "lon": lon, "cell": cell})
+    days = []
+    for (u, dd), g in d.groupby(["user", "day"], sort=True):
+        if len(g) < MIN_FIXES_PER_DAY:
+            continue
+        latm = math.radians(g.lat.mean())
+        y = (g.lat - g.lat.mean()).to_numpy() * m_per_deg
+        x = (g.lon - g.lon.mean()).to_numpy() * m_per_deg * math.cos(latm)
+        counts = g.cell.value_counts()
+        days.append((u, dd, math.sqrt(np.mean(x**2 + y**2)) / 1000.0, len(counts), counts.iloc[0] / len(g)))
+    days = pd.DataFrame(days, columns=["user", "day", "rg", "distinct", "top"])
+    # modal cell per (user, day, hour), ties -> first seen
+    first = d.groupby(["user", "day", "hour", "cell"], sort=False).size().reset_index(name="n")
+    modal = first.loc[first.groupby(["user", "day", "hour"], sort=False)["n"].idxmax()]
+    key = modal.set_index(["user", "day", "hour"])["cell"]
+    return days, key
+
+
+def location_targets(loc: R.LocationTraces, rel: Releaser) -> dict[str, dict]:
+    """Per user-day radius of gyration, distinct locations and top-location share (derive_defaults'
+    definitions), each user bounded to LOC_DAYS_PER_USER days spread over their qualifying days;
+    hourly move probability from the same days (modal 250 m cell of hour h vs h+1)."""
+    days, key = _user_days(loc)
+    keep = cap_rows(days.user.to_numpy(), LOC_DAYS_PER_USER, order=days.day.to_numpy())
+    days = days.iloc[keep]
+    k = LOC_DAYS_PER_USER
+    out = {}
+    name = "locations.radius_of_gyration_km"
+    b = rel.target(name)
+    out[name] = _private(rel, name, {"median": b.quantile("median", days.rg, RG_CANDIDATES_KM, 0.5, k),
+                                     "p90": b.quantile("p90", days.rg, RG_CANDIDATES_KM, 0.9, k)},
+                         f"daily radius of gyration of fixes (accuracy <= {MAX_ACCURACY_M:g} m, days with >= "
+                         f"{MIN_FIXES_PER_DAY} fixes), <= {k} days per user, public grid 0..200 km")
+    name = "locations.distinct_locations_per_day"
+    b = rel.target(name)
+    out[name] = _private(rel, name, {"median": b.quantile("median", days.distinct, DISTINCT_CANDIDATES, 0.5, k)},
+                         f"distinct {GRID_M:g} m grid cells visited per user-day, <= {k} days per user")
+    name = "locations.top_location_share"
+    b = rel.target(name)
+    out[name] = _private(rel, name, {"median": b.quantile("median", days.top, SHARE_CANDIDATES, 0.5, k)},
+                         f"share of a day's fixes in its most frequent grid cell, <= {k} days per user")
+    name = "locations.hourly_move_probability"
+    b = rel.target(name)
+    sel = set(zip(days.user, days.day, strict=True))
+    hours_moved, hours_pair = [], []
+    cells = key.to_dict()
+    for (u, dd, h), c in cells.items():
+        if (u, dd) not in sel:
+            continue
+        nxt = (u, dd, h + 1) if h < 23 else (u, dd + 1, 0)
+        if nxt in cells:
+            hours_pair.append(h)
+            if cells[nxt] != c:
+                hours_moved.append(h)
+    moved = b.histogram("moves", np.array(hours_moved, np.int64), 24, 24 * k)
+    pairs = b.histogram("pairs", np.array(hours_pair, np.int64), 24, 24 * k)
+    prob = np.where(pairs > 0, np.clip(moved, 0, None) / np.where(pairs > 0, pairs, 1), np.nan)
+    prob = np.clip(prob, 0, 1)
+    out[name] = _private(rel, name, {"by_hour": list(prob), "mean": float(np.nanmean(prob))
+                                     if np.isfinite(prob).any() else float("nan")},
+                         "P(modal cell of hour h+1 != that of hour h) over the selected user-days: "
+                         "moves per hour / hour pairs per hour (each a noisy 24-bin histogram)")
+    return out
+
+
+def _duration_target(rel: Releaser, name: str, person, dur) -> dict:
+    """Lognormal mu/sigma (noisy count, sum and sum of squares of ln duration) and quantiles."""
+    b = rel.target(name)
+    keep = cap_rows(person, CALLS_PER_PERSON)
+    logd = np.log(np.clip(dur[keep], 1.0, None))
+    k = CALLS_PER_PERSON
+    n = b.bounded_sum("count", np.ones(len(logd)), (0.0, 1.0), k)
+    s1 = b.bounded_sum("sum_log", logd, LOG_DURATION_BOUNDS, k)
+    s2 = b.bounded_sum("sum_log_sq", logd**2, (0.0, LOG_DURATION_BOUNDS[1] ** 2), k)
+    mu = _ratio(s1, n)
+    var = _ratio(s2, n) - mu**2 if n > 0 else float("nan")
+    q50 = b.quantile("median", dur[keep], DURATION_CANDIDATES_S, 0.5, k)
+    q90 = b.quantile("p90", dur[keep], DURATION_CANDIDATES_S, 0.9, k)
+    return _private(rel, name, {"log_mu": mu, "log_sigma": math.sqrt(var) if var > 0 else float("nan"),
+                                "median_s": q50, "p90_s": q90},
+                    f"answered calls, <= {k} per caller (spread over their calls), ln(duration) clamped to "
+                    f"[0, ln 4 h]; lognormal fit from noisy count, sum and sum of squares")
+
+
+def _per_person_counts(person: np.ndarray) -> np.ndarray:
+    return np.unique(person, return_counts=True)[1].astype(float) if len(person) else np.array([])
+
+
+def _ratio_target(rel: Releaser, name: str, sms_person, call_person) -> dict:
+    b = rel.target(name)
+    s = b.bounded_sum("sms", _per_person_counts(sms_person), (0.0, MAX_SMS_COUNTED), 1)
+    c = b.bounded_sum("calls", _per_person_counts(call_person), (0.0, MAX_CALLS_COUNTED), 1)
+    return _private(rel, name, _ratio(max(s, 0.0), c),
+                    f"SMS / call attempts, per originator clamped to {MAX_SMS_COUNTED:g} SMS and "
+                    f"{MAX_CALLS_COUNTED:g} calls")
+
+
+def contact_concentration_from_bins(pairs_per_bin: np.ndarray, top: float = 0.10) -> float:
+    """Share of calls carried by the top ``top`` of pairs, from pairs per calls-per-pair bin: each
+    pair in a bin is taken to carry the bin's midpoint (exact for the 1 and 2 bins)."""
+    n = np.clip(np.asarray(pairs_per_bin, float), 0, None)
+    lo, hi = PAIR_BIN_EDGES[:-1], PAIR_BIN_EDGES[1:] - 1
+    rep = (lo + hi) / 2.0
+    total_pairs, total_calls = n.sum(), (n * rep).sum()
+    if total_pairs <= 0 or total_calls <= 0:
+        return float("nan")
+    left, carried = top * total_pairs, 0.0
+    for i in range(len(n) - 1, -1, -1):
+        take = min(n[i], left)
+        carried += take * rep[i]
+        left -= take
+        if left <= 0:
+            break
+    return float(carried / total_calls)
+
+
+def _concentration_target(rel: Releaser, name: str, caller, callee) -> dict:
+    b = rel.target(name)
+    pairs = pd.DataFrame({"a": caller, "b": callee}).groupby(["a", "b"]).size().reset_index(name="n")
+    pairs = pairs.sort_values(["a", "n"], ascending=[True, False], kind="stable")
+    keep = cap_rows(pairs.a.to_numpy(), PAIRS_PER_PERSON, order=-pairs.n.to_numpy())
+    n = np.minimum(pairs.n.to_numpy()[keep], PAIR_BIN_EDGES[-1] - 1)
+    bins = np.searchsorted(PAIR_BIN_EDGES, n, side="right") - 1
+    hist = b.histogram("pairs_per_bin", bins, len(PAIR_BIN_EDGES) - 1, PAIRS_PER_PERSON)
+    return _private(rel, name, {"top10pct_pairs_call_share": contact_concentration_from_bins(hist),
+                                "pairs_per_bin": list(np.clip(hist, 0, None)),
+                                "bin_edges": PAIR_BIN_EDGES.tolist()},
+                    f"directed (caller, callee) pairs, each caller's {PAIRS_PER_PERSON} most called, calls per "
+                    "pair binned [1,2,3,5,9,17,33,65) (clamped to 64); share of calls on the top 10% pairs with "
+                    "bin midpoints")
+
+
+def edge_targets(e: R.EdgeLists, rel: Releaser) -> dict[str, dict]:
+    """Copenhagen-like: call duration fit (answered calls: duration > 1 s), SMS:call ratio (all
+    call attempts), contact concentration; the privacy unit is the originator (caller, sender)."""
+    calls = e.calls
+    out = {}
+    ans = calls[calls.duration_s > MISSED_MAX_S]
+    out["edges.call_duration"] = _duration_target(rel, "edges.call_duration", ans.source.to_numpy(),
+                                                  ans.duration_s.to_numpy())
+    sms_src = e.sms.source.to_numpy() if e.sms is not None else np.array([], str)
+    out["edges.sms_call_ratio"] = _ratio_target(rel, "edges.sms_call_ratio", sms_src, calls.source.to_numpy())
+    out["edges.contact_concentration"] = _concentration_target(rel, "edges.contact_concentration",
+                                                               calls.source.to_numpy(), calls.target.to_numpy())
+    return out
+
+
+def cdr_targets(c: R.CdrTable, rel: Releaser) -> dict[str, dict]:
+    """telcosim CDRs, privacy unit the subscriber: per-service weekly profile (MO voice and SMS,
+    all data records; <= 50 records per subscriber and service, spread over time) and its diurnal
+    fold, completed-call durations, SMS:call ratio (MO records), contact concentration (MO voice
+    with an on-net counterpart), cell load distribution (records per cell; needs cells.parquet)."""
+    out = {}
+    t = pd.DatetimeIndex(c.start_time)
+    week = _week_hour(t)
+    order = c.start_time.astype(np.int64)
+    mo = c.direction == "mo"
+    name = "cdr.weekly_profile"
+    b = rel.target(name)
+    weekly, diurnal = {}, {}
+    for svc in ("voice", "sms", "data"):
+        m = np.flatnonzero((c.service == svc) & (mo | (svc == "data")))
+        keep = m[cap_rows(c.subscriber_id[m], CDR_RECORDS_PER_PERSON, order=order[m])]
+        counts = b.histogram(svc, week[keep], 168, CDR_RECORDS_PER_PERSON)
+        weekly[svc] = _shape_noisy(counts)
+        diurnal[svc] = _shape_noisy(np.clip(counts, 0, None).reshape(7, 24).sum(axis=0))
+    out[name] = _private(rel, name, weekly, f"records per hour of week (weekday*24 + hour), <= "
+                         f"{CDR_RECORDS_PER_PERSON} per subscriber and service, normalised to mean 1")
+    out["cdr.diurnal_profile"] = {**_private(rel, name, diurnal, "the weekly_profile release folded to 24 "
+                                             "hours (post-processing, no extra budget)"),
+                                  "derived_from": name}
+    done = np.flatnonzero((c.service == "voice") & mo & (c.outcome == "completed") & (c.duration_s > 0))
+    out["cdr.call_duration"] = _duration_target(rel, "cdr.call_duration", c.subscriber_id[done],
+                                                c.duration_s[done])
+    out["cdr.sms_call_ratio"] = _ratio_target(rel, "cdr.sms_call_ratio", c.subscriber_id[(c.service == "sms") & mo],
+                                              c.subscriber_id[(c.service == "voice") & mo])
+    v = (c.service == "voice") & mo & (c.counterpart_id >= 0)
+    out["cdr.contact_concentration"] = _concentration_target(rel, "cdr.contact_concentration",
+                                                             c.subscriber_id[v], c.counterpart_id[v])
+    if c.cells is not None:
+        name = "cdr.cell_load_distribution"
+        b = rel.target(name)
+        cells = np.sort(np.asarray(c.cells))
+        pos = np.searchsorted(cells, c.cell_id)
+        known = (pos < len(cells)) & (cells[np.minimum(pos, len(cells) - 1)] == c.cell_id)
+        idx = np.flatnonzero(known)
+        keep = idx[cap_rows(c.subscriber_id[idx], CDR_RECORDS_PER_PERSON, order=order[idx])]
+        load = np.clip(b.histogram("records_per_cell", pos[keep], len(cells), CDR_RECORDS_PER_PERSON), 0, None)
+        out[name] = _private(rel, name, {**_quantiles(load), "var_mean_ratio": float(load.var(ddof=1) / load.mean())
+                                         if load.mean() > 0 else float("nan"), "top10pct_share": _top_share(load)},
+                             f"records per cell (network cells from cells.parquet, public), <= "
+                             f"{CDR_RECORDS_PER_PERSON} per subscriber: quantiles, var/mean across cells, top 10% share")
+    return out
+
+
+# --------------------------------------------------------------------------
+# the document
+# --------------------------------------------------------------------------
+
+
+def compute_targets(datasets, epsilon: float | None = None, delta: float = 0.0, holidays=(),
+                    disjoint_sources: bool = False, exact: bool = False) -> dict:
+    """The targets document for ``datasets`` (reader objects, at most one per kind).
+
+    ``epsilon`` (and ``delta``) is the privacy budget for the individual-level inputs, required
+    when there is one. ``exact=True`` computes the private targets without noise, for tests only:
+    the document then says ``exact_no_privacy`` and must not be published.
+    """
+    kinds = [d.kind for d in datasets]
+    if len(set(kinds)) != len(kinds):
+        raise ValueError(f"one input per kind, got {kinds}")
+    plan = plan_for(datasets)
+    if exact:
+        rel: Releaser = ExactReleaser(plan, disjoint_sources)
+    else:
+        if plan and epsilon is None:
+            raise ValueError("individual-level inputs need a privacy budget epsilon")
+        rel = Releaser(epsilon if epsilon is not None else 1.0, delta, plan, disjoint_sources)
+    targets: dict[str, dict] = {}
+    sources = {}
+    for ds in datasets:
+        sources[ds.kind] = {"path": ds.path, "level": "individual" if ds.individual_level else "aggregate",
+                            "privacy_unit": PRIVACY_UNITS.get(ds.kind) if ds.individual_level else None}
+        if ds.kind == "drive":
+            sources[ds.kind]["privacy_unit"] = ("a user (user column)" if ds.unit_kind == "user"
+                                                else "a trace file (no user column: one trace = one person)")
+        fn = {"activity": lambda d: activity_targets(d, holidays),
+              "cells": lambda d: cell_series_targets(d, holidays),
+              "shares": share_targets,
+              "drive": lambda d: drive_targets(d, rel),
+              "locations": lambda d: location_targets(d, rel),
+              "edges": lambda d: edge_targets(d, rel),
+              "cdr": lambda d: cdr_targets(d, rel)}[ds.kind]
+        targets.update(fn(ds))
+    privacy = rel.ledger.to_json() if plan else {"composition": None, "budget": None,
+                                                 "spent": {"epsilon": 0.0, "delta": 0.0}, "releases": []}
+    privacy["disjoint_sources"] = disjoint_sources
+    privacy["exact_no_privacy"] = exact
+    privacy["note"] = ("individual-level targets are DP releases; aggregate inputs carry "
+                       f"'{AGGREGATE_NOTE}'" if not exact else
+                       "EXACT VALUES WITHOUT NOISE: for testing only, not private")
+    return _clean({"schema_version": SCHEMA_VERSION, "sources": sources, "targets": targets, "privacy": privacy})
