@@ -1,0 +1,166 @@
+"""``telcosim targets``: calibration targets from real data, private where the data is individual.
+
+    telcosim targets --data activity=milan.csv --data edges=copenhagen/ --epsilon 1 --out targets.json
+
+Wired into ``sim/cli.py`` by :func:`add_parser` (the subcommand's options) and :func:`run` (the
+command). Bad input is reported one problem per line on stderr with exit code 2, never a
+traceback, and nothing is written. This module imports only the standard library at import time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+EXIT_USAGE = 2
+KINDS = ("activity", "cells", "drive", "locations", "shares", "edges", "cdr")
+
+
+def _data_spec(text: str) -> tuple[str, Path]:
+    kind, sep, path = text.partition("=")
+    kind = kind.strip().lower()
+    if not sep or not path.strip():
+        raise argparse.ArgumentTypeError(f"{text!r} is not KIND=PATH (KIND one of {', '.join(KINDS)})")
+    if kind not in KINDS:
+        raise argparse.ArgumentTypeError(f"unknown data kind {kind!r}; expected one of {', '.join(KINDS)}")
+    return kind, Path(path.strip())
+
+
+def _positive_float(text: str) -> float:
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not (v > 0 and v < float("inf")):
+        raise argparse.ArgumentTypeError(f"{text} must be a positive finite number")
+    return v
+
+
+def _delta(text: str) -> float:
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not 0 < v < 1:
+        raise argparse.ArgumentTypeError(f"{text} must be between 0 and 1 (exclusive), e.g. 1e-6")
+    return v
+
+
+def add_parser(subparsers) -> argparse.ArgumentParser:
+    """Add the ``targets`` subcommand to an ``argparse`` subparsers object; returns its parser."""
+    p = subparsers.add_parser(
+        "targets", help="summary statistics of real data as calibration targets (differentially private "
+                        "for individual-level data)",
+        description="Read real data sets, compute calibration targets and write them as JSON. Targets "
+                    "from individual-level data (drive, locations, edges, cdr) are released with "
+                    "differential privacy under --epsilon (see docs/privacy.md).")
+    p.add_argument("--data", dest="data", action="append", type=_data_spec, required=True,
+                   metavar="KIND=PATH", help=f"an input (repeatable); KIND one of {', '.join(KINDS)} "
+                                             "(see docs/calibration.md)")
+    p.add_argument("--epsilon", type=_positive_float, help="privacy budget for all individual-level "
+                   "targets together (required when such data is given)")
+    p.add_argument("--delta", type=_delta, default=0.0,
+                   help="with a delta, counts and sums use Gaussian noise ((epsilon, delta)-DP); default 0: Laplace")
+    p.add_argument("--holidays", default="", metavar="DATE[,DATE...]",
+                   help="holiday dates (YYYY-MM-DD) for the holiday effect of activity and cell series")
+    p.add_argument("--tz", default=None, metavar="ZONE",
+                   help="time zone for unix-second times of drive and location traces (e.g. America/New_York; "
+                        "default UTC)")
+    p.add_argument("--disjoint-sources", action="store_true",
+                   help="the individual-level inputs hold disjoint people: each gets the whole epsilon "
+                        "(parallel composition) instead of a share")
+    p.add_argument("--out", type=Path, required=True, help="JSON file to write")
+    p.set_defaults(command="targets")
+    return p
+
+
+def _problems(args: argparse.Namespace) -> list[str]:
+    out = []
+    kinds = [k for k, _ in args.data]
+    for k in sorted({k for k in kinds if kinds.count(k) > 1}):
+        out.append(f"--data {k}= given {kinds.count(k)} times; give each kind once")
+    if args.epsilon is None and any(k in ("drive", "locations", "edges", "cdr") for k in kinds):
+        out.append("--epsilon is required with individual-level data (drive, locations, edges, cdr)")
+    if args.tz is not None:
+        try:
+            import zoneinfo
+
+            zoneinfo.ZoneInfo(args.tz)
+        except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+            out.append(f"--tz {args.tz!r} is not a known time zone (e.g. UTC, Europe/Rome)")
+    for d in filter(None, (s.strip() for s in args.holidays.split(","))):
+        try:
+            from datetime import date
+
+            date.fromisoformat(d)
+        except ValueError:
+            out.append(f"--holidays: {d!r} is not a date YYYY-MM-DD")
+    if args.out.exists() and args.out.is_dir():
+        out.append(f"--out {args.out} is a folder; expected a JSON file path")
+    elif not args.out.parent.exists():
+        out.append(f"--out {args.out}: folder {args.out.parent} does not exist")
+    return out
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run ``telcosim targets``; returns the exit code (0, or 2 with one line per problem)."""
+    problems = _problems(args)
+    if problems:
+        return _report(problems)
+    from sim.errors import TelcosimError
+
+    from . import readers
+    from .targets import compute_targets
+
+    datasets, problems = [], []
+    for kind, path in args.data:
+        kw = {"tz": args.tz} if kind in ("drive", "locations") else {}
+        try:
+            datasets.append(readers.READERS[kind](path, **kw))
+        except TelcosimError as exc:
+            problems.extend(exc.problems)
+    if problems:
+        return _report(problems)
+    holidays = [s.strip() for s in args.holidays.split(",") if s.strip()]
+    try:
+        doc = compute_targets(datasets, epsilon=args.epsilon, delta=args.delta, holidays=holidays,
+                              disjoint_sources=args.disjoint_sources)
+    except (TelcosimError, ValueError) as exc:
+        return _report(getattr(exc, "problems", [str(exc)]))
+    text = json.dumps(doc, indent=2, allow_nan=False) + "\n"
+    tmp = args.out.with_name(f".{args.out.name}.partial")
+    try:
+        tmp.write_text(text, encoding="utf-8")
+        tmp.replace(args.out)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        return _report([f"--out {args.out}: cannot write: {exc.strerror or exc}"])
+    spent = doc["privacy"]["spent"]
+    print(f"wrote {args.out}: {len(doc['targets'])} targets; privacy spent epsilon={spent['epsilon']:.6g} "
+          f"delta={spent['delta']:.3g}")
+    return 0
+
+
+def _report(problems: list[str]) -> int:
+    for line in problems:
+        print(f"telcosim: error: {line}", file=sys.stderr)
+    return EXIT_USAGE
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Stand-alone entry (``python -m calibration.cli targets ...``) until sim/cli.py wires it in."""
+
+    class _Parser(argparse.ArgumentParser):
+        def error(self, message: str):
+            self.exit(EXIT_USAGE, f"telcosim: error: {message} (see '{self.prog} --help')\n")
+
+    parser = _Parser(prog="telcosim")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    add_parser(sub)
+    return run(parser.parse_args(argv))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
