@@ -195,7 +195,8 @@ def _read_csv(path: Path, problems: Problems, what: str, **kw) -> pd.DataFrame |
         problems.add(f"{path}: cannot read: the file is empty; expected {what}")
         return None
     except (OSError, UnicodeDecodeError, pd.errors.ParserError, ValueError, EOFError) as exc:
-        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        reason = (exc.strerror.lower() if isinstance(exc, OSError) and exc.strerror else
+                  str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__)
         problems.add(f"{path}: cannot read: {reason}; expected {what}")
         return None
     if df.empty:
