@@ -155,11 +155,11 @@ class Releaser:
         if delta > 0:
             def make(s):
                 return dp.c.make_fix_delta(dp.c.make_zCDP_to_approxDP(chain(s)), delta)
-            scale = dp.binary_search_param(make, d_in=max_rows, d_out=(eps, delta), T=float)
+            scale = _search(make, max_rows, (eps, delta))
             m = make(scale)
             spent = m.map(max_rows)
             return m, scale, spent[0], spent[1]
-        scale = dp.binary_search_param(chain, d_in=max_rows, d_out=eps, T=float)
+        scale = _linear_scale(chain, max_rows, eps)
         m = chain(scale)
         return m, scale, m.map(max_rows), 0.0
 
@@ -201,13 +201,45 @@ class Releaser:
             return dp.m.make_private_quantile(dp.vector_domain(dp.atom_domain(T=float, nan=False)),
                                               dp.symmetric_distance(), dp.max_divergence(),
                                               candidates=cands, alpha=float(alpha), scale=scale)
-        scale = dp.binary_search_param(chain, d_in=max_rows, d_out=eps, T=float)
+        scale = _linear_scale(chain, max_rows, eps)
         m = chain(scale)
         lo, hi = cands[0], cands[-1]
         out = float(m([float(min(max(v, lo), hi)) for v in values]))
         self._record(target, name, f"exponential (quantile {alpha})", max_rows, max_rows, scale, m.map(max_rows), 0.0,
                      bounds=(lo, hi))
         return out
+
+
+def _linear_scale(chain, d_in, eps: float) -> float:
+    """Smallest scale (to 1e-9 relative) with privacy loss <= eps, for mechanisms whose loss is
+    inversely proportional to the scale (Laplace, exponential mechanism)."""
+    scale = chain(1.0).map(d_in) / eps
+    while not chain(scale).check(d_in, eps):
+        scale *= 1 + 1e-9
+    return scale
+
+
+def _search(make, d_in, d_out) -> float:
+    """Smallest scale (to 1e-9 relative) whose measurement passes OpenDP's ``check(d_in, d_out)``:
+    a bracket found by doubling, then bisection."""
+    from opendp.mod import OpenDPException
+
+    def ok(scale):
+        try:
+            return make(scale).check(d_in, d_out)
+        except OpenDPException:  # a loss too large to represent: not within budget
+            return False
+
+    hi = 1.0
+    while not ok(hi):
+        hi *= 2.0
+    lo = hi / 2.0
+    while lo > 1e-12 and ok(lo):
+        lo /= 2.0
+    while hi - lo > 1e-9 * hi:
+        mid = (lo + hi) / 2.0
+        lo, hi = (lo, mid) if ok(mid) else (mid, hi)
+    return hi
 
 
 class ExactReleaser(Releaser):
