@@ -69,6 +69,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="continue an interrupted run into --out from its last checkpoint")
     r.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
     r.add_argument("--quiet", action="store_true", help="no progress bar or summary")
+    # The CLI wiring is the one place where sim meets calibration.
+    from calibration import cli as targets_cli
+
+    targets_cli.add_parser(sub)
     v = sub.add_parser("verify", help="check a run folder: checksums, schema, references, invariants",
                        description="Check a run folder against its manifest and the run's invariants; "
                                    "exit 1 with one line per problem, 0 when sound.")
@@ -137,6 +141,10 @@ def main(argv: list[str] | None = None) -> int:
             return _cmd_run(args)
         if args.command == "verify":
             return _cmd_verify(args)
+        if args.command == "targets":
+            from calibration import cli as targets_cli
+
+            return targets_cli.run(args)
     except TelcosimError as exc:
         for line in exc.problems:
             print(f"telcosim: error: {line}", file=sys.stderr)
