@@ -1,9 +1,10 @@
 """The engine: simpy drives the timeline, numba kernels do the bulk.
 
-The run window is cut into one-hour epochs. A simpy process walks through them; for each epoch:
+The run window is cut into quarter-hour epochs (places are decided and rates change hourly, in
+the first epoch of each hour). A simpy process walks through them; for each epoch:
 
 1. **Demand** (per subscriber, in chunks; independent across subscribers): the mobility kernel
-   moves every subscriber through the hour (cell changes, periodic location updates) and the
+   moves every subscriber through the epoch (cell changes, periodic location updates) and the
    session kernel draws their voice, SMS and data attempts. Each subscriber's draws come from
    counter-based streams keyed by (stream, subscriber, epoch), so chunking changes nothing.
 2. **Resolution** (network-wide, in time order): the resolution kernel merges cell changes and
@@ -45,14 +46,21 @@ from .network import Network, build_network
 from .population import Population, build_population
 from .profile import Profile, load_profile
 from .sessions import attempt_rates, burst_multipliers, call_duration_params
-from .shards import ATT_DTYPES, MOB_DTYPES, DemandInputs, EpochInputs, ShardState
+from .shards import (
+    ATT_DTYPES,
+    EPOCH_MS,
+    EPOCHS_PER_HOUR,
+    HOUR_MS,
+    MOB_DTYPES,
+    DemandInputs,
+    EpochInputs,
+    ShardState,
+)
 from .sinks import RunWriter
 from .streams import generator, kernel_key
 
-EPOCH_MS = 3_600_000
 DEFAULT_CHUNK = 250_000
-DEFAULT_CHECKPOINT_EPOCHS = 6
-SLICES_PER_EPOCH = 4
+DEFAULT_CHECKPOINT_HOURS = 6
 PIPELINE_MAX_SUBSCRIBERS = 3_000_000
 
 
@@ -127,13 +135,14 @@ class _Resolver:
         self.counters = np.zeros(6, np.int64)  # the engine sets the first KPI tick
 
     def state(self) -> tuple[dict[str, np.ndarray], dict[str, float]]:
-        """Everything that persists across epochs: arrays (KPIs as ``kpi.NAME``) and scalars."""
+        """Everything that persists across epochs: arrays (KPIs as ``kpi.NAME``) and scalars. The
+        arrays are the live ones, not copies: save them before the next epoch."""
         arrays, scalars = {}, {}
         for name, value in vars(self).items():
             if isinstance(value, np.ndarray):
-                arrays[name] = value.copy()
+                arrays[name] = value
             elif isinstance(value, dict):
-                arrays.update({f"kpi.{k}": v.copy() for k, v in value.items()})
+                arrays.update({f"kpi.{k}": v for k, v in value.items()})
             else:
                 scalars[name] = value
         return arrays, scalars
@@ -238,9 +247,10 @@ class Simulation:
         self.tz = tz
         self.start = scenario.time.start_datetime()
         self.start_ms = int(self.start.timestamp() * 1000)
-        self.n_epochs = scenario.time.days * 24
+        self.n_hours = scenario.time.days * 24
+        self.n_epochs = self.n_hours * EPOCHS_PER_HOUR
         self.interval_ms = scenario.output.kpi_interval_s * 1000
-        self.n_int = self.n_epochs * EPOCH_MS // self.interval_ms
+        self.n_int = self.n_hours * HOUR_MS // self.interval_ms
         self.scenario_hash = hashlib.sha256(
             json.dumps(_jsonable(scenario.to_dict()), sort_keys=True).encode()).hexdigest()
 
@@ -256,13 +266,13 @@ class Simulation:
     def run(self, writer: RunWriter, progress: Callable[[int, int], None] | None = None,
             chunk_subscribers: int = DEFAULT_CHUNK, *, workers: int | None = None,
             scheduler: str | None = None, resume: bool = False,
-            checkpoint_every: int = DEFAULT_CHECKPOINT_EPOCHS) -> RunResult:
+            checkpoint_every: int = DEFAULT_CHECKPOINT_HOURS) -> RunResult:
         """Run the scenario into ``writer``.
 
         Execution settings, none of which changes a byte of the output: ``chunk_subscribers``
         (subscribers per demand shard: bounds memory), ``workers`` / ``scheduler`` (demand shards
         on a local Dask cluster of that many processes, or on an existing one), ``resume``
-        (continue an interrupted run from its last checkpoint) and ``checkpoint_every`` (epochs
+        (continue an interrupted run from its last checkpoint) and ``checkpoint_every`` (hours
         between checkpoints; 0 for none).
         """
         t_wall = time.perf_counter()
@@ -295,10 +305,9 @@ class Simulation:
         stats = {"attempts": 0}
 
         def demand_epoch(e: int):
-            hour, wd = self.local_hour(e)
+            hour, wd = self.local_hour(e // EPOCHS_PER_HOUR)
             ep = EpochInputs(e, place_target(hour, wd), attempt_rates(sc.behaviour, self.profile, hour, wd))
             mob_ev, att_ev, start_cell = executor.step(ep)
-            snapshot = executor.state_arrays() if checkpoint_due(e) else None
             # The callee's cell, from the location events grouped by subscriber (as drawn).
             ptr = _csr_index(mob_ev[1], pop.n)
             cp_cell = demand.counterpart_cells(att_ev[3], att_ev[0], ptr, mob_ev[0], mob_ev[2], start_cell)
@@ -309,11 +318,11 @@ class Simulation:
             mob_ev, att_ev = list(mob_ev), list(att_ev)
             _reorder(mob_ev, t0)
             _reorder(att_ev, t0)
-            return tuple(mob_ev), tuple(att_ev), snapshot
+            return tuple(mob_ev), tuple(att_ev)
 
         def checkpoint_due(e: int) -> bool:
-            return (checkpoint_every > 0 and not writer.discard and (e + 1) % checkpoint_every == 0
-                    and e + 1 < self.n_epochs)
+            return (checkpoint_every > 0 and not writer.discard
+                    and (e + 1) % (checkpoint_every * EPOCHS_PER_HOUR) == 0 and e + 1 < self.n_epochs)
 
         def emit(cdr: dict, loc: dict | None, final: bool = True) -> None:
             if writer.discard:
@@ -331,24 +340,28 @@ class Simulation:
             if first_epoch:
                 yield env.timeout(first_epoch * EPOCH_MS)
             # Overlapping holds two epochs of events in memory: for very large populations the
-            # epochs run one after the other instead (same output, bounded memory).
+            # epochs run one after the other instead (same output, bounded memory). Neither
+            # overlaps a checkpoint, which saves the live state (no copies) between two epochs.
             pipeline = pop.n <= PIPELINE_MAX_SUBSCRIBERS
             with ThreadPoolExecutor(max_workers=1, thread_name_prefix="telcosim-demand") as pool:
                 upcoming = pool.submit(demand_epoch, first_epoch) if first_epoch < self.n_epochs else None
                 for e in range(first_epoch, self.n_epochs):
-                    mob_ev, att_ev, snapshot = upcoming.result()
-                    if e + 1 < self.n_epochs and pipeline:
+                    mob_ev, att_ev = upcoming.result()
+                    checkpoint = checkpoint_due(e)
+                    ahead = e + 1 < self.n_epochs and pipeline and not checkpoint
+                    if ahead:
                         upcoming = pool.submit(demand_epoch, e + 1)
                     yield from resolve_epoch(env, e, mob_ev, att_ev)
                     del mob_ev, att_ev
-                    if e + 1 < self.n_epochs and not pipeline:
-                        upcoming = pool.submit(demand_epoch, e + 1)
-                    if snapshot is not None:
+                    if checkpoint:
                         r_arrays, r_meta = res.state()
-                        arrays = {**{f"d.{k}": v for k, v in snapshot.items()},
+                        arrays = {**{f"d.{k}": v for k, v in executor.state_arrays().items()},
                                   **{f"r.{k}": v for k, v in r_arrays.items()}}
                         writer.write_checkpoint(arrays, {"epochs_done": e + 1, "resolver": r_meta,
-                                                         "scenario_sha256": self.scenario_hash})
+                                                         "scenario_sha256": self.scenario_hash}, wait=True)
+                        del arrays, r_arrays
+                    if e + 1 < self.n_epochs and not ahead:
+                        upcoming = pool.submit(demand_epoch, e + 1)
             # Drain: calls and sessions in progress run to their end; no new demand.
             empty_m = tuple(np.zeros(0, dt) for dt in MOB_DTYPES)
             empty_a = (*(np.zeros(0, dt) for dt in ATT_DTYPES), np.zeros(0, np.int32), np.zeros(0, np.int32))
@@ -358,21 +371,14 @@ class Simulation:
 
         def resolve_epoch(env: simpy.Environment, e: int, mob_ev, att_ev):
             stats["attempts"] += len(att_ev[0])
-            # Resolved and written in slices (row groups of the epoch's part): the same events in
-            # the same order as one call, with a fraction of the output in memory at once.
-            t0 = e * EPOCH_MS
-            im = ia = 0
-            for k in range(1, SLICES_PER_EPOCH + 1):
-                t_end = t0 + k * EPOCH_MS // SLICES_PER_EPOCH
-                jm = int(np.searchsorted(mob_ev[0], t_end, "left"))
-                ja = int(np.searchsorted(att_ev[0], t_end, "left"))
-                # Pools for calls and data sessions: room for every attempt of the slice.
-                kinds = att_ev[2][ia:ja]
-                res.ensure_slots(int(np.count_nonzero((kinds == demand.VOICE_MO) | (kinds == demand.VOICE_MT_OFFNET))),
-                                 int(np.count_nonzero(kinds == demand.DATA)))
-                emit(*res.resolve(t_end, self.interval_ms, tuple(a[im:jm] for a in mob_ev),
-                                  tuple(a[ia:ja] for a in att_ev), up_share), final=k == SLICES_PER_EPOCH)
-                im, ia = jm, ja
+            # Pools for calls and data sessions: room for every attempt of the epoch.
+            kinds = att_ev[2]
+            res.ensure_slots(int(np.count_nonzero((kinds == demand.VOICE_MO) | (kinds == demand.VOICE_MT_OFFNET))),
+                             int(np.count_nonzero(kinds == demand.DATA)))
+            del kinds
+            # Each epoch is a row group; each hour's epochs make one part file (part k = hour k).
+            emit(*res.resolve((e + 1) * EPOCH_MS, self.interval_ms, mob_ev, att_ev, up_share),
+                 final=(e + 1) % EPOCHS_PER_HOUR == 0)
             if progress is not None:
                 progress(e + 1, self.n_epochs)
             yield env.timeout(EPOCH_MS)
@@ -477,7 +483,7 @@ class Simulation:
 
     def manifest(self, wall_s: float) -> dict:
         sc = self.scenario
-        end = (self.start.astimezone(dt.UTC) + dt.timedelta(hours=self.n_epochs)).astimezone(self.start.tzinfo)
+        end = (self.start.astimezone(dt.UTC) + dt.timedelta(hours=self.n_hours)).astimezone(self.start.tzinfo)
         return {
             "telcosim_version": __version__,
             "scenario": _jsonable(sc.to_dict()),
@@ -525,7 +531,7 @@ def _jsonable(obj):
 def run(scenario: Scenario, out: Path | None, *, overwrite: bool = False,
         progress: Callable[[int, int], None] | None = None, chunk_subscribers: int = DEFAULT_CHUNK,
         workers: int | None = None, scheduler: str | None = None, resume: bool = False,
-        checkpoint_every: int = DEFAULT_CHECKPOINT_EPOCHS) -> RunResult:
+        checkpoint_every: int = DEFAULT_CHECKPOINT_HOURS) -> RunResult:
     """Build and run ``scenario``, writing to ``out`` (or discarding the rows when None). An
     interrupted run keeps its hidden partial folder when it has a checkpoint, for ``resume``."""
     sim = Simulation(scenario)

@@ -27,7 +27,7 @@ class LocalDemand:
 
     def __init__(self, inputs: DemandInputs, pop: Population, state: ShardState, shard_size: int) -> None:
         self.state = state
-        home, work = pop.home_cell.astype(np.int64), pop.work_cell.astype(np.int64)
+        home, work = pop.home_cell, pop.work_cell
         self.shards = [Shard(lo, inputs, home[lo:hi], work[lo:hi], pop.activity[lo:hi],
                              pop.contact_ptr[lo:hi + 1], pop.contact_cdf, pop.contact_idx, state.slice(lo, hi))
                        for lo, hi in _ranges(pop.n, shard_size)]
@@ -37,7 +37,8 @@ class LocalDemand:
         return merge_epoch(parts)
 
     def state_arrays(self) -> dict[str, np.ndarray]:
-        return {k: v.copy() for k, v in self.state.arrays().items()}
+        """The live state (not a copy): save it before the next step."""
+        return self.state.arrays()
 
     def close(self) -> None:
         pass
@@ -60,7 +61,7 @@ class DaskDemand:
         n_workers = max(1, len(self.client.scheduler_info().get("workers", {})) or (workers or 1))
         # At least one shard per worker, at most shard_size subscribers each.
         size = min(max(1, int(shard_size)), max(1, -(-pop.n // n_workers)))
-        home, work = pop.home_cell.astype(np.int64), pop.work_cell.astype(np.int64)
+        home, work = pop.home_cell, pop.work_cell
         arrays = state.arrays()
         futures = []
         ptr = pop.contact_ptr

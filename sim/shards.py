@@ -17,7 +17,11 @@ from .kernels import demand
 from .mobility import VISIT_SLOTS, initial_places
 from .population import Population
 
-EPOCH_MS = 3_600_000
+# Epochs are a quarter of an hour: a quarter of the events in flight at once. Places are still
+# decided hourly (in the first epoch of each hour) and rates change hourly.
+HOUR_MS = 3_600_000
+EPOCHS_PER_HOUR = 4
+EPOCH_MS = HOUR_MS // EPOCHS_PER_HOUR
 # Event columns: location events (t_ms, sub, cell, kind) and attempts (t_ms, sub, kind,
 # counterpart, duration_ms, bytes); narrow types halve the memory of an epoch in flight.
 MOB_DTYPES = (np.int64, np.int32, np.int32, np.int8)
@@ -51,7 +55,8 @@ class DemandInputs:
 
 @dataclass(frozen=True)
 class EpochInputs:
-    """What changes from epoch to epoch: the hour's place targets and attempt rates."""
+    """What changes from epoch to epoch: the hour's place targets and attempt rates (``epoch``
+    counts quarter hours)."""
 
     epoch: int
     place_target: np.ndarray
@@ -114,7 +119,7 @@ class Shard:
         t0, t1 = e * EPOCH_MS, (e + 1) * EPOCH_MS
         cap = 2 * self.count + 64
         r = demand.mobility_epoch(
-            d.mob_key, self.first, self.count, e, t0, t1, ep.place_target, m["stickiness"], m["rho"],
+            d.mob_key, self.first, self.count, e, t0, t1, e % EPOCHS_PER_HOUR == 0, np.int64(HOUR_MS), ep.place_target, m["stickiness"], m["rho"],
             m["gamma"], m["hops_mean"], m["global_share"], d.other_cdf, m["speed_mu"], m["speed_sigma"],
             m["pp_prob"], m["pp_dwell_ms"], np.int64(d.periodic_ms), d.cx_km, d.cy_km, d.nbr_ptr, d.nbr_idx,
             self.home, self.work, st.cur_cell, st.place, st.dest, st.next_hop_t, st.speed_kmh,

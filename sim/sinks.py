@@ -2,8 +2,8 @@
 
 Everything is written into a hidden folder beside the destination (``.NAME.partial``) and renamed
 into place only when the run has finished, so an interrupted or failed run never leaves a folder
-that looks complete. Every few epochs a checkpoint of the simulation state is written there too,
-after the parts it covers, so an interrupted run can be resumed. Tables arrive in parts (one per epoch) and are written by a background thread while the
+that looks complete. Every few hours a checkpoint of the simulation state is written there too,
+after the parts it covers, so an interrupted run can be resumed. Tables arrive in parts (one per hour of the run) and are written by a background thread while the
 simulation goes on (pyarrow releases the GIL), with the run's seed and scenario in every file's
 key-value metadata.
 """
@@ -95,6 +95,9 @@ class RunWriter:
                     with self._room:
                         self._queued_bytes -= item[2].nbytes
                         self._room.notify_all()
+                elif item[3] is not None:
+                    item[3].set()
+                del item
 
     def _write(self, path: Path, table: pa.Table, final: bool) -> None:
         """Append ``table`` as row groups of the file at ``path``; close it when ``final``."""
@@ -115,7 +118,7 @@ class RunWriter:
     def write_part(self, name: str, table: pa.Table, final: bool = True) -> None:
         """Append rows to the current part of a partitioned table (``name/part-NNNNN.parquet``);
         ``final`` closes the part, so the next rows start part k+1. A part may be written in
-        several pieces (row groups); empty parts are written too, so part k is epoch k."""
+        several pieces (row groups); empty parts are written too, so part k is hour k."""
         self.rows[name] = self.rows.get(name, 0) + table.num_rows
         if self.discard:
             return
@@ -144,12 +147,21 @@ class RunWriter:
 
     # --- checkpoints ------------------------------------------------------------------------
 
-    def write_checkpoint(self, arrays: dict[str, np.ndarray], meta: dict[str, Any]) -> None:
-        """Queue a checkpoint: written after every part queued before it, atomically."""
+    def write_checkpoint(self, arrays: dict[str, np.ndarray], meta: dict[str, Any], wait: bool = False) -> None:
+        """Queue a checkpoint: written after every part queued before it, atomically. With
+        ``wait``, return only once it is on disk (so ``arrays`` may be live state that changes
+        afterwards: nothing is copied)."""
         if self.discard:
             return
         meta = dict(meta, rows=dict(self.rows), parts=dict(self._parts))
-        self._queue.put(("checkpoint", arrays, meta))
+        done = threading.Event() if wait else None
+        self._queue.put(("checkpoint", arrays, meta, done))
+        if done is not None:
+            while not done.wait(0.1):
+                if self._thread is None or not self._thread.is_alive():
+                    break
+            if self._error is not None:
+                raise OutputError(f"writing the checkpoint failed: {self._error}")
 
     def _save_checkpoint(self, arrays: dict[str, np.ndarray], meta: dict[str, Any]) -> None:
         tmp = self.tmp / "checkpoint.tmp.npz"

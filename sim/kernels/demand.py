@@ -106,7 +106,7 @@ def _explore_cell(st, cur, nbr_ptr, nbr_idx, hops_mean, global_share, other_cdf)
 
 
 @njit(cache=True, nogil=True)
-def mobility_epoch(key, first, count, epoch, t0, t1, pi, stickiness, rho, gamma, hops_mean, global_share,
+def mobility_epoch(key, first, count, epoch, t0, t1, decide, trip_span, pi, stickiness, rho, gamma, hops_mean, global_share,
                    other_cdf, speed_mu, speed_sigma, pp_prob, pp_dwell_ms, periodic_ms,
                    cx, cy, nbr_ptr, nbr_idx, home, work,
                    cur_cell, place, dest, next_hop_t, speed_kmh, visit_cell, visit_count, n_seen,
@@ -116,8 +116,9 @@ def mobility_epoch(key, first, count, epoch, t0, t1, pi, stickiness, rho, gamma,
     Per-subscriber arrays (``home`` ... ``n_seen``) hold just these subscribers (index ``i`` is
     subscriber ``first + i``); the subscriber id keys the random stream and the output.
 
-    At the epoch start each subscriber takes one step of the hourly place chain; a new place
-    starts a trip at a uniform time within the hour. Trips hop along the neighbour graph towards
+    When ``decide`` is set (the first epoch of each hour), each subscriber takes one step of the
+    hourly place chain at the epoch start; a new place starts a trip at a uniform time within
+    the next ``trip_span`` ms (the hour), possibly in a later epoch. Trips hop along the neighbour graph towards
     the destination (greedy routing) at a lognormal speed, dwelling in each cell the time it
     takes to cross it; a handover may ping-pong back to the previous cell briefly. "Other"
     places follow the exploration and preferential-return model of Song et al. (2010):
@@ -127,13 +128,15 @@ def mobility_epoch(key, first, count, epoch, t0, t1, pi, stickiness, rho, gamma,
     """
     n = np.int64(0)
     K = visit_cell.shape[1]
-    span = t1 - t0
     for i in range(count):
         s = first + i
         st = seed_state(key, s, epoch)
         c_start = cur_cell[i]
         first_out = n
-        st, newp, redrawn = place_step(st, np.int64(place[i]), pi, stickiness)
+        newp = np.int64(place[i])
+        redrawn = False
+        if decide:
+            st, newp, redrawn = place_step(st, newp, pi, stickiness)
         if redrawn and (newp != place[i] or newp == OTHER):
             if newp == HOME:
                 target = np.int64(home[i])
@@ -194,7 +197,7 @@ def mobility_epoch(key, first, count, epoch, t0, t1, pi, stickiness, rho, gamma,
                     c = np.int64(cur_cell[i])
                     nxt = _greedy_next(c, target, cx, cy, nbr_ptr, nbr_idx)
                     dist = math.hypot(cx[nxt] - cx[c], cy[nxt] - cy[c])
-                    next_hop_t[i] = t0 + np.int64(u * span) + np.int64(0.5 * dist / speed_kmh[i] * 3.6e6)
+                    next_hop_t[i] = t0 + np.int64(u * trip_span) + np.int64(0.5 * dist / speed_kmh[i] * 3.6e6)
         # Travel within this epoch.
         while next_hop_t[i] >= 0 and next_hop_t[i] < t1:
             t = next_hop_t[i]

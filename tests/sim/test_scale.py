@@ -43,7 +43,7 @@ def test_ctrl_c_then_resume_is_identical(reference, tmp_path):
     out = tmp_path / "run"
 
     def interrupt(done, total):
-        if done == 15:
+        if done == 15 * 4:  # 15 hours of quarter-hour epochs
             raise KeyboardInterrupt
 
     with pytest.raises(KeyboardInterrupt):
@@ -64,7 +64,7 @@ sys.path.insert(0, {root!r})
 from tests.conftest import small_scenario
 from sim.engine import run
 sc = small_scenario(**{{"population.subscribers": 2500}})
-run(sc, Path({out!r}), checkpoint_every=2, progress=lambda d, t: time.sleep(0.25))
+run(sc, Path({out!r}), checkpoint_every=2, progress=lambda d, t: time.sleep(0.06))
 """
 
 
@@ -96,7 +96,7 @@ def test_resume_refuses_another_scenario(tmp_path):
     out = tmp_path / "run"
 
     def interrupt(done, total):
-        if done == 5:
+        if done == 5 * 4:
             raise KeyboardInterrupt
 
     with pytest.raises(KeyboardInterrupt):
