@@ -8,6 +8,7 @@ gets one line per problem on stderr and exit code 2, never a traceback, and noth
 from __future__ import annotations
 
 import argparse
+import ctypes
 import sys
 from pathlib import Path
 
@@ -86,8 +87,20 @@ def _version() -> str:
     return __version__
 
 
+def _steady_heap() -> None:
+    """Fix glibc's mmap threshold (it otherwise rises after each large free, so that the epoch's
+    mid-sized arrays come from a heap that fragments and is never given back: about 20% more
+    peak memory in long runs). Nothing happens on other C libraries."""
+    try:
+        ctypes.CDLL(None).mallopt(-3, 1 << 20)  # M_MMAP_THRESHOLD = 1 MiB
+    except (OSError, AttributeError):
+        pass
+
+
 def _cmd_run(args: argparse.Namespace) -> int:
     from . import config
+
+    _steady_heap()
 
     overrides = list(args.overrides)
     if args.seed is not None:
