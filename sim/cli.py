@@ -53,7 +53,9 @@ def build_parser() -> argparse.ArgumentParser:
     r = sub.add_parser("run", help="run a scenario (or the embedded default) and write a run folder",
                        description="Run a scenario and write CDRs, locations, cell KPIs, subscribers, "
                                    "cells and a manifest to a run folder.")
-    r.add_argument("scenario", nargs="?", help="scenario TOML file (default: the embedded default city)")
+    r.add_argument("scenario", nargs="?",
+                   help="scenario TOML file or built-in scenario name (see 'telcosim scenario list'; "
+                        "default: the embedded default city)")
     r.add_argument("--out", required=True, type=Path, help="run folder to create")
     r.add_argument("--seed", type=_seed, help="root random seed (overrides the scenario)")
     r.add_argument("--subscribers", type=_positive_int, help="number of subscribers (overrides the scenario)")
@@ -70,10 +72,12 @@ def build_parser() -> argparse.ArgumentParser:
                    help="continue an interrupted run into --out from its last checkpoint")
     r.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
     r.add_argument("--quiet", action="store_true", help="no progress bar or summary")
-    # The CLI wiring is the one place where sim meets calibration.
+    # The CLI wiring is the one place where sim meets calibration and scenarios.
     from calibration import cli as targets_cli
+    from scenarios import cli as scenario_cli
 
     targets_cli.add_parser(sub)
+    scenario_cli.add_parser(sub)
     v = sub.add_parser("verify", help="check a run folder: checksums, schema, references, invariants",
                        description="Check a run folder against its manifest and the run's invariants; "
                                    "exit 1 with one line per problem, 0 when sound.")
@@ -98,7 +102,7 @@ def _steady_heap() -> None:
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
-    from . import config
+    import scenarios
 
     _steady_heap()
 
@@ -109,7 +113,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
         overrides.append(f"population.subscribers={args.subscribers}")
     if args.days is not None:
         overrides.append(f"time.days={args.days}")
-    scenario = config.load(args.scenario, overrides)
+    scenario = scenarios.load(args.scenario, overrides)
 
     from .engine import Simulation
     from .sinks import RunWriter
@@ -158,6 +162,10 @@ def main(argv: list[str] | None = None) -> int:
             from calibration import cli as targets_cli
 
             return targets_cli.run(args)
+        if args.command == "scenario":
+            from scenarios import cli as scenario_cli
+
+            return scenario_cli.run(args)
     except TelcosimError as exc:
         for line in exc.problems:
             print(f"telcosim: error: {line}", file=sys.stderr)
