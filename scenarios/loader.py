@@ -123,7 +123,7 @@ class _Chain:
         if any(p == resolved for p, _ in seen):
             loop = " -> ".join([lab for _, lab in seen] + [parent_label])
             raise ConfigError(f"{label}: {EXTENDS}: {ref!r} makes a cycle ({loop})")
-        above = self.layers(parent, parent_label, parent_label, seen, inherited=True)
+        above = self.layers(parent, parent_label, f"{label}: {EXTENDS}: {ref!r}", seen, inherited=True)
         return [*above, _Layer(label, path.resolve(), raw)]
 
 
@@ -168,12 +168,9 @@ def _attribute(problems: list[str], top: str, prov: dict[tuple[str, ...], str]) 
             out.append(line)
             continue
         rest = line[len(prefix):]
-        keys = tuple(rest.split(": ", 1)[0].split("."))
-        owner = None
-        for n in range(len(keys), 0, -1):
-            owner = prov.get(keys[:n])
-            if owner is not None:
-                break
+        # Every key a file wrote is recorded; one that nobody wrote (a cross-key check on a
+        # default) stays with the loaded file.
+        owner = prov.get(tuple(rest.split(": ", 1)[0].split(".")))
         out.append(line if owner in (None, top) else f"{owner}: {rest} (inherited by {top})")
     return out
 
