@@ -408,23 +408,34 @@ class RunError(ValueError):
         self.problems = problems
 
 
+RUN_PARTS = ("manifest.json", "cdr", "locations", "cells.parquet", "cell_kpis.parquet")
+
+
+def check_run_folder(run_dir: Path) -> list[str]:
+    """Problems (one line each) that keep ``run_dir`` from being read as a run folder; cheap."""
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        return [f"--synthetic {run_dir}: no such run folder"]
+    problems = [f"--synthetic {run_dir}: missing {part}; expected a run folder written by 'telcosim run'"
+                for part in RUN_PARTS if not (run_dir / part).exists()]
+    if not problems:
+        try:
+            w = json.loads((run_dir / "manifest.json").read_text(encoding="utf-8"))["window"]
+            pd.Timestamp(w["start"]).tz_convert(w["timezone"])
+            pd.Timestamp(w["end"])
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            problems.append(f"--synthetic {run_dir / 'manifest.json'}: cannot read the run window: "
+                            f"{type(exc).__name__}: {exc}")
+    return problems
+
+
 def read_run(run_dir: Path) -> tuple[dict, R.CdrTable]:
     """The manifest and CDRs of a run folder; :class:`RunError` or ``DataError`` when unreadable."""
     run_dir = Path(run_dir)
-    problems = []
-    if not run_dir.is_dir():
-        raise RunError([f"--synthetic {run_dir}: no such run folder"])
-    for part in ("manifest.json", "cdr", "locations", "cells.parquet", "cell_kpis.parquet"):
-        if not (run_dir / part).exists():
-            problems.append(f"--synthetic {run_dir}: missing {part}; expected a run folder written by 'telcosim run'")
+    problems = check_run_folder(run_dir)
     if problems:
         raise RunError(problems)
-    try:
-        manifest = json.loads((run_dir / "manifest.json").read_text(encoding="utf-8"))
-        manifest["window"]["start"], manifest["window"]["timezone"]  # noqa: B018 (presence check)
-    except (OSError, ValueError, KeyError, TypeError) as exc:
-        raise RunError([f"--synthetic {run_dir}/manifest.json: cannot read the run window: "
-                        f"{type(exc).__name__}: {exc}"]) from None
+    manifest = json.loads((run_dir / "manifest.json").read_text(encoding="utf-8"))
     return manifest, R.read_cdr(run_dir)
 
 

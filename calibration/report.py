@@ -1,0 +1,352 @@
+"""The fidelity report: ``metrics.json`` (the document of :func:`calibration.fidelity.evaluate`) and
+``report.html``, one self-contained page (plots as inline SVG drawn with matplotlib, no script,
+no network access).
+
+The page opens with a one-screen summary (pass count, the gate and its required failures, a table
+of every metric coloured pass / fail / not evaluated, and two headline plots: hourly profiles and
+per-cell load distributions, synthetic against real); the details follow: per group of metrics
+every figure (definition, source, baseline, tolerance, notes) and further plots.
+"""
+
+from __future__ import annotations
+
+import html
+import io
+import json
+import math
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+SYN_COLOUR = "#1f77b4"
+REAL_COLOUR = "#d62728"
+GROUPS = ("temporal", "cell load", "mobility", "handover", "usage")
+STATUS_TEXT = {"pass": "pass", "fail": "FAIL", "not_evaluated": "n/a"}
+
+
+# --------------------------------------------------------------------------
+# plots (matplotlib, object API only: no pyplot state, no GUI backend)
+# --------------------------------------------------------------------------
+
+
+def _figure(w: float, h: float):
+    from matplotlib.figure import Figure
+
+    return Figure(figsize=(w, h), layout="constrained")
+
+
+def _svg(fig) -> str:
+    import matplotlib
+
+    buf = io.StringIO()
+    with matplotlib.rc_context({"svg.fonttype": "none", "svg.hashsalt": "telcosim", "font.size": 9}):
+        fig.savefig(buf, format="svg", metadata={"Date": None, "Creator": "telcosim evaluate"})
+    text = buf.getvalue()
+    return text[text.index("<svg"):]
+
+
+def plot_hourly(plots: dict) -> str | None:
+    """2 x 2 panels, one per service: synthetic vs real hourly profile (mean 1)."""
+    hourly = plots.get("hourly") or {}
+    if not hourly:
+        return None
+    svcs = [s for s in ("voice", "sms", "data", "all") if s in hourly]
+    fig = _figure(5.6, 3.9)
+    axes = fig.subplots(2, 2, sharex=True).ravel()
+    for ax, svc in zip(axes, svcs + [None] * (4 - len(svcs)), strict=True):
+        if svc is None:
+            ax.set_visible(False)
+            continue
+        d = hourly[svc]
+        ax.plot(range(24), np.asarray(d["synthetic"], float), color=SYN_COLOUR, lw=1.6, label="synthetic (run)")
+        ax.plot(range(24), np.asarray(d["real"], float), color=REAL_COLOUR, lw=1.6, ls="--",
+                label=f"real ({d['source']})")
+        ax.set_title(f"{svc}", fontsize=9)
+        ax.set_xticks([0, 6, 12, 18, 23])
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7, loc="upper left", frameon=False)
+    for ax in axes[2:]:
+        ax.set_xlabel("hour of day (local time, h)")
+    for ax in axes[::2]:
+        ax.set_ylabel("load / daily mean (1)")
+    fig.suptitle("Hourly profile: synthetic vs real", fontsize=10)
+    return _svg(fig)
+
+
+def plot_load_cdf(plots: dict) -> str | None:
+    """CDF of per-cell hourly load normalised to the cell's mean, synthetic vs real."""
+    cdfs = plots.get("load_cdf") or {}
+    if not cdfs:
+        return None
+    fig = _figure(5.6, 2.6)
+    axes = fig.subplots(1, len(cdfs), squeeze=False).ravel()
+    for ax, (svc, d) in zip(axes, cdfs.items(), strict=True):
+        for key, colour, ls, label in (("synthetic", SYN_COLOUR, "-", "synthetic (run)"),
+                                       ("real", REAL_COLOUR, "--", f"real ({d['source']})")):
+            if d.get(key):
+                ax.plot(d[key]["x"], d[key]["p"], color=colour, ls=ls, lw=1.6, label=label)
+        ax.set_title(f"{svc}", fontsize=9)
+        ax.set_xlabel("cell-hour load / cell mean (x)")
+        ax.set_xlim(0, 4.0)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7, loc="lower right", frameon=False)
+    axes[0].set_ylabel("share of cell-hours <= x")
+    fig.suptitle("Per-cell load distribution (CDF)", fontsize=10)
+    return _svg(fig)
+
+
+def plot_weekly(plots: dict) -> str | None:
+    weekly = plots.get("weekly") or {}
+    if not weekly:
+        return None
+    fig = _figure(8.0, 1.9 * len(weekly))
+    axes = fig.subplots(len(weekly), 1, squeeze=False, sharex=True).ravel()
+    for ax, (svc, d) in zip(axes, weekly.items(), strict=True):
+        syn = np.asarray(d["synthetic"], float)
+        ax.plot(range(168), syn, color=SYN_COLOUR, lw=1.3, label="synthetic (run; gaps: hours of week not covered)")
+        ax.plot(range(168), np.asarray(d["real"], float), color=REAL_COLOUR, lw=1.1, ls="--", label=f"real ({d['source']})")
+        ax.set_ylabel("load / mean (1)")
+        ax.set_title(svc, fontsize=9)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7, loc="upper left", frameon=False)
+    axes[-1].set_xticks(range(0, 168, 24), ["Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"])
+    axes[-1].set_xlabel("hour of week (local time, day ticks at 00 h)")
+    fig.suptitle("Weekly profile: synthetic vs real", fontsize=10)
+    return _svg(fig)
+
+
+def plot_move_by_hour(plots: dict) -> str | None:
+    d = plots.get("move_by_hour")
+    if not d or d.get("synthetic") is None or d.get("real") is None:
+        return None
+    fig = _figure(5.6, 2.6)
+    ax = fig.subplots()
+    ax.plot(range(24), np.asarray(d["synthetic"], float), color=SYN_COLOUR, lw=1.6, label="synthetic (run)")
+    ax.plot(range(24), np.asarray(d["real"], float), color=REAL_COLOUR, lw=1.6, ls="--",
+            label=f"real ({d['source']})")
+    ax.set_xlabel("hour of day h (h)")
+    ax.set_ylabel("P(location h+1 != h)")
+    ax.set_title("Hourly move probability", fontsize=10)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, frameon=False)
+    return _svg(fig)
+
+
+def plot_duration_cdf(plots: dict) -> str | None:
+    d = plots.get("duration_cdf")
+    if not d or not d.get("synthetic") or not d.get("real"):
+        return None
+    fig = _figure(5.6, 2.6)
+    ax = fig.subplots()
+    ax.plot(d["synthetic"]["x"], d["synthetic"]["p"], color=SYN_COLOUR, lw=1.6, label="synthetic (run)")
+    ax.plot(d["real"]["x"], d["real"]["p"], color=REAL_COLOUR, lw=1.6, ls="--", label=f"real ({d['source']})")
+    ax.set_xscale("log")
+    ax.set_xlabel("call duration (s, log scale)")
+    ax.set_ylabel("share of calls <= x")
+    ax.set_title("Answered-call duration (CDF)", fontsize=10)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, frameon=False)
+    return _svg(fig)
+
+
+def plot_ratios(metrics: dict) -> str | None:
+    """distance / tolerance per evaluated metric (1 = the limit), log scale, coloured by status."""
+    rows = [(n, m["distance"] / m["tolerance"], m["status"]) for n, m in metrics.items()
+            if m["status"] != "not_evaluated" and m.get("tolerance")]
+    if not rows:
+        return None
+    fig = _figure(8.0, 0.22 * len(rows) + 1.0)
+    ax = fig.subplots()
+    y = np.arange(len(rows))[::-1]
+    vals = [max(r[1], 1e-3) for r in rows]
+    ax.barh(y, vals, color=["#2ca02c" if r[2] == "pass" else REAL_COLOUR for r in rows], label="distance / tolerance")
+    ax.axvline(1.0, color="black", lw=1, ls=":", label="tolerance (= 1)")
+    ax.set_yticks(y, [r[0] for r in rows], fontsize=7)
+    ax.set_xscale("log")
+    ax.set_xlabel("distance / tolerance (1, log scale; <= 1 passes)")
+    ax.set_title("How far each metric is from its tolerance", fontsize=10)
+    ax.legend(fontsize=7, loc="lower right")
+    ax.grid(alpha=0.3, axis="x")
+    return _svg(fig)
+
+
+# --------------------------------------------------------------------------
+# HTML
+# --------------------------------------------------------------------------
+
+
+def fmt(v: Any) -> str:
+    """A value for a table cell: numbers with 3-4 significant digits, shapes and samples briefly."""
+    if v is None:
+        return "–"
+    if isinstance(v, bool):
+        return "yes" if v else "no"
+    if isinstance(v, int):
+        return f"{v:,}"
+    if isinstance(v, float):
+        if isinstance(v, float) and not math.isfinite(v):
+            return "–"
+        a = abs(v)
+        if a != 0 and (a < 1e-3 or a >= 1e5):
+            return f"{v:.3g}"
+        return f"{v:.4g}"
+    if isinstance(v, list):
+        return f"shape[{len(v)}]"
+    if isinstance(v, dict) and "p50" in v:
+        return f"p50 {fmt(v['p50'])}"
+    return html.escape(str(v))
+
+
+CSS = """
+body{font-family:system-ui,-apple-system,'Segoe UI',Roboto,Arial,sans-serif;margin:12px 18px;color:#222;
+font-size:13px}
+h1{font-size:20px;margin:0 0 4px}
+h2{font-size:16px;margin:18px 0 6px;border-bottom:1px solid #ccc}
+h3{font-size:14px;margin:12px 0 4px}
+.sub{color:#555;margin:0 0 8px}
+.cards{display:flex;gap:10px;margin:6px 0 10px}
+.card{border:1px solid #ccc;border-radius:6px;padding:6px 12px;min-width:120px}
+.card b{font-size:20px;display:block}
+.card.bad{border-color:#d62728;background:#fdecea}.card.good{border-color:#2ca02c;background:#eaf6ea}
+.summary{display:grid;grid-template-columns:minmax(0,56fr) minmax(0,44fr);gap:14px;align-items:start}
+table{border-collapse:collapse;width:100%}
+th,td{border:1px solid #ddd;padding:2px 5px;text-align:left;vertical-align:top}
+th{background:#f3f3f3}
+table.compact td,table.compact th{font-size:11.5px;padding:1px 4px;line-height:1.25}
+td.num{text-align:right;font-variant-numeric:tabular-nums;white-space:nowrap}
+td.pass{background:#d4edda;color:#155724;font-weight:600}
+td.fail{background:#f8d7da;color:#721c24;font-weight:600}
+td.not_evaluated{background:#eee;color:#666}
+.req{color:#8a4b00;font-weight:700}
+.plots svg{max-width:100%;height:auto;display:block;margin-bottom:6px}
+.details svg{max-width:100%;height:auto}
+.note{color:#555;font-size:12px}
+ul{margin:4px 0 4px 18px;padding:0}
+"""
+
+
+def _status_cell(m: dict) -> str:
+    st = m["status"]
+    return f'<td class="{st}">{STATUS_TEXT[st]}</td>'
+
+
+def _summary_table(metrics: dict) -> str:
+    rows = ["<table class='compact' id='summary-table'><thead><tr><th>metric</th><th>source</th>"
+            "<th>synthetic</th><th>real</th><th>distance</th><th>tolerance</th><th>status</th></tr></thead><tbody>"]
+    for name, m in metrics.items():
+        req = " <span class='req' title='required by the gate'>R</span>" if m["required"] else ""
+        rows.append(f"<tr><td>{html.escape(name)}{req}</td><td>{html.escape(m['source'] or '–')}</td>"
+                    f"<td class='num'>{fmt(m['synthetic'])}</td><td class='num'>{fmt(m['real'])}</td>"
+                    f"<td class='num'>{fmt(m['distance'])}</td><td class='num'>{fmt(m['tolerance'])}</td>"
+                    f"{_status_cell(m)}</tr>")
+    rows.append("</tbody></table>")
+    return "".join(rows)
+
+
+def _details_table(metrics: dict, group: str) -> str:
+    items = [(n, m) for n, m in metrics.items() if m["group"] == group]
+    if not items:
+        return ""
+    rows = ["<table><thead><tr><th>metric</th><th>definition</th><th>source</th><th>synthetic</th><th>real</th>"
+            "<th>distance</th><th>baseline (real vs real)</th><th>tolerance</th><th>status</th><th>notes</th>"
+            "</tr></thead><tbody>"]
+    for name, m in items:
+        b = m.get("baseline")
+        if b:
+            base = (f"{fmt(b['distance'])}<br><span class='note'>median of {len(b['per_split'])} splits by "
+                    f"{html.escape(b['split_by'])}: {', '.join(fmt(x) for x in b['per_split'])}</span>")
+        else:
+            base = "–"
+        tol = f"{fmt(m['tolerance'])}<br><span class='note'>{html.escape(m['tolerance_rule'])}</span>"
+        req = "<br><span class='req'>required</span>" if m["required"] else ""
+        rows.append(f"<tr><td>{html.escape(m['title'])}<br><code>{html.escape(name)}</code>{req}</td>"
+                    f"<td class='note'>{html.escape(m['definition'])} [{html.escape(m['unit'])}]</td>"
+                    f"<td>{html.escape(m['source'] or '–')}</td><td class='num'>{fmt(m['synthetic'])}</td>"
+                    f"<td class='num'>{fmt(m['real'])}</td>"
+                    f"<td class='num'>{fmt(m['distance'])}<br><span class='note'>{m['distance_kind']}</span></td>"
+                    f"<td class='num'>{base}</td><td class='num'>{tol}</td>{_status_cell(m)}"
+                    f"<td class='note'>{html.escape(m.get('note') or '')}</td></tr>")
+    rows.append("</tbody></table>")
+    return "".join(rows)
+
+
+def render_html(doc: dict) -> str:
+    """The report page of a metrics document."""
+    s, syn, metrics, plots = doc["summary"], doc["synthetic"], doc["metrics"], doc.get("plots", {})
+    e = html.escape
+    gate_bad = s["gate"] == "fail"
+    req_fail = s["required_failed"] + ([n for n in s["required_not_evaluated"]]
+                                      if s["required_source"] == "--require" else [])
+    failed_list = ", ".join(e(n) for n in s["failed_metrics"]) or "none"
+    head = (f"<h1>telcosim fidelity report</h1><p class='sub'>run <code>{e(str(syn.get('path')))}</code> "
+            f"(scenario {e(str(syn.get('scenario')))}, seed {e(str(syn.get('seed')))}, "
+            f"{fmt(syn.get('subscribers'))} subscribers, {fmt(syn.get('cells'))} cells, {fmt(syn.get('days'))} "
+            f"day(s)) against real data: {', '.join(e(k) for k in doc['real']) or 'none'}</p>")
+    cards = (
+        "<div class='cards' id='summary'>"
+        f"<div class='card {'good' if s['failed'] == 0 else 'bad'}'><b>{s['passed']} / {s['evaluated']}</b>"
+        "evaluated metrics pass</div>"
+        f"<div class='card'><b>{s['failed']}</b>fail</div>"
+        f"<div class='card'><b>{s['not_evaluated']}</b>not evaluated</div>"
+        f"<div class='card {'bad' if gate_bad else 'good'}'><b>gate: {s['gate']}</b>"
+        f"{len(req_fail)} required metric(s) failing: {', '.join(e(n) for n in req_fail) or 'none'}</div>"
+        "</div>")
+    hourly, load = plot_hourly(plots), plot_load_cdf(plots)
+    summary = (f"<div class='summary'><div>{_summary_table(metrics)}<p class='note'>R = required by the gate "
+               f"({e(s['required_source'])} list). Failing: {failed_list}.</p></div>"
+               f"<div class='plots'>{hourly or ''}{load or ''}</div></div>")
+    details = ["<div class='details'><h2>Details</h2>"]
+    extra = {"temporal": [plot_weekly(plots)], "mobility": [plot_move_by_hour(plots)],
+             "usage": [plot_duration_cdf(plots)]}
+    for g in GROUPS:
+        t = _details_table(metrics, g)
+        if t:
+            details.append(f"<h3>{e(g.capitalize())}</h3>{t}")
+            details.extend(p for p in extra.get(g, []) if p)
+    ratios = plot_ratios(metrics)
+    if ratios:
+        details.append(f"<h3>Distance relative to tolerance</h3>{ratios}")
+    details.append("</div>")
+    st = doc["settings"]
+    real_rows = "".join(
+        f"<li><b>{e(k)}</b>: <code>{e(v['path'])}</code>; split by {e(v['split_by'])}, {v['units']} units"
+        f"{'' if v['splittable'] else ' — not split'}{(': ' + e(v['note'])) if v.get('note') else ''}</li>"
+        for k, v in doc["real"].items())
+    method = (
+        "<h2>Method</h2><ul>"
+        f"<li>Tolerance: {e(st['tolerance_rule'])}; the baseline is the median over {st['splits']} seeded "
+        f"(seed {st['seed']}) splits of the real set into two disjoint halves of the distance between the "
+        "halves. Relative distances are divided by the whole real set's value.</li>"
+        f"<li>Tails (p90 10%, p99 20%, exceedance 20%): {e(st['tail_rule'])}; exceedance = share of cell-hours "
+        f"above {st['exceedance_threshold_x_mean']:g} x the cell's mean.</li>"
+        f"<li>A real set with fewer than {st['min_split_units']} units, or published aggregates, is not split: "
+        "its metrics use the floor alone, as said per set below.</li>"
+        f"<li>Holidays left out of real time series: {e(', '.join(st['holidays']) or 'none')}.</li>"
+        f"</ul><h3>Real data</h3><ul>{real_rows}</ul>"
+        "<p class='note'>Definitions, tolerances and the gate: docs/evaluate.md. The numbers are in "
+        "metrics.json beside this page.</p>")
+    return ("<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>"
+            "<meta name='viewport' content='width=device-width, initial-scale=1'>"
+            f"<title>telcosim fidelity report: {e(str(syn.get('scenario')))}</title><style>{CSS}</style></head>"
+            f"<body>{head}{cards}{summary}{''.join(details)}{method}</body></html>\n")
+
+
+def write_report(doc: dict, out_dir: Path) -> tuple[Path, Path]:
+    """Write ``metrics.json`` and ``report.html`` into ``out_dir`` (created; each file replaced
+    atomically). Returns their paths."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for name, text in (("metrics.json", json.dumps(doc, indent=2, allow_nan=False) + "\n"),
+                       ("report.html", render_html(doc))):
+        path = out_dir / name
+        tmp = out_dir / f".{name}.partial"
+        try:
+            tmp.write_text(text, encoding="utf-8")
+            os.replace(tmp, path)
+        finally:
+            tmp.unlink(missing_ok=True)
+        paths.append(path)
+    return paths[0], paths[1]
