@@ -61,6 +61,7 @@ from .streams import generator, kernel_key
 
 DEFAULT_CHUNK = 250_000
 DEFAULT_CHECKPOINT_HOURS = 6
+SLICES_PER_EPOCH = 3
 PIPELINE_MAX_SUBSCRIBERS = 3_000_000
 
 
@@ -167,7 +168,7 @@ class _Resolver:
         free_c = int(self.counters[resolution.C_FREE_CALLS])
         if free_c < calls_needed:
             old = self.n_calls
-            new = max(2 * old, old + calls_needed - free_c, 1024)
+            new = max(old + old // 2, old + calls_needed - free_c, 1024)
             for f in self.CALL_FIELDS:
                 setattr(self, f, _grow(getattr(self, f), new, 0))
             # Free slots are popped from the end of the stack: keep the lowest ids on top.
@@ -188,7 +189,7 @@ class _Resolver:
         free_d = int(self.counters[resolution.C_FREE_DATA])
         if free_d < data_needed:
             old = self.n_data
-            new = max(2 * old, old + data_needed - free_d, 1024)
+            new = max(old + old // 2, old + data_needed - free_d, 1024)
             for f in self.DATA_FIELDS:
                 setattr(self, f, _grow(getattr(self, f), new, 0))
             added = np.arange(new - 1, old - 1, -1, dtype=np.int64)
@@ -371,14 +372,23 @@ class Simulation:
 
         def resolve_epoch(env: simpy.Environment, e: int, mob_ev, att_ev):
             stats["attempts"] += len(att_ev[0])
-            # Pools for calls and data sessions: room for every attempt of the epoch.
-            kinds = att_ev[2]
-            res.ensure_slots(int(np.count_nonzero((kinds == demand.VOICE_MO) | (kinds == demand.VOICE_MT_OFFNET))),
-                             int(np.count_nonzero(kinds == demand.DATA)))
-            del kinds
-            # Each epoch is a row group; each hour's epochs make one part file (part k = hour k).
-            emit(*res.resolve((e + 1) * EPOCH_MS, self.interval_ms, mob_ev, att_ev, up_share),
-                 final=(e + 1) % EPOCHS_PER_HOUR == 0)
+            # Resolved and written in slices (row groups; each hour's make one part file, part k =
+            # hour k): the same events in the same order as one call, with a fraction of the
+            # output in memory at once.
+            t0 = e * EPOCH_MS
+            im = ia = 0
+            for k in range(1, SLICES_PER_EPOCH + 1):
+                t_end = t0 + k * EPOCH_MS // SLICES_PER_EPOCH
+                jm = int(np.searchsorted(mob_ev[0], t_end, "left"))
+                ja = int(np.searchsorted(att_ev[0], t_end, "left"))
+                # Pools for calls and data sessions: room for every attempt of the slice.
+                kinds = att_ev[2][ia:ja]
+                res.ensure_slots(int(np.count_nonzero((kinds == demand.VOICE_MO) | (kinds == demand.VOICE_MT_OFFNET))),
+                                 int(np.count_nonzero(kinds == demand.DATA)))
+                last = k == SLICES_PER_EPOCH and (e + 1) % EPOCHS_PER_HOUR == 0
+                emit(*res.resolve(t_end, self.interval_ms, tuple(a[im:jm] for a in mob_ev),
+                                  tuple(a[ia:ja] for a in att_ev), up_share), final=last)
+                im, ia = jm, ja
             if progress is not None:
                 progress(e + 1, self.n_epochs)
             yield env.timeout(EPOCH_MS)
