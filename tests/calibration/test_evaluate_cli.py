@@ -1,0 +1,103 @@
+"""``telcosim evaluate``: writes the report, the gate exits 1 naming the failing required metrics,
+bad input gives one line per problem on stderr, exit 2, no traceback and nothing written."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+import pytest
+
+from calibration import evaluate_cli as cli
+from tests.conftest import SHARED_DATA
+
+needs_data = pytest.mark.skipif(not (SHARED_DATA / "README.md").is_file(), reason="shared data not present")
+
+
+def parse(argv):
+    p = argparse.ArgumentParser(prog="telcosim")
+    sub = p.add_subparsers(dest="command", required=True)
+    cli.add_parser(sub)
+    return p.parse_args(argv)
+
+
+def test_report_against_another_run_and_gate_pass(small_run, small_run_b, tmp_path, capsys):
+    _, run_dir, _ = small_run
+    out = tmp_path / "rep"
+    rc = cli.run(parse(["evaluate", "--synthetic", str(run_dir), "--real", f"cdr={small_run_b}", "--out", str(out),
+                        "--gate", "--require", "hourly_profile.voice,sms_call_ratio", "--splits", "3"]))
+    text = capsys.readouterr()
+    assert rc == 0, text.err
+    doc = json.loads((out / "metrics.json").read_text())
+    assert doc["summary"]["required"] == ["hourly_profile.voice", "sms_call_ratio"]
+    assert doc["settings"]["splits"] == 3 and len(doc["metrics"]["sms_call_ratio"]["baseline"]["per_split"]) == 3
+    assert (out / "report.html").is_file() and "gate: pass" in text.out and not text.err
+
+
+@needs_data
+def test_gate_fails_on_the_scrambled_run(wrong_run, tmp_path, capsys):
+    out = tmp_path / "rep"
+    rc = cli.main(["evaluate", "--synthetic", str(wrong_run), "--real", f"shares={SHARED_DATA / 'nodobo'}",
+                   "--out", str(out), "--gate", "--require", "hourly_profile.voice,hourly_profile.sms"])
+    err = capsys.readouterr().err
+    assert rc == cli.EXIT_GATE
+    assert "required metric hourly_profile.voice fails" in err and "required metric hourly_profile.sms fails" in err
+    assert (out / "report.html").is_file()  # the report is written whatever the gate says
+
+
+@needs_data
+def test_without_gate_a_failing_run_exits_0(wrong_run, tmp_path, capsys):
+    rc = cli.main(["evaluate", "--synthetic", str(wrong_run), "--real", f"shares={SHARED_DATA / 'nodobo'}",
+                   "--out", str(tmp_path / "rep")])
+    assert rc == 0 and "failing: hourly_profile.voice" in capsys.readouterr().out
+
+
+def _bad(argv, capsys, tmp_path):
+    try:
+        rc = cli.main(argv)
+    except SystemExit as exc:  # argparse errors exit like sim/cli.py's parser
+        rc = exc.code
+    err = capsys.readouterr().err
+    assert rc == cli.EXIT_USAGE
+    assert "Traceback" not in err and not (tmp_path / "rep").exists()
+    return [line for line in err.splitlines() if line]
+
+
+def test_bad_input_one_line_per_problem(small_run, tmp_path, capsys):
+    _, run_dir, _ = small_run
+    bad_csv = tmp_path / "bad.csv"
+    bad_csv.write_text("hour,a\nnot a time,-3\n")
+    lines = _bad(["evaluate", "--synthetic", str(tmp_path / "missing"), "--real", f"activity={bad_csv}",
+                  "--real", f"edges={tmp_path / 'nothing'}", "--require", "nope", "--out", str(tmp_path / "rep")],
+                 capsys, tmp_path)
+    assert all(line.startswith("telcosim: error: ") for line in lines)
+    text = "\n".join(lines)
+    assert "missing: no such run folder" in text and "unknown metric 'nope'" in text
+    assert "bad.csv" in text and "not a time" in text
+    assert "nothing: cannot read" in text
+
+
+def test_bad_kind_duplicate_kind_and_not_a_run(small_run, tmp_path, capsys):
+    _, run_dir, _ = small_run
+    lines = _bad(["evaluate", "--synthetic", str(run_dir), "--real", "bogus=x", "--out", str(tmp_path / "rep")],
+                 capsys, tmp_path)
+    assert len(lines) == 1 and "unknown data kind 'bogus'" in lines[0]
+    lines = _bad(["evaluate", "--synthetic", str(run_dir), "--real", f"cdr={run_dir}", "--real", f"cdr={run_dir}",
+                  "--out", str(tmp_path / "rep")], capsys, tmp_path)
+    assert lines == ["telcosim: error: --real cdr= given 2 times; give each kind once"]
+    lines = _bad(["evaluate", "--synthetic", str(tmp_path), "--real", f"cdr={run_dir}", "--out",
+                  str(tmp_path / "rep")], capsys, tmp_path)
+    assert any("missing manifest.json" in line for line in lines) and any("missing cdr" in line for line in lines)
+    (tmp_path / "file").write_text("x")
+    lines = _bad(["evaluate", "--synthetic", str(run_dir), "--real", f"cdr={run_dir}", "--out",
+                  str(tmp_path / "file")], capsys, tmp_path)
+    assert lines == [f"telcosim: error: --out {tmp_path / 'file'} is a file; expected a folder for the report"]
+
+
+def test_unreadable_cdr_parquet(small_run, tmp_path, capsys):
+    _, run_dir, _ = small_run
+    junk = tmp_path / "junk.parquet"
+    junk.write_bytes(b"not parquet at all")
+    lines = _bad(["evaluate", "--synthetic", str(run_dir), "--real", f"cdr={junk}", "--out", str(tmp_path / "rep")],
+                 capsys, tmp_path)
+    assert len(lines) == 1 and "junk.parquet" in lines[0] and "cannot read" in lines[0]

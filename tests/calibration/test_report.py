@@ -1,0 +1,59 @@
+"""The report page: self-contained (inline SVG, no script, no external resource), summary first,
+every metric in the table with its status, plots with labelled axes and legends; metrics.json."""
+
+from __future__ import annotations
+
+import json
+import re
+
+from calibration.report import fmt, render_html, write_report
+
+
+def test_page_is_self_contained_and_summarises_first(honest_doc):
+    page = render_html(honest_doc)
+    low = page.lower()
+    assert "<script" not in low and "<link" not in low and "<iframe" not in low and "<img" not in low
+    assert not re.search(r"""(src|href)\s*=\s*["']?(https?:|//)""", low)
+    assert "url(http" not in low and "@import" not in low
+    assert page.count("<svg") >= 4  # hourly, cell load, duration CDF, move probability, ratios
+    # summary (cards, table, headline plots) before the details
+    assert page.index("id='summary'") < page.index("id='summary-table'") < page.index("<h2>Details</h2>")
+    assert page.index("Hourly profile: synthetic vs real") < page.index("<h2>Details</h2>")
+    s = honest_doc["summary"]
+    assert f"<b>{s['passed']} / {s['evaluated']}</b>" in page
+    assert f"gate: {s['gate']}" in page
+
+
+def test_every_metric_has_a_coloured_row(honest_doc):
+    page = render_html(honest_doc)
+    table = page[page.index("id='summary-table'"):page.index("</table>", page.index("id='summary-table'"))]
+    for name, m in honest_doc["metrics"].items():
+        row = table[table.index(f"<tr><td>{name}"):]
+        row = row[:row.index("</tr>")]
+        assert f'<td class="{m["status"]}">' in row, name
+    counts = {st: table.count(f'<td class="{st}">') for st in ("pass", "fail", "not_evaluated")}
+    assert counts["pass"] == honest_doc["summary"]["passed"] and counts["fail"] == honest_doc["summary"]["failed"]
+
+
+def test_plots_have_axis_units_and_legends(honest_doc):
+    page = render_html(honest_doc)
+    for label in ("hour of day (local time, h)", "load / daily mean (1)", "cell-hour load / cell mean (x)",
+                  "share of cell-hours &lt;= x", "call duration (s, log scale)", "synthetic (run)", "real (shares)",
+                  "real (locations)"):
+        assert label in page, label
+
+
+def test_write_report_writes_json_and_html(honest_doc, tmp_path):
+    out = tmp_path / "rep"
+    metrics, page = write_report(honest_doc, out)
+    doc = json.loads(metrics.read_text())
+    assert doc["summary"] == honest_doc["summary"] and set(doc["metrics"]) == set(honest_doc["metrics"])
+    assert page.read_text().startswith("<!DOCTYPE html>")
+    assert sorted(p.name for p in out.iterdir()) == ["metrics.json", "report.html"]
+
+
+def test_cell_formatting():
+    assert fmt(None) == "–" and fmt(float("nan")) == "–"
+    assert fmt(50000) == "50,000" and fmt(0.123456) == "0.1235" and fmt(2.5e-5) == "2.5e-05"
+    assert fmt([1.0] * 24) == "shape[24]" and fmt({"n": 9, "p50": 1.5}) == "p50 1.5"
+    assert fmt("<b>") == "&lt;b&gt;"
