@@ -105,6 +105,9 @@ class BehaviourConfig:
     data_volume_log_mu: float = _f(15.0, "lognormal mu of data session volume in bytes (median e^mu, ~3.3 MB)")
     data_volume_log_sigma: float = _f(2.0, "lognormal sigma of data session volume", lo=0)
     data_uplink_share: float = _f(0.1, "uplink bytes as a share of a data session's volume", lo=0, hi=1)
+    redial_prob: float = _f(0.5, "chance that a call that did not connect (blocked, busy) is dialled again", lo=0, hi=1)
+    redial_delay_mean_s: float = _f(30.0, "mean delay before a redial (exponential, s)", lo=0, lo_open=True)
+    redial_max: int = _f(3, "most redials of one call attempt (0: nobody redials)", lo=0, hi=100)
 
 
 @dataclass(frozen=True)

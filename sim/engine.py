@@ -87,14 +87,22 @@ def _grow(a: np.ndarray, n: int, fill: int | float | None = None) -> np.ndarray:
 class _Resolver:
     """The persistent state of the resolution kernel, and growth of its slot pools."""
 
-    CALL_FIELDS = ("call_sess", "call_t0", "call_int", "a_sub", "a_cell", "a_start", "a_rec",
+    CALL_FIELDS = ("call_sess", "call_t0", "call_int", "call_try", "a_sub", "a_cell", "a_start", "a_rec",
                    "a_dir", "b_sub", "b_cell", "b_start", "b_rec")
     DATA_FIELDS = ("ds_sub", "ds_cell", "ds_start", "ds_t0", "ds_size", "ds_up", "ds_fin", "ds_rec",
                    "ds_sess", "ds_cnext", "ds_cprev", "ds_snext", "ds_sprev")
+    REDIAL_FIELDS = ("rd_sub", "rd_kind", "rd_cp", "rd_dur", "rd_cell", "rd_cpcell", "rd_n")
 
     def __init__(self, net: Network, n_subs: int, n_int: int,
-                 ue_peak_mbps: float, max_data_sessions: int = 200) -> None:
+                 ue_peak_mbps: float, max_data_sessions: int = 200, *, redial_key: int = 0,
+                 redial_prob: float = 0.0, redial_delay_s: float = 30.0, redial_max: int = 0,
+                 window_end_ms: int = int(resolution.INF)) -> None:
         c = net.n_cells
+        self.redial_key = int(redial_key)
+        self.redial_prob = float(redial_prob)
+        self.redial_delay_ms = float(redial_delay_s) * 1000.0
+        self.redial_max = int(redial_max)
+        self.window_end_ms = int(window_end_ms)
         self.n_int = n_int
         self.max_data = max_data_sessions
         self.ue_bpms = ue_peak_mbps * 1e6 / 8 / 1000
@@ -129,11 +137,18 @@ class _Resolver:
         self.tv = np.empty(2, np.int64)
         self.tvi = np.empty(2, np.int64)
         resolution.tree_init(self.tv, self.tvi)
+        self.n_redials = 0
+        self.rd_free = np.zeros(0, np.int64)
+        for f in self.REDIAL_FIELDS:
+            setattr(self, f, np.zeros(0, np.int64))
+        self.tr = np.empty(2, np.int64)
+        self.tri = np.empty(2, np.int64)
+        resolution.tree_init(self.tr, self.tri)
         shape = (n_int, c)
         self.kpi = {k: np.zeros(shape, np.int64) for k in (
             "att", "comp", "block", "drop", "fail", "hin", "hfail", "sms", "dsess", "dblock", "busy_peak")}
         self.kpi.update({k: np.zeros(shape) for k in ("busy_area", "offered", "carried", "served", "sess_ms")})
-        self.counters = np.zeros(6, np.int64)  # the engine sets the first KPI tick
+        self.counters = np.zeros(resolution.N_COUNTERS, np.int64)  # the engine sets the first KPI tick
 
     def state(self) -> tuple[dict[str, np.ndarray], dict[str, float]]:
         """Everything that persists across epochs: arrays (KPIs as ``kpi.NAME``) and scalars. The
@@ -163,40 +178,46 @@ class _Resolver:
     def active_data(self) -> int:
         return self.n_data - int(self.counters[resolution.C_FREE_DATA])
 
-    def ensure_slots(self, calls_needed: int, data_needed: int) -> None:
-        """Grow the call and data-session pools so that the coming epoch cannot run out."""
-        free_c = int(self.counters[resolution.C_FREE_CALLS])
-        if free_c < calls_needed:
-            old = self.n_calls
-            new = max(old + old // 2, old + calls_needed - free_c, 1024)
-            for f in self.CALL_FIELDS:
-                setattr(self, f, _grow(getattr(self, f), new, 0))
-            # Free slots are popped from the end of the stack: keep the lowest ids on top.
-            added = np.arange(new - 1, old - 1, -1, dtype=np.int64)
-            self.call_free = np.concatenate([added, self.call_free[:free_c]])
-            self.counters[resolution.C_FREE_CALLS] = len(self.call_free)
-            self.call_free = _grow(self.call_free, new, 0)
+    def pending_redials(self) -> int:
+        return self.n_redials - int(self.counters[resolution.C_FREE_REDIALS])
+
+    def ensure_slots(self, voice_attempts: int, data_attempts: int) -> None:
+        """Grow the pools of calls, data sessions and waiting redials so that a slice with these
+        many new attempts cannot run out: every attempt, and every redial that falls due, may
+        start a call or session, and every voice attempt may leave a redial behind."""
+        self._grow("call", self.CALL_FIELDS, resolution.C_FREE_CALLS, voice_attempts + self.pending_redials(),
+                   ("tv", "tvi"))
+        self._grow("data", self.DATA_FIELDS, resolution.C_FREE_DATA, data_attempts, None)
+        if self.redial_max > 0 and self.redial_prob > 0:
+            self._grow("redial", self.REDIAL_FIELDS, resolution.C_FREE_REDIALS, voice_attempts, ("tr", "tri"))
+
+    def _grow(self, pool: str, fields: tuple[str, ...], counter: int, needed: int, tree: tuple[str, str] | None) -> None:
+        free_name, n_name = {"call": ("call_free", "n_calls"), "data": ("data_free", "n_data"),
+                             "redial": ("rd_free", "n_redials")}[pool]
+        free = int(self.counters[counter])
+        if free >= needed:
+            return
+        old = getattr(self, n_name)
+        new = max(old + old // 2, old + needed - free, 1024)
+        for f in fields:
+            setattr(self, f, _grow(getattr(self, f), new, 0))
+        # Free slots are popped from the end of the stack: keep the lowest ids on top.
+        added = np.arange(new - 1, old - 1, -1, dtype=np.int64)
+        stack = np.concatenate([added, getattr(self, free_name)[:free]])
+        self.counters[counter] = len(stack)
+        setattr(self, free_name, _grow(stack, new, 0))
+        if tree is not None:
+            t_old = getattr(self, tree[0])
             p = 1 << max(1, math.ceil(math.log2(new)))
-            tv_old = self.tv
-            self.tv = np.empty(2 * p, np.int64)
-            self.tvi = np.empty(2 * p, np.int64)
-            resolution.tree_init(self.tv, self.tvi)
-            p_old = tv_old.shape[0] // 2
+            tt, ti = np.empty(2 * p, np.int64), np.empty(2 * p, np.int64)
+            resolution.tree_init(tt, ti)
+            p_old = t_old.shape[0] // 2
             for k in range(min(old, p_old)):
-                if tv_old[p_old + k] != resolution.INF:
-                    resolution._tree_set(self.tv, self.tvi, k, tv_old[p_old + k])
-            self.n_calls = new
-        free_d = int(self.counters[resolution.C_FREE_DATA])
-        if free_d < data_needed:
-            old = self.n_data
-            new = max(old + old // 2, old + data_needed - free_d, 1024)
-            for f in self.DATA_FIELDS:
-                setattr(self, f, _grow(getattr(self, f), new, 0))
-            added = np.arange(new - 1, old - 1, -1, dtype=np.int64)
-            self.data_free = np.concatenate([added, self.data_free[:free_d]])
-            self.counters[resolution.C_FREE_DATA] = len(self.data_free)
-            self.data_free = _grow(self.data_free, new, 0)
-            self.n_data = new
+                if t_old[p_old + k] != resolution.INF:
+                    resolution._tree_set(tt, ti, k, t_old[p_old + k])
+            setattr(self, tree[0], tt)
+            setattr(self, tree[1], ti)
+        setattr(self, n_name, new)
 
     def resolve(self, t1: int, interval_ms: int, mob: tuple, att: tuple, up_share: float):
         """Resolve everything before ``t1``. ``mob`` = (t, sub, cell, kind) and ``att`` = (t, sub,
@@ -207,8 +228,15 @@ class _Resolver:
         # Upper bounds on the rows: one per attempt and one more per on-net counterpart, plus the
         # records of calls and sessions in progress that may end in this epoch.
         n_legs = n_att + int(np.count_nonzero(att_cp >= 0))
-        cap_cdr = n_legs + 2 * self.active_calls() + self.active_data() + 16
-        cap_loc = n_legs + len(mob_t) + 16
+        # Redials: every voice attempt and every waiting redial starts a chain of at most
+        # redial_max more attempts (each two rows at most) within the slice.
+        redials = 0
+        if self.redial_max > 0 and self.redial_prob > 0:
+            voice = int(np.count_nonzero((att_kind == demand.VOICE_MO) | (att_kind == demand.VOICE_MT_OFFNET)))
+            pending = self.pending_redials()
+            redials = (voice + pending) * self.redial_max + pending
+        cap_cdr = n_legs + 2 * redials + 2 * self.active_calls() + self.active_data() + 16
+        cap_loc = n_legs + 2 * redials + len(mob_t) + 16
         cdr = tuple(np.empty(cap_cdr, dtype) for _, dtype in resolution.CDR_DTYPES)
         loc = tuple(np.empty(cap_loc, dtype) for _, dtype in resolution.LOC_DTYPES)
         k = self.kpi
@@ -216,15 +244,19 @@ class _Resolver:
             np.int64(t1), np.int64(self.n_int), np.int64(interval_ms), self.ue_bpms, np.int64(self.max_data),
             mob_t, mob_sub, mob_cell, mob_kind, np.int64(len(mob_t)),
             att_t, att_sub, att_kind, att_cp, att_dur, att_vol, att_cell, att_cp_cell, np.int64(n_att), up_share,
+            np.uint64(self.redial_key), self.redial_prob, self.redial_delay_ms, np.int64(self.redial_max),
+            np.int64(self.window_end_ms),
             self.cap_ch, self.busy, self.busy_last, self.busy_area, self.busy_peak,
             self.cap_bpms, self.n_d, self.vt, self.ps_last, self.served, self.sess_ms, self.cell_head,
             self.td, self.tdi,
             self.sub_state, self.act_bits,
-            self.call_free, self.tv, self.tvi, self.call_sess, self.call_t0, self.call_int,
+            self.call_free, self.tv, self.tvi, self.call_sess, self.call_t0, self.call_int, self.call_try,
             self.a_sub, self.a_cell, self.a_start, self.a_rec, self.a_dir, self.b_sub, self.b_cell,
             self.b_start, self.b_rec,
             self.data_free, self.ds_sub, self.ds_cell, self.ds_start, self.ds_t0, self.ds_size, self.ds_up,
             self.ds_fin, self.ds_rec, self.ds_sess, self.ds_cnext, self.ds_cprev, self.ds_snext, self.ds_sprev,
+            self.rd_free, self.tr, self.tri, self.rd_sub, self.rd_kind, self.rd_cp, self.rd_dur, self.rd_cell,
+            self.rd_cpcell, self.rd_n,
             k["att"], k["comp"], k["block"], k["drop"], k["fail"], k["hin"], k["hfail"], k["sms"], k["dsess"], k["dblock"],
             k["busy_area"], k["busy_peak"], k["offered"], k["carried"], k["served"], k["sess_ms"],
             self.counters,
@@ -281,8 +313,11 @@ class Simulation:
         pop, net = self.population, self.network
         h0, wd0 = self.local_hour(0)
         state = ShardState.initial(pop, h0, wd0, sc.seed)
-        res = _Resolver(net, pop.n, self.n_int, sc.network.ue_peak_mbps,
-                        sc.network.max_data_sessions)
+        b = sc.behaviour
+        res = _Resolver(net, pop.n, self.n_int, sc.network.ue_peak_mbps, sc.network.max_data_sessions,
+                        redial_key=int(kernel_key(sc.seed, "resolution")), redial_prob=b.redial_prob,
+                        redial_delay_s=b.redial_delay_mean_s, redial_max=b.redial_max,
+                        window_end_ms=self.n_epochs * EPOCH_MS)
         res.counters[resolution.C_NEXT_TICK] = self.interval_ms
         first_epoch = 0
         if resume:
@@ -441,7 +476,7 @@ class Simulation:
             self._ts(o["t"]), pa.array(o["dur_s"]), pa.array(o["up"]), pa.array(o["down"]),
             pa.array(o["cell"]), pa.array(o["end"]),
             schema.dictionary_array(o["out"], schema.OUTCOMES),
-            schema.dictionary_array(o["cause"], schema.CAUSES),
+            schema.dictionary_array(o["cause"], schema.CAUSES), pa.array(o["redial"]),
         ], schema=sch)
 
     def _loc_table(self, loc: dict, sch: pa.Schema) -> pa.Table:

@@ -48,6 +48,7 @@ def cdr_schema(tz: str) -> pa.Schema:
         _f("end_cell_id", pa.int32(), "", "serving cell at the end (after handovers)"),
         _f("outcome", _dict(), "", "completed | blocked | dropped | failed"),
         _f("cause", _dict(), "", "why not completed: no_channel | remote_blocked | handover_failure | remote_drop | busy | session_limit", nullable=True),
+        _f("redial", pa.int8(), "", "0 for a first attempt; k for the k-th redial of a call that did not connect"),
     ])
 
 

@@ -21,6 +21,12 @@ sessions sharing each cell) lives in arrays that persist across epochs.
   so subscribers are visited at random: an idle subscriber's cell change only reads the bit set
   (which fits in cache). The serving cells of an attempt's parties come with it from the demand
   step (:func:`sim.kernels.demand.counterpart_cells`).
+* Redials: a voice attempt that does not connect (blocked, the other side blocked, busy) is tried
+  again with probability ``redial_prob`` after an exponential delay, up to ``redial_max`` times,
+  with the same counterpart, duration and cells (the redial's ``redial`` column counts the
+  tries). The draw is keyed by the attempt's record id in the ``resolution`` stream. Waiting
+  redials sit in a tournament tree like the calls in progress, so overload feeds itself: a
+  blocked crowd comes back.
 * KPIs per cell and interval: attempts and outcomes by the cell and interval where the leg was
   attempted (so attempts = completed + blocked + dropped + failed holds per cell), busy-channel
   time integral and peak, offered and carried channel-time, SMS, data sessions, data volume and
@@ -35,6 +41,7 @@ import numpy as np
 from numba import njit
 
 from .demand import DATA, KIND_PERIODIC, SMS_MO, SMS_MT_OFFNET, VOICE_MO
+from .rng import next_exponential, next_uniform, seed_state
 
 INF = np.int64(2**62)
 
@@ -54,23 +61,24 @@ OUT_COMPLETED, OUT_BLOCKED, OUT_DROPPED, OUT_FAILED = 0, 1, 2, 3
 REASON_CELL_CHANGE, REASON_HANDOVER, REASON_EVENT, REASON_PERIODIC = 0, 1, 2, 3
 
 # Indices into the int64 counter array.
-C_NEXT_REC, C_NEXT_SESS, C_CUR_INT, C_NEXT_TICK, C_FREE_CALLS, C_FREE_DATA = 0, 1, 2, 3, 4, 5
+C_NEXT_REC, C_NEXT_SESS, C_CUR_INT, C_NEXT_TICK, C_FREE_CALLS, C_FREE_DATA, C_FREE_REDIALS = 0, 1, 2, 3, 4, 5, 6
+N_COUNTERS = 7
 
 
 # Output columns, written straight into arrays of their final dtypes (see sim.schema), so that
 # building the Arrow tables copies nothing: CDR (rec, sess, sub, cp, svc, dir, t_ms, duration_s,
-# up, down, cell, end, outcome, cause) and locations (t_ms, sub, cell, reason). Times are ms from
-# the start of the run.
+# up, down, cell, end, outcome, cause, redial) and locations (t_ms, sub, cell, reason). Times are
+# ms from the start of the run.
 CDR_DTYPES = (
     ("rec", np.int64), ("sess", np.int64), ("sub", np.int32), ("cp", np.int32), ("svc", np.int8),
     ("dir", np.int8), ("t", np.int64), ("dur_s", np.float64), ("up", np.int64), ("down", np.int64),
-    ("cell", np.int32), ("end", np.int32), ("out", np.int8), ("cause", np.int8),
+    ("cell", np.int32), ("end", np.int32), ("out", np.int8), ("cause", np.int8), ("redial", np.int8),
 )
 LOC_DTYPES = (("t", np.int64), ("sub", np.int32), ("cell", np.int32), ("reason", np.int8))
 
 
 @njit(cache=True, inline="always")
-def _cdr_row(cdr, n, rec, sess, sub, cp, svc, direction, t, dur, up, down, cell, end, outcome, cause):
+def _cdr_row(cdr, n, rec, sess, sub, cp, svc, direction, t, dur, up, down, cell, end, outcome, cause, redial):
     cdr[0][n] = rec
     cdr[1][n] = sess
     cdr[2][n] = sub
@@ -85,6 +93,7 @@ def _cdr_row(cdr, n, rec, sess, sub, cp, svc, direction, t, dur, up, down, cell,
     cdr[11][n] = end
     cdr[12][n] = outcome
     cdr[13][n] = cause
+    cdr[14][n] = redial
     return n + 1
 
 
@@ -195,9 +204,9 @@ def _ps_predict(c, t, n_d, vt, cap_bpms, ue_bpms, cell_head, ds_cnext, ds_fin, t
     _tree_set(td, tdi, c, t + wait)
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True)
 def _end_call(k, t, dropper, c_new, acc, cdr, nc, tv, tvi, call_free, counters, call_sess, call_t0,
-              call_int, a_sub, a_cell, a_start, a_rec, a_dir, b_sub, b_cell, b_start, b_rec, busy,
+              call_int, call_try, a_sub, a_cell, a_start, a_rec, a_dir, b_sub, b_cell, b_start, b_rec, busy,
               busy_last, busy_area, sub_st, act_bits, k_end, k_carried):
     """Release both legs of call ``k`` at ``t`` and write their records: completed when
     ``dropper`` < 0, else dropped (the dropper's leg with cause handover_failure, ending in the
@@ -223,7 +232,7 @@ def _end_call(k, t, dropper, c_new, acc, cdr, nc, tv, tvi, call_free, counters, 
             end, outcome, cause = c, OUT_DROPPED, CAUSE_REMOTE_DROP
         nc = _cdr_row(cdr, nc, (a_rec[k] if leg == 0 else b_rec[k]), call_sess[k], p,
                       (b_sub[k] if leg == 0 else a_sub[k]), SVC_VOICE, (a_dir[k] if leg == 0 else DIR_MT),
-                      call_t0[k], t - call_t0[k], 0, 0, c0, end, outcome, cause)
+                      call_t0[k], t - call_t0[k], 0, 0, c0, end, outcome, cause, call_try[k])
         k_end[ki, c0] += 1
         k_carried[ki, c0] += t - call_t0[k]
     call_free[counters[C_FREE_CALLS]] = k
@@ -233,13 +242,13 @@ def _end_call(k, t, dropper, c_new, acc, cdr, nc, tv, tvi, call_free, counters, 
 
 @njit(cache=True, inline="always")
 def _instant_legs(cdr, nc, rec_a, rec_b, sess, s, b, cp, direction, svc, t, c, cb, out_a, cause_a, out_b,
-                  cause_b):
+                  cause_b, tries):
     """Records of an attempt settled at once (an SMS, a call not connected): the attempting
     subscriber's leg in cell ``c`` and, when on-net, the counterpart ``b``'s leg in ``cb``."""
     nc = _cdr_row(cdr, nc, rec_a, sess, s, cp if direction == DIR_MO else -1, svc, direction, t, 0, 0, 0,
-                  c, c, out_a, cause_a)
+                  c, c, out_a, cause_a, tries)
     if b >= 0:
-        nc = _cdr_row(cdr, nc, rec_b, sess, b, s, svc, DIR_MT, t, 0, 0, 0, cb, cb, out_b, cause_b)
+        nc = _cdr_row(cdr, nc, rec_b, sess, b, s, svc, DIR_MT, t, 0, 0, 0, cb, cb, out_b, cause_b, tries)
     return nc
 
 
@@ -266,6 +275,13 @@ def resolve_epoch(
     att_cp_cell,
     n_att,
     up_share,
+    # redials: key of their random stream, chance, mean delay (ms), most per attempt; none at or
+    # after t_new_end (the end of the window)
+    redial_key,
+    redial_prob,
+    redial_delay_ms,
+    redial_max,
+    t_new_end,
     # cell state
     cap_ch,
     busy,
@@ -291,6 +307,7 @@ def resolve_epoch(
     call_sess,
     call_t0,
     call_int,
+    call_try,
     a_sub,
     a_cell,
     a_start,
@@ -315,6 +332,17 @@ def resolve_epoch(
     ds_cprev,
     ds_snext,
     ds_sprev,
+    # redials waiting (slots, next due first in a tournament tree)
+    rd_free,
+    tr,
+    tri,
+    rd_sub,
+    rd_kind,
+    rd_cp,
+    rd_dur,
+    rd_cell,
+    rd_cpcell,
+    rd_n,
     # KPIs [interval, cell]
     k_att,
     k_comp,
@@ -350,7 +378,8 @@ def resolve_epoch(
         t_d = td[1]
         t_m = mob_t[im] if im < n_mob else INF
         t_a = att_t[ia] if ia < n_att else INF
-        t = min(min(t_v, t_d), min(t_m, t_a))
+        t_r = tr[1]
+        t = min(min(t_v, t_d), min(min(t_m, t_a), t_r))
         tick = counters[C_NEXT_TICK]
         if acc and tick <= t and tick <= t1:
             # Close the interval: flush integrals of every cell, then start the next one.
@@ -373,7 +402,7 @@ def resolve_epoch(
         if t_v == t:
             # A call ends normally.
             nc = _end_call(tvi[1], t, -1, -1, acc, cdr, nc, tv, tvi, call_free, counters, call_sess,
-                           call_t0, call_int, a_sub, a_cell, a_start, a_rec, a_dir, b_sub, b_cell,
+                           call_t0, call_int, call_try, a_sub, a_cell, a_start, a_rec, a_dir, b_sub, b_cell,
                            b_start, b_rec, busy, busy_last, busy_area, sub_st, act_bits, k_comp, k_carried)
             continue
         if t_d == t:
@@ -422,6 +451,7 @@ def resolve_epoch(
                 c,
                 OUT_COMPLETED,
                 CAUSE_NONE,
+                0,
             )
             data_free[counters[C_FREE_DATA]] = j
             counters[C_FREE_DATA] += 1
@@ -468,7 +498,7 @@ def resolve_epoch(
                     if acc:
                         k_hfail[cur, c_new] += 1
                     nc = _end_call(k, t, s, c_new, acc, cdr, nc, tv, tvi, call_free, counters, call_sess,
-                                   call_t0, call_int, a_sub, a_cell, a_start, a_rec, a_dir, b_sub, b_cell,
+                                   call_t0, call_int, call_try, a_sub, a_cell, a_start, a_rec, a_dir, b_sub, b_cell,
                                    b_start, b_rec, busy, busy_last, busy_area, sub_st, act_bits, k_drop, k_carried)
             if sub_st[s, 1] >= 0:
                 # Data sessions follow the subscriber: keep their remaining volume.
@@ -502,14 +532,31 @@ def resolve_epoch(
                     c_new, t, n_d, vt, cap_bpms, ue_bpms, cell_head, ds_cnext, ds_fin, td, tdi
                 )
             continue
-        # A session attempt.
-        s = att_sub[ia]
-        kind = att_kind[ia]
-        cp = att_cp[ia]
-        dur = att_dur[ia]
-        vol = att_vol[ia]
-        c = att_cell[ia]
-        ia += 1
+        # A session attempt: a redial that is due (before a drawn attempt at the same time), else
+        # the next drawn attempt.
+        if t_r == t:
+            r = tri[1]
+            s = rd_sub[r]
+            kind = rd_kind[r]
+            cp = rd_cp[r]
+            dur = rd_dur[r]
+            vol = np.int64(0)
+            c = rd_cell[r]
+            c_cp = rd_cpcell[r]
+            tries = rd_n[r]
+            _tree_set(tr, tri, r, INF)
+            rd_free[counters[C_FREE_REDIALS]] = r
+            counters[C_FREE_REDIALS] += 1
+        else:
+            s = att_sub[ia]
+            kind = att_kind[ia]
+            cp = att_cp[ia]
+            dur = att_dur[ia]
+            vol = att_vol[ia]
+            c = att_cell[ia]
+            c_cp = att_cp_cell[ia]
+            tries = 0
+            ia += 1
         if kind == DATA:
             if n_d[c] >= max_data:
                 # The cell serves as many sessions as it can hold: the new one is refused.
@@ -517,7 +564,7 @@ def resolve_epoch(
                 counters[C_NEXT_REC] += 1
                 sess = counters[C_NEXT_SESS]
                 counters[C_NEXT_SESS] += 1
-                nc = _cdr_row(cdr, nc, rec, sess, s, -1, SVC_DATA, DIR_MO, t, 0, 0, 0, c, c, OUT_BLOCKED, CAUSE_SESSION_LIMIT)
+                nc = _cdr_row(cdr, nc, rec, sess, s, -1, SVC_DATA, DIR_MO, t, 0, 0, 0, c, c, OUT_BLOCKED, CAUSE_SESSION_LIMIT, 0)
                 if acc:
                     k_dblock[cur, c] += 1
                 nl = _loc_row(loc, nl, t, s, c, REASON_EVENT)
@@ -561,7 +608,7 @@ def resolve_epoch(
         is_sms = kind == SMS_MO or kind == SMS_MT_OFFNET
         direction = DIR_MO if (kind == VOICE_MO or kind == SMS_MO) else DIR_MT
         b = cp if direction == DIR_MO else -1
-        cb = att_cp_cell[ia - 1] if b >= 0 else -1
+        cb = c_cp if b >= 0 else -1
         rec_a = counters[C_NEXT_REC]
         counters[C_NEXT_REC] += 1
         rec_b = np.int64(-1)
@@ -576,7 +623,7 @@ def resolve_epoch(
             nl = _loc_row(loc, nl, t, p, (c if leg == 0 else cb), REASON_EVENT)
         if is_sms:
             nc = _instant_legs(cdr, nc, rec_a, rec_b, sess, s, b, cp, direction, SVC_SMS, t, c, cb,
-                               OUT_COMPLETED, CAUSE_NONE, OUT_COMPLETED, CAUSE_NONE)
+                               OUT_COMPLETED, CAUSE_NONE, OUT_COMPLETED, CAUSE_NONE, 0)
             if acc:
                 k_sms[cur, c] += 1
                 if b >= 0:
@@ -620,6 +667,7 @@ def resolve_epoch(
             call_sess[k] = sess
             call_t0[k] = t
             call_int[k] = ki
+            call_try[k] = tries
             a_sub[k] = s
             a_cell[k] = c
             a_start[k] = c
@@ -644,7 +692,7 @@ def resolve_epoch(
             continue
         # Not connected: both legs' records now, with their outcomes.
         nc = _instant_legs(cdr, nc, rec_a, rec_b, sess, s, b, cp, direction, SVC_VOICE, t, c, cb,
-                           out_a, cause_a, out_b, cause_b)
+                           out_a, cause_a, out_b, cause_b, tries)
         for leg in range(2):
             if leg == 1 and b < 0:
                 break
@@ -653,4 +701,23 @@ def resolve_epoch(
                 k_block[ki, cc] += 1
             else:
                 k_fail[ki, cc] += 1
+        # Redial: the caller (or, for an incoming off-net call, the outside caller) tries again
+        # after a random delay, with the same counterpart, duration and cells.
+        if tries < redial_max and redial_prob > 0.0:
+            st = seed_state(redial_key, rec_a, np.int64(0))
+            st, u = next_uniform(st)
+            if u < redial_prob:
+                st, wait = next_exponential(st, 1.0 / redial_delay_ms)
+                t_again = t + 1 + np.int64(wait)
+                if t_again < t_new_end:
+                    r = rd_free[counters[C_FREE_REDIALS] - 1]
+                    counters[C_FREE_REDIALS] -= 1
+                    rd_sub[r] = s
+                    rd_kind[r] = kind
+                    rd_cp[r] = cp
+                    rd_dur[r] = dur
+                    rd_cell[r] = c
+                    rd_cpcell[r] = c_cp
+                    rd_n[r] = tries + 1
+                    _tree_set(tr, tri, r, t_again)
     return nc, nl
