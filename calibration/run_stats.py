@@ -16,6 +16,7 @@ Run: ``python -m calibration.run_stats RUN_DIR`` prints them beside the profile'
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 import json
 import sys
 from pathlib import Path
@@ -33,6 +34,17 @@ def _col(table, name) -> np.ndarray:
     return table.column(name).to_numpy(zero_copy_only=False)
 
 
+def _window_start_s(run_dir: Path, t: np.ndarray) -> int:
+    """Start of the run window (local midnight of its first day, in Unix seconds) from the
+    manifest, so that days and hours are the run's local ones; UTC midnight before the first
+    observation when there is no manifest."""
+    try:
+        start = json.loads((run_dir / "manifest.json").read_text())["window"]["start"]
+        return int(dt.datetime.fromisoformat(start).timestamp())
+    except (OSError, KeyError, ValueError, TypeError):
+        return int(t.min() // 86400 * 86400) if len(t) else 0
+
+
 def mobility_stats(run_dir: Path, max_subscribers: int = 20_000) -> dict[str, float | list[float]]:
     cells = pq.read_table(run_dir / "cells.parquet")
     x, y = _col(cells, "x_km"), _col(cells, "y_km")
@@ -44,7 +56,7 @@ def mobility_stats(run_dir: Path, max_subscribers: int = 20_000) -> dict[str, fl
     reason = np.asarray(loc.column("reason").to_pylist())
     order = np.lexsort((t, sub))
     sub, t, cell, reason = sub[order], t[order], cell[order], reason[order]
-    t0 = int(t.min() // 86400 * 86400) if len(t) else 0
+    t0 = _window_start_s(run_dir, t)
 
     # Sample every subscriber's cell on a 10-minute grid (last observation carried forward).
     span = int(t.max() - t0) + 1 if len(t) else 0
