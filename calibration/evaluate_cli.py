@@ -150,7 +150,10 @@ def run(args: argparse.Namespace) -> int:
                 print(f"telcosim: gate: required metric {n} fails: {why}", file=sys.stderr)
             print(f"telcosim: gate: FAIL ({len(failing)} of {len(s['required'])} required metrics)", file=sys.stderr)
             return EXIT_GATE
-        print(f"gate: pass ({len(s['required'])} required metrics)")
+        missing = s["required_not_evaluated"]
+        checked = len(s["required"]) - len(missing)
+        print(f"gate: pass ({checked} of {len(s['required'])} required metrics evaluated, all pass"
+              + (f"; not evaluated for want of real data: {', '.join(missing)})" if missing else ")"))
     return 0
 
 
