@@ -152,7 +152,9 @@ def run(args: argparse.Namespace) -> int:
             return EXIT_GATE
         missing = s["required_not_evaluated"]
         checked = len(s["required"]) - len(missing)
-        print(f"gate: pass ({checked} of {len(s['required'])} required metrics evaluated, all pass"
+        head = (f"{checked} of {len(s['required'])} required metrics evaluated, all pass" if checked
+                else f"vacuously: none of the {len(s['required'])} required metrics could be evaluated")
+        print(f"gate: pass ({head}"
               + (f"; not evaluated for want of real data: {', '.join(missing)})" if missing else ")"))
     return 0
 
