@@ -21,7 +21,9 @@ The model, as in ``sim/kernels/demand.py`` and ``sim/kernels/resolution.py``:
   ``onnet_share``; lognormal call durations and data volumes.
 * Voice: each party's leg holds a channel of its cell (``simpy.Resource``); an attempt at a full
   cell is blocked (no queueing); a busy party fails the call; a handover requests a channel in
-  the new cell and drops the call when there is none.
+  the new cell and drops the call when there is none. A call that does not connect is dialled
+  again (``redial_prob``, exponential delay, at most ``redial_max`` times) by a process that
+  sleeps until then.
 * Data: processor sharing per cell: the ``n`` sessions of a cell each get
   ``min(ue_peak, capacity / n)``; a session's process is interrupted to recompute its end
   whenever its cell's share changes; sessions follow their subscriber through cell changes.
@@ -177,6 +179,7 @@ class ReferenceModel:
         self.rng_mob = generator(sc.seed, "mobility", STREAM_INDEX)
         self.rng_ses = generator(sc.seed, "sessions", STREAM_INDEX)
         self.rng_phase = generator(sc.seed, "mobility", STREAM_INDEX + 1)
+        self.rng_redial = generator(sc.seed, "resolution", STREAM_INDEX)
 
         # The network, as plain Python lists.
         self.cx = net.cx_km.tolist()
@@ -449,12 +452,19 @@ class ReferenceModel:
         if not is_sms:
             x = rng.lognormal(self.voice_mu, self.voice_sigma)
             dur = min(max(x * 1000.0, 1000.0), self.voice_max_ms)
+        direction = DIR_MO if kind in (VOICE_MO, SMS_MO) else DIR_MT
+        b = cp if direction == DIR_MO else -1
+        cb = self.cell[b] if b >= 0 else -1
+        self.dial(s, kind, cp, dur, c, cb, t, 0)
+
+    def dial(self, s: int, kind: int, cp: int, dur: float, c: int, cb: int, t: float, tries: int) -> None:
+        """Resolve a voice or SMS attempt (a first try or a redial) in cells ``c`` and ``cb``."""
+        is_sms = kind in (SMS_MO, SMS_MT_OFFNET)
         if kind == VOICE_MO and self.in_call[s] is not None:
             return  # nobody dials while already talking
         sess = self._new_sess()
         direction = DIR_MO if kind in (VOICE_MO, SMS_MO) else DIR_MT
         b = cp if direction == DIR_MO else -1
-        cb = self.cell[b] if b >= 0 else -1
         rec_a = self._new_rec()
         rec_b = self._new_rec() if b >= 0 else -1
         self.loc.append((s, self._ts(t), c, REASON_EVENT))
@@ -497,6 +507,16 @@ class ReferenceModel:
         self._cdr(rec_a, sess, s, b, SVC_VOICE, direction, t, 0, 0, 0, c, c, out_a, cause_a)
         if b >= 0:
             self._cdr(rec_b, sess, b, s, SVC_VOICE, DIR_MT, t, 0, 0, 0, cb, cb, out_b, cause_b)
+        # Not connected: dial again later, with some probability (same party, duration, cells).
+        b_cfg = self.scenario.behaviour
+        if tries < b_cfg.redial_max and self.rng_redial.random() < b_cfg.redial_prob:
+            wait = 1.0 + self.rng_redial.exponential(b_cfg.redial_delay_mean_s * 1000.0)
+            if t + wait < self.end:
+                self.env.process(self.redial(s, kind, cp, dur, c, cb, t + wait, tries + 1))
+
+    def redial(self, s: int, kind: int, cp: int, dur: float, c: int, cb: int, at: float, tries: int):
+        yield self.env.timeout(at - self.env.now)
+        self.dial(s, kind, cp, dur, c, cb, self.env.now, tries)
 
     def call(self, call: Call, dur: float):
         """A connected call: it ends after its duration unless a failed handover dropped it."""
