@@ -532,8 +532,8 @@ def calibrated_toml(result: FitResult, base, name: str, merged: dict, sidecar_na
     p = merged.get("privacy", {})
     lines = ["# Calibrated by 'telcosim calibrate' (calibration/calibrate.py): fitted to released targets only,",
              "# never to raw data (post-processing of the DP releases: no further privacy cost).",
-             f"# Privacy ledger and provenance: {sidecar_name} (sha256 {sidecar_sha}), beside this file.",
-             "# 'telcosim run' does not yet copy that ledger into the run's manifest.json (see docs/calibration.md).",
+             f"# Privacy ledger and provenance: {sidecar_name} (sha256 {sidecar_sha}), beside this file;",
+             "# 'telcosim run' copies it into every run's manifest.json (privacy_ledger below).",
              "#", "# Targets:"]
     for label, src in merged.get("sources", {}).items():
         lines.append(f"#   {label}  sha256 {src.get('sha256')}")
@@ -549,6 +549,7 @@ def calibrated_toml(result: FitResult, base, name: str, merged: dict, sidecar_na
         lines.append(f"extends = {_toml_value(scenario_ref)}")
     eps = p.get("max_spent_per_source", {}).get("epsilon")
     lines.append(f"name = {_toml_value(name)}")
+    lines.append(f"privacy_ledger = {_toml_value(sidecar_name)}")
     lines.append("description = " + _toml_value(
         f"calibrated by telcosim calibrate from {len(merged.get('sources', {}))} targets file(s); privacy: "
         f"per source, max epsilon {eps}; ledger {sidecar_name} sha256 {sidecar_sha[:16]}"))

@@ -34,7 +34,7 @@ from sim.errors import ConfigError
 BUILTIN_DIR = Path(__file__).resolve().parent / "builtin"
 EXTENDS = "extends"
 # Keys holding a path that is relative to the file that wrote it, and the values that are not paths.
-_PATH_KEYS = {("network", "cells_csv"): ("",), ("behaviour", "profile"): ("default",)}
+_PATH_KEYS = {("network", "cells_csv"): ("",), ("behaviour", "profile"): ("default",), ("privacy_ledger",): ("",)}
 
 
 def builtin_names() -> list[str]:
@@ -127,12 +127,14 @@ class _Chain:
         return [*above, _Layer(label, path.resolve(), raw)]
 
 
-def _absolutise(raw: dict[str, Any], keys: tuple[str, str], not_paths: tuple[str, ...], base: Path) -> None:
-    section = raw.get(keys[0])
+def _absolutise(raw: dict[str, Any], keys: tuple[str, ...], not_paths: tuple[str, ...], base: Path) -> None:
+    section: Any = raw
+    for k in keys[:-1]:
+        section = section.get(k) if isinstance(section, dict) else None
     if isinstance(section, dict):
-        value = section.get(keys[1])
+        value = section.get(keys[-1])
         if isinstance(value, str) and value not in not_paths and not Path(value).expanduser().is_absolute():
-            section[keys[1]] = str((base / Path(value).expanduser()).resolve())
+            section[keys[-1]] = str((base / Path(value).expanduser()).resolve())
 
 
 def _mark(value: Any, path: tuple[str, ...], label: str, prov: dict[tuple[str, ...], str]) -> None:

@@ -73,11 +73,12 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
     r.add_argument("--quiet", action="store_true", help="no progress bar or summary")
     # The CLI wiring is the one place where sim meets calibration and scenarios.
+    from calibration import calibrate_cli, evaluate_cli
     from calibration import cli as targets_cli
-    from calibration import evaluate_cli
     from scenarios import cli as scenario_cli
 
     targets_cli.add_parser(sub)
+    calibrate_cli.add_parser(sub)
     evaluate_cli.add_parser(sub)
     scenario_cli.add_parser(sub)
     v = sub.add_parser("verify", help="check a run folder: checksums, schema, references, invariants",
@@ -164,6 +165,10 @@ def main(argv: list[str] | None = None) -> int:
             from calibration import cli as targets_cli
 
             return targets_cli.run(args)
+        if args.command == "calibrate":
+            from calibration import calibrate_cli
+
+            return calibrate_cli.run(args)
         if args.command == "evaluate":
             from calibration import evaluate_cli
 

@@ -135,6 +135,8 @@ class Scenario:
     name: str = _f("default", "name of the scenario, written into every output")
     description: str = _f("", "one line on what the scenario is for")
     seed: int = _f(1, "root random seed", lo=0, hi=2**63 - 1)
+    privacy_ledger: str = _f("", "path of the privacy ledger (JSON) of the calibration this scenario came from, "
+                             "relative to the scenario file; copied into every run's manifest")
     time: TimeConfig = _section(TimeConfig, "the run window")
     network: NetworkConfig = _section(NetworkConfig, "cells, sites and capacities")
     population: PopulationConfig = _section(PopulationConfig, "subscribers, homes, workplaces and contacts")

@@ -37,7 +37,7 @@ import simpy
 
 from . import __version__, schema
 from .config import Scenario
-from .errors import OutputError
+from .errors import ConfigError, OutputError
 from .executors import DaskDemand, LocalDemand
 from .kernels import demand, resolution
 from .kernels.ordering import stable_time_order
@@ -286,6 +286,7 @@ class Simulation:
         self.n_int = self.n_hours * HOUR_MS // self.interval_ms
         self.scenario_hash = hashlib.sha256(
             json.dumps(_jsonable(scenario.to_dict()), sort_keys=True).encode()).hexdigest()
+        self.privacy_ledger = _read_ledger(scenario.privacy_ledger, base, Path(scenario.source).name)
 
     def metadata(self) -> dict[str, str]:
         return {"telcosim.version": __version__, "telcosim.seed": str(self.scenario.seed),
@@ -537,9 +538,25 @@ class Simulation:
             "window": {"start": self.start.isoformat(), "end": end.isoformat(), "timezone": self.tz},
             "profile": {"name": self.profile.name, "sources": self.profile.sources},
             "network": {"cells": self.network.n_cells, "sites": int(self.network.site_id.max()) + 1},
+            # The calibration's privacy ledger (what the real data cost, per target), when the
+            # scenario came from 'telcosim calibrate'.
+            "privacy_ledger": self.privacy_ledger,
             # Not part of the deterministic content: everything above is.
             "created": {"at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"), "wall_s": round(wall_s, 3)},
         }
+
+
+def _read_ledger(path: str, base: Path | None, file: str) -> dict | None:
+    if not path:
+        return None
+    p = Path(path).expanduser()
+    p = p if p.is_absolute() or base is None else base / p
+    try:
+        ledger = json.loads(p.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ConfigError(f"{file}: privacy_ledger: {path!r}: cannot read it as JSON "
+                          f"({exc.__class__.__name__}: {getattr(exc, 'strerror', None) or exc})") from None
+    return {"file": p.name, "sha256": hashlib.sha256(p.read_bytes()).hexdigest(), "ledger": ledger}
 
 
 def counterpart_cells_of(mob: tuple, att_t: np.ndarray, att_cp: np.ndarray, start_cell: np.ndarray) -> np.ndarray:

@@ -96,7 +96,8 @@ def test_tiny_fit_writes_scenario_ledger_and_report(tmp_path, capsys):
     ledger = json.loads(side.read_text())
     assert ledger["privacy"]["per_source"][0]["spent"]["epsilon"] == 0.7
     raw = tomllib.loads(text)
-    assert set(raw) == {"name", "description", "behaviour", "network"}
+    assert set(raw) == {"name", "description", "privacy_ledger", "behaviour", "network"}
+    assert raw["privacy_ledger"] == "cal.privacy.json"
     assert raw["network"]["sites"] == 40
     sc = scenarios.load(str(out))  # a valid scenario
     assert sc.behaviour.call_duration_log_mu == raw["behaviour"]["call_duration_log_mu"]
