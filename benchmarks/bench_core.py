@@ -89,6 +89,9 @@ def max_rss_bytes(who: int) -> int:
 
 def end_to_end(subscribers: int, days: int, warmup_subscribers: int, out_dir: Path, sets: list[str]) -> dict:
     """Warm-up run, then the timed end-to-end run to Parquet (what the child process does)."""
+    from sim.cli import _steady_heap
+
+    _steady_heap()  # the allocator setting 'telcosim run' uses
     t0 = time.perf_counter()
     engine.run(scenario(warmup_subscribers, days, sets), out_dir / "warmup", overwrite=True)
     warmup_s = time.perf_counter() - t0
@@ -148,6 +151,7 @@ def load_columns(run_dir: Path) -> tuple[dict, dict]:
         "up": _ints(t["bytes_up"], np.int64), "down": _ints(t["bytes_down"], np.int64),
         "cell": _ints(t["cell_id"], np.int32), "end": _ints(t["end_cell_id"], np.int32),
         "out": _codes(t["outcome"], schema.OUTCOMES), "cause": _codes(t["cause"], schema.CAUSES),
+        "redial": _ints(t["redial"], np.int8),
     }
     del t
     t = pq.read_table(run_dir / "locations")
@@ -164,6 +168,7 @@ def cdr_table(c: dict, sch: pa.Schema) -> pa.Table:
         pa.array(c["t"], type=ts), pa.array(c["dur_s"]), pa.array(c["up"]), pa.array(c["down"]),
         pa.array(c["cell"]), pa.array(c["end"]),
         schema.dictionary_array(c["out"], schema.OUTCOMES), schema.dictionary_array(c["cause"], schema.CAUSES),
+        pa.array(c["redial"]),
     ], schema=sch)
 
 

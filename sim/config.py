@@ -125,7 +125,7 @@ class MobilityConfig:
 
 @dataclass(frozen=True)
 class OutputConfig:
-    location_update_interval_s: int = _f(3600, "periodic location update interval (s); 0 disables them", lo=0)
+    location_update_interval_s: int = _f(3600, "periodic location update interval (s); 0 disables them", lo=0, hi=604_800)
     kpi_interval_s: int = _f(3600, "cell KPI interval (s); must divide 3600", lo=60, hi=3600)
     compression: str = _f("zstd", "Parquet compression codec", choices=("zstd", "snappy", "lz4", "gzip", "none"))
 

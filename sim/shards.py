@@ -77,6 +77,7 @@ class ShardState:
     n_seen: np.ndarray       # int32: distinct "other" places explored so far
     burst_on: np.ndarray     # int8: in an active (bursty) period
     burst_next: np.ndarray   # int64 ms of the next burst switch; -1 before the first epoch
+    clock: np.ndarray        # float64: unit hazard left before the next attempt; -1 before the first epoch
 
     @classmethod
     def initial(cls, pop: Population, hour: int, weekday: int, seed: int) -> ShardState:
@@ -86,7 +87,8 @@ class ShardState:
         return cls(cur_cell=cell, place=place, dest=cell.copy(), next_hop_t=np.full(n, -1, np.int64),
                    speed_kmh=np.zeros(n), visit_cell=np.full((n, VISIT_SLOTS), -1, np.int32),
                    visit_count=np.zeros((n, VISIT_SLOTS), np.int32), n_seen=np.zeros(n, np.int32),
-                   burst_on=np.zeros(n, np.int8), burst_next=np.full(n, -1, np.int64))
+                   burst_on=np.zeros(n, np.int8), burst_next=np.full(n, -1, np.int64),
+                   clock=np.full(n, -1.0))
 
     def arrays(self) -> dict[str, np.ndarray]:
         return {f.name: getattr(self, f.name) for f in fields(self)}
@@ -118,26 +120,43 @@ class Shard:
         start_cell = st.cur_cell.copy()
         t0, t1 = e * EPOCH_MS, (e + 1) * EPOCH_MS
         cap = 2 * self.count + 64
-        r = demand.mobility_epoch(
-            d.mob_key, self.first, self.count, e, t0, t1, e % EPOCHS_PER_HOUR == 0, np.int64(HOUR_MS), ep.place_target, m["stickiness"], m["rho"],
+        # One subscriber's location rows in an epoch are bounded: hops are at least a second
+        # apart and write at most three rows each, plus the periodic updates.
+        room = 3 * (EPOCH_MS // 1000 + 1) + (EPOCH_MS // d.periodic_ms + 1 if d.periodic_ms > 0 else 0) + 8
+        mob = _fill(lambda lo, n, bufs: demand.mobility_epoch(
+            d.mob_key, self.first, self.count, lo, n, np.int64(room), e, t0, t1, e % EPOCHS_PER_HOUR == 0,
+            np.int64(HOUR_MS), ep.place_target, m["stickiness"], m["rho"],
             m["gamma"], m["hops_mean"], m["global_share"], d.other_cdf, m["speed_mu"], m["speed_sigma"],
             m["pp_prob"], m["pp_dwell_ms"], np.int64(d.periodic_ms), d.cx_km, d.cy_km, d.nbr_ptr, d.nbr_idx,
             self.home, self.work, st.cur_cell, st.place, st.dest, st.next_hop_t, st.speed_kmh,
-            st.visit_cell, st.visit_count, st.n_seen, *(np.empty(cap, dt) for dt in MOB_DTYPES))
-        s = demand.sessions_epoch(
-            d.ses_key, self.first, self.count, e, t0, t1, ep.rates, self.activity, st.burst_on,
-            st.burst_next, d.burst_on_mult, d.burst_off_mult, d.burst_on_ms, d.burst_off_ms, d.onnet_share,
+            st.visit_cell, st.visit_count, st.n_seen, *bufs), self.count, max(cap, 2 * room), MOB_DTYPES)
+        att = _fill(lambda lo, n, bufs: demand.sessions_epoch(
+            d.ses_key, self.first, self.count, lo, n, e, t0, t1, ep.rates, self.activity, st.burst_on,
+            st.burst_next, st.clock, d.burst_on_mult, d.burst_off_mult, d.burst_on_ms, d.burst_off_ms, d.onnet_share,
             self.contact_ptr, self.contact_cdf, self.contact_idx, d.voice_mu, d.voice_sigma, d.voice_max_ms,
-            d.data_mu, d.data_sigma, *(np.empty(cap, dt) for dt in ATT_DTYPES))
-        # Trimmed copies: the kernels' output buffers grow by doubling; let them go now.
-        mob = tuple(a[: r[0]].copy() for a in r[1:])
-        att = tuple(a[: s[0]].copy() for a in s[1:])
-        del r, s
+            d.data_mu, d.data_sigma, *bufs), self.count, cap, ATT_DTYPES)
         cells = demand.attempt_cells(self.first, start_cell, mob[1], mob[0], mob[2], att[1], att[0])
         return mob, (*att, cells), start_cell
 
     def state_arrays(self) -> dict[str, np.ndarray]:
         return self.state.arrays()
+
+
+def _fill(kernel, count: int, cap: int, dtypes: tuple) -> tuple[np.ndarray, ...]:
+    """Run a demand kernel into output columns, growing them (doubling) whenever it stops for
+    room, and return trimmed copies (the buffers are let go)."""
+    bufs = [np.empty(cap, dt) for dt in dtypes]
+    n, i = kernel(0, np.int64(0), bufs)
+    while i < count:
+        cap = 2 * cap
+        grown = []
+        for b in bufs:
+            g = np.empty(cap, b.dtype)
+            g[:n] = b[:n]
+            grown.append(g)
+        bufs = grown
+        n, i = kernel(np.int64(i), np.int64(n), bufs)
+    return tuple(b[:n].copy() for b in bufs)
 
 
 def make_shard(first: int, inputs: DemandInputs, home, work, activity, contact_ptr, contact_cdf, contact_idx,

@@ -23,13 +23,6 @@ _PHASE_EPOCH = np.int64(1 << 40)
 VOICE_MO, SMS_MO, DATA, VOICE_MT_OFFNET, SMS_MT_OFFNET = 0, 1, 2, 3, 4
 
 
-@njit(cache=True, inline="always")
-def _grow(a: np.ndarray, n: np.int64) -> np.ndarray:
-    b = np.empty(max(2 * a.shape[0], n + 16), dtype=a.dtype)
-    b[: a.shape[0]] = a
-    return b
-
-
 @njit(cache=True)
 def _greedy_next(c: np.int64, d: np.int64, cx, cy, nbr_ptr, nbr_idx) -> np.int64:
     """The neighbour of ``c`` closest to ``d``; ``d`` itself when no neighbour is closer than ``c``."""
@@ -106,7 +99,7 @@ def _explore_cell(st, cur, nbr_ptr, nbr_idx, hops_mean, global_share, other_cdf)
 
 
 @njit(cache=True, nogil=True)
-def mobility_epoch(key, first, count, epoch, t0, t1, decide, trip_span, pi, stickiness, rho, gamma, hops_mean, global_share,
+def mobility_epoch(key, first, count, lo, n, room, epoch, t0, t1, decide, trip_span, pi, stickiness, rho, gamma, hops_mean, global_share,
                    other_cdf, speed_mu, speed_sigma, pp_prob, pp_dwell_ms, periodic_ms,
                    cx, cy, nbr_ptr, nbr_idx, home, work,
                    cur_cell, place, dest, next_hop_t, speed_kmh, visit_cell, visit_count, n_seen,
@@ -125,10 +118,19 @@ def mobility_epoch(key, first, count, epoch, t0, t1, decide, trip_span, pi, stic
     explore a new cell with probability rho * S^-gamma, else return to a known one in
     proportion to past visits. Periodic location updates come every ``periodic_ms`` from a
     per-subscriber phase. State arrays are updated in place.
+
+    Output goes to ``out_*`` from row ``n`` on, starting with subscriber index ``lo``; a
+    subscriber is only started with ``room`` rows free (the caller's bound on one subscriber's rows
+    in an epoch), else ``(n, i)`` is returned for the caller to grow the arrays and go on from
+    ``i``. (Growing them in here would make numba count references to them on every iteration.)
     """
-    n = np.int64(0)
     K = visit_cell.shape[1]
-    for i in range(count):
+    # Periodic updates: subscriber s updates at times = phase(s) mod periodic_ms; the first one at
+    # or after t0 is found without a division per subscriber.
+    t0_mod = t0 % periodic_ms if periodic_ms > 0 else np.int64(0)
+    for i in range(lo, count):
+        if n + room > out_t.shape[0]:
+            return n, i
         s = first + i
         st = seed_state(key, s, epoch)
         c_start = cur_cell[i]
@@ -208,10 +210,7 @@ def mobility_epoch(key, first, count, epoch, t0, t1, decide, trip_span, pi, stic
                 break
             nxt = _greedy_next(c, d, cx, cy, nbr_ptr, nbr_idx)
             if n + 3 > out_t.shape[0]:
-                out_t = _grow(out_t, n + 3)
-                out_sub = _grow(out_sub, n + 3)
-                out_cell = _grow(out_cell, n + 3)
-                out_kind = _grow(out_kind, n + 3)
+                raise RuntimeError("mobility_epoch: a subscriber's rows exceeded the bound")
             out_t[n] = t
             out_sub[n] = s
             out_cell[n] = nxt
@@ -243,8 +242,10 @@ def mobility_epoch(key, first, count, epoch, t0, t1, decide, trip_span, pi, stic
                 next_hop_t[i] = t + extra + max(np.int64(1000), np.int64(dist / speed_kmh[i] * 3.6e6))
         # Periodic location updates, in the cell held at each update time.
         if periodic_ms > 0:
-            phase = np.int64((seed_state(key, s, _PHASE_EPOCH) >> np.uint64(11)) % np.uint64(periodic_ms))
-            tp = t0 + ((phase - t0) % periodic_ms)
+            h = seed_state(key, s, _PHASE_EPOCH) >> np.uint64(32)
+            phase = np.int64((h * np.uint64(periodic_ms)) >> np.uint64(32))  # uniform in [0, periodic_ms)
+            d = phase - t0_mod
+            tp = t0 + (d if d >= 0 else d + periodic_ms)
             j = first_out
             held = np.int64(c_start)
             last = n
@@ -253,21 +254,18 @@ def mobility_epoch(key, first, count, epoch, t0, t1, decide, trip_span, pi, stic
                     held = out_cell[j]
                     j += 1
                 if n + 1 > out_t.shape[0]:
-                    out_t = _grow(out_t, n + 1)
-                    out_sub = _grow(out_sub, n + 1)
-                    out_cell = _grow(out_cell, n + 1)
-                    out_kind = _grow(out_kind, n + 1)
+                    raise RuntimeError("mobility_epoch: a subscriber's rows exceeded the bound")
                 out_t[n] = tp
                 out_sub[n] = s
                 out_cell[n] = held
                 out_kind[n] = KIND_PERIODIC
                 n += 1
                 tp += periodic_ms
-    return n, out_t, out_sub, out_cell, out_kind
+    return n, count
 
 
 @njit(cache=True, nogil=True)
-def sessions_epoch(key, first, count, epoch, t0, t1, rates, activity, burst_on, burst_next,
+def sessions_epoch(key, first, count, lo, n, epoch, t0, t1, rates, activity, burst_on, burst_next, clock,
                    mult_on, mult_off, on_mean_ms, off_mean_ms, onnet_share,
                    contact_ptr, contact_cdf, contact_idx, voice_mu, voice_sigma, voice_max_ms,
                    data_mu, data_sigma,
@@ -281,29 +279,47 @@ def sessions_epoch(key, first, count, epoch, t0, t1, rates, activity, burst_on, 
     across epochs: this makes inter-event times bursty. Originated calls and SMS go to a contact
     (chosen in proportion to tie strength) with probability ``onnet_share``, else off-net.
     Voice durations and data volumes are lognormal.
+
+    Arrivals are drawn by time change: each subscriber carries ``clock``, the unit-rate
+    exponential hazard left before their next attempt (negative before the first epoch), and
+    spends ``rate * time`` of it as time passes; an attempt happens when it runs out. This is
+    exact for piecewise-constant rates and costs no random draw in an epoch without attempts.
+
+    Output goes to ``out_*`` from row ``n`` on, starting with subscriber index ``lo``. When the
+    arrays fill up, the subscriber being drawn is undone (its state restored) and ``(n, i)`` is
+    returned for the caller to grow them and go on from ``i`` (the draws are keyed, so the redo
+    is identical).
     """
-    n = np.int64(0)
     total_rate = 0.0
     for k in range(rates.shape[0]):
         total_rate += rates[k]
-    for i in range(count):
+    for i in range(lo, count):
         s = first + i
         st = seed_state(key, s, epoch)
+        n_first, on0, next0, clock0 = n, burst_on[i], burst_next[i], clock[i]
         if burst_next[i] < 0:  # first epoch: start in the stationary law
             st, u = next_uniform(st)
             burst_on[i] = 1 if u < on_mean_ms / (on_mean_ms + off_mean_ms) else 0
             st, e = next_exponential(st, 1.0 / (on_mean_ms if burst_on[i] else off_mean_ms))
             burst_next[i] = t0 + np.int64(e)
+        if clock[i] < 0.0:
+            st, clock[i] = next_exponential(st, 1.0)
         t = float(t0)
         while t < t1:
             seg_end = float(min(burst_next[i], t1))
             lam = activity[i] * (mult_on if burst_on[i] else mult_off) * total_rate
             if lam > 0.0:
                 while True:
-                    st, gap = next_exponential(st, lam)
-                    if t + gap >= seg_end:
+                    need = lam * (seg_end - t)
+                    if clock[i] >= need:
+                        clock[i] -= need
                         break
-                    t += gap
+                    t_next = t + clock[i] / lam
+                    if t_next >= seg_end:  # rounding: the hazard ran out at the segment's end
+                        clock[i] = 0.0
+                        break
+                    t = t_next
+                    st, clock[i] = next_exponential(st, 1.0)
                     st, u = next_uniform(st)
                     pick = u * total_rate
                     kind = 0
@@ -328,12 +344,8 @@ def sessions_epoch(key, first, count, epoch, t0, t1, rates, activity, burst_on, 
                         st, x = next_lognormal(st, data_mu, data_sigma)
                         vol = np.int64(min(max(x, 1.0), 1e12))
                     if n + 1 > out_t.shape[0]:
-                        out_t = _grow(out_t, n + 1)
-                        out_sub = _grow(out_sub, n + 1)
-                        out_kind = _grow(out_kind, n + 1)
-                        out_cp = _grow(out_cp, n + 1)
-                        out_dur = _grow(out_dur, n + 1)
-                        out_vol = _grow(out_vol, n + 1)
+                        burst_on[i], burst_next[i], clock[i] = on0, next0, clock0
+                        return n_first, i
                     out_t[n] = np.int64(t)
                     out_sub[n] = s
                     out_kind[n] = kind
@@ -346,7 +358,7 @@ def sessions_epoch(key, first, count, epoch, t0, t1, rates, activity, burst_on, 
                 burst_on[i] = 1 - burst_on[i]
                 st, e = next_exponential(st, 1.0 / (on_mean_ms if burst_on[i] else off_mean_ms))
                 burst_next[i] = burst_next[i] + 1 + np.int64(e)
-    return n, out_t, out_sub, out_kind, out_cp, out_dur, out_vol
+    return n, count
 
 
 @njit(cache=True, inline="always")
