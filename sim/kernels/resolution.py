@@ -23,8 +23,9 @@ sessions sharing each cell) lives in arrays that persist across epochs.
   step (:func:`sim.kernels.demand.counterpart_cells`).
 * Redials: a voice attempt that does not connect (blocked, the other side blocked, busy) is tried
   again with probability ``redial_prob`` after an exponential delay, up to ``redial_max`` times,
-  with the same counterpart, duration and cells (the redial's ``redial`` column counts the
-  tries). The draw is keyed by the attempt's record id in the ``resolution`` stream. Waiting
+  with the same counterpart and duration, in the same cells unless a party has a data session in
+  progress (then in its cell); the ``redial`` column counts the tries. A redialled call's leg
+  and its party's data sessions may thus sit in different cells; each moves from its own cell. The draw is keyed by the attempt's record id in the ``resolution`` stream. Waiting
   redials sit in a tournament tree like the calls in progress, so overload feeds itself: a
   blocked crowd comes back.
 * KPIs per cell and interval: attempts and outcomes by the cell and interval where the leg was
@@ -471,15 +472,15 @@ def resolve_epoch(
                 # bit set fits in cache, the subscriber's state row is not touched).
                 nl = _loc_row(loc, nl, t, s, c_new, REASON_CELL_CHANGE)
                 continue
+            # The call's leg and the data sessions each move from where they are (a redial may
+            # have set a call up in the cell of its first attempt).
             k = sub_st[s, 0]
-            if k >= 0:
-                c_old = a_cell[k] if a_sub[k] == s else b_cell[k]
-            else:
-                c_old = ds_cell[sub_st[s, 1]]
-            if c_new == c_old:
+            c_old = (a_cell[k] if a_sub[k] == s else b_cell[k]) if k >= 0 else c_new
+            c_dat = ds_cell[sub_st[s, 1]] if sub_st[s, 1] >= 0 else c_new
+            if c_new == c_old and c_new == c_dat:
                 continue
             nl = _loc_row(loc, nl, t, s, c_new, REASON_HANDOVER)
-            if k >= 0:
+            if k >= 0 and c_new != c_old:
                 if acc:
                     k_hin[cur, c_new] += 1
                 if busy[c_new] < cap_ch[c_new]:
@@ -500,8 +501,9 @@ def resolve_epoch(
                     nc = _end_call(k, t, s, c_new, acc, cdr, nc, tv, tvi, call_free, counters, call_sess,
                                    call_t0, call_int, call_try, a_sub, a_cell, a_start, a_rec, a_dir, b_sub, b_cell,
                                    b_start, b_rec, busy, busy_last, busy_area, sub_st, act_bits, k_drop, k_carried)
-            if sub_st[s, 1] >= 0:
+            if sub_st[s, 1] >= 0 and c_new != c_dat:
                 # Data sessions follow the subscriber: keep their remaining volume.
+                c_old = c_dat
                 _ps_advance(c_old, t, n_d, vt, ps_last, cap_bpms, ue_bpms, served, sess_ms, acc)
                 _ps_advance(c_new, t, n_d, vt, ps_last, cap_bpms, ue_bpms, served, sess_ms, acc)
                 j = sub_st[s, 1]
@@ -547,6 +549,12 @@ def resolve_epoch(
             _tree_set(tr, tri, r, INF)
             rd_free[counters[C_FREE_REDIALS]] = r
             counters[C_FREE_REDIALS] += 1
+            # A party with a data session in progress is where that session is now; otherwise
+            # the cell of the first attempt stands (idle subscribers' moves are not tracked here).
+            if sub_st[s, 1] >= 0:
+                c = ds_cell[sub_st[s, 1]]
+            if cp >= 0 and sub_st[cp, 1] >= 0:
+                c_cp = ds_cell[sub_st[cp, 1]]
         else:
             s = att_sub[ia]
             kind = att_kind[ia]

@@ -90,3 +90,41 @@ def test_redials_raise_attempts_under_congestion(tmp_path):
     k_off = read(off, "cell_kpis").to_pandas()
     assert k_on.voice_attempts.sum() > k_off.voice_attempts.sum() * 1.02
     assert k_on.voice_blocked.sum() > k_off.voice_blocked.sum()
+
+
+def test_redialled_call_in_a_stale_cell_keeps_the_state_consistent():
+    """A redial is set up in the cell of its first attempt; its party may have moved since and
+    then start a data session where it is now. The call's leg and the data session then sit in
+    different cells, and the next move must take each from its own cell (this used to corrupt
+    the cell's data-session list and hang the run)."""
+    from sim.config import NetworkConfig
+    from sim.engine import _Resolver
+    from sim.kernels import demand
+    from sim.kernels.resolution import C_NEXT_TICK
+    from sim.network import build_network
+    from sim.streams import generator
+    from tests.sim.test_resolution_properties import _check_data_lists
+
+    net = build_network(NetworkConfig(layout="hex", sites=2, sectors=3), generator(0, "network.layout"))
+    hour = 3_600_000
+    res = _Resolver(net, 3, 1, ue_peak_mbps=20.0, redial_key=1, redial_prob=1.0, redial_delay_s=1.0,
+                    redial_max=100, window_end_ms=hour)
+    res.counters[C_NEXT_TICK] = hour
+    # (t, sub, kind, counterpart, duration_ms, bytes, cell, counterpart_cell)
+    att = [(0, 1, demand.VOICE_MO, 2, 30_000, 0, 3, 3),            # 1 talks to 2 for 30 s
+           (1_000, 0, demand.VOICE_MO, 1, 1_000_000, 0, 0, 3),     # 0 calls 1: busy, redials
+           (40_000, 0, demand.DATA, -1, 0, 10**10, 1, -1)]         # 0 starts data where it is now
+    mob = [(1_500, 0, 1, 0), (50_000, 0, 2, 0)]                    # 0 moves to cell 1, then 2
+    a_cols = [np.asarray([a[i] for a in att], dt) for i, dt in enumerate(
+        (np.int64, np.int32, np.int8, np.int32, np.int32, np.int64, np.int32, np.int32))]
+    m_cols = [np.asarray([m[i] for m in mob], dt) for i, dt in enumerate((np.int64, np.int32, np.int32, np.int8))]
+    res.ensure_slots(2, 1)
+    cdr, _ = res.resolve(hour, hour, tuple(m_cols), tuple(a_cols), 0.1)
+    _check_data_lists(res)
+    assert res.n_d.sum() == 1 and res.ds_cell[res.sub_state[0, 1]] == 2
+    # The redialled call connected once 1 was free, in cell 0 where it was first dialled, and
+    # followed its party to cell 2; the data session (started in cell 1) did too.
+    done = (cdr["sub"] == 0) & (cdr["svc"] == 0) & (cdr["out"] == 0)
+    assert done.sum() == 1
+    assert cdr["redial"][done][0] >= 1 and cdr["cell"][done][0] == 0 and cdr["end"][done][0] == 2
+    assert cdr["t"][done][0] >= 30_000

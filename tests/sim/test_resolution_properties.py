@@ -46,13 +46,31 @@ def worlds(draw):
     return n_subs, caps, data_caps, sorted(att, key=lambda a: a[0]), sorted(mob, key=lambda m: m[0]), start
 
 
+def _check_data_lists(res):
+    """Every data session in progress is in its cell's list exactly once, and the counts agree."""
+    seen = 0
+    for c in range(NET.n_cells):
+        j, steps = res.cell_head[c], 0
+        while j >= 0:
+            assert res.ds_cell[j] == c
+            steps += 1
+            assert steps <= res.n_data, "a cycle in a cell's data-session list"
+            j = res.ds_cnext[j]
+        assert steps == res.n_d[c]
+        seen += steps
+    assert seen == res.active_data()
+
+
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(worlds())
-def test_resolution_invariants(world):
+@given(worlds(), st.sampled_from([0.0, 0.9]))
+def test_resolution_invariants(world, redial_prob):
     n_subs, caps, data_caps, att, mob, start = world
     interval = 900_000
     n_int = EPOCH // interval
-    res = _Resolver(NET, n_subs, n_int, ue_peak_mbps=20.0)
+    # With redials, a call can be set up in the cell of its first attempt while its party's data
+    # sessions have moved on: the state must stay consistent.
+    res = _Resolver(NET, n_subs, n_int, ue_peak_mbps=20.0, redial_key=5, redial_prob=redial_prob,
+                    redial_delay_s=120.0, redial_max=3, window_end_ms=EPOCH)
     res.cap_ch[:] = caps
     res.cap_bpms[:] = np.asarray(data_caps) * 1e6 / 8 / 1000
     res.counters[C_NEXT_TICK] = interval
@@ -66,6 +84,7 @@ def test_resolution_invariants(world):
     res.ensure_slots(int(np.isin(kinds, [demand.VOICE_MO, demand.VOICE_MT_OFFNET]).sum()),
                      int((kinds == demand.DATA).sum()))
     cdr1, loc1 = res.resolve(EPOCH, interval, tuple(mcols), tuple(cols), 0.1)
+    _check_data_lists(res)
     empty_m = tuple(np.zeros(0, np.int64) for _ in range(4))
     empty_a = (*(np.zeros(0, np.int64) for _ in range(6)), np.zeros(0, np.int32), np.zeros(0, np.int32))
     cdr2, loc2 = res.resolve(2**62 - 1, interval, empty_m, empty_a, 0.1)
