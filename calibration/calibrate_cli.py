@@ -20,27 +20,9 @@ import math
 import sys
 from pathlib import Path
 
-EXIT_USAGE = 2
+from sim.cli import positive_int, seed_value
 
-
-def _positive_int(text: str) -> int:
-    try:
-        v = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
-    if v <= 0:
-        raise argparse.ArgumentTypeError(f"{v} must be a positive integer")
-    return v
-
-
-def _seed(text: str) -> int:
-    try:
-        v = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
-    if not 0 <= v < 2**63:
-        raise argparse.ArgumentTypeError(f"{v} must be between 0 and 2^63-1")
-    return v
+from .errors import report as _report
 
 
 def _weight(text: str) -> float:
@@ -66,11 +48,11 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, required=True, help="calibrated scenario TOML to write")
     p.add_argument("--weights", nargs="+", type=_weight, metavar="W",
                    help="one weight per targets file (default: the files' own 'weight', else equal)")
-    p.add_argument("--trials", type=_positive_int, default=30, help="simulator runs of the search (default 30)")
-    p.add_argument("--subscribers", type=_positive_int, default=3000,
+    p.add_argument("--trials", type=positive_int, default=30, help="simulator runs of the search (default 30)")
+    p.add_argument("--subscribers", type=positive_int, default=3000,
                    help="subscribers of each fit run, one day (default 3000)")
-    p.add_argument("--seed", type=_seed, default=1, help="scenario seed of every fit run (default 1)")
-    p.add_argument("--sampler-seed", type=_seed, default=0, help="seed of the TPE sampler (default 0)")
+    p.add_argument("--seed", type=seed_value, default=1, help="scenario seed of every fit run (default 1)")
+    p.add_argument("--sampler-seed", type=seed_value, default=0, help="seed of the TPE sampler (default 0)")
     p.add_argument("--params", default=None, metavar="NAME[,NAME...]",
                    help="knobs to fit (default: every knob the targets inform); see docs/calibration.md")
     p.add_argument("--scenario", default=None, metavar="REF",
@@ -212,26 +194,3 @@ def _write_all(writes: list[tuple[Path, str]], message: str) -> int:
         return _report([f"cannot write: {exc.strerror or exc} ({getattr(exc, 'filename', '')})"])
     print(message)
     return 0
-
-
-def _report(problems: list[str]) -> int:
-    for line in problems:
-        print(f"telcosim: error: {line}", file=sys.stderr)
-    return EXIT_USAGE
-
-
-def main(argv: list[str] | None = None) -> int:
-    """Stand-alone entry (``python -m calibration.calibrate_cli calibrate ...``) until sim/cli.py wires it."""
-
-    class _Parser(argparse.ArgumentParser):
-        def error(self, message: str):
-            self.exit(EXIT_USAGE, f"telcosim: error: {message} (see '{self.prog} --help')\n")
-
-    parser = _Parser(prog="telcosim")
-    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
-    add_parser(sub)
-    return run(parser.parse_args(argv))
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -11,10 +11,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from pathlib import Path
 
-EXIT_USAGE = 2
+from .errors import report as _report
+
 KINDS = ("activity", "cells", "drive", "locations", "shares", "edges", "cdr")
 
 
@@ -83,20 +83,7 @@ def _problems(args: argparse.Namespace) -> list[str]:
         out.append(f"--data {k}= given {kinds.count(k)} times; give each kind once")
     if args.epsilon is None and any(k in ("drive", "locations", "edges", "cdr") for k in kinds):
         out.append("--epsilon is required with individual-level data (drive, locations, edges, cdr)")
-    if args.tz is not None:
-        try:
-            import zoneinfo
-
-            zoneinfo.ZoneInfo(args.tz)
-        except (zoneinfo.ZoneInfoNotFoundError, ValueError):
-            out.append(f"--tz {args.tz!r} is not a known time zone (e.g. UTC, Europe/Rome)")
-    for d in filter(None, (s.strip() for s in args.holidays.split(","))):
-        try:
-            from datetime import date
-
-            date.fromisoformat(d)
-        except ValueError:
-            out.append(f"--holidays: {d!r} is not a date YYYY-MM-DD")
+    out += tz_and_holiday_problems(args)
     if args.out.exists() and args.out.is_dir():
         out.append(f"--out {args.out} is a folder; expected a JSON file path")
     elif not args.out.parent.exists():
@@ -143,24 +130,20 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _report(problems: list[str]) -> int:
-    for line in problems:
-        print(f"telcosim: error: {line}", file=sys.stderr)
-    return EXIT_USAGE
+def tz_and_holiday_problems(args) -> list[str]:
+    """Problems of the --tz and --holidays options (shared by targets and evaluate)."""
+    import zoneinfo
+    from datetime import date
 
-
-def main(argv: list[str] | None = None) -> int:
-    """Stand-alone entry (``python -m calibration.cli targets ...``) until sim/cli.py wires it in."""
-
-    class _Parser(argparse.ArgumentParser):
-        def error(self, message: str):
-            self.exit(EXIT_USAGE, f"telcosim: error: {message} (see '{self.prog} --help')\n")
-
-    parser = _Parser(prog="telcosim")
-    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
-    add_parser(sub)
-    return run(parser.parse_args(argv))
-
-
-if __name__ == "__main__":
-    sys.exit(main())
+    out = []
+    if args.tz is not None:
+        try:
+            zoneinfo.ZoneInfo(args.tz)
+        except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+            out.append(f"--tz {args.tz!r} is not a known time zone (e.g. UTC, Europe/Rome)")
+    for d in filter(None, (s.strip() for s in args.holidays.split(","))):
+        try:
+            date.fromisoformat(d)
+        except ValueError:
+            out.append(f"--holidays: {d!r} is not a date YYYY-MM-DD")
+    return out

@@ -16,20 +16,14 @@ import argparse
 import sys
 from pathlib import Path
 
-from .cli import KINDS, _data_spec
+from sim.cli import positive_int
+
+from .cli import KINDS, _data_spec, tz_and_holiday_problems
+from .errors import report as _report
 
 EXIT_GATE = 1
-EXIT_USAGE = 2
 
 
-def _positive_int(text: str) -> int:
-    try:
-        v = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-    if v < 1:
-        raise argparse.ArgumentTypeError(f"{text} must be at least 1")
-    return v
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
@@ -53,7 +47,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                    help="dates (YYYY-MM-DD) left out of real activity and cell time series")
     p.add_argument("--tz", default=None, metavar="ZONE",
                    help="time zone for unix-second times of drive and location traces (default UTC)")
-    p.add_argument("--splits", type=_positive_int, default=None, metavar="N",
+    p.add_argument("--splits", type=positive_int, default=None, metavar="N",
                    help="seeded real-vs-real half splits per real set (default 5)")
     p.add_argument("--seed", type=int, default=None, help="seed of the half splits")
     p.set_defaults(command="evaluate")
@@ -77,20 +71,7 @@ def _problems(args: argparse.Namespace) -> list[str]:
         for n in names:
             if n not in SPEC_BY_NAME:
                 out.append(f"--require: unknown metric {n!r} (see docs/evaluate.md for the names)")
-    if args.tz is not None:
-        import zoneinfo
-
-        try:
-            zoneinfo.ZoneInfo(args.tz)
-        except (zoneinfo.ZoneInfoNotFoundError, ValueError):
-            out.append(f"--tz {args.tz!r} is not a known time zone (e.g. UTC, Europe/Rome)")
-    for d in filter(None, (s.strip() for s in args.holidays.split(","))):
-        from datetime import date
-
-        try:
-            date.fromisoformat(d)
-        except ValueError:
-            out.append(f"--holidays: {d!r} is not a date YYYY-MM-DD")
+    out += tz_and_holiday_problems(args)
     if args.out.exists() and not args.out.is_dir():
         out.append(f"--out {args.out} is a file; expected a folder for the report")
     return out
@@ -157,26 +138,3 @@ def run(args: argparse.Namespace) -> int:
         print(f"gate: pass ({head}"
               + (f"; not evaluated for want of real data: {', '.join(missing)})" if missing else ")"))
     return 0
-
-
-def _report(problems: list[str]) -> int:
-    for line in problems:
-        print(f"telcosim: error: {line}", file=sys.stderr)
-    return EXIT_USAGE
-
-
-def main(argv: list[str] | None = None) -> int:
-    """Stand-alone entry (``python -m calibration.evaluate_cli evaluate ...``) until sim/cli.py wires it in."""
-
-    class _Parser(argparse.ArgumentParser):
-        def error(self, message: str):
-            self.exit(EXIT_USAGE, f"telcosim: error: {message} (see '{self.prog} --help')\n")
-
-    parser = _Parser(prog="telcosim")
-    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
-    add_parser(sub)
-    return run(parser.parse_args(argv))
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -26,7 +26,8 @@ class _Parser(argparse.ArgumentParser):
         self.exit(EXIT_USAGE, f"telcosim: error: {message} (see '{self.prog} --help')\n")
 
 
-def _positive_int(text: str) -> int:
+def positive_int(text: str) -> int:
+    """argparse type: an integer > 0 (shared by every telcosim command)."""
     try:
         v = int(text)
     except ValueError:
@@ -36,7 +37,8 @@ def _positive_int(text: str) -> int:
     return v
 
 
-def _seed(text: str) -> int:
+def seed_value(text: str) -> int:
+    """argparse type: a root seed, 0 <= seed < 2^63."""
     try:
         v = int(text)
     except ValueError:
@@ -57,15 +59,15 @@ def build_parser() -> argparse.ArgumentParser:
                    help="scenario TOML file or built-in scenario name (see 'telcosim scenario list'; "
                         "default: the embedded default city)")
     r.add_argument("--out", required=True, type=Path, help="run folder to create")
-    r.add_argument("--seed", type=_seed, help="root random seed (overrides the scenario)")
-    r.add_argument("--subscribers", type=_positive_int, help="number of subscribers (overrides the scenario)")
-    r.add_argument("--days", type=_positive_int, help="length of the run window in days (overrides the scenario)")
+    r.add_argument("--seed", type=seed_value, help="root random seed (overrides the scenario)")
+    r.add_argument("--subscribers", type=positive_int, help="number of subscribers (overrides the scenario)")
+    r.add_argument("--days", type=positive_int, help="length of the run window in days (overrides the scenario)")
     r.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override any scenario field, e.g. --set network.sites=200 (repeatable)")
-    r.add_argument("--chunk-subscribers", type=_positive_int, default=250_000, metavar="N",
+    r.add_argument("--chunk-subscribers", type=positive_int, default=250_000, metavar="N",
                    help="subscribers per demand chunk: bounds memory, never changes the output (default 250000)")
     where = r.add_mutually_exclusive_group()
-    where.add_argument("--workers", type=_positive_int, metavar="N",
+    where.add_argument("--workers", type=positive_int, metavar="N",
                        help="draw demand on a local Dask cluster of N processes (same output as without)")
     where.add_argument("--scheduler", metavar="ADDRESS", help="draw demand on an existing Dask cluster")
     r.add_argument("--resume", action="store_true",

@@ -9,6 +9,8 @@ import json
 import pytest
 
 from calibration import evaluate_cli as cli
+from calibration.errors import EXIT_USAGE
+from sim.cli import main as sim_main
 from tests.conftest import SHARED_DATA
 
 needs_data = pytest.mark.skipif(not (SHARED_DATA / "README.md").is_file(), reason="shared data not present")
@@ -37,7 +39,7 @@ def test_report_against_another_run_and_gate_pass(small_run, small_run_b, tmp_pa
 @needs_data
 def test_gate_fails_on_the_scrambled_run(wrong_run, tmp_path, capsys):
     out = tmp_path / "rep"
-    rc = cli.main(["evaluate", "--synthetic", str(wrong_run), "--real", f"shares={SHARED_DATA / 'nodobo'}",
+    rc = sim_main(["evaluate", "--synthetic", str(wrong_run), "--real", f"shares={SHARED_DATA / 'nodobo'}",
                    "--out", str(out), "--gate", "--require", "hourly_profile.voice,hourly_profile.sms"])
     err = capsys.readouterr().err
     assert rc == cli.EXIT_GATE
@@ -47,18 +49,18 @@ def test_gate_fails_on_the_scrambled_run(wrong_run, tmp_path, capsys):
 
 @needs_data
 def test_without_gate_a_failing_run_exits_0(wrong_run, tmp_path, capsys):
-    rc = cli.main(["evaluate", "--synthetic", str(wrong_run), "--real", f"shares={SHARED_DATA / 'nodobo'}",
+    rc = sim_main(["evaluate", "--synthetic", str(wrong_run), "--real", f"shares={SHARED_DATA / 'nodobo'}",
                    "--out", str(tmp_path / "rep")])
     assert rc == 0 and "failing: hourly_profile.voice" in capsys.readouterr().out
 
 
 def _bad(argv, capsys, tmp_path):
     try:
-        rc = cli.main(argv)
+        rc = sim_main(argv)
     except SystemExit as exc:  # argparse errors exit like sim/cli.py's parser
         rc = exc.code
     err = capsys.readouterr().err
-    assert rc == cli.EXIT_USAGE
+    assert rc == EXIT_USAGE
     assert "Traceback" not in err and not (tmp_path / "rep").exists()
     return [line for line in err.splitlines() if line]
 

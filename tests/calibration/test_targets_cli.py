@@ -9,6 +9,8 @@ import json
 import pytest
 
 from calibration import cli
+from calibration.errors import EXIT_USAGE
+from sim.cli import main as sim_main
 from tests.conftest import SHARED_DATA
 
 needs_data = pytest.mark.skipif(not (SHARED_DATA / "README.md").is_file(), reason="shared data not present")
@@ -41,7 +43,7 @@ def test_targets_on_real_data(tmp_path, capsys):
 def test_standalone_main_on_a_run(small_run, tmp_path):
     _, run_dir, _ = small_run
     out = tmp_path / "t.json"
-    assert cli.main(["targets", "--data", f"cdr={run_dir}", "--epsilon", "2", "--disjoint-sources",
+    assert sim_main(["targets", "--data", f"cdr={run_dir}", "--epsilon", "2", "--disjoint-sources",
                      "--out", str(out)]) == 0
     doc = json.loads(out.read_text())
     assert doc["privacy"]["disjoint_sources"] is True
@@ -56,7 +58,7 @@ def test_bad_files_one_line_per_problem(tmp_path, capsys):
     out = tmp_path / "t.json"
     args = parse(["targets", "--data", f"edges={calls}", "--data", f"activity={act}",
                   "--data", f"cells={tmp_path / 'missing'}", "--epsilon", "1", "--out", str(out)])
-    assert cli.run(args) == cli.EXIT_USAGE
+    assert cli.run(args) == EXIT_USAGE
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 4, err
     assert all(line.startswith("telcosim: error: ") for line in err)
@@ -84,7 +86,7 @@ def test_option_problems(tmp_path, capsys):
 ])
 def test_argument_errors_exit_2(argv, needle, capsys):
     with pytest.raises(SystemExit) as info:
-        cli.main(argv)
+        sim_main(argv)
     assert info.value.code == 2
     err = capsys.readouterr().err
     assert needle in err and len(err.strip().splitlines()) == 1
