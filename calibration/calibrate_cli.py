@@ -22,17 +22,8 @@ from pathlib import Path
 
 from sim.cli import positive_int, seed_value
 
+from .cli import _positive_float
 from .errors import report as _report
-
-
-def _weight(text: str) -> float:
-    try:
-        v = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-    if not (v > 0 and math.isfinite(v)):
-        raise argparse.ArgumentTypeError(f"{text} must be a positive finite number")
-    return v
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
@@ -46,7 +37,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--targets", nargs="+", type=Path, required=True, metavar="FILE",
                    help="targets JSON files written by 'telcosim targets' (or merged ones)")
     p.add_argument("--out", type=Path, required=True, help="calibrated scenario TOML to write")
-    p.add_argument("--weights", nargs="+", type=_weight, metavar="W",
+    p.add_argument("--weights", nargs="+", type=_positive_float, metavar="W",
                    help="one weight per targets file (default: the files' own 'weight', else equal)")
     p.add_argument("--trials", type=positive_int, default=30, help="simulator runs of the search (default 30)")
     p.add_argument("--subscribers", type=positive_int, default=3000,

@@ -22,13 +22,12 @@ import difflib
 import json
 import math
 import os
-import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from sim import config
-from sim.config import Scenario
+from sim.config import Scenario, read_toml
 from sim.errors import ConfigError
 
 BUILTIN_DIR = Path(__file__).resolve().parent / "builtin"
@@ -74,16 +73,7 @@ def _resolve_ref(ref: str, base_dir: Path | None) -> tuple[Path, str | None]:
 
 
 def _read_table(path: Path, label: str, shown: str) -> dict[str, Any]:
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ConfigError(f"{shown}: no such scenario file ({_builtins_hint()})") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"{shown}: cannot read the scenario file ({exc.__class__.__name__}: {exc})") from None
-    try:
-        return tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{label}: not valid TOML: {exc}") from None
+    return read_toml(path, label, shown, _builtins_hint())
 
 
 class _Chain:

@@ -280,6 +280,21 @@ def apply_overrides(raw: dict[str, Any], overrides: list[tuple[list[str], Any]])
     return raw
 
 
+def read_toml(path: Path, label: str, shown: str, missing_hint: str = "") -> dict[str, Any]:
+    """A scenario file's TOML table; unreadable or malformed files raise one :class:`ConfigError`
+    line (``shown`` names the file in read errors, ``label`` in TOML errors)."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"{shown}: no such scenario file{f' ({missing_hint})' if missing_hint else ''}") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{shown}: cannot read the scenario file ({exc.__class__.__name__}: {exc})") from None
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{label}: not valid TOML: {exc}") from None
+
+
 def load(path: str | Path | None, overrides: list[str] | None = None) -> Scenario:
     """Load and validate a scenario file (or the defaults when ``path`` is None)."""
     parsed_overrides, bad = [], []
@@ -294,15 +309,6 @@ def load(path: str | Path | None, overrides: list[str] | None = None) -> Scenari
         return from_dict(apply_overrides({}, parsed_overrides), "<default>") if parsed_overrides else Scenario()
     p = Path(path)
     name = p.name
-    try:
-        text = p.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ConfigError(f"{path}: no such scenario file") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"{path}: cannot read the scenario file ({exc.__class__.__name__}: {exc})") from None
-    try:
-        raw = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{name}: not valid TOML: {exc}") from None
+    raw = read_toml(p, name, str(path))
     sc = from_dict(apply_overrides(raw, parsed_overrides), name)
     return dataclasses.replace(sc, source=str(p.resolve()))
