@@ -22,7 +22,7 @@ from pathlib import Path
 
 from sim.cli import positive_int, seed_value
 
-from .cli import _positive_float
+from .cli import _positive_float, output_file_problems
 from .errors import report as _report
 
 
@@ -84,10 +84,7 @@ def _problems(args: argparse.Namespace) -> list[str]:
     for opt, path in (("--out", args.out), ("--report", args.report), ("--merged-out", args.merged_out)):
         if path is None or (opt != "--merged-out" and args.merge_only):
             continue
-        if path.exists() and path.is_dir():
-            out.append(f"{opt} {path} is a folder; expected a file path")
-        elif not path.parent.exists():
-            out.append(f"{opt} {path}: folder {path.parent} does not exist")
+        out += output_file_problems(opt, path)
     if not args.merge_only and args.out.suffix != ".toml":
         out.append(f"--out {args.out}: expected a .toml file name (a scenario)")
     return out

@@ -79,15 +79,11 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 def _problems(args: argparse.Namespace) -> list[str]:
     out = []
     kinds = [k for k, _ in args.data]
-    for k in sorted({k for k in kinds if kinds.count(k) > 1}):
-        out.append(f"--data {k}= given {kinds.count(k)} times; give each kind once")
+    out += repeated_kind_problems("--data", kinds)
     if args.epsilon is None and any(k in ("drive", "locations", "edges", "cdr") for k in kinds):
         out.append("--epsilon is required with individual-level data (drive, locations, edges, cdr)")
     out += tz_and_holiday_problems(args)
-    if args.out.exists() and args.out.is_dir():
-        out.append(f"--out {args.out} is a folder; expected a JSON file path")
-    elif not args.out.parent.exists():
-        out.append(f"--out {args.out}: folder {args.out.parent} does not exist")
+    out += output_file_problems("--out", args.out, "a JSON file path")
     return out
 
 
@@ -147,3 +143,18 @@ def tz_and_holiday_problems(args) -> list[str]:
         except ValueError:
             out.append(f"--holidays: {d!r} is not a date YYYY-MM-DD")
     return out
+
+
+def repeated_kind_problems(opt: str, kinds: list[str]) -> list[str]:
+    """One problem per input kind given more than once to ``opt``."""
+    return [f"{opt} {k}= given {kinds.count(k)} times; give each kind once"
+            for k in sorted({k for k in kinds if kinds.count(k) > 1})]
+
+
+def output_file_problems(opt: str, path: Path, expected: str = "a file path") -> list[str]:
+    """Problems of an output file option: a folder in its place, or a missing parent folder."""
+    if path.exists() and path.is_dir():
+        return [f"{opt} {path} is a folder; expected {expected}"]
+    if not path.parent.exists():
+        return [f"{opt} {path}: folder {path.parent} does not exist"]
+    return []

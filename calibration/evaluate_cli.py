@@ -18,7 +18,7 @@ from pathlib import Path
 
 from sim.cli import positive_int
 
-from .cli import KINDS, _data_spec, tz_and_holiday_problems
+from .cli import KINDS, _data_spec, repeated_kind_problems, tz_and_holiday_problems
 from .errors import report as _report
 
 EXIT_GATE = 1
@@ -59,8 +59,7 @@ def _problems(args: argparse.Namespace) -> list[str]:
 
     out = []
     kinds = [k for k, _ in args.real]
-    for k in sorted({k for k in kinds if kinds.count(k) > 1}):
-        out.append(f"--real {k}= given {kinds.count(k)} times; give each kind once")
+    out += repeated_kind_problems("--real", kinds)
     from .fidelity import check_run_folder
 
     out.extend(check_run_folder(args.synthetic))
