@@ -71,6 +71,10 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--disjoint-sources", action="store_true",
                    help="the individual-level inputs hold disjoint people: each gets the whole epsilon "
                         "(parallel composition) instead of a share")
+    p.add_argument("--mask-volumes", action="store_true",
+                   help="rescale absolute levels (load quantiles, var/mean, pair counts) to fixed reference "
+                        "levels, keeping shapes and ratios, so a shared file does not reveal volumes "
+                        "(recorded under 'masking'; see docs/calibration.md)")
     p.add_argument("--out", type=Path, required=True, help="JSON file to write")
     p.set_defaults(command="targets")
     return p
@@ -95,7 +99,7 @@ def run(args: argparse.Namespace) -> int:
     from sim.errors import TelcosimError
 
     from . import readers
-    from .targets import compute_targets
+    from .targets import compute_targets, mask_volumes
 
     datasets, problems = [], []
     for kind, path in args.data:
@@ -112,6 +116,8 @@ def run(args: argparse.Namespace) -> int:
                               disjoint_sources=args.disjoint_sources)
     except (TelcosimError, ValueError) as exc:
         return _report(getattr(exc, "problems", [str(exc)]))
+    if getattr(args, "mask_volumes", False):
+        doc = mask_volumes(doc)
     text = json.dumps(doc, indent=2, allow_nan=False) + "\n"
     tmp = args.out.with_name(f".{args.out.name}.partial")
     try:
@@ -121,8 +127,10 @@ def run(args: argparse.Namespace) -> int:
         tmp.unlink(missing_ok=True)
         return _report([f"--out {args.out}: cannot write: {exc.strerror or exc}"])
     spent = doc["privacy"]["spent"]
+    masked = (f"; volumes masked ({len(doc['masking']['rescaled'])} targets rescaled)"
+              if doc["masking"].get("volumes") else "")
     print(f"wrote {args.out}: {len(doc['targets'])} targets; privacy spent epsilon={spent['epsilon']:.6g} "
-          f"delta={spent['delta']:.3g}")
+          f"delta={spent['delta']:.3g}{masked}")
     return 0
 
 

@@ -20,6 +20,7 @@ Definitions follow ``calibration/derive_defaults.py`` (the embedded default prof
 
 from __future__ import annotations
 
+import json
 import math
 from typing import Any
 
@@ -631,4 +632,82 @@ def compute_targets(datasets, epsilon: float | None = None, delta: float = 0.0, 
     privacy["note"] = ("individual-level targets are DP releases; aggregate inputs carry "
                        f"'{AGGREGATE_NOTE}'" if not exact else
                        "EXACT VALUES WITHOUT NOISE: for testing only, not private")
-    return _clean({"schema_version": SCHEMA_VERSION, "sources": sources, "targets": targets, "privacy": privacy})
+    return _clean({"schema_version": SCHEMA_VERSION, "sources": sources, "targets": targets, "privacy": privacy,
+                   "masking": {"volumes": False}})
+
+
+# --------------------------------------------------------------------------
+# masking absolute volumes (--mask-volumes)
+# --------------------------------------------------------------------------
+
+MASK_REFERENCE_PAIRS = 1000.0  # pairs_per_bin histograms are rescaled to this many pairs in total
+MASK_METHOD = (
+    "absolute levels rescaled to a fixed reference, shapes and ratios kept: load quantiles are divided "
+    "by the median (p50 = 1, i.e. the data as if scaled so that the median area/cell carries 1), the "
+    "var/mean figures of the same input by the same factor (var/mean scales with the unit), pair "
+    "histograms scaled to 1000 pairs in total; the factors are not stored. Post-processing of the "
+    "released values: no privacy cost.")
+
+
+def _level_factor(value: dict) -> float | None:
+    """1 / p50 of a load-quantile table (None when p50 is not a positive number)."""
+    p50 = value.get("p50") if isinstance(value, dict) else None
+    if isinstance(p50, int | float) and math.isfinite(p50) and p50 > 0:
+        return 1.0 / float(p50)
+    return None
+
+
+def mask_volumes(doc: dict) -> dict:
+    """The targets document with its absolute volumes rescaled to fixed reference levels.
+
+    Kept (scale-free): every shape, ratio, share, CV, log sigma, holiday effect, duration, mobility
+    and handover figure. Rescaled, per input:
+
+    * ``<kind>.area_load_distribution`` / ``<kind>.cell_load_distribution``: ``p10``, ``p50``,
+      ``p90`` divided by ``p50`` (so ``p50 = 1``); ``cdr``'s ``var_mean_ratio`` by the same factor;
+    * ``<kind>.over_dispersion`` (var/mean in the input's unit): times that input's load factor;
+    * ``<kind>.contact_concentration``: ``pairs_per_bin`` scaled to ``MASK_REFERENCE_PAIRS`` pairs
+      (the top-10% share is unchanged: it depends only on the histogram's shape).
+
+    A level that cannot be put on the reference (p50 zero or missing, e.g. after DP noise) is
+    withheld (set to null), never published as is. The factors are computed from the document only
+    and not stored. The document gets a top-level ``masking`` record naming every rescaled field,
+    and each rescaled target a ``masked`` note.
+    """
+    out = json.loads(json.dumps(doc))  # deep copy of a JSON document
+    targets = out.get("targets", {})
+    rescaled: dict[str, list[str]] = {}
+    withheld: dict[str, list[str]] = {}
+
+    def note(name: str, fields: list[str], ok: bool, how: str) -> None:
+        (rescaled if ok else withheld).setdefault(name, []).extend(fields)
+        targets[name]["masked"] = how if ok else "withheld: no positive reference level to rescale to"
+
+    kinds = {n.split(".")[0] for n in targets}
+    for kind in sorted(kinds):
+        dist_name = next((f"{kind}.{d}" for d in ("area_load_distribution", "cell_load_distribution")
+                          if f"{kind}.{d}" in targets), None)
+        factor = None
+        if dist_name is not None:
+            v = targets[dist_name]["value"]
+            factor = _level_factor(v)
+            fields = [k for k in ("p10", "p50", "p90", "var_mean_ratio") if k in v]
+            for k in fields:
+                v[k] = v[k] * factor if factor is not None and v[k] is not None else None
+            note(dist_name, fields, factor is not None, "p10/p50/p90 (and var/mean) divided by p50")
+        od = f"{kind}.over_dispersion"
+        if od in targets:
+            v = targets[od]["value"]
+            ok = factor is not None and isinstance(v, int | float)
+            targets[od]["value"] = v * factor if ok else None
+            note(od, ["value"], ok, f"times the load factor of {dist_name} (1 / its p50)")
+        cc = f"{kind}.contact_concentration"
+        if cc in targets and isinstance(targets[cc]["value"], dict) and "pairs_per_bin" in targets[cc]["value"]:
+            bins = np.clip(np.array([0.0 if x is None else x for x in targets[cc]["value"]["pairs_per_bin"]]),
+                           0, None)
+            ok = bins.sum() > 0
+            targets[cc]["value"]["pairs_per_bin"] = (list(bins * (MASK_REFERENCE_PAIRS / bins.sum())) if ok
+                                                     else [None] * len(bins))
+            note(cc, ["pairs_per_bin"], ok, f"pairs_per_bin scaled to {MASK_REFERENCE_PAIRS:g} pairs in total")
+    out["masking"] = {"volumes": True, "method": MASK_METHOD, "rescaled": rescaled, "withheld": withheld}
+    return _clean(out)
