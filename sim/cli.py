@@ -83,6 +83,9 @@ def build_parser() -> argparse.ArgumentParser:
     calibrate_cli.add_parser(sub)
     evaluate_cli.add_parser(sub)
     scenario_cli.add_parser(sub)
+    from models import cli as models_cli  # learned generators (torch imported only when used)
+
+    models_cli.add_parser(sub)
     v = sub.add_parser("verify", help="check a run folder: checksums, schema, references, invariants",
                        description="Check a run folder against its manifest and the run's invariants; "
                                    "exit 1 with one line per problem, 0 when sound.")
@@ -175,6 +178,10 @@ def main(argv: list[str] | None = None) -> int:
             from calibration import evaluate_cli
 
             return evaluate_cli.run(args)
+        if args.command == "models":
+            from models import cli as models_cli
+
+            return models_cli.run(args)
         if args.command == "scenario":
             from scenarios import cli as scenario_cli
 

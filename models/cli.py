@@ -1,0 +1,172 @@
+"""``telcosim models``: train and diagnose the learned traffic-shape generators.
+
+    telcosim models train shapes --kind vae|gan --data ../shared/data --out DIR [--seed N] [--param K=V]
+    telcosim models diagnose DIR --data ../shared/data [--out FILE.json]
+
+``train`` builds the weekly-shape data set (models/shapes.py), fits on the train split, writes
+``DIR/state_dict.pt``, ``DIR/model.json`` and ``DIR/diagnostics.json`` (held-out diagnostics, also
+printed); the folder is built under a temporary name and renamed into place. ``diagnose`` prints
+and saves the diagnostics of a trained model folder (default ``DIR/diagnostics.json``). Bad input:
+one line per problem on stderr, exit code 2. Only the standard library is imported at import time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import tempfile
+from pathlib import Path
+
+KINDS = ("vae", "gan")
+
+
+def add_parser(subparsers) -> argparse.ArgumentParser:
+    """Add the ``models`` subcommand (with ``train`` and ``diagnose``) to an argparse subparsers object."""
+    from sim.cli import seed_value
+
+    p = subparsers.add_parser("models", help="train and diagnose learned generators (traffic shapes)",
+                              description="Learned generators: train a weekly traffic-shape model on real "
+                                          "data, or diagnose a trained one (docs/models.md).")
+    sub = p.add_subparsers(dest="models_command", required=True, parser_class=type(p))
+    t = sub.add_parser("train", help="train a model on the shared data and save it with its diagnostics",
+                       description="Train a generator on the train split and write state_dict.pt, "
+                                   "model.json and diagnostics.json to --out.")
+    t.add_argument("what", choices=("shapes",), help="what to learn: 'shapes' (weekly per-area load shapes)")
+    t.add_argument("--kind", choices=KINDS, required=True, help="vae (conditional VAE) or gan (conditional WGAN-GP)")
+    t.add_argument("--data", type=Path, required=True, metavar="DIR",
+                   help="shared data folder holding milan_hourly/ (e.g. ../shared/data)")
+    t.add_argument("--out", type=Path, required=True, metavar="DIR", help="model folder to write")
+    t.add_argument("--seed", type=seed_value, default=0, help="training seed (default 0)")
+    t.add_argument("--param", dest="params", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a hyperparameter, e.g. --param epochs=50 (repeatable; see docs/models.md)")
+    t.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
+    d = sub.add_parser("diagnose", help="held-out diagnostics of a trained shape model (printed and saved)",
+                       description="Precision/recall/density/coverage, memorisation and telling features of "
+                                   "a trained model's samples against the held-out real shapes.")
+    d.add_argument("model_dir", type=Path, help="model folder written by 'telcosim models train'")
+    d.add_argument("--data", type=Path, required=True, metavar="DIR", help="shared data folder (as for train)")
+    d.add_argument("--out", type=Path, default=None, metavar="FILE",
+                   help="JSON file for the diagnostics (default MODEL_DIR/diagnostics.json)")
+    p.set_defaults(command="models")
+    return p
+
+
+def _parse_params(items: list[str], defaults: dict, problems: list[str]) -> dict:
+    out = {}
+    for item in items:
+        key, sep, text = item.partition("=")
+        key = key.strip()
+        if not sep or not key:
+            problems.append(f"--param {item!r}: expected KEY=VALUE")
+            continue
+        if key == "seed":
+            problems.append("--param seed: use --seed")
+            continue
+        if key not in defaults:
+            problems.append(f"--param {key}: unknown hyperparameter; allowed: "
+                            f"{', '.join(k for k in sorted(defaults) if k != 'seed')}")
+            continue
+        ref = defaults[key]
+        text = text.strip()
+        try:
+            if isinstance(ref, bool):
+                if text.lower() not in ("true", "false", "1", "0"):
+                    raise ValueError
+                value = text.lower() in ("true", "1")
+            elif isinstance(ref, int):
+                value = int(text)
+                if value <= 0:
+                    raise ValueError
+            else:
+                value = float(text)
+                if not value >= 0:
+                    raise ValueError
+        except ValueError:
+            kind = ("true or false" if isinstance(ref, bool) else
+                    "a positive integer" if isinstance(ref, int) else "a number >= 0")
+            problems.append(f"--param {key}: {text!r} is not {kind}")
+            continue
+        out[key] = value
+    return out
+
+
+def _load_data(data_dir: Path):
+    from . import shapes
+
+    ds = shapes.build_dataset(data_dir)
+    return shapes.split(ds)
+
+
+def _train(args) -> int:
+    from calibration.errors import report
+
+    from . import diagnostics, shapes
+    from .base import set_torch_threads
+
+    cls = shapes.ShapeVAE if args.kind == "vae" else shapes.ShapeGAN
+    problems: list[str] = []
+    params = _parse_params(args.params, cls.defaults, problems)
+    if args.out.exists() and not args.out.is_dir():
+        problems.append(f"--out {args.out}: is a file; expected a folder for the model")
+    elif args.out.exists() and not args.overwrite:
+        problems.append(f"--out {args.out}: exists; give --overwrite to replace it")
+    if not args.data.is_dir():
+        problems.append(f"--data {args.data}: not a folder; expected the shared data folder (../shared/data)")
+    if problems:
+        return report(problems)
+    train, held = _load_data(args.data)
+    set_torch_threads()
+    model = cls(seed=args.seed, **params)
+    print(f"training {model.name} on {len(train)} weeks of {len(set(train.area))} areas ...", flush=True)
+    model.fit(train.model_data())
+    doc = diagnostics.diagnose(model, train, held)
+    print(diagnostics.format_report(doc))
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{args.out.name}.", suffix=".partial", dir=args.out.parent))
+    try:
+        staged = model.save(tmp / "model")
+        diagnostics.write(doc, staged / "diagnostics.json")
+        if args.out.exists():
+            shutil.rmtree(args.out)
+        staged.rename(args.out)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    print(f"wrote {args.out} ({model.training['seconds']} s of training on {model.training['device']})")
+    return 0
+
+
+def _diagnose(args) -> int:
+    from calibration.errors import report
+
+    from . import diagnostics, shapes
+    from .base import LearnedGenerator, read_sidecar
+
+    problems = []
+    if not args.data.is_dir():
+        problems.append(f"--data {args.data}: not a folder; expected the shared data folder (../shared/data)")
+    if args.out is not None and args.out.is_dir():
+        problems.append(f"--out {args.out}: is a folder; expected a JSON file path")
+    if problems:
+        return report(problems)
+    side = read_sidecar(args.model_dir)
+    if side["model"] not in shapes.MODEL_NAMES.values():
+        return report([f"{args.model_dir}: model {side['model']!r} is not a shape model "
+                       f"({', '.join(shapes.MODEL_NAMES.values())})"])
+    model = LearnedGenerator.load(args.model_dir)
+    train, held = _load_data(args.data)
+    doc = diagnostics.diagnose(model, train, held)
+    print(diagnostics.format_report(doc))
+    out = args.out or args.model_dir / "diagnostics.json"
+    try:
+        diagnostics.write(doc, out)
+    except OSError as exc:
+        return report([f"--out {out}: cannot write: {exc.strerror or exc}"])
+    print(f"wrote {out}")
+    return 0
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run ``telcosim models ...``; returns the exit code (0 done, 2 bad input)."""
+    if args.models_command == "train":
+        return _train(args)
+    return _diagnose(args)
