@@ -75,13 +75,14 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
     r.add_argument("--quiet", action="store_true", help="no progress bar or summary")
     # The CLI wiring is the one place where sim meets calibration and scenarios.
-    from calibration import calibrate_cli, evaluate_cli
+    from calibration import calibrate_cli, evaluate_cli, rebalance_cli
     from calibration import cli as targets_cli
     from scenarios import cli as scenario_cli
 
     targets_cli.add_parser(sub)
     calibrate_cli.add_parser(sub)
     evaluate_cli.add_parser(sub)
+    rebalance_cli.add_parser(sub)
     scenario_cli.add_parser(sub)
     from models import cli as models_cli  # learned generators (torch imported only when used)
 
@@ -178,6 +179,10 @@ def main(argv: list[str] | None = None) -> int:
             from calibration import evaluate_cli
 
             return evaluate_cli.run(args)
+        if args.command == "rebalance":
+            from calibration import rebalance_cli
+
+            return rebalance_cli.run(args)
         if args.command == "models":
             from models import cli as models_cli
 
