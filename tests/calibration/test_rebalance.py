@@ -32,7 +32,7 @@ rural = { min_share = 0.05 }
 sms = { min_share = 0.28 }
 
 [incident]
-outage = { min_count = 100 }
+cell_outage = { min_count = 100 }
 """
 
 
@@ -93,12 +93,12 @@ def test_starved_strata_are_lifted_to_their_targets(rebalanced):
     status = {g["gap"]: g for g in m["gaps"]}
     assert {k: g["status"] for k, g in status.items()} == {
         "density.rural": "filled", "home_density.rural": "filled", "hour.0-5": "filled", "service.sms": "filled",
-        "incident.outage": "not_fillable"}
-    assert "telcosim augment" in status["incident.outage"]["reason"]
+        "incident.cell_outage": "not_fillable"}
+    assert "telcosim augment" in status["incident.cell_outage"]["reason"]
     assert status["density.rural"]["after"]["share"] == pytest.approx(rural_after)
     cov = json.loads((out / "coverage_before_after.json").read_text())
     assert cov["before"]["flagged"] == list(status)
-    assert cov["after"]["flagged"] == ["incident.outage"]
+    assert cov["after"]["flagged"] == ["incident.cell_outage"]
     assert m["network"]["neighbour_graph_identical"] is True
 
 
