@@ -78,12 +78,14 @@ def build_parser() -> argparse.ArgumentParser:
     from calibration import calibrate_cli, evaluate_cli, rebalance_cli
     from calibration import cli as targets_cli
     from scenarios import cli as scenario_cli
+    from scenarios import study_cli
 
     targets_cli.add_parser(sub)
     calibrate_cli.add_parser(sub)
     evaluate_cli.add_parser(sub)
     rebalance_cli.add_parser(sub)
     scenario_cli.add_parser(sub)
+    study_cli.add_parser(sub)
     from models import cli as models_cli  # learned generators (torch imported only when used)
 
     models_cli.add_parser(sub)
@@ -191,6 +193,10 @@ def main(argv: list[str] | None = None) -> int:
             from scenarios import cli as scenario_cli
 
             return scenario_cli.run(args)
+        if args.command == "study":
+            from scenarios import study_cli
+
+            return study_cli.run(args)
     except TelcosimError as exc:
         for line in exc.problems:
             print(f"telcosim: error: {line}", file=sys.stderr)
