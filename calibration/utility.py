@@ -89,7 +89,7 @@ class Series:
 
 
 def _calendar(index: pd.DatetimeIndex) -> tuple[np.ndarray, np.ndarray]:
-    return np.asarray(index.hour, np.int64), np.asarray(index.weekday, np.int64)
+    return np.asarray(index.hour, np.int64), np.asarray(index.day_of_week, np.int64)
 
 
 def normalise(y: np.ndarray, by: np.ndarray | None = None) -> np.ndarray:

@@ -1,0 +1,116 @@
+"""TSTR cell-load forecasting (calibration/utility.py): features, the ratio rule, a control series
+that must fail it, a run too short to learn from, and the real LTE / Milan sets end to end."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from calibration import utility as U
+from tests.conftest import SHARED_DATA
+
+needs_data = pytest.mark.skipif(not (SHARED_DATA / "README.md").is_file(), reason="shared data not present")
+
+
+def _series(n_series: int, days: int, seed: int, shuffle: bool = False) -> U.Series:
+    """Daily-cycle load with AR(1) noise per series (x the series' mean); ``shuffle`` permutes each
+    series' hours: the same values, no temporal structure (the control)."""
+    rng = np.random.default_rng(seed)
+    idx = pd.date_range("2024-03-04", periods=24 * days, freq="1h")
+    base = 1 + 0.8 * np.sin(2 * np.pi * (idx.hour.to_numpy() - 9) / 24)
+    y = np.empty((n_series, len(idx)))
+    for i in range(n_series):
+        e = np.zeros(len(idx))
+        for t in range(1, len(idx)):
+            e[t] = 0.7 * e[t - 1] + rng.normal(0, 0.15)
+        y[i] = np.maximum(base * (1 + 0.3 * (idx.day_of_week.to_numpy() >= 5)) + e, 0.01)
+        if shuffle:
+            y[i] = rng.permutation(y[i])
+    return U.Series(U.normalise(y), idx.hour.to_numpy(), idx.day_of_week.to_numpy(), [str(i) for i in range(n_series)])
+
+
+def test_lags_and_design_rows():
+    assert U.lags_for(1) == (1, 2, 3, 24, 168)
+    assert U.lags_for(24) == (24, 25, 26, 48, 168)
+    idx = pd.date_range("2024-03-04", periods=30, freq="1h")  # a Monday
+    y = np.arange(30, dtype=float)[None, :]
+    y[0, 27] = np.nan
+    s = U.Series(y, idx.hour.to_numpy(), idx.day_of_week.to_numpy(), ["a"])
+    X, tgt, lag = U.design(s, (1, 24))
+    # targets at hours 24..29, less 27 (missing) and 28 (its lag 1 is missing)
+    assert tgt.tolist() == [24.0, 25.0, 26.0, 29.0]
+    assert lag[:, 0].tolist() == [23.0, 24.0, 25.0, 28.0] and lag[:, 1].tolist() == [0.0, 1.0, 2.0, 5.0]
+    assert X.shape == (4, 2 + 31)
+    assert X[0, 2 + 0] == 1 and X[0, 2 + 24 + 1] == 1  # hour 0, Tuesday
+
+
+def test_same_process_passes_and_shuffled_hours_fail():
+    real_train, real_test = _series(6, 28, 1), _series(6, 28, 2)
+    good = U.forecast_task(_series(20, 14, 3), real_train, real_test, 1)
+    assert good["status"] == "pass" and good["ratio_mae"] <= U.RATIO_LIMIT
+    assert good["real_trained"]["mae"] < good["seasonal_naive"]["mae"]  # the model learns something
+    bad = U.forecast_task(_series(20, 14, 3, shuffle=True), real_train, real_test, 1)
+    assert bad["status"] == "fail" and bad["ratio_mae"] > 1.5 * U.RATIO_LIMIT
+    day = U.forecast_task(_series(20, 14, 3), real_train, real_test, 24)
+    assert day["lags_h"] == [24, 25, 26, 48, 168] and day["status"] == "pass"
+
+
+def test_short_run_drops_lags_or_is_not_evaluated():
+    real_train, real_test = _series(3, 28, 1), _series(3, 28, 2)
+    t = U.forecast_task(_series(10, 7, 3), real_train, real_test, 1)
+    assert t["lags_h"] == [1, 2, 3, 24] and t["lags_dropped_h"] == [168] and "dropped" in t["note"]
+    assert math.isfinite(t["ratio_mae"])
+    t = U.forecast_task(_series(10, 2, 3), real_train, real_test, 24)
+    assert t["status"] == "not_evaluated" and "needs at least" in t["note"]
+
+
+def test_one_day_run_is_not_evaluated_and_outage_detector_not_available(small_run):
+    _, run_dir, _ = small_run
+    from calibration.readers import CellSeries
+
+    idx = pd.date_range("2024-01-01", periods=24 * 30, freq="1h")
+    cells = CellSeries("mem", {"a": pd.Series(1.0 + np.sin(np.arange(len(idx))), index=idx)})
+    doc = U.evaluate_utility(run_dir, [cells])
+    assert set(doc["tasks"]) == {"next_hour.cells", "next_day.cells"}
+    assert all(t["status"] == "not_evaluated" for t in doc["tasks"].values())
+    assert doc["summary"]["evaluated"] == 0
+    assert doc["outage_detector"]["status"] == "not_available"
+    assert U.evaluate_utility(run_dir, [])["summary"]["note"].startswith("no real set")
+
+
+@pytest.fixture(scope="module")
+def four_day_run(tmp_path_factory):
+    from sim.engine import run
+    from tests.conftest import small_scenario
+
+    out = tmp_path_factory.mktemp("runs4") / "four"
+    run(small_scenario(**{"time.days": 4, "population.subscribers": 2000}), out)
+    return out
+
+
+def test_run_series_sums_kpis_per_hour(four_day_run):
+    import pyarrow.parquet as pq
+
+    s = U.run_series(four_day_run, "data")
+    assert s.y.shape == (90, 96) and s.hour[:3].tolist() == [0, 1, 2]
+    assert np.allclose(np.nanmean(s.y, axis=1)[np.isfinite(np.nanmean(s.y, axis=1))], 1.0)
+    k = pq.read_table(four_day_run / "cell_kpis.parquet").to_pandas()
+    assert k.data_volume_mb.sum() > 0 and len(k) == 90 * 96 * 4  # quarter-hour KPIs summed to hours
+
+
+@needs_data
+def test_against_lte_and_milan(four_day_run):
+    from calibration import readers as R
+
+    ds = [R.read_cell_series(SHARED_DATA / "lte_cells"),
+          R.read_activity(SHARED_DATA / "milan_hourly" / "square_hourly_load.csv")]
+    doc = U.evaluate_utility(four_day_run, ds, holidays=["2013-12-25"])
+    assert set(doc["tasks"]) == {"next_hour.cells", "next_day.cells", "next_hour.activity", "next_day.activity"}
+    for t in doc["tasks"].values():
+        assert t["status"] in ("pass", "fail") and t["lags_dropped_h"] == [168]
+        assert t["ratio_mae"] == pytest.approx(t["synthetic_trained"]["mae"] / t["real_trained"]["mae"])
+        assert t["rows"]["real_test"] > 1000
+    assert doc["sets"]["cells"]["real_train_series"] == 3 and doc["sets"]["activity"]["real_test_series"] == 100
