@@ -76,14 +76,14 @@ class Action:
     gaps: list[LevelTarget]
     changes: dict[str, Any] = field(default_factory=dict)  # dotted scenario key -> value
     why: str = ""
-    yield_per_subscriber: float | None = None  # kept records per extra subscriber, measured
+    kept_yield: float = 0.0  # kept records per extra subscriber (estimated, then measured)
+    gap_yield: dict[str, float] = field(default_factory=dict)  # per gap: its records per extra subscriber
     cap: int | None = None
 
     def keep(self, strata: Strata) -> np.ndarray:
         mask = np.zeros(len(strata), bool)
         for t in self.gaps:
-            idx = [strata.vocab[t.dimension].index(lv) for lv in t.levels if lv in strata.vocab[t.dimension]]
-            mask |= np.isin(strata.codes[t.dimension], idx)
+            mask |= _in_gap(strata, t)
         return mask
 
 
@@ -181,15 +181,42 @@ def plan_actions(targets: Targets, before: dict, class_cells: tuple[int, ...], s
     return order, unfillable
 
 
-def _first_yield(action: Action, orig: Strata) -> float:
-    """Kept records per subscriber expected of an extra run, before any was made (then measured)."""
-    per_sub = len(orig) / max(orig.subscribers, 1)
+def _in_gap(strata: Strata, t: LevelTarget) -> np.ndarray:
+    idx = [strata.vocab[t.dimension].index(lv) for lv in t.levels if lv in strata.vocab[t.dimension]]
+    return np.isin(strata.codes[t.dimension], idx)
+
+
+def _first_yields(action: Action, orig: Strata) -> None:
+    """Records per subscriber expected of an extra run before any was made (then measured): kept
+    records, and records in each gap."""
+    subs = max(orig.subscribers, 1)
+    per_sub = len(orig) / subs
     if action.key.startswith("place"):
-        return max(per_sub * 0.7, 1e-3)
-    kept = int(action.keep(orig).sum()) / max(orig.subscribers, 1)
-    if action.key == "service.sms":
-        kept *= SMS_BOOST
-    return max(kept, 1e-3)
+        # Everybody of the extra population lives in the class (a home_density gap keeps all their
+        # records); with a density gap they also work there, so most of their records are served
+        # in the class.
+        homes = any(t.dimension == "home_density" for t in action.gaps)
+        action.kept_yield = per_sub * (1.0 if homes else 0.9)
+        action.gap_yield = {t.name: per_sub * (1.0 if t.dimension == "home_density" else 0.9) for t in action.gaps}
+        return
+    boost = SMS_BOOST if action.key == "service.sms" else 1.0
+    action.kept_yield = boost * int(action.keep(orig).sum()) / subs
+    action.gap_yield = {t.name: boost * int(_in_gap(orig, t).sum()) / subs for t in action.gaps}
+
+
+def _subscribers_needed(action: Action, counts: dict[str, dict[str, float]], total: float) -> float:
+    """Extra subscribers that meet every gap of the action at the current yields: a share target t
+    needs (c + n*y_gap) >= t*(N + n*y_kept), the kept records outside the gap diluting it."""
+    n = 0.0
+    for t in action.gaps:
+        c = sum(counts[t.dimension].get(lv, 0) for lv in t.levels)
+        yg = action.gap_yield.get(t.name, 0.0)
+        if t.min_share is not None and c < t.min_share * total:
+            denom = yg - t.min_share * action.kept_yield
+            n = max(n, (t.min_share * total - c) / denom if denom > 1e-9 else math.inf)
+        if t.min_count is not None and c < t.min_count:
+            n = max(n, (t.min_count - c) / yg if yg > 1e-9 else math.inf)
+    return n
 
 
 def _add_counts(counts: dict[str, dict[str, float]], more: dict[str, dict[str, float]]) -> None:
@@ -360,7 +387,7 @@ def _rebalance_into(tmp: Path, run_dir: Path, manifest: dict, raw: dict, orig: S
     cap_total = max_subscribers if max_subscribers is not None else max(4 * orig_subs, MIN_SUBSCRIBERS)
     n_cells = max(sum(class_cells), 1)
     for a in actions:
-        a.yield_per_subscriber = _first_yield(a, orig)
+        _first_yields(a, orig)
         a.cap = cap_total
         if a.key.startswith("place"):
             level = a.key.split(".", 1)[1]
@@ -380,8 +407,8 @@ def _rebalance_into(tmp: Path, run_dir: Path, manifest: dict, raw: dict, orig: S
             deficit = _deficit(a, counts, total)  # earlier actions of the round may have helped
             if deficit <= 0:
                 continue
-            want = math.ceil(deficit * MARGIN / a.yield_per_subscriber)
-            n = int(min(max(want, MIN_SUBSCRIBERS), a.cap))
+            want = _subscribers_needed(a, counts, total) * MARGIN
+            n = int(min(max(math.ceil(want) if math.isfinite(want) else a.cap, MIN_SUBSCRIBERS), a.cap))
             name = f"extra-{len(generated) + 1:02d}"
             seed = extra_seed(root_seed, salt, round_no, a.key)
             sc_raw = json.loads(json.dumps(base))
@@ -406,7 +433,8 @@ def _rebalance_into(tmp: Path, run_dir: Path, manifest: dict, raw: dict, orig: S
             _add_counts(counts, cov.level_counts(kept))
             total += len(kept)
             measured = len(kept) / n
-            a.yield_per_subscriber = max(measured, 1e-3)
+            a.kept_yield = measured
+            a.gap_yield = {t.name: int(_in_gap(kept, t).sum()) / n for t in a.gaps}
             generated.append({
                 "name": name, "path": f"extra/{name}", "scenario_file": f"extra/{name}.toml", "round": round_no,
                 "action": a.key, "for": [t.name for t in a.gaps], "why": a.why,
