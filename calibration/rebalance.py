@@ -581,6 +581,13 @@ def _charts(doc: dict) -> list[str]:
             pos = [levels.index(lv) for lv in t["levels"] if lv in levels]
             if len(pos) == 1:
                 ax.hlines(t["target"]["min_share"], pos[0] - 0.45, pos[0] + 0.45, colors="red", linestyles="--")
+            elif pos:  # a range of hours: shaded, its total share written on it
+                after = next(i for i in doc["after"]["strata"] if i["name"] == t["name"])
+                for p in pos:
+                    ax.axvspan(p - 0.5, p + 0.5, color="red", alpha=0.06, lw=0)
+                ax.text(pos[0] - 0.4, ax.get_ylim()[1] * 0.92,
+                        f"{t['level']}: {100 * t['share']:.2f}% -> {100 * after['share']:.2f}% "
+                        f"(min {100 * t['target']['min_share']:g}%)", fontsize=7, color="red")
         ax.set_xticks(x, levels, rotation=0 if len(levels) < 8 else 90)
         ax.set_ylabel("share of records")
         ax.set_title(f"{d}: share by level (red: min_share)", fontsize=10)
