@@ -51,7 +51,7 @@ VARIANT_KEYS = ("name", "description", "set")
 MAX_REPLICATES = 10_000
 MAX_RUNS = 100_000
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._=,+-]*$")
-_KEY_PART_RE = re.compile(r"^[A-Za-z0-9_-]+$")
+_KEY_PART_RE = re.compile(r"^[A-Za-z0-9_-]+(\[[0-9]+\])?$")  # "incidents[0]" indexes a list of tables
 # Keys a study may not override: the seed comes from the study's seed and the replicate index.
 _RESERVED = {"seed": "set by the study: give the study's 'seed' (replicate seeds derive from it)"}
 
@@ -258,7 +258,8 @@ def _flatten(table: dict[str, Any], where: str, label: str, problems: list[str],
             parts = key.split(".")
             if not all(_KEY_PART_RE.match(p) for p in parts):
                 problems.append(f"{label}: {where}.{key}: not a dotted scenario key (parts of letters, digits, "
-                                "'_' and '-', joined by '.', e.g. network.voice_channels.urban)")
+                                "'_' and '-', joined by '.', e.g. network.voice_channels.urban; a list of "
+                                "tables is indexed as incidents[0].start)")
                 continue
             if key in seen:
                 problems.append(f"{label}: {where}.{key}: given twice")
@@ -317,9 +318,15 @@ def _resolve_study_ref(ref: str | Path) -> tuple[Path, str]:
 def _lookup(d: dict[str, Any], key: str) -> tuple[bool, Any]:
     node: Any = d
     for part in key.split("."):
-        if not isinstance(node, dict) or part not in node:
+        name, _, index = part.partition("[")
+        if not isinstance(node, dict) or name not in node:
             return False, None
-        node = node[part]
+        node = node[name]
+        if index:
+            i = int(index.rstrip("]"))
+            if not isinstance(node, list | tuple) or i >= len(node):
+                return False, None
+            node = node[i]
     return True, node
 
 
@@ -583,25 +590,36 @@ def _map_problem(line: str, top: str, origins: dict[str, str], label: str, scena
 
 # -- running -----------------------------------------------------------------------------------------
 
+def _voice_channels(scenario: Scenario) -> np.ndarray:
+    """Voice channels of each cell, from the network the run builds (same stream, same cells)."""
+    from sim.network import build_network
+    from sim.streams import generator
+
+    base = None if scenario.source.startswith("<") else Path(scenario.source).parent
+    return build_network(scenario.network, generator(scenario.seed, "network.layout"), base).voice_channels
+
+
 def _run_one(task: tuple[int, Scenario, str | None]) -> tuple[int, str, Any]:
-    """One simulator run in a worker: (index, "ok", (kpis, rows, wall_s)) or (index, "error", problems)."""
-    from sim.engine import Simulation
-    from sim.sinks import RunWriter
+    """One simulator run in a worker: (index, "ok", (kpis, rows, wall_s)) or (index, "error", problems).
+    A scenario with incidents runs as ``telcosim run`` runs it (its baseline first, then the run
+    labelled against it); its KPIs are those of the run with the incidents."""
+    from sim.engine import run
 
     index, scenario, out = task
+    dest = Path(out) if out else None
     t0 = time.perf_counter()
     try:
-        sim = Simulation(scenario)
-        writer = RunWriter(Path(out) if out else None, sim.metadata(), scenario.output.compression)
-        try:
-            result = sim.run(writer)
-        except BaseException:
-            writer.abort(keep_partial=False)
-            raise
+        if getattr(scenario, "incidents", ()):
+            from scenarios.runner import run_scenario
+
+            result, _ = run_scenario(scenario, dest)
+        else:
+            result = run(scenario, dest, checkpoint_every=0)
+        channels = _voice_channels(scenario)
     except TelcosimError as exc:
         return index, "error", exc.problems
     wall = time.perf_counter() - t0
-    return index, "ok", (run_kpis(result.kpi, result.rows, sim.network.voice_channels), dict(result.rows), wall)
+    return index, "ok", (run_kpis(result.kpi, result.rows, channels), dict(result.rows), wall)
 
 
 def _warm_up() -> None:
