@@ -12,6 +12,7 @@ import dataclasses
 import datetime as dt
 import difflib
 import math
+import re
 import tomllib
 import typing
 import zoneinfo
@@ -143,6 +144,9 @@ class Scenario:
     behaviour: BehaviourConfig = _section(BehaviourConfig, "service demand")
     mobility: MobilityConfig = _section(MobilityConfig, "movement between places and cells")
     output: OutputConfig = _section(OutputConfig, "what is written and how")
+    incidents: tuple[dict, ...] = field(default=(), metadata={
+        "doc": "the incidents ([[incidents]] tables; validated against the network by scenarios.incidents)",
+        "raw": True})
     # Where the scenario came from (not a TOML key): relative paths resolve against it.
     source: str = field(default="<default>", metadata={"internal": True})
 
@@ -201,7 +205,12 @@ def _build(cls: type, raw: Any, path: str, file: str, problems: list[str], base:
             problems.append(f"{file}: {where}: unknown key{hint}")
             continue
         tp = hints[key]
-        if _is_section(tp):
+        if fields[key].metadata.get("raw"):
+            if not isinstance(value, list | tuple) or not all(isinstance(v, dict) for v in value):
+                problems.append(f"{file}: {where}: {value!r} is not a list of tables ([[{key}]])")
+            else:
+                kwargs[key] = tuple(value)
+        elif _is_section(tp):
             kwargs[key] = _build(tp, value, where, file, problems, getattr(base, key))
         else:
             checked = _check_scalar(value, tp, dict(fields[key].metadata), f"{file}: {where}", problems)
@@ -268,15 +277,36 @@ def parse_override(text: str) -> tuple[list[str], Any]:
     return keys, parsed
 
 
+_INDEXED = re.compile(r"^(\w+)\[(\d+)\]$")
+
+
 def apply_overrides(raw: dict[str, Any], overrides: list[tuple[list[str], Any]]) -> dict[str, Any]:
+    """Apply ``dotted.key=value`` overrides; a key may index a list of tables (``incidents[0].start``)."""
     for keys, value in overrides:
         node = raw
-        for k in keys[:-1]:
-            nxt = node.setdefault(k, {})
-            if not isinstance(nxt, dict):
-                raise ConfigError(f"--set {'.'.join(keys)}: {k!r} is not a table")
-            node = nxt
-        node[keys[-1]] = value
+        for j, k in enumerate(keys):
+            m = _INDEXED.match(k)
+            last = j == len(keys) - 1
+            if m:
+                items = node.get(m.group(1))
+                i = int(m.group(2))
+                if not isinstance(items, list) or i >= len(items):
+                    n = len(items) if isinstance(items, list) else 0
+                    raise ConfigError(f"--set {'.'.join(keys)}: {m.group(1)} has no entry {i} "
+                                      f"({'valid 0..' + str(n - 1) if n else 'it has none'})")
+                if last:
+                    items[i] = value
+                elif not isinstance(items[i], dict):
+                    raise ConfigError(f"--set {'.'.join(keys)}: {k!r} is not a table")
+                else:
+                    node = items[i]
+            elif last:
+                node[k] = value
+            else:
+                nxt = node.setdefault(k, {})
+                if not isinstance(nxt, dict):
+                    raise ConfigError(f"--set {'.'.join(keys)}: {k!r} is not a table")
+                node = nxt
     return raw
 
 

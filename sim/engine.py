@@ -41,8 +41,10 @@ from .errors import ConfigError, OutputError
 from .executors import DaskDemand, LocalDemand
 from .kernels import demand, resolution
 from .kernels.ordering import stable_time_order
+from .labels import RowLog, RowMatcher
 from .mobility import kernel_params, other_place_cdf, place_target
 from .network import Network, build_network
+from .perturb import Perturbations
 from .population import Population, build_population
 from .profile import Profile, load_profile
 from .sessions import attempt_rates, burst_multipliers, call_duration_params
@@ -52,6 +54,8 @@ from .shards import (
     EPOCHS_PER_HOUR,
     HOUR_MS,
     MOB_DTYPES,
+    NO_CELL_MULT,
+    NO_FORCE,
     DemandInputs,
     EpochInputs,
     ShardState,
@@ -96,8 +100,14 @@ class _Resolver:
     def __init__(self, net: Network, n_subs: int, n_int: int,
                  ue_peak_mbps: float, max_data_sessions: int = 200, *, redial_key: int = 0,
                  redial_prob: float = 0.0, redial_delay_s: float = 30.0, redial_max: int = 0,
-                 window_end_ms: int = int(resolution.INF)) -> None:
+                 window_end_ms: int = int(resolution.INF), cover_key: int = 0) -> None:
         c = net.n_cells
+        # Incidents: the cell serving each cell's area and the share covered (identity and 1
+        # while every cell is up); `degraded` says whether any cell differs.
+        self.serve = np.arange(c, dtype=np.int32)
+        self.cover = np.ones(c)
+        self.degraded = False
+        self.cover_key = int(cover_key)
         self.redial_key = int(redial_key)
         self.redial_prob = float(redial_prob)
         self.redial_delay_ms = float(redial_delay_s) * 1000.0
@@ -246,6 +256,7 @@ class _Resolver:
             att_t, att_sub, att_kind, att_cp, att_dur, att_vol, att_cell, att_cp_cell, np.int64(n_att), up_share,
             np.uint64(self.redial_key), self.redial_prob, self.redial_delay_ms, np.int64(self.redial_max),
             np.int64(self.window_end_ms),
+            bool(self.degraded), self.serve, self.cover, np.uint64(self.cover_key),
             self.cap_ch, self.busy, self.busy_last, self.busy_area, self.busy_peak,
             self.cap_bpms, self.n_d, self.vt, self.ps_last, self.served, self.sess_ms, self.cell_head,
             self.td, self.tdi,
@@ -266,11 +277,40 @@ class _Resolver:
                 {name: col[:nl] for (name, _), col in zip(resolution.LOC_DTYPES, loc, strict=True)})
 
 
+    def change(self, ch) -> tuple[dict, dict]:
+        """Apply a :class:`sim.perturb.CellChange` (everything before it resolved)."""
+        cap = 2 * self.active_calls() + self.active_data() + 16
+        cdr = tuple(np.empty(cap, dtype) for _, dtype in resolution.CDR_DTYPES)
+        loc = tuple(np.empty(cap, dtype) for _, dtype in resolution.LOC_DTYPES)
+        k = self.kpi
+        nc, nl = resolution.change_cells(
+            np.int64(ch.t_ms), ch.cells.astype(np.int64), ch.voice_channels.astype(np.int64),
+            ch.data_bpms.astype(np.float64), ch.serve.astype(np.int32), ch.cover.astype(np.float64),
+            bool(ch.handover), np.int64(self.n_int), self.ue_bpms, np.int64(self.max_data), np.uint64(self.cover_key),
+            self.serve, self.cover, self.cap_ch, self.busy, self.busy_last, self.busy_area, self.busy_peak,
+            self.cap_bpms, self.n_d, self.vt, self.ps_last, self.served, self.sess_ms, self.cell_head,
+            self.td, self.tdi, self.sub_state, self.act_bits,
+            self.call_free, self.tv, self.tvi, self.call_sess, self.call_t0, self.call_int, self.call_try,
+            self.a_sub, self.a_cell, self.a_start, self.a_rec, self.a_dir, self.b_sub, self.b_cell,
+            self.b_start, self.b_rec,
+            self.data_free, self.ds_sub, self.ds_cell, self.ds_start, self.ds_t0, self.ds_size, self.ds_up,
+            self.ds_fin, self.ds_rec, self.ds_sess, self.ds_cnext, self.ds_cprev, self.ds_snext, self.ds_sprev,
+            k["hin"], k["drop"], k["carried"], self.counters, cdr, loc)
+        self.degraded = bool(np.any(self.serve != np.arange(len(self.serve))) or np.any(self.cover < 1.0))
+        return ({name: col[:nc] for (name, _), col in zip(resolution.CDR_DTYPES, cdr, strict=True)},
+                {name: col[:nl] for (name, _), col in zip(resolution.LOC_DTYPES, loc, strict=True)})
+
+
 class Simulation:
     """One run of a scenario. Build it, then :meth:`run` it into a :class:`RunWriter`."""
 
-    def __init__(self, scenario: Scenario) -> None:
+    def __init__(self, scenario: Scenario, perturbations: Perturbations | None = None) -> None:
+        """``perturbations`` (from an incident library) change the network and the demand; a
+        run without them is the baseline of a run with them."""
         self.scenario = scenario
+        self.perturbations = perturbations
+        # "plain"; or "incidents" / "baseline" for the two runs of a labelled pair.
+        self.role = "plain"
         base = None if scenario.source.startswith("<") else Path(scenario.source).parent
         seed = scenario.seed
         self.network: Network = build_network(scenario.network, generator(seed, "network.layout"), base)
@@ -300,7 +340,8 @@ class Simulation:
     def run(self, writer: RunWriter, progress: Callable[[int, int], None] | None = None,
             chunk_subscribers: int = DEFAULT_CHUNK, *, workers: int | None = None,
             scheduler: str | None = None, resume: bool = False,
-            checkpoint_every: int = DEFAULT_CHECKPOINT_HOURS) -> RunResult:
+            checkpoint_every: int = DEFAULT_CHECKPOINT_HOURS, row_log: RowLog | None = None,
+            matcher: RowMatcher | None = None, kpi_ref: pa.Table | None = None) -> RunResult:
         """Run the scenario into ``writer``.
 
         Execution settings, none of which changes a byte of the output: ``chunk_subscribers``
@@ -308,6 +349,10 @@ class Simulation:
         on a local Dask cluster of that many processes, or on an existing one), ``resume``
         (continue an interrupted run from its last checkpoint) and ``checkpoint_every`` (hours
         between checkpoints; 0 for none).
+
+        Labels: a baseline run logs its rows into ``row_log``; the run with incidents then marks
+        the rows not in it (``matcher``) and the KPI rows that differ from ``kpi_ref`` with the
+        id of the incident they are attributed to.
         """
         t_wall = time.perf_counter()
         sc = self.scenario
@@ -318,8 +363,12 @@ class Simulation:
         res = _Resolver(net, pop.n, self.n_int, sc.network.ue_peak_mbps, sc.network.max_data_sessions,
                         redial_key=int(kernel_key(sc.seed, "resolution")), redial_prob=b.redial_prob,
                         redial_delay_s=b.redial_delay_mean_s, redial_max=b.redial_max,
-                        window_end_ms=self.n_epochs * EPOCH_MS)
+                        window_end_ms=self.n_epochs * EPOCH_MS,
+                        cover_key=int(kernel_key(sc.seed, "incidents.coverage")))
         res.counters[resolution.C_NEXT_TICK] = self.interval_ms
+        pert = self.perturbations
+        changes = [] if pert is None else sorted(pert.changes, key=lambda ch: ch.t_ms)
+        done = {"changes": 0}
         first_epoch = 0
         if resume:
             loaded = writer.load_checkpoint()
@@ -329,6 +378,7 @@ class Simulation:
                     raise OutputError("the interrupted run was made with another scenario or seed; "
                                       "run again without --resume")
                 first_epoch = int(meta["epochs_done"])
+                done["changes"] = int(meta.get("changes_done", 0))
                 state = ShardState(**{k[2:]: v for k, v in arrays.items() if k.startswith("d.")})
                 res.load_state({k[2:]: v for k, v in arrays.items() if k.startswith("r.")}, meta["resolver"])
         inputs = self._demand_inputs()
@@ -343,33 +393,78 @@ class Simulation:
 
         def demand_epoch(e: int):
             hour, wd = self.local_hour(e // EPOCHS_PER_HOUR)
-            ep = EpochInputs(e, place_target(hour, wd), attempt_rates(sc.behaviour, self.profile, hour, wd))
+            rates = attempt_rates(sc.behaviour, self.profile, hour, wd)
+            cell_mult, force = NO_CELL_MULT, NO_FORCE
+            if pert is not None:
+                d = pert.demand(e)
+                if d.rate_mult is not None:
+                    rates = rates * d.rate_mult
+                if d.cell_mult is not None:
+                    cell_mult = d.cell_mult
+                if d.force is not None:
+                    force = d.force
+            ep = EpochInputs(e, place_target(hour, wd), rates, cell_mult, force)
             mob_ev, att_ev, start_cell = executor.step(ep)
             # The callee's cell, from the location events grouped by subscriber (as drawn).
             ptr = _csr_index(mob_ev[1], pop.n)
             cp_cell = demand.counterpart_cells(att_ev[3], att_ev[0], ptr, mob_ev[0], mob_ev[2], start_cell)
             att_ev = (*att_ev, cp_cell)
-            del ptr, start_cell
+            del ptr
+            if pert is None:
+                start_cell = None  # only kept for registration storms
             # Time order; ties keep subscriber order (stable sort), so the merge is deterministic.
             t0 = e * EPOCH_MS
             mob_ev, att_ev = list(mob_ev), list(att_ev)
             _reorder(mob_ev, t0)
             _reorder(att_ev, t0)
-            return tuple(mob_ev), tuple(att_ev)
+            return tuple(mob_ev), tuple(att_ev), start_cell
 
         def checkpoint_due(e: int) -> bool:
             return (checkpoint_every > 0 and not writer.discard
                     and (e + 1) % (checkpoint_every * EPOCHS_PER_HOUR) == 0 and e + 1 < self.n_epochs)
 
-        def emit(cdr: dict, loc: dict | None, final: bool = True) -> None:
+        def labels(table: str, cols: dict, t_emit: int) -> pa.Array:
+            n = len(cols["t"])
+            if matcher is None or pert is None:
+                return pa.nulls(n, pa.int32())
+            changed = matcher.changed(table, cols, t_emit)
+            ids = np.full(n, -1, np.int32)
+            if changed.any():
+                ids[changed] = pert.attribute(cols["t"][changed], cols["cell"][changed])
+            return pa.array(ids, mask=ids < 0)
+
+        def emit(cdr: dict, loc: dict | None, final: bool = True, t_emit: int = int(resolution.INF)) -> None:
+            if row_log is not None:
+                row_log.add("cdr", cdr, t_emit)
+                if loc is not None:
+                    row_log.add("locations", loc, t_emit)
             if writer.discard:
                 writer.rows["cdr"] = writer.rows.get("cdr", 0) + len(cdr["rec"])
                 if loc is not None:
                     writer.rows["locations"] = writer.rows.get("locations", 0) + len(loc["t"])
                 return
-            writer.write_part("cdr", self._cdr_table(cdr, cdr_schema), final)
+            writer.write_part("cdr", self._cdr_table(cdr, cdr_schema, labels("cdr", cdr, t_emit)), final)
             if loc is not None:
-                writer.write_part("locations", self._loc_table(loc, loc_schema), final)
+                writer.write_part("locations", self._loc_table(loc, loc_schema, labels("locations", loc, t_emit)),
+                                  final)
+
+        # The epoch in resolution: its events, how far they are resolved, the cells at its start.
+        cur: dict = {"e": -1, "mob": None, "att": None, "start": None, "im": 0, "ia": 0}
+
+        def advance(t_end: int, final: bool = False) -> None:
+            """Resolve the current epoch's events before ``t_end`` and write the rows."""
+            mob_ev, att_ev = cur["mob"], cur["att"]
+            im, ia = cur["im"], cur["ia"]
+            jm = int(np.searchsorted(mob_ev[0], t_end, "left"))
+            ja = int(np.searchsorted(att_ev[0], t_end, "left"))
+            # Pools for calls and data sessions: room for every attempt of the slice.
+            kinds = att_ev[2][ia:ja]
+            res.ensure_slots(int(np.count_nonzero((kinds == demand.VOICE_MO) | (kinds == demand.VOICE_MT_OFFNET))),
+                             int(np.count_nonzero(kinds == demand.DATA)))
+            cdr, loc = res.resolve(t_end, self.interval_ms, tuple(a[im:jm] for a in mob_ev),
+                                   tuple(a[ia:ja] for a in att_ev), up_share)
+            cur["im"], cur["ia"] = jm, ja
+            emit(cdr, loc, final, t_end)
 
         def epochs(env: simpy.Environment):
             # Demand does not depend on resolution, so the next epoch's demand is computed in a
@@ -383,18 +478,32 @@ class Simulation:
             with ThreadPoolExecutor(max_workers=1, thread_name_prefix="telcosim-demand") as pool:
                 upcoming = pool.submit(demand_epoch, first_epoch) if first_epoch < self.n_epochs else None
                 for e in range(first_epoch, self.n_epochs):
-                    mob_ev, att_ev = upcoming.result()
+                    mob_ev, att_ev, start_cell = upcoming.result()
                     checkpoint = checkpoint_due(e)
                     ahead = e + 1 < self.n_epochs and pipeline and not checkpoint
                     if ahead:
                         upcoming = pool.submit(demand_epoch, e + 1)
-                    yield from resolve_epoch(env, e, mob_ev, att_ev)
-                    del mob_ev, att_ev
+                    stats["attempts"] += len(att_ev[0])
+                    cur.update(e=e, mob=mob_ev, att=att_ev, start=start_cell, im=0, ia=0)
+                    del mob_ev, att_ev, start_cell
+                    # Resolved and written in slices (row groups; each hour's make one part file,
+                    # part k = hour k): the same events in the same order as one call, with a
+                    # fraction of the output in memory at once. Network changes (simpy
+                    # processes beside this one) resolve up to their time before they apply.
+                    t0 = e * EPOCH_MS
+                    for k in range(1, SLICES_PER_EPOCH + 1):
+                        t_end = t0 + k * EPOCH_MS // SLICES_PER_EPOCH
+                        yield env.timeout(t_end - env.now)
+                        advance(t_end, final=k == SLICES_PER_EPOCH and (e + 1) % EPOCHS_PER_HOUR == 0)
+                    cur.update(mob=None, att=None, start=None)
+                    if progress is not None:
+                        progress(e + 1, self.n_epochs)
                     if checkpoint:
                         r_arrays, r_meta = res.state()
                         arrays = {**{f"d.{k}": v for k, v in executor.state_arrays().items()},
                                   **{f"r.{k}": v for k, v in r_arrays.items()}}
                         writer.write_checkpoint(arrays, {"epochs_done": e + 1, "resolver": r_meta,
+                                                         "changes_done": done["changes"],
                                                          "scenario_sha256": self.scenario_hash}, wait=True)
                         del arrays, r_arrays
                     if e + 1 < self.n_epochs and not ahead:
@@ -406,39 +515,53 @@ class Simulation:
             assert len(loc["t"]) == 0  # nothing moves or starts after the window
             emit(cdr, None)
 
-        def resolve_epoch(env: simpy.Environment, e: int, mob_ev, att_ev):
-            stats["attempts"] += len(att_ev[0])
-            # Resolved and written in slices (row groups; each hour's make one part file, part k =
-            # hour k): the same events in the same order as one call, with a fraction of the
-            # output in memory at once.
-            t0 = e * EPOCH_MS
-            im = ia = 0
-            for k in range(1, SLICES_PER_EPOCH + 1):
-                t_end = t0 + k * EPOCH_MS // SLICES_PER_EPOCH
-                jm = int(np.searchsorted(mob_ev[0], t_end, "left"))
-                ja = int(np.searchsorted(att_ev[0], t_end, "left"))
-                # Pools for calls and data sessions: room for every attempt of the slice.
-                kinds = att_ev[2][ia:ja]
-                res.ensure_slots(int(np.count_nonzero((kinds == demand.VOICE_MO) | (kinds == demand.VOICE_MT_OFFNET))),
-                                 int(np.count_nonzero(kinds == demand.DATA)))
-                last = k == SLICES_PER_EPOCH and (e + 1) % EPOCHS_PER_HOUR == 0
-                emit(*res.resolve(t_end, self.interval_ms, tuple(a[im:jm] for a in mob_ev),
-                                  tuple(a[ia:ja] for a in att_ev), up_share), final=last)
-                im, ia = jm, ja
-            if progress is not None:
-                progress(e + 1, self.n_epochs)
-            yield env.timeout(EPOCH_MS)
+        def network(env: simpy.Environment):
+            # Incidents, failures and repairs: each change resolves everything before its time,
+            # then applies (calls and sessions handed over or dropped, capacities changed).
+            end_ms = self.n_epochs * EPOCH_MS
+            for ch in changes[done["changes"]:]:
+                if ch.t_ms >= end_ms:
+                    break
+                yield env.timeout(ch.t_ms - env.now)
+                while cur["e"] != ch.t_ms // EPOCH_MS or cur["mob"] is None:
+                    yield env.timeout(0)  # the epoch process loads this epoch first
+                advance(ch.t_ms)
+                emit(*res.change(ch), False, ch.t_ms)
+                if len(ch.storm_cells):
+                    registration_storm(ch)
+                done["changes"] += 1
+
+        def registration_storm(ch) -> None:
+            # Everybody standing in a cell that comes back re-attaches within a minute or so: a
+            # burst of location updates, merged into the epoch's remaining location events.
+            mob_ev, im = cur["mob"], cur["im"]
+            phys = cur["start"].copy()
+            phys[mob_ev[1][:im]] = mob_ev[2][:im]  # time order: the last assignment wins
+            subs = np.flatnonzero(np.isin(phys, ch.storm_cells)).astype(np.int32)
+            if not len(subs):
+                return
+            g = generator(sc.seed, "incidents.storm", ch.t_ms)
+            t_ev = ch.t_ms + 1 + g.exponential(ch.storm_spread_ms, len(subs)).astype(np.int64)
+            t_ev = np.minimum(t_ev, (cur["e"] + 1) * EPOCH_MS - 1)
+            new = (t_ev, subs, phys[subs].astype(np.int32), np.full(len(subs), demand.KIND_ATTACH, np.int8))
+            rest = [np.concatenate([a[im:], b.astype(a.dtype)]) for a, b in zip(mob_ev, new, strict=True)]
+            order = np.argsort(rest[0], kind="stable")
+            cur["mob"] = tuple(np.concatenate([a[:im], r[order]]) for a, r in zip(mob_ev, rest, strict=True))
 
         env = simpy.Environment()
         env.process(epochs(env))
+        if changes:
+            env.process(network(env))
         try:
             env.run()
         finally:
             executor.close()
 
-        kpi = self._kpi_table(res)
+        kpi = self._kpi_table(res, kpi_ref)
         if not writer.discard:
             writer.write_table("cell_kpis", kpi)
+            if pert is not None:
+                writer.write_table("incidents", self._incidents_table(pert))
             writer.write_table("subscribers", self._subscribers_table())
             writer.write_table("cells", self._cells_table())
         else:
@@ -467,7 +590,7 @@ class Simulation:
     def _ts(self, t_ms: np.ndarray) -> pa.Array:
         return pa.array(t_ms + self.start_ms).view(schema.timestamp(self.tz))
 
-    def _cdr_table(self, o: dict, sch: pa.Schema) -> pa.Table:
+    def _cdr_table(self, o: dict, sch: pa.Schema, incident: pa.Array) -> pa.Table:
         # Rows come in the order their records were completed (deterministic); not re-sorted.
         cp = o["cp"]
         return pa.Table.from_arrays([
@@ -477,16 +600,16 @@ class Simulation:
             self._ts(o["t"]), pa.array(o["dur_s"]), pa.array(o["up"]), pa.array(o["down"]),
             pa.array(o["cell"]), pa.array(o["end"]),
             schema.dictionary_array(o["out"], schema.OUTCOMES),
-            schema.dictionary_array(o["cause"], schema.CAUSES), pa.array(o["redial"]),
+            schema.dictionary_array(o["cause"], schema.CAUSES), pa.array(o["redial"]), incident,
         ], schema=sch)
 
-    def _loc_table(self, loc: dict, sch: pa.Schema) -> pa.Table:
+    def _loc_table(self, loc: dict, sch: pa.Schema, incident: pa.Array) -> pa.Table:
         return pa.Table.from_arrays([
             pa.array(loc["sub"]), self._ts(loc["t"]), pa.array(loc["cell"]),
-            schema.dictionary_array(loc["reason"], schema.REASONS),
+            schema.dictionary_array(loc["reason"], schema.REASONS), incident,
         ], schema=sch)
 
-    def _kpi_table(self, res: _Resolver) -> pa.Table:
+    def _kpi_table(self, res: _Resolver, ref: pa.Table | None = None) -> pa.Table:
         k = res.kpi
         n_int, c = k["att"].shape
         iv = self.interval_ms
@@ -497,14 +620,40 @@ class Simulation:
         with np.errstate(divide="ignore", invalid="ignore"):
             thr = served * 8 / 1e6 / (sess_ms / 1000.0)
         i32 = lambda a: pa.array(a.ravel().astype(np.int32))  # noqa: E731
-        return pa.Table.from_arrays([
+        table = pa.Table.from_arrays([
             self._ts(start), pa.array(cell), i32(k["att"]), i32(k["comp"]), i32(k["block"]), i32(k["drop"]),
             i32(k["fail"]), i32(k["hin"]), i32(k["hfail"]),
             pa.array(k["busy_area"].ravel() / iv), i32(k["busy_peak"]),
             pa.array(k["offered"].ravel() / iv), pa.array(k["carried"].ravel() / iv),
             i32(k["sms"]), i32(k["dsess"]), i32(k["dblock"]), pa.array(served / 1e6), pa.array(sess_ms / iv),
-            pa.array(thr, mask=sess_ms <= 0),
+            pa.array(thr, mask=sess_ms <= 0), pa.nulls(len(cell), pa.int32()),
         ], schema=schema.cell_kpis_schema(self.tz))
+        if ref is None or self.perturbations is None:
+            return table
+        # A KPI row differs from the baseline's when any of its figures does.
+        differs = np.zeros(table.num_rows, bool)
+        for name in table.column_names[2:-1]:
+            a = table.column(name).to_numpy(zero_copy_only=False)
+            b = ref.column(name).to_numpy(zero_copy_only=False)
+            if a.dtype.kind == "f":
+                differs |= ~((a == b) | (np.isnan(a) & np.isnan(b)))
+            else:
+                differs |= a != b
+        ids = np.full(table.num_rows, -1, np.int32)
+        if differs.any():
+            ids[differs] = self.perturbations.attribute(start[differs], cell[differs])
+        return table.set_column(table.num_columns - 1, table.schema.field(table.num_columns - 1),
+                                pa.array(ids, mask=ids < 0))
+
+    def _incidents_table(self, pert: Perturbations) -> pa.Table:
+        rows = pert.incidents
+        ms = lambda key: self._ts(np.array([r[key] for r in rows], np.int64))  # noqa: E731
+        return pa.Table.from_arrays([
+            pa.array([r["incident_id"] for r in rows], pa.int32()), pa.array([r["kind"] for r in rows], pa.string()),
+            pa.array([r["name"] for r in rows], pa.string()), ms("start_ms"), ms("end_ms"), ms("effect_start_ms"),
+            pa.array([list(map(int, r["cells"])) for r in rows], pa.list_(pa.int32())),
+            pa.array([json.dumps(r["params"], sort_keys=True) for r in rows], pa.string()),
+        ], schema=schema.incidents_schema(self.tz))
 
     def _subscribers_table(self) -> pa.Table:
         p = self.population
@@ -541,6 +690,8 @@ class Simulation:
             # The calibration's privacy ledger (what the real data cost, per target), when the
             # scenario came from 'telcosim calibrate'.
             "privacy_ledger": self.privacy_ledger,
+            # A run with incidents and its baseline (the same seed without them) say which they are.
+            "role": self.role,
             # Not part of the deterministic content: everything above is.
             "created": {"at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"), "wall_s": round(wall_s, 3)},
         }
@@ -593,14 +744,18 @@ def _jsonable(obj):
 def run(scenario: Scenario, out: Path | None, *, overwrite: bool = False,
         progress: Callable[[int, int], None] | None = None, chunk_subscribers: int = DEFAULT_CHUNK,
         workers: int | None = None, scheduler: str | None = None, resume: bool = False,
-        checkpoint_every: int = DEFAULT_CHECKPOINT_HOURS) -> RunResult:
+        checkpoint_every: int = DEFAULT_CHECKPOINT_HOURS, perturbations: Perturbations | None = None,
+        row_log: RowLog | None = None, matcher: RowMatcher | None = None,
+        kpi_ref: pa.Table | None = None) -> RunResult:
     """Build and run ``scenario``, writing to ``out`` (or discarding the rows when None). An
-    interrupted run keeps its hidden partial folder when it has a checkpoint, for ``resume``."""
-    sim = Simulation(scenario)
+    interrupted run keeps its hidden partial folder when it has a checkpoint, for ``resume``.
+    ``perturbations`` and the label arguments: see :meth:`Simulation.run`."""
+    sim = Simulation(scenario, perturbations)
     writer = RunWriter(out, sim.metadata(), scenario.output.compression, overwrite=overwrite, resume=resume)
     try:
         return sim.run(writer, progress, chunk_subscribers, workers=workers, scheduler=scheduler,
-                       resume=resume, checkpoint_every=checkpoint_every)
+                       resume=resume, checkpoint_every=checkpoint_every, row_log=row_log, matcher=matcher,
+                       kpi_ref=kpi_ref)
     except BaseException:
         writer.abort(keep_partial=True)
         raise

@@ -12,8 +12,10 @@ import pyarrow as pa
 SERVICES = ("voice", "sms", "data")
 DIRECTIONS = ("mo", "mt")
 OUTCOMES = ("completed", "blocked", "dropped", "failed")
-CAUSES = (None, "no_channel", "remote_blocked", "handover_failure", "remote_drop", "busy", "session_limit")
-REASONS = ("cell_change", "handover", "event", "periodic")
+CAUSES = (None, "no_channel", "remote_blocked", "handover_failure", "remote_drop", "busy", "session_limit",
+          "no_coverage", "cell_outage", "remote_no_coverage")
+REASONS = ("cell_change", "handover", "event", "periodic", "attach")
+INCIDENT_DOC = "the incident that changed this row (see incidents.parquet); null where the row is as without incidents"
 DENSITY_CLASSES = ("urban", "suburban", "rural")
 ACTIVITY_CLASSES = ("low", "medium", "high", "very_high")
 
@@ -47,8 +49,9 @@ def cdr_schema(tz: str) -> pa.Schema:
         _f("cell_id", pa.int32(), "", "serving cell at the start"),
         _f("end_cell_id", pa.int32(), "", "serving cell at the end (after handovers)"),
         _f("outcome", _dict(), "", "completed | blocked | dropped | failed"),
-        _f("cause", _dict(), "", "why not completed: no_channel | remote_blocked | handover_failure | remote_drop | busy | session_limit", nullable=True),
+        _f("cause", _dict(), "", "why not completed: no_channel | remote_blocked | handover_failure | remote_drop | busy | session_limit | no_coverage | cell_outage | remote_no_coverage", nullable=True),
         _f("redial", pa.int8(), "", "0 for a first attempt; k for the k-th redial of a call that did not connect"),
+        _f("incident_id", pa.int32(), "", INCIDENT_DOC, nullable=True),
     ])
 
 
@@ -57,7 +60,8 @@ def locations_schema(tz: str) -> pa.Schema:
         _f("subscriber_id", pa.int32(), "", "subscriber"),
         _f("time", timestamp(tz), "ms", "time of the observation"),
         _f("cell_id", pa.int32(), "", "serving cell from this time on"),
-        _f("reason", _dict(), "", "cell_change (idle) | handover (in a call or data session) | event (a CDR) | periodic (location update)"),
+        _f("reason", _dict(), "", "cell_change (idle) | handover (in a call or data session) | event (a CDR) | periodic (location update) | attach (re-attach when a cell comes back)"),
+        _f("incident_id", pa.int32(), "", INCIDENT_DOC, nullable=True),
     ])
 
 
@@ -83,6 +87,7 @@ def cell_kpis_schema(tz: str) -> pa.Schema:
         _f("data_volume_mb", f64, "MB", "downlink volume served in this cell in the interval (10^6 bytes)"),
         _f("data_sessions_mean", f64, "1", "time-average of concurrent data sessions"),
         _f("throughput_mean_mbps", f64, "Mbps", "volume served per session-second (null when idle)", nullable=True),
+        _f("incident_id", i32, "", INCIDENT_DOC, nullable=True),
     ])
 
 
@@ -126,3 +131,16 @@ def dictionary_array(codes, vocabulary: tuple) -> pa.DictionaryArray:
     else:
         idx = pa.array(codes)
     return pa.DictionaryArray.from_arrays(idx, pa.array(values, type=pa.string()))
+
+
+def incidents_schema(tz: str) -> pa.Schema:
+    return pa.schema([
+        _f("incident_id", pa.int32(), "", "id used in the incident_id column of cdr, locations and cell_kpis"),
+        _f("kind", pa.string(), "", "cell_outage | site_outage | degraded_cell | backhaul_failure | mass_event | emergency | special_day | random_failure"),
+        _f("name", pa.string(), "", "the incident's name in the scenario (or generated)"),
+        _f("start", timestamp(tz), "ms", "start of the incident"),
+        _f("end", timestamp(tz), "ms", "end of the incident"),
+        _f("effect_start", timestamp(tz), "ms", "earliest time an output row can differ from the baseline (travel to a venue, the quarter hour a demand change begins)"),
+        _f("cells", pa.list_(pa.int32()), "", "affected cells (footprint)"),
+        _f("params", pa.string(), "", "the incident's parameters as JSON"),
+    ])

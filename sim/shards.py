@@ -9,7 +9,7 @@ events of one shard holding everybody.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 
 import numpy as np
 
@@ -53,14 +53,21 @@ class DemandInputs:
     data_sigma: float
 
 
+NO_CELL_MULT = np.ones((0, 3))
+NO_FORCE = (np.zeros(0, np.int32), np.zeros(0, np.int32))
+
+
 @dataclass(frozen=True)
 class EpochInputs:
     """What changes from epoch to epoch: the hour's place targets and attempt rates (``epoch``
-    counts quarter hours)."""
+    counts quarter hours); incidents add per-cell rate multipliers (voice, SMS, data; empty for
+    none) and forced destinations (ascending subscriber ids and their cells)."""
 
     epoch: int
     place_target: np.ndarray
     rates: np.ndarray
+    cell_mult: np.ndarray = field(default_factory=lambda: NO_CELL_MULT)
+    force: tuple[np.ndarray, np.ndarray] = NO_FORCE
 
 
 @dataclass
@@ -120,6 +127,7 @@ class Shard:
         start_cell = st.cur_cell.copy()
         t0, t1 = e * EPOCH_MS, (e + 1) * EPOCH_MS
         cap = 2 * self.count + 64
+        force = _dense_force(ep.force, self.first, self.count)
         # One subscriber's location rows in an epoch are bounded: hops are at least a second
         # apart and write at most three rows each, plus the periodic updates.
         room = 3 * (EPOCH_MS // 1000 + 1) + (EPOCH_MS // d.periodic_ms + 1 if d.periodic_ms > 0 else 0) + 8
@@ -128,10 +136,11 @@ class Shard:
             np.int64(HOUR_MS), ep.place_target, m["stickiness"], m["rho"],
             m["gamma"], m["hops_mean"], m["global_share"], d.other_cdf, m["speed_mu"], m["speed_sigma"],
             m["pp_prob"], m["pp_dwell_ms"], np.int64(d.periodic_ms), d.cx_km, d.cy_km, d.nbr_ptr, d.nbr_idx,
-            self.home, self.work, st.cur_cell, st.place, st.dest, st.next_hop_t, st.speed_kmh,
+            self.home, self.work, force, st.cur_cell, st.place, st.dest, st.next_hop_t, st.speed_kmh,
             st.visit_cell, st.visit_count, st.n_seen, *bufs), self.count, max(cap, 2 * room), MOB_DTYPES)
         att = _fill(lambda lo, n, bufs: demand.sessions_epoch(
-            d.ses_key, self.first, self.count, lo, n, e, t0, t1, ep.rates, self.activity, st.burst_on,
+            d.ses_key, self.first, self.count, lo, n, e, e % EPOCHS_PER_HOUR == 0, t0, t1, ep.rates, start_cell, ep.cell_mult,
+            self.activity, st.burst_on,
             st.burst_next, st.clock, d.burst_on_mult, d.burst_off_mult, d.burst_on_ms, d.burst_off_ms, d.onnet_share,
             self.contact_ptr, self.contact_cdf, self.contact_idx, d.voice_mu, d.voice_sigma, d.voice_max_ms,
             d.data_mu, d.data_sigma, *bufs), self.count, cap, ATT_DTYPES)
@@ -140,6 +149,17 @@ class Shard:
 
     def state_arrays(self) -> dict[str, np.ndarray]:
         return self.state.arrays()
+
+
+def _dense_force(force: tuple[np.ndarray, np.ndarray], first: int, count: int) -> np.ndarray:
+    """This shard's forced destinations, one per subscriber (-1 for none), or an empty array."""
+    ids, cells = force
+    lo, hi = np.searchsorted(ids, [first, first + count])
+    if hi <= lo:
+        return NO_FORCE[0]
+    out = np.full(count, -1, np.int32)
+    out[ids[lo:hi] - first] = cells[lo:hi]
+    return out
 
 
 def _fill(kernel, count: int, cap: int, dtypes: tuple) -> tuple[np.ndarray, ...]:

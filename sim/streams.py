@@ -25,6 +25,11 @@ STREAMS = (
     "mobility",
     "sessions",
     "resolution",
+    "incidents.coverage",
+    "incidents.storm",
+    "incidents.attendees",
+    "incidents.failures",
+    "incidents.augment",
 )
 
 

@@ -490,8 +490,13 @@ def check_invariants(run: _Run) -> list[str]:
         for name, col in _OUTCOME_COLUMNS.items():
             if name in vocab:
                 _add_counts(cdr[col], cell[voice & (codes == vocab.index(name))])
-        _add_counts(cdr["sms"], cell[_mask(cols["service"], "sms")])
-        _add_counts(cdr["data_sessions"], cell[_mask(cols["service"], "data")])
+        # SMS sent and data sessions started: not those that failed (no coverage) or were refused.
+        settled = np.ones(len(cell), bool)
+        for name in ("failed", "blocked"):
+            if name in vocab:
+                settled &= codes != vocab.index(name)
+        _add_counts(cdr["sms"], cell[_mask(cols["service"], "sms") & settled])
+        _add_counts(cdr["data_sessions"], cell[_mask(cols["service"], "data") & settled])
     _check_window(run, p, "cdr", "start_time")
     _check_window(run, p, "locations", "time")
 

@@ -16,7 +16,7 @@ from numba import njit
 from .rng import next_below, next_exponential, next_lognormal, next_uniform, search_cdf, seed_state
 
 HOME, WORK, OTHER = 0, 1, 2
-KIND_CHANGE, KIND_PERIODIC = 0, 1
+KIND_CHANGE, KIND_PERIODIC, KIND_ATTACH = 0, 1, 2
 # A pseudo-epoch no run reaches: keys the per-subscriber phase of periodic updates.
 _PHASE_EPOCH = np.int64(1 << 40)
 # Attempt kinds produced by the session kernel.
@@ -101,7 +101,7 @@ def _explore_cell(st, cur, nbr_ptr, nbr_idx, hops_mean, global_share, other_cdf)
 @njit(cache=True, nogil=True)
 def mobility_epoch(key, first, count, lo, n, room, epoch, t0, t1, decide, trip_span, pi, stickiness, rho, gamma, hops_mean, global_share,
                    other_cdf, speed_mu, speed_sigma, pp_prob, pp_dwell_ms, periodic_ms,
-                   cx, cy, nbr_ptr, nbr_idx, home, work,
+                   cx, cy, nbr_ptr, nbr_idx, home, work, force,
                    cur_cell, place, dest, next_hop_t, speed_kmh, visit_cell, visit_count, n_seen,
                    out_t, out_sub, out_cell, out_kind):
     """Move subscribers ``first .. first+count-1`` through the epoch ``[t0, t1)`` (ms).
@@ -118,6 +118,10 @@ def mobility_epoch(key, first, count, lo, n, room, epoch, t0, t1, decide, trip_s
     explore a new cell with probability rho * S^-gamma, else return to a known one in
     proportion to past visits. Periodic location updates come every ``periodic_ms`` from a
     per-subscriber phase. State arrays are updated in place.
+
+    ``force`` (empty, or one cell per subscriber, -1 for none) overrides the place decision: a
+    subscriber with a forced cell goes there as an "other" place (a mass event's venue) and does
+    not remember it among their own places.
 
     Output goes to ``out_*`` from row ``n`` on, starting with subscriber index ``lo``; a
     subscriber is only started with ``room`` rows free (the caller's bound on one subscriber's rows
@@ -137,13 +141,21 @@ def mobility_epoch(key, first, count, lo, n, room, epoch, t0, t1, decide, trip_s
         first_out = n
         newp = np.int64(place[i])
         redrawn = False
+        forced = False
         if decide:
-            st, newp, redrawn = place_step(st, newp, pi, stickiness)
+            if force.shape[0] > 0 and force[i] >= 0:
+                newp = np.int64(OTHER)
+                redrawn = True
+                forced = True
+            else:
+                st, newp, redrawn = place_step(st, newp, pi, stickiness)
         if redrawn and (newp != place[i] or newp == OTHER):
             if newp == HOME:
                 target = np.int64(home[i])
             elif newp == WORK:
                 target = np.int64(work[i])
+            elif forced:
+                target = np.int64(force[i])
             else:
                 # Exploration and preferential return among the K remembered places.
                 seen = max(n_seen[i], 1)
@@ -265,8 +277,8 @@ def mobility_epoch(key, first, count, lo, n, room, epoch, t0, t1, decide, trip_s
 
 
 @njit(cache=True, nogil=True)
-def sessions_epoch(key, first, count, lo, n, epoch, t0, t1, rates, activity, burst_on, burst_next, clock,
-                   mult_on, mult_off, on_mean_ms, off_mean_ms, onnet_share,
+def sessions_epoch(key, first, count, lo, n, epoch, fresh, t0, t1, rates, cell_of, cell_mult, activity, burst_on,
+                   burst_next, clock, mult_on, mult_off, on_mean_ms, off_mean_ms, onnet_share,
                    contact_ptr, contact_cdf, contact_idx, voice_mu, voice_sigma, voice_max_ms,
                    data_mu, data_sigma,
                    out_t, out_sub, out_kind, out_cp, out_dur, out_vol):
@@ -280,29 +292,46 @@ def sessions_epoch(key, first, count, lo, n, epoch, t0, t1, rates, activity, bur
     (chosen in proportion to tie strength) with probability ``onnet_share``, else off-net.
     Voice durations and data volumes are lognormal.
 
+    ``cell_mult`` (empty, or one row per cell: voice, SMS and data multipliers) scales the rates of
+    a subscriber by the row of the cell they start the epoch in (``cell_of``): mass events,
+    emergencies and per-cell load shapes.
+
     Arrivals are drawn by time change: each subscriber carries ``clock``, the unit-rate
     exponential hazard left before their next attempt (negative before the first epoch), and
     spends ``rate * time`` of it as time passes; an attempt happens when it runs out. This is
-    exact for piecewise-constant rates and costs no random draw in an epoch without attempts.
+    exact for piecewise-constant rates. When ``fresh`` is set (the first epoch of each hour) the
+    clock is drawn anew, which the memoryless law allows: a subscriber whose rates an incident
+    changed is back on the same draws as without it from the next hour on.
 
     Output goes to ``out_*`` from row ``n`` on, starting with subscriber index ``lo``. When the
     arrays fill up, the subscriber being drawn is undone (its state restored) and ``(n, i)`` is
     returned for the caller to grow them and go on from ``i`` (the draws are keyed, so the redo
     is identical).
     """
-    total_rate = 0.0
+    base_total = 0.0
     for k in range(rates.shape[0]):
-        total_rate += rates[k]
+        base_total += rates[k]
+    own = np.empty(rates.shape[0])
+    svc_of = np.array([0, 1, 2, 0, 1])  # VOICE_MO, SMS_MO, DATA, VOICE_MT_OFFNET, SMS_MT_OFFNET
     for i in range(lo, count):
         s = first + i
         st = seed_state(key, s, epoch)
+        r = rates
+        total_rate = base_total
+        if cell_mult.shape[0] > 0:
+            c = cell_of[i]
+            total_rate = 0.0
+            for k in range(rates.shape[0]):
+                own[k] = rates[k] * cell_mult[c, svc_of[k]]
+                total_rate += own[k]
+            r = own
         n_first, on0, next0, clock0 = n, burst_on[i], burst_next[i], clock[i]
         if burst_next[i] < 0:  # first epoch: start in the stationary law
             st, u = next_uniform(st)
             burst_on[i] = 1 if u < on_mean_ms / (on_mean_ms + off_mean_ms) else 0
             st, e = next_exponential(st, 1.0 / (on_mean_ms if burst_on[i] else off_mean_ms))
             burst_next[i] = t0 + np.int64(e)
-        if clock[i] < 0.0:
+        if fresh or clock[i] < 0.0:
             st, clock[i] = next_exponential(st, 1.0)
         t = float(t0)
         while t < t1:
@@ -323,10 +352,10 @@ def sessions_epoch(key, first, count, lo, n, epoch, t0, t1, rates, activity, bur
                     st, u = next_uniform(st)
                     pick = u * total_rate
                     kind = 0
-                    acc = rates[0]
-                    while pick >= acc and kind < rates.shape[0] - 1:
+                    acc = r[0]
+                    while pick >= acc and kind < r.shape[0] - 1:
                         kind += 1
-                        acc += rates[kind]
+                        acc += r[kind]
                     cp = -1
                     dur = np.int64(0)
                     vol = np.int64(0)

@@ -25,7 +25,9 @@ sessions sharing each cell) lives in arrays that persist across epochs.
   again with probability ``redial_prob`` after an exponential delay, up to ``redial_max`` times,
   with the same counterpart and duration, in the same cells unless a party has a data session in
   progress (then in its cell); the ``redial`` column counts the tries. A redialled call's leg
-  and its party's data sessions may thus sit in different cells; each moves from its own cell. The draw is keyed by the attempt's record id in the ``resolution`` stream. Waiting
+  and its party's data sessions may thus sit in different cells; each moves from its own cell.
+  The draw is keyed by (subscriber, time, try) in the ``resolution`` stream, so it does not
+  depend on what happened elsewhere in the network. Waiting
   redials sit in a tournament tree like the calls in progress, so overload feeds itself: a
   blocked crowd comes back.
 * KPIs per cell and interval: attempts and outcomes by the cell and interval where the leg was
@@ -41,7 +43,7 @@ import math
 import numpy as np
 from numba import njit
 
-from .demand import DATA, KIND_PERIODIC, SMS_MO, SMS_MT_OFFNET, VOICE_MO
+from .demand import DATA, KIND_ATTACH, KIND_PERIODIC, SMS_MO, SMS_MT_OFFNET, VOICE_MO
 from .rng import next_exponential, next_uniform, seed_state
 
 INF = np.int64(2**62)
@@ -58,8 +60,11 @@ OUT_COMPLETED, OUT_BLOCKED, OUT_DROPPED, OUT_FAILED = 0, 1, 2, 3
     CAUSE_REMOTE_DROP,
     CAUSE_BUSY,
     CAUSE_SESSION_LIMIT,
-) = 0, 1, 2, 3, 4, 5, 6
-REASON_CELL_CHANGE, REASON_HANDOVER, REASON_EVENT, REASON_PERIODIC = 0, 1, 2, 3
+    CAUSE_NO_COVERAGE,
+    CAUSE_CELL_OUTAGE,
+    CAUSE_REMOTE_NO_COVERAGE,
+) = 0, 1, 2, 3, 4, 5, 6, 7, 8, 9
+REASON_CELL_CHANGE, REASON_HANDOVER, REASON_EVENT, REASON_PERIODIC, REASON_ATTACH = 0, 1, 2, 3, 4
 
 # Indices into the int64 counter array.
 C_NEXT_REC, C_NEXT_SESS, C_CUR_INT, C_NEXT_TICK, C_FREE_CALLS, C_FREE_DATA, C_FREE_REDIALS = 0, 1, 2, 3, 4, 5, 6
@@ -208,10 +213,10 @@ def _ps_predict(c, t, n_d, vt, cap_bpms, ue_bpms, cell_head, ds_cnext, ds_fin, t
 @njit(cache=True)
 def _end_call(k, t, dropper, c_new, acc, cdr, nc, tv, tvi, call_free, counters, call_sess, call_t0,
               call_int, call_try, a_sub, a_cell, a_start, a_rec, a_dir, b_sub, b_cell, b_start, b_rec, busy,
-              busy_last, busy_area, sub_st, act_bits, k_end, k_carried):
+              busy_last, busy_area, sub_st, act_bits, k_end, k_carried, drop_cause=CAUSE_HANDOVER):
     """Release both legs of call ``k`` at ``t`` and write their records: completed when
-    ``dropper`` < 0, else dropped (the dropper's leg with cause handover_failure, ending in the
-    cell it failed to enter, ``c_new``; the other leg remote_drop). ``k_end`` is the KPI the legs
+    ``dropper`` < 0, else dropped (the dropper's leg with ``drop_cause``, handover_failure unless
+    an outage dropped it, ending in ``c_new``; the other leg remote_drop). ``k_end`` is the KPI the legs
     count in (completed or dropped), by start cell and start interval. Returns the CDR count."""
     _tree_set(tv, tvi, k, INF)
     ki = call_int[k]
@@ -228,7 +233,7 @@ def _end_call(k, t, dropper, c_new, acc, cdr, nc, tv, tvi, call_free, counters, 
         if dropper < 0:
             end, outcome, cause = c, OUT_COMPLETED, CAUSE_NONE
         elif p == dropper:
-            end, outcome, cause = c_new, OUT_DROPPED, CAUSE_HANDOVER
+            end, outcome, cause = c_new, OUT_DROPPED, drop_cause
         else:
             end, outcome, cause = c, OUT_DROPPED, CAUSE_REMOTE_DROP
         nc = _cdr_row(cdr, nc, (a_rec[k] if leg == 0 else b_rec[k]), call_sess[k], p,
@@ -239,6 +244,83 @@ def _end_call(k, t, dropper, c_new, acc, cdr, nc, tv, tvi, call_free, counters, 
     call_free[counters[C_FREE_CALLS]] = k
     counters[C_FREE_CALLS] += 1
     return nc
+
+
+@njit(cache=True, inline="always")
+def _serving(c, s, t, serve, cover, cover_key):
+    """The cell that serves subscriber ``s`` standing in cell ``c`` at ``t``, or -1 (no coverage).
+    Normally ``c`` itself; a cell that is down hands its area to ``serve[c]`` (a neighbour, or -1),
+    and only a share ``cover[c]`` of the area is covered at all (a draw keyed by ``(s, t)``)."""
+    if cover[c] >= 1.0:
+        return np.int64(serve[c])
+    if cover[c] <= 0.0:
+        return np.int64(-1)
+    st = seed_state(cover_key, np.int64(s), np.int64(t))
+    st, u = next_uniform(st)
+    return np.int64(serve[c]) if u < cover[c] else np.int64(-1)
+
+
+@njit(cache=True)
+def _unlink_data(j, c, s, cell_head, ds_cnext, ds_cprev, ds_snext, ds_sprev, sub_st, act_bits, n_d, vt):
+    """Take data session ``j`` (in cell ``c``, of subscriber ``s``) out of both its lists."""
+    if ds_cprev[j] >= 0:
+        ds_cnext[ds_cprev[j]] = ds_cnext[j]
+    else:
+        cell_head[c] = ds_cnext[j]
+    if ds_cnext[j] >= 0:
+        ds_cprev[ds_cnext[j]] = ds_cprev[j]
+    if ds_sprev[j] >= 0:
+        ds_snext[ds_sprev[j]] = ds_snext[j]
+    else:
+        sub_st[s, 1] = ds_snext[j]
+    if ds_snext[j] >= 0:
+        ds_sprev[ds_snext[j]] = ds_sprev[j]
+    _mark(act_bits, sub_st, s)
+    n_d[c] -= 1
+    if n_d[c] == 0:
+        vt[c] = 0.0
+
+
+@njit(cache=True)
+def _drop_data(j, t, cause, acc, cdr, nc, data_free, counters, cell_head, ds_sub, ds_cell, ds_start, ds_t0,
+               ds_size, ds_up, ds_fin, ds_rec, ds_sess, ds_cnext, ds_cprev, ds_snext, ds_sprev, sub_st, act_bits,
+               n_d, vt):
+    """End data session ``j`` early at ``t`` (its cell's virtual time already advanced to ``t``):
+    a dropped record with the bytes received so far."""
+    c = ds_cell[j]
+    rem = ds_fin[j] - vt[c]
+    got = ds_size[j] - rem if rem > 0.0 else ds_size[j]
+    _unlink_data(j, c, ds_sub[j], cell_head, ds_cnext, ds_cprev, ds_snext, ds_sprev, sub_st, act_bits, n_d, vt)
+    nc = _cdr_row(cdr, nc, ds_rec[j], ds_sess[j], ds_sub[j], -1, SVC_DATA, DIR_MO, ds_t0[j], t - ds_t0[j],
+                  ds_up[j], np.int64(max(got, 0.0)), ds_start[j], c, OUT_DROPPED, cause, 0)
+    data_free[counters[C_FREE_DATA]] = j
+    counters[C_FREE_DATA] += 1
+    return nc
+
+
+@njit(cache=True)
+def _move_data(j, c_new, cell_head, ds_cell, ds_fin, ds_cnext, ds_cprev, n_d, vt):
+    """Move data session ``j`` to ``c_new`` keeping its remaining volume (both cells' virtual
+    times advanced to now)."""
+    c_old = ds_cell[j]
+    rem = ds_fin[j] - vt[c_old]
+    if ds_cprev[j] >= 0:
+        ds_cnext[ds_cprev[j]] = ds_cnext[j]
+    else:
+        cell_head[c_old] = ds_cnext[j]
+    if ds_cnext[j] >= 0:
+        ds_cprev[ds_cnext[j]] = ds_cprev[j]
+    n_d[c_old] -= 1
+    if n_d[c_old] == 0:
+        vt[c_old] = 0.0
+    ds_fin[j] = vt[c_new] + rem
+    ds_cell[j] = c_new
+    ds_cprev[j] = -1
+    ds_cnext[j] = cell_head[c_new]
+    if cell_head[c_new] >= 0:
+        ds_cprev[cell_head[c_new]] = j
+    cell_head[c_new] = j
+    n_d[c_new] += 1
 
 
 @njit(cache=True, inline="always")
@@ -283,6 +365,12 @@ def resolve_epoch(
     redial_delay_ms,
     redial_max,
     t_new_end,
+    # incidents: whether any cell is down or degraded, then per cell the serving cell and the
+    # covered share (see _serving), and the key of the coverage draws
+    degraded,
+    serve,
+    cover,
+    cover_key,
     # cell state
     cap_ch,
     busy,
@@ -463,14 +551,38 @@ def resolve_epoch(
             c_new = mob_cell[im]
             kind = mob_kind[im]
             im += 1
-            if kind == KIND_PERIODIC:
+            c_phys = c_new
+            if degraded:
+                # Where a cell is down or degraded the network sees the subscriber in the cell
+                # that serves them, or not at all.
+                c_new = _serving(c_phys, s, t, serve, cover, cover_key)
+            if kind == KIND_PERIODIC or kind == KIND_ATTACH:
                 # The mobility kernel reports the cell held then; no subscriber state is touched.
-                nl = _loc_row(loc, nl, t, s, c_new, REASON_PERIODIC)
+                if c_new >= 0:
+                    nl = _loc_row(loc, nl, t, s, c_new, REASON_PERIODIC if kind == KIND_PERIODIC else REASON_ATTACH)
                 continue
             if not _is_active(act_bits, s):
                 # Idle: a cell change is just a location row (the common case, kept cheap: the
                 # bit set fits in cache, the subscriber's state row is not touched).
-                nl = _loc_row(loc, nl, t, s, c_new, REASON_CELL_CHANGE)
+                if c_new >= 0:
+                    nl = _loc_row(loc, nl, t, s, c_new, REASON_CELL_CHANGE)
+                continue
+            if c_new < 0:
+                # Out of coverage in a call or data session: the call drops, the sessions end.
+                k = sub_st[s, 0]
+                if k >= 0:
+                    nc = _end_call(k, t, s, c_phys, acc, cdr, nc, tv, tvi, call_free, counters, call_sess,
+                                   call_t0, call_int, call_try, a_sub, a_cell, a_start, a_rec, a_dir, b_sub, b_cell,
+                                   b_start, b_rec, busy, busy_last, busy_area, sub_st, act_bits, k_drop, k_carried,
+                                   CAUSE_NO_COVERAGE)
+                while sub_st[s, 1] >= 0:
+                    j = sub_st[s, 1]
+                    c_old = ds_cell[j]
+                    _ps_advance(c_old, t, n_d, vt, ps_last, cap_bpms, ue_bpms, served, sess_ms, acc)
+                    nc = _drop_data(j, t, CAUSE_NO_COVERAGE, acc, cdr, nc, data_free, counters, cell_head, ds_sub,
+                                    ds_cell, ds_start, ds_t0, ds_size, ds_up, ds_fin, ds_rec, ds_sess, ds_cnext,
+                                    ds_cprev, ds_snext, ds_sprev, sub_st, act_bits, n_d, vt)
+                    _ps_predict(c_old, t, n_d, vt, cap_bpms, ue_bpms, cell_head, ds_cnext, ds_fin, td, tdi)
                 continue
             # The call's leg and the data sessions each move from where they are (a redial may
             # have set a call up in the cell of its first attempt).
@@ -565,7 +677,23 @@ def resolve_epoch(
             c_cp = att_cp_cell[ia]
             tries = 0
             ia += 1
+        c_phys = c
+        a_nc = False
+        if degraded:
+            c = _serving(c_phys, s, t, serve, cover, cover_key)
+            if c < 0:
+                a_nc = True
+                c = c_phys
         if kind == DATA:
+            if a_nc:
+                # Out of coverage: the session cannot start (no location row: unseen).
+                rec = counters[C_NEXT_REC]
+                counters[C_NEXT_REC] += 1
+                sess = counters[C_NEXT_SESS]
+                counters[C_NEXT_SESS] += 1
+                nc = _cdr_row(cdr, nc, rec, sess, s, -1, SVC_DATA, DIR_MO, t, 0, 0, 0, c, c, OUT_FAILED,
+                              CAUSE_NO_COVERAGE, 0)
+                continue
             if n_d[c] >= max_data:
                 # The cell serves as many sessions as it can hold: the new one is refused.
                 rec = counters[C_NEXT_REC]
@@ -617,6 +745,16 @@ def resolve_epoch(
         direction = DIR_MO if (kind == VOICE_MO or kind == SMS_MO) else DIR_MT
         b = cp if direction == DIR_MO else -1
         cb = c_cp if b >= 0 else -1
+        b_nc = False
+        if a_nc:
+            b = -1  # the attempt never reaches the network: no leg for the other party
+            cb = -1
+        elif degraded and b >= 0:
+            cbs = _serving(cb, b, t, serve, cover, cover_key)
+            if cbs < 0:
+                b_nc = True
+            else:
+                cb = cbs
         rec_a = counters[C_NEXT_REC]
         counters[C_NEXT_REC] += 1
         rec_b = np.int64(-1)
@@ -626,16 +764,23 @@ def resolve_epoch(
         ki = cur if acc else n_int - 1
         for leg in range(2):
             p = s if leg == 0 else b
-            if p < 0:
+            if p < 0 or (leg == 0 and a_nc) or (leg == 1 and b_nc):
                 continue
             nl = _loc_row(loc, nl, t, p, (c if leg == 0 else cb), REASON_EVENT)
         if is_sms:
-            nc = _instant_legs(cdr, nc, rec_a, rec_b, sess, s, b, cp, direction, SVC_SMS, t, c, cb,
-                               OUT_COMPLETED, CAUSE_NONE, OUT_COMPLETED, CAUSE_NONE, 0)
-            if acc:
-                k_sms[cur, c] += 1
-                if b >= 0:
-                    k_sms[cur, cb] += 1
+            if a_nc:
+                nc = _instant_legs(cdr, nc, rec_a, rec_b, sess, s, b, cp, direction, SVC_SMS, t, c, cb,
+                                   OUT_FAILED, CAUSE_NO_COVERAGE, OUT_FAILED, CAUSE_NO_COVERAGE, 0)
+            elif b_nc:
+                nc = _instant_legs(cdr, nc, rec_a, rec_b, sess, s, b, cp, direction, SVC_SMS, t, c, cb,
+                                   OUT_FAILED, CAUSE_REMOTE_NO_COVERAGE, OUT_FAILED, CAUSE_NO_COVERAGE, 0)
+            else:
+                nc = _instant_legs(cdr, nc, rec_a, rec_b, sess, s, b, cp, direction, SVC_SMS, t, c, cb,
+                                   OUT_COMPLETED, CAUSE_NONE, OUT_COMPLETED, CAUSE_NONE, 0)
+                if acc:
+                    k_sms[cur, c] += 1
+                    if b >= 0:
+                        k_sms[cur, cb] += 1
             continue
         # Voice: admission on every leg.
         k_att[ki, c] += 1
@@ -647,7 +792,15 @@ def resolve_epoch(
         out_b = OUT_COMPLETED
         cause_a = CAUSE_NONE
         cause_b = CAUSE_NONE
-        if sub_st[s, 0] >= 0 or (b >= 0 and sub_st[b, 0] >= 0):
+        if a_nc:
+            out_a = OUT_FAILED
+            cause_a = CAUSE_NO_COVERAGE
+        elif b_nc:
+            out_a = OUT_FAILED
+            cause_a = CAUSE_REMOTE_NO_COVERAGE
+            out_b = OUT_FAILED
+            cause_b = CAUSE_NO_COVERAGE
+        elif sub_st[s, 0] >= 0 or (b >= 0 and sub_st[b, 0] >= 0):
             out_a = OUT_FAILED
             out_b = OUT_FAILED
             cause_a = CAUSE_BUSY
@@ -712,7 +865,7 @@ def resolve_epoch(
         # Redial: the caller (or, for an incoming off-net call, the outside caller) tries again
         # after a random delay, with the same counterpart, duration and cells.
         if tries < redial_max and redial_prob > 0.0:
-            st = seed_state(redial_key, rec_a, np.int64(0))
+            st = seed_state(redial_key, np.int64(s), t * 128 + tries)
             st, u = next_uniform(st)
             if u < redial_prob:
                 st, wait = next_exponential(st, 1.0 / redial_delay_ms)
@@ -724,8 +877,93 @@ def resolve_epoch(
                     rd_kind[r] = kind
                     rd_cp[r] = cp
                     rd_dur[r] = dur
-                    rd_cell[r] = c
+                    rd_cell[r] = c_phys
                     rd_cpcell[r] = c_cp
                     rd_n[r] = tries + 1
                     _tree_set(tr, tri, r, t_again)
+    return nc, nl
+
+
+@njit(cache=True, nogil=True)
+def change_cells(t, cells, new_ch, new_bpms, new_serve, new_cover, handover, n_int, ue_bpms, max_data, cover_key,
+                 serve, cover, cap_ch, busy, busy_last, busy_area, busy_peak, cap_bpms, n_d, vt, ps_last, served,
+                 sess_ms, cell_head, td, tdi, sub_st, act_bits,
+                 call_free, tv, tvi, call_sess, call_t0, call_int, call_try, a_sub, a_cell, a_start, a_rec, a_dir,
+                 b_sub, b_cell, b_start, b_rec,
+                 data_free, ds_sub, ds_cell, ds_start, ds_t0, ds_size, ds_up, ds_fin, ds_rec, ds_sess, ds_cnext,
+                 ds_cprev, ds_snext, ds_sprev,
+                 k_hin, k_drop, k_carried, counters, cdr, loc):
+    """Change cells at ``t`` (everything before ``t`` resolved): new voice channels, data capacity,
+    serving cell and covered share for each of ``cells``. Calls and data sessions in a cell that
+    stops serving its own area (an outage) are handed over to the cell that serves it now when
+    ``handover`` is set and it has room, else dropped (cause ``cell_outage``). A smaller capacity
+    does not pre-empt calls in progress: new ones are blocked until enough end. Returns
+    ``(cdr_rows, location_rows)``."""
+    nc = np.int64(0)
+    nl = np.int64(0)
+    cur = counters[C_CUR_INT]
+    acc = cur < n_int
+    gone = np.zeros(cap_ch.shape[0], np.bool_)
+    for i in range(cells.shape[0]):
+        c = cells[i]
+        _ps_advance(c, t, n_d, vt, ps_last, cap_bpms, ue_bpms, served, sess_ms, acc)
+        cap_ch[c] = new_ch[i]
+        cap_bpms[c] = new_bpms[i]
+        serve[c] = new_serve[i]
+        cover[c] = new_cover[i]
+        gone[c] = new_serve[i] != c
+    # Calls with a leg in a cell that is gone.
+    p2 = tv.shape[0] // 2
+    for k in range(call_sess.shape[0]):
+        if tv[p2 + k] >= INF:
+            continue  # a free slot
+        for leg in range(2):
+            party = a_sub[k] if leg == 0 else b_sub[k]
+            c = a_cell[k] if leg == 0 else b_cell[k]
+            if party < 0 or not gone[c]:
+                continue
+            tgt = _serving(c, party, t, serve, cover, cover_key) if handover else np.int64(-1)
+            if tgt >= 0 and not gone[tgt] and busy[tgt] < cap_ch[tgt]:
+                _busy_flush(c, t, busy, busy_last, busy_area, acc)
+                busy[c] -= 1
+                _busy_flush(tgt, t, busy, busy_last, busy_area, acc)
+                busy[tgt] += 1
+                if busy[tgt] > busy_peak[tgt]:
+                    busy_peak[tgt] = busy[tgt]
+                if leg == 0:
+                    a_cell[k] = tgt
+                else:
+                    b_cell[k] = tgt
+                if acc:
+                    k_hin[cur, tgt] += 1
+                nl = _loc_row(loc, nl, t, party, tgt, REASON_HANDOVER)
+            else:
+                nc = _end_call(k, t, party, c, acc, cdr, nc, tv, tvi, call_free, counters, call_sess, call_t0,
+                               call_int, call_try, a_sub, a_cell, a_start, a_rec, a_dir, b_sub, b_cell, b_start,
+                               b_rec, busy, busy_last, busy_area, sub_st, act_bits, k_drop, k_carried,
+                               CAUSE_CELL_OUTAGE)
+                break
+    # Data sessions in a cell that is gone.
+    for i in range(cells.shape[0]):
+        c = cells[i]
+        if not gone[c]:
+            continue
+        j = cell_head[c]
+        while j >= 0:
+            nxt = ds_cnext[j]
+            s = ds_sub[j]
+            tgt = _serving(c, s, t, serve, cover, cover_key) if handover else np.int64(-1)
+            if tgt >= 0 and not gone[tgt] and n_d[tgt] < max_data:
+                _ps_advance(tgt, t, n_d, vt, ps_last, cap_bpms, ue_bpms, served, sess_ms, acc)
+                _move_data(j, tgt, cell_head, ds_cell, ds_fin, ds_cnext, ds_cprev, n_d, vt)
+                _ps_predict(tgt, t, n_d, vt, cap_bpms, ue_bpms, cell_head, ds_cnext, ds_fin, td, tdi)
+                if sub_st[s, 0] < 0:
+                    nl = _loc_row(loc, nl, t, s, tgt, REASON_HANDOVER)
+            else:
+                nc = _drop_data(j, t, CAUSE_CELL_OUTAGE, acc, cdr, nc, data_free, counters, cell_head, ds_sub,
+                                ds_cell, ds_start, ds_t0, ds_size, ds_up, ds_fin, ds_rec, ds_sess, ds_cnext,
+                                ds_cprev, ds_snext, ds_sprev, sub_st, act_bits, n_d, vt)
+            j = nxt
+    for i in range(cells.shape[0]):
+        _ps_predict(cells[i], t, n_d, vt, cap_bpms, ue_bpms, cell_head, ds_cnext, ds_fin, td, tdi)
     return nc, nl
