@@ -221,7 +221,26 @@ def load(ref: str | Path | None, overrides: list[str] | None = None) -> Scenario
         sc = config.from_dict(raw, label)
     except ConfigError as exc:
         raise ConfigError(_attribute(exc.problems, label, prov)) from None
-    return dataclasses.replace(sc, source=str(path))
+    sc = dataclasses.replace(sc, source=str(path))
+    if sc.incidents:
+        _check_incidents(sc, label, prov)
+    return sc
+
+
+def _check_incidents(sc: Scenario, label: str, prov: dict[tuple[str, ...], str]) -> None:
+    """Incidents are checked against the scenario's network (cells and sites in range)."""
+    from sim.network import build_network
+    from sim.streams import generator
+
+    from .incidents import parse
+
+    net = build_network(sc.network, generator(sc.seed, "network.layout"), Path(sc.source).parent)
+    try:
+        parse(sc, net, label)
+    except ConfigError as exc:
+        owner = prov.get(("incidents",), label)
+        raise ConfigError([line if owner == label else f"{owner}: {line[len(label) + 2:]} (inherited by {label})"
+                           for line in exc.problems]) from None
 
 
 def check(ref: str | Path, overrides: list[str] | None = None) -> list[str]:
@@ -262,6 +281,8 @@ def _toml_value(v: Any) -> str:
         return json.dumps(v, ensure_ascii=False).replace("\x7f", "\\u007f")
     if isinstance(v, dict):
         return "{ " + ", ".join(f"{k} = {_toml_value(x)}" for k, x in v.items()) + " }"
+    if isinstance(v, list | tuple):
+        return "[" + ", ".join(_toml_value(x) for x in v) + "]"
     raise TypeError(f"cannot write {type(v).__name__} as TOML")
 
 
@@ -270,8 +291,11 @@ def dumps(scenario: Scenario, header: str = "") -> str:
     values, which TOML files cannot give, are written as comments."""
     lines = [f"# {h}" for h in header.splitlines()]
     sections: list[tuple[str, dict[str, Any]]] = []
+    incidents = []
     for key, value in scenario.to_dict().items():
-        if isinstance(value, dict):
+        if key == "incidents":
+            incidents = list(value)
+        elif isinstance(value, dict):
             sections.append((key, value))
         else:
             lines.append(f"{key} = {_toml_value(value)}")
@@ -282,6 +306,8 @@ def dumps(scenario: Scenario, header: str = "") -> str:
                 lines.append(f"# {key} = nan   # unset: taken from the behaviour profile")
             else:
                 lines.append(f"{key} = {_toml_value(value)}")
+    for inc in incidents:
+        lines += ["", "[[incidents]]"] + [f"{k} = {_toml_value(v)}" for k, v in inc.items()]
     return "\n".join(lines) + "\n"
 
 

@@ -12,7 +12,7 @@ import ctypes
 import sys
 from pathlib import Path
 
-from .errors import TelcosimError
+from .errors import ConfigError, TelcosimError
 
 EXIT_USAGE = 2
 
@@ -72,13 +72,15 @@ def build_parser() -> argparse.ArgumentParser:
     where.add_argument("--scheduler", metavar="ADDRESS", help="draw demand on an existing Dask cluster")
     r.add_argument("--resume", action="store_true",
                    help="continue an interrupted run into --out from its last checkpoint")
+    r.add_argument("--baseline", action="store_true",
+                   help="with incidents: also keep the baseline (same seed, no incidents) in OUT.baseline")
     r.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
     r.add_argument("--quiet", action="store_true", help="no progress bar or summary")
     # The CLI wiring is the one place where sim meets calibration and scenarios.
     from calibration import calibrate_cli, evaluate_cli, rebalance_cli
     from calibration import cli as targets_cli
+    from scenarios import augment_cli, study_cli
     from scenarios import cli as scenario_cli
-    from scenarios import study_cli
 
     targets_cli.add_parser(sub)
     calibrate_cli.add_parser(sub)
@@ -86,6 +88,7 @@ def build_parser() -> argparse.ArgumentParser:
     rebalance_cli.add_parser(sub)
     scenario_cli.add_parser(sub)
     study_cli.add_parser(sub)
+    augment_cli.add_parser(sub)
     from models import cli as models_cli  # learned generators (torch imported only when used)
 
     models_cli.add_parser(sub)
@@ -130,6 +133,10 @@ def _cmd_run(args: argparse.Namespace) -> int:
     from .sinks import RunWriter
     from .summary import print_summary, progress_bar
 
+    if scenario.incidents:
+        return _run_incidents(args, scenario)
+    if args.baseline:
+        raise ConfigError("--baseline: the scenario has no incidents, so the run is its own baseline")
     sim = Simulation(scenario)
     writer = RunWriter(args.out, sim.metadata(), scenario.output.compression, overwrite=args.overwrite,
                        resume=args.resume)
@@ -145,6 +152,30 @@ def _cmd_run(args: argparse.Namespace) -> int:
         raise
     if not args.quiet:
         print_summary(sim, result)
+    return 0
+
+
+def _run_incidents(args: argparse.Namespace, scenario) -> int:
+    from scenarios.runner import baseline_path, run_scenario
+
+    from .summary import print_summary, progress_bar
+
+    if args.resume:
+        raise ConfigError("--resume: not available for a scenario with incidents (its labels need the "
+                          "baseline and the run whole); run it again without --resume")
+    base_out = baseline_path(args.out) if args.baseline else None
+    from .engine import Simulation
+
+    sim = Simulation(scenario)  # for the progress bar and the summary
+    with progress_bar(2 * sim.n_epochs, disable=args.quiet) as advance:
+        result, base = run_scenario(scenario, args.out, baseline_out=base_out, overwrite=args.overwrite,
+                                    progress=advance, chunk_subscribers=args.chunk_subscribers,
+                                    workers=args.workers, scheduler=args.scheduler)
+    if not args.quiet:
+        print_summary(sim, result)
+        print(f"incidents: {result.rows.get('incidents', 0)} (labels in the incident_id columns; see incidents.parquet)")
+        if base is not None:
+            print(f"baseline (same seed, no incidents): {base.out}")
     return 0
 
 
@@ -193,6 +224,10 @@ def main(argv: list[str] | None = None) -> int:
             from scenarios import cli as scenario_cli
 
             return scenario_cli.run(args)
+        if args.command == "augment":
+            from scenarios import augment_cli
+
+            return augment_cli.run(args)
         if args.command == "study":
             from scenarios import study_cli
 

@@ -1,0 +1,579 @@
+"""The incident library: typed incidents in scenario files, compiled into the engine's generic
+perturbations (:mod:`sim.perturb`), and runs with exact ground-truth labels.
+
+A scenario lists incidents as ``[[incidents]]`` tables (``docs/scenario-format.md``). Each has a
+``kind``, a start, an end or a duration, a footprint (``cells``, ``sites``, or ``centre_km`` and
+``radius_km``) and its own parameters:
+
+``cell_outage`` / ``site_outage``
+    The cells stop serving. Calls and data sessions in them are handed over to the nearest
+    working neighbour with room (``on_active = "handover"``) or dropped (``"drop"``). New attempts
+    in the area are served by that neighbour for a share ``coverage_overlap`` of the area, else
+    fail with cause ``no_coverage``. When the cells come back, the subscribers standing in them
+    re-attach within about ``storm_spread_s`` (``registration_storm``).
+``degraded_cell``
+    A "sleeping cell": voice channels and data capacity times ``capacity_factor``; only a share
+    ``coverage_factor`` of its area covered.
+``backhaul_failure``
+    The sites' data capacity capped at ``cap_mbps`` or cut by ``loss`` (a share); voice stays.
+``mass_event``
+    ``attendees`` subscribers travel to the venue (the footprint's cells) in the hour that begins
+    ``arrive_before_min`` before the start, stay until the end and disperse with the next hourly
+    decision; demand in the venue cells is multiplied per service (``multipliers``), more at
+    ``peaks`` (``at_min`` after the start, for ``duration_min``, times ``factor``).
+``emergency``
+    Voice and SMS attempts in the region surge by ``multipliers`` at the start, decaying
+    exponentially with ``decay_min``; calls go to contacts as always. Combine with outages for a
+    disaster.
+``special_day``
+    Every subscriber's rates times ``multipliers`` (per service) over the window, with ``hourly``
+    overrides by local hour (New Year's midnight SMS).
+``random_failures``
+    Each site of the footprint (all sites by default) fails after an exponential time with mean
+    ``mtbf_hours`` and is repaired after a lognormal time (median ``mttr_hours``, log-sd
+    ``mttr_sigma``): simpy processes, one per site. Each failure is its own labelled incident
+    (kind ``random_failure``) and behaves as a site outage.
+
+Redials are not an incident: they are always on (``behaviour.redial_*``).
+
+Demand changes apply per quarter-hour epoch (from the quarter hour containing the start);
+network changes apply at the exact millisecond.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import difflib
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import simpy
+
+from sim.config import Scenario
+from sim.errors import ConfigError
+from sim.perturb import CellChange, EpochDemand, Perturbations
+from sim.shards import EPOCH_MS, EPOCHS_PER_HOUR, HOUR_MS
+from sim.streams import generator
+
+KINDS = ("cell_outage", "site_outage", "degraded_cell", "backhaul_failure", "mass_event", "emergency",
+         "special_day", "random_failures")
+ON_ACTIVE = ("handover", "drop")
+SERVICES = ("voice", "sms", "data")
+_COMMON = ("kind", "name", "start", "end", "duration_min")
+_FOOTPRINT = ("cells", "sites", "centre_km", "radius_km")
+_KEYS: dict[str, tuple[str, ...]] = {
+    "cell_outage": _COMMON + _FOOTPRINT + ("on_active", "coverage_overlap", "registration_storm", "storm_spread_s"),
+    "site_outage": _COMMON + _FOOTPRINT + ("on_active", "coverage_overlap", "registration_storm", "storm_spread_s"),
+    "degraded_cell": _COMMON + _FOOTPRINT + ("capacity_factor", "coverage_factor"),
+    "backhaul_failure": _COMMON + _FOOTPRINT + ("cap_mbps", "loss"),
+    "mass_event": _COMMON + _FOOTPRINT + ("attendees", "arrive_before_min", "multipliers", "peaks"),
+    "emergency": _COMMON + _FOOTPRINT + ("multipliers", "decay_min"),
+    "special_day": _COMMON + ("multipliers", "hourly"),
+    "random_failures": _COMMON + ("sites", "mtbf_hours", "mttr_hours", "mttr_sigma", "on_active",
+                                  "coverage_overlap", "registration_storm", "storm_spread_s"),
+}
+# Parameters and their defaults (the footprint and times have none).
+DEFAULTS: dict[str, Any] = {
+    "on_active": "handover", "coverage_overlap": 0.5, "registration_storm": True, "storm_spread_s": 60.0,
+    "capacity_factor": 0.3, "coverage_factor": 1.0, "cap_mbps": -1.0, "loss": -1.0,
+    "attendees": 2000, "arrive_before_min": 90.0, "multipliers": {}, "peaks": [], "decay_min": 120.0,
+    "hourly": [], "mtbf_hours": 2000.0, "mttr_hours": 4.0, "mttr_sigma": 0.8,
+}
+_OUTAGES = ("cell_outage", "site_outage", "random_failure")
+
+
+@dataclasses.dataclass
+class Incident:
+    """One validated incident, times in ms from the run start."""
+
+    id: int
+    kind: str
+    name: str
+    start_ms: int
+    end_ms: int
+    cells: np.ndarray
+    params: dict[str, Any]
+    effect_start_ms: int = 0
+
+    def row(self) -> dict[str, Any]:
+        return {"incident_id": self.id, "kind": self.kind, "name": self.name, "start_ms": self.start_ms,
+                "end_ms": self.end_ms, "effect_start_ms": self.effect_start_ms, "cells": self.cells.tolist(),
+                "params": self.params}
+
+
+# --- validation --------------------------------------------------------------------------------
+
+
+def _num(v: Any) -> bool:
+    return isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)
+
+
+def _local_ms(text: Any, where: str, sc: Scenario, start: dt.datetime, problems: list[str]) -> int | None:
+    if not isinstance(text, str):
+        problems.append(f"{where}: {text!r} is not a date-time string (e.g. '2024-03-05T18:00:00')")
+        return None
+    try:
+        t = dt.datetime.fromisoformat(text)
+    except ValueError:
+        problems.append(f"{where}: {text!r} is not an ISO date-time (e.g. '2024-03-05T18:00:00')")
+        return None
+    if t.tzinfo is not None:
+        problems.append(f"{where}: {text!r} has a UTC offset; give the local time (the zone is time.timezone)")
+        return None
+    t = t.replace(tzinfo=start.tzinfo)
+    return int(round((t.timestamp() - start.timestamp()) * 1000))
+
+
+def _footprint(inc: dict, where: str, net, problems: list[str], required: bool = True) -> np.ndarray | None:
+    n_cells = net.n_cells
+    n_sites = int(net.site_id.max()) + 1
+    given = [k for k in ("cells", "sites", "centre_km") if k in inc]
+    if "radius_km" in inc and "centre_km" not in inc:
+        problems.append(f"{where}.radius_km: given without centre_km")
+    if len(given) > 1:
+        problems.append(f"{where}: give one footprint of cells, sites or centre_km + radius_km, not {' and '.join(given)}")
+        return None
+    if not given:
+        if required:
+            problems.append(f"{where}: no footprint (give cells = [...], sites = [...], or centre_km = [x, y] "
+                            "and radius_km)")
+        return None
+    key = given[0]
+    value = inc[key]
+    if key in ("cells", "sites"):
+        top = n_cells if key == "cells" else n_sites
+        if not isinstance(value, list) or not value:
+            problems.append(f"{where}.{key}: {value!r} is an empty footprint (give a non-empty list of {key[:-1]} ids)")
+            return None
+        ids = []
+        for i, v in enumerate(value):
+            if not isinstance(v, int) or isinstance(v, bool):
+                problems.append(f"{where}.{key}[{i}]: {v!r} is not an integer id")
+            elif not 0 <= v < top:
+                problems.append(f"{where}.{key}: {v} is not a {key[:-1]} of this network (valid 0..{top - 1})")
+            else:
+                ids.append(v)
+        if len(ids) != len(value):
+            return None
+        if key == "cells":
+            return np.unique(np.array(ids, np.int64))
+        return np.flatnonzero(np.isin(net.site_id, ids)).astype(np.int64)
+    if not (isinstance(value, list) and len(value) == 2 and all(_num(v) for v in value)):
+        problems.append(f"{where}.centre_km: {value!r} is not a point [x_km, y_km]")
+        return None
+    r = inc.get("radius_km")
+    if not _num(r) or r <= 0:
+        problems.append(f"{where}.radius_km: {r!r} is not a radius > 0 (km)")
+        return None
+    d = np.hypot(net.x_km - value[0], net.y_km - value[1])
+    cells = np.flatnonzero(d <= r).astype(np.int64)
+    if not len(cells):
+        problems.append(f"{where}: the circle of {r} km around {value} holds no site: an empty footprint")
+        return None
+    return cells
+
+
+def _multipliers(v: Any, where: str, problems: list[str], services=SERVICES) -> dict[str, float]:
+    if not isinstance(v, dict):
+        problems.append(f"{where}: {v!r} is not a table of multipliers per service ({', '.join(services)})")
+        return {}
+    out = {}
+    for k, x in v.items():
+        if k not in services:
+            close = difflib.get_close_matches(k, services, n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else f" (allowed: {', '.join(services)})"
+            problems.append(f"{where}.{k}: unknown service{hint}")
+        elif not _num(x) or x < 0:
+            problems.append(f"{where}.{k}: {x!r} is not a multiplier >= 0")
+        else:
+            out[k] = float(x)
+    return out
+
+
+def _check_param(key: str, v: Any, where: str, problems: list[str]) -> Any:
+    def bad(what: str) -> None:
+        problems.append(f"{where}.{key}: {v!r} {what}")
+
+    if key == "on_active":
+        if v not in ON_ACTIVE:
+            bad(f"is not allowed (choose one of {', '.join(map(repr, ON_ACTIVE))})")
+            return None
+        return v
+    if key == "registration_storm":
+        if not isinstance(v, bool):
+            bad("is not true or false")
+            return None
+        return v
+    if key in ("coverage_overlap", "capacity_factor", "coverage_factor", "loss"):
+        if not _num(v) or not 0 <= v <= 1:
+            bad("is out of range (a share between 0 and 1)")
+            return None
+        return float(v)
+    if key in ("storm_spread_s", "arrive_before_min", "decay_min", "mtbf_hours", "mttr_hours", "cap_mbps"):
+        if not _num(v) or v <= 0:
+            bad("is not a number > 0")
+            return None
+        return float(v)
+    if key == "mttr_sigma":
+        if not _num(v) or v < 0:
+            bad("is not a number >= 0")
+            return None
+        return float(v)
+    if key == "attendees":
+        if not isinstance(v, int) or isinstance(v, bool) or v < 1:
+            bad("is not a whole number of attendees >= 1")
+            return None
+        return v
+    if key == "multipliers":
+        return _multipliers(v, f"{where}.{key}", problems)
+    if key == "peaks":
+        if not isinstance(v, list):
+            bad("is not a list of peaks ({ at_min, duration_min, factor })")
+            return None
+        out = []
+        for i, p in enumerate(v):
+            w = f"{where}.peaks[{i}]"
+            if not isinstance(p, dict):
+                problems.append(f"{w}: {p!r} is not a table {{ at_min, duration_min, factor }}")
+                continue
+            for k in p:
+                if k not in ("at_min", "duration_min", "factor"):
+                    problems.append(f"{w}.{k}: unknown key (allowed: at_min, duration_min, factor)")
+            ok = True
+            for k, lo in (("at_min", 0.0), ("duration_min", 0.0), ("factor", 0.0)):
+                x = p.get(k)
+                if not _num(x) or x < lo or (k == "duration_min" and x == 0):
+                    problems.append(f"{w}.{k}: {x!r} is not a number {'> 0' if k == 'duration_min' else '>= 0'}")
+                    ok = False
+            if ok:
+                out.append({k: float(p[k]) for k in ("at_min", "duration_min", "factor")})
+        return out
+    if key == "hourly":
+        if not isinstance(v, list):
+            bad("is not a list of { hour, voice, sms, data }")
+            return None
+        out = []
+        for i, h in enumerate(v):
+            w = f"{where}.hourly[{i}]"
+            if not isinstance(h, dict):
+                problems.append(f"{w}: {h!r} is not a table {{ hour, voice, sms, data }}")
+                continue
+            hour = h.get("hour")
+            if not isinstance(hour, int) or isinstance(hour, bool) or not 0 <= hour <= 23:
+                problems.append(f"{w}.hour: {hour!r} is not a local hour 0..23")
+                continue
+            mult = _multipliers({k: x for k, x in h.items() if k != "hour"}, w, problems)
+            out.append({"hour": hour, **mult})
+        return out
+    raise AssertionError(key)
+
+
+def parse(sc: Scenario, net, label: str) -> list[Incident]:
+    """Validate the scenario's incidents against its network; raise one :class:`ConfigError`
+    listing every problem (``label: incidents[i].key: value ...``)."""
+    problems: list[str] = []
+    start = sc.time.start_datetime()
+    window_ms = sc.time.days * 24 * HOUR_MS
+    out: list[Incident] = []
+    raw = sc.incidents
+    for i, inc in enumerate(raw):
+        where = f"{label}: incidents[{i}]"
+        if not isinstance(inc, dict):
+            problems.append(f"{where}: {inc!r} is not a table")
+            continue
+        kind = inc.get("kind")
+        if kind not in KINDS:
+            close = difflib.get_close_matches(str(kind), KINDS, n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            problems.append(f"{where}.kind: {kind!r} is not an incident kind{hint} (choose one of {', '.join(KINDS)})")
+            continue
+        allowed = _KEYS[kind]
+        for k in inc:
+            if k not in allowed:
+                close = difflib.get_close_matches(k, allowed, n=1)
+                hint = f" (did you mean {close[0]!r}?)" if close else f" (allowed for {kind}: {', '.join(allowed)})"
+                problems.append(f"{where}.{k}: unknown key{hint}")
+        n0 = len(problems)
+        s_ms = _local_ms(inc["start"], f"{where}.start", sc, start, problems) if "start" in inc else 0
+        if "end" in inc and "duration_min" in inc:
+            problems.append(f"{where}: give end or duration_min, not both")
+            e_ms = None
+        elif "end" in inc:
+            e_ms = _local_ms(inc["end"], f"{where}.end", sc, start, problems)
+        elif "duration_min" in inc:
+            d = inc["duration_min"]
+            if not _num(d) or d <= 0:
+                problems.append(f"{where}.duration_min: {d!r} is not a duration > 0 (minutes)")
+                e_ms = None
+            else:
+                e_ms = None if s_ms is None else s_ms + int(round(d * 60_000))
+        elif kind in ("random_failures", "special_day") or "start" not in inc:
+            e_ms = window_ms
+        else:
+            problems.append(f"{where}: no end (give end = '...' or duration_min)")
+            e_ms = None
+        if "start" not in inc and kind not in ("random_failures",):
+            problems.append(f"{where}.start: missing (the local date-time the incident starts)")
+        if s_ms is not None and e_ms is not None:
+            if e_ms <= s_ms:
+                problems.append(f"{where}.end: {inc.get('end', inc.get('duration_min'))!r} is not after the start "
+                                f"{inc.get('start')!r}")
+            elif s_ms >= window_ms or e_ms <= 0:
+                problems.append(f"{where}: {inc.get('start')!r} .. is outside the run window "
+                                f"({start.isoformat(timespec='minutes')} for {sc.time.days} day(s))")
+        cells = None
+        if kind == "random_failures":
+            cells = _footprint(inc, where, net, problems, required=False)
+            if cells is None and "sites" not in inc:
+                cells = np.arange(net.n_cells, dtype=np.int64)
+        elif kind != "special_day":
+            cells = _footprint(inc, where, net, problems)
+        params = {}
+        for key in allowed:
+            if key in _COMMON or key in _FOOTPRINT:
+                continue
+            if key in inc:
+                v = _check_param(key, inc[key], where, problems)
+                if v is not None:
+                    params[key] = v
+            else:
+                params[key] = DEFAULTS[key]
+        if kind == "backhaul_failure" and ("cap_mbps" in inc) == ("loss" in inc):
+            problems.append(f"{where}: give one of cap_mbps (a cap in Mbps) or loss (a share of capacity lost)")
+        if kind in ("mass_event", "emergency", "special_day") and not any(k in inc for k in ("multipliers", "peaks",
+                                                                                              "hourly")):
+            problems.append(f"{where}.multipliers: missing (e.g. multipliers = {{ voice = 2.0, sms = 3.0 }})")
+        name = inc.get("name", f"{kind}-{i}")
+        if not isinstance(name, str):
+            problems.append(f"{where}.name: {name!r} is not a string")
+        if len(problems) == n0:
+            out.append(Incident(len(out), kind, str(name), int(s_ms), int(e_ms),
+                                cells if cells is not None else np.zeros(0, np.int64), params))
+    if problems:
+        raise ConfigError(problems)
+    return out
+
+
+# --- compilation -------------------------------------------------------------------------------
+
+
+def _epoch_floor(t_ms: int) -> int:
+    return max(0, t_ms // EPOCH_MS * EPOCH_MS)
+
+
+def _random_failures(inc: Incident, net, seed: int, window_ms: int, first_id: int) -> list[Incident]:
+    """Failures and repairs of each site as simpy processes: exponential times to failure (mean
+    mtbf_hours), lognormal repair times (median mttr_hours, log-sd mttr_sigma)."""
+    p = inc.params
+    sites = np.unique(net.site_id[inc.cells])
+    env = simpy.Environment()
+    found: list[tuple[int, int, int]] = []
+
+    def site(s: int):
+        g = generator(seed, "incidents.failures", int(s))
+        while True:
+            yield env.timeout(g.exponential(p["mtbf_hours"] * HOUR_MS))
+            t_fail = int(env.now)
+            repair = g.lognormal(math.log(p["mttr_hours"] * HOUR_MS), p["mttr_sigma"]) if p["mttr_sigma"] > 0 \
+                else p["mttr_hours"] * HOUR_MS
+            found.append((t_fail, int(s), t_fail + max(int(repair), 1000)))
+            yield env.timeout(repair)
+
+    for s in sites:
+        env.process(site(int(s)))
+    env.run(until=min(inc.end_ms, window_ms))
+    out = []
+    for t_fail, s, t_rep in sorted(t for t in found if t[0] >= inc.start_ms):
+        params = {k: p[k] for k in ("on_active", "coverage_overlap", "registration_storm", "storm_spread_s")}
+        params["site"] = s
+        params["from"] = inc.name
+        out.append(Incident(first_id + len(out), "random_failure", f"{inc.name}/site{s}@{t_fail // 60000}min",
+                            t_fail, t_rep, np.flatnonzero(net.site_id == s).astype(np.int64), params))
+    return out
+
+
+class _CellTimeline:
+    """The state of every cell over time from the network incidents: capacity, serving cell,
+    covered share."""
+
+    def __init__(self, net, incidents: list[Incident]) -> None:
+        self.net = net
+        self.incs = [i for i in incidents if i.kind in _OUTAGES + ("degraded_cell", "backhaul_failure")]
+        self.base_ch = net.voice_channels.astype(np.int64)
+        self.base_bpms = net.data_mbps * 1e6 / 8 / 1000
+
+    def state(self, active: list[Incident]):
+        net = self.net
+        n = net.n_cells
+        ch = self.base_ch.copy()
+        bpms = self.base_bpms.copy()
+        cover = np.ones(n)
+        down = np.zeros(n, bool)
+        overlap = np.ones(n)
+        for inc in active:
+            c = inc.cells
+            p = inc.params
+            if inc.kind in _OUTAGES:
+                down[c] = True
+                overlap[c] = np.minimum(overlap[c], p["coverage_overlap"])
+            elif inc.kind == "degraded_cell":
+                ch[c] = np.floor(ch[c] * p["capacity_factor"]).astype(np.int64)
+                bpms[c] = bpms[c] * p["capacity_factor"]
+                cover[c] = cover[c] * p["coverage_factor"]
+            elif inc.kind == "backhaul_failure":
+                if p["cap_mbps"] > 0:
+                    bpms[c] = np.minimum(bpms[c], p["cap_mbps"] * 1e6 / 8 / 1000)
+                else:
+                    bpms[c] = bpms[c] * (1.0 - p["loss"])
+        serve = np.arange(n, dtype=np.int32)
+        for c in np.flatnonzero(down):
+            nb = net.neighbours(c)
+            nb = nb[~down[nb]]
+            if len(nb):
+                d = np.hypot(net.cx_km[nb] - net.cx_km[c], net.cy_km[nb] - net.cy_km[c])
+                serve[c] = nb[np.lexsort((nb, d))[0]]
+                cover[c] = overlap[c]
+            else:
+                serve[c] = -1
+                cover[c] = 0.0
+        return ch, bpms, serve, cover, down
+
+    def changes(self) -> list[CellChange]:
+        times = sorted({t for i in self.incs for t in (i.start_ms, i.end_ms)})
+        out: list[CellChange] = []
+        prev = self.state([])
+        for t in times:
+            active = [i for i in self.incs if i.start_ms <= t < i.end_ms]
+            now = self.state(active)
+            ch, bpms, serve, cover, down = now
+            diff = (ch != prev[0]) | (bpms != prev[1]) | (serve != prev[2]) | (cover != prev[3])
+            cells = np.flatnonzero(diff).astype(np.int64)
+            if len(cells):
+                starting = [i for i in self.incs if i.start_ms == t]
+                ending = [i for i in self.incs if i.end_ms == t]
+                trigger = (starting or ending)[0]
+                handover = all(i.params.get("on_active", "handover") == "handover" for i in starting)
+                back = np.flatnonzero(prev[4] & ~down)
+                storm = [i for i in ending if i.kind in _OUTAGES and i.params.get("registration_storm")]
+                spread = max((i.params["storm_spread_s"] for i in storm), default=60.0) * 1000.0
+                storm_cells = back[np.isin(back, np.concatenate([i.cells for i in storm]))] if storm else back[:0]
+                out.append(CellChange(int(t), cells, ch[cells], bpms[cells], serve[cells], cover[cells],
+                                      handover, storm_cells.astype(np.int64), spread, trigger.id))
+            prev = now
+        return out
+
+
+class _Demand:
+    """Per-epoch demand changes from mass events, emergencies and special days."""
+
+    def __init__(self, sc: Scenario, sim, incidents: list[Incident]) -> None:
+        self.sim = sim
+        self.n_cells = sim.network.n_cells
+        self.events = [i for i in incidents if i.kind == "mass_event"]
+        self.emergencies = [i for i in incidents if i.kind == "emergency"]
+        self.days = [i for i in incidents if i.kind == "special_day"]
+        self.attendees: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+        n = sim.population.n
+        for inc in self.events:
+            g = generator(sc.seed, "incidents.attendees", inc.id)
+            k = min(inc.params["attendees"], n)
+            ids = np.sort(g.choice(n, size=k, replace=False)).astype(np.int32)
+            venue = inc.cells[g.integers(0, len(inc.cells), size=k)].astype(np.int32)
+            self.attendees[inc.id] = (ids, venue)
+            inc.params = {**inc.params, "attendees": int(k)}
+
+    @staticmethod
+    def arrive_ms(inc: Incident) -> int:
+        # Attendees set off with the hourly place decision before the arrival time.
+        return max(0, (inc.start_ms - int(inc.params["arrive_before_min"] * 60_000)) // HOUR_MS * HOUR_MS)
+
+    def __call__(self, e: int) -> EpochDemand:
+        t0, t1 = e * EPOCH_MS, (e + 1) * EPOCH_MS
+        rate_mult = None
+        cell_mult = None
+        force_parts = []
+        for inc in self.days:
+            if inc.start_ms < t1 and t0 < inc.end_ms:
+                hour, _ = self.sim.local_hour(e // EPOCHS_PER_HOUR)
+                m = dict(inc.params["multipliers"])
+                for h in inc.params["hourly"]:
+                    if h["hour"] == hour:
+                        m.update({k: v for k, v in h.items() if k != "hour"})
+                kinds = np.array([m.get("voice", 1.0), m.get("sms", 1.0), m.get("data", 1.0),
+                                  m.get("voice", 1.0), m.get("sms", 1.0)])
+                rate_mult = kinds if rate_mult is None else rate_mult * kinds
+        for inc in self.events:
+            if self.arrive_ms(inc) <= t0 < inc.end_ms:
+                force_parts.append(self.attendees[inc.id])
+            if inc.start_ms < t1 and t0 < inc.end_ms:
+                m = inc.params["multipliers"]
+                row = np.array([m.get("voice", 1.0), m.get("sms", 1.0), m.get("data", 1.0)])
+                mid = (t0 + t1) / 2 - inc.start_ms
+                for pk in inc.params["peaks"]:
+                    if pk["at_min"] * 60_000 <= mid < (pk["at_min"] + pk["duration_min"]) * 60_000:
+                        row = row * pk["factor"]
+                cell_mult = np.ones((self.n_cells, 3)) if cell_mult is None else cell_mult
+                cell_mult[inc.cells] *= row
+        for inc in self.emergencies:
+            if inc.start_ms < t1 and t0 < inc.end_ms:
+                m = inc.params["multipliers"]
+                age = max(0.0, (t0 + t1) / 2 - inc.start_ms) / 60_000.0
+                decay = math.exp(-age / inc.params["decay_min"])
+                row = 1.0 + (np.array([m.get("voice", 1.0), m.get("sms", 1.0), m.get("data", 1.0)]) - 1.0) * decay
+                cell_mult = np.ones((self.n_cells, 3)) if cell_mult is None else cell_mult
+                cell_mult[inc.cells] *= row
+        force = None
+        if force_parts:
+            ids = np.concatenate([p[0] for p in force_parts])
+            cells = np.concatenate([p[1] for p in force_parts])
+            ids, first = np.unique(ids, return_index=True)  # one venue per person: the first event's
+            force = (ids.astype(np.int32), cells[first].astype(np.int32))
+        return EpochDemand(rate_mult, cell_mult, force)
+
+
+def compile_incidents(sim) -> Perturbations | None:
+    """The perturbations of ``sim``'s scenario (a :class:`sim.engine.Simulation`), None when it has
+    no incidents."""
+    sc = sim.scenario
+    if not sc.incidents:
+        return None
+    label = Path(sc.source).name if not sc.source.startswith("<") else sc.source
+    incidents = parse(sc, sim.network, label)
+    window_ms = sim.n_epochs * EPOCH_MS
+    expanded: list[Incident] = []
+    for inc in incidents:
+        if inc.kind == "random_failures":
+            expanded += _random_failures(inc, sim.network, sc.seed, window_ms, len(incidents) + len(expanded))
+    incidents = incidents + expanded
+    demand = _Demand(sc, sim, incidents)
+    for inc in incidents:
+        if inc.kind == "mass_event":
+            inc.effect_start_ms = _Demand.arrive_ms(inc)
+        elif inc.kind in ("emergency", "special_day"):
+            inc.effect_start_ms = _epoch_floor(inc.start_ms)
+        elif inc.kind == "random_failures":
+            inc.effect_start_ms = window_ms  # the process itself changes nothing; its failures do
+        else:
+            inc.effect_start_ms = max(0, inc.start_ms)
+    changes = _CellTimeline(sim.network, incidents).changes()
+    order = sorted(incidents, key=lambda i: (i.effect_start_ms, i.id))
+    footprint = [(i.id, i.effect_start_ms, i.cells) for i in order]
+
+    def attribute(t: np.ndarray, cell: np.ndarray) -> np.ndarray:
+        """The incident a changed row is put down to: the latest started one whose footprint holds
+        the row's cell, else the latest started one."""
+        ids = np.full(len(t), -1, np.int32)
+        for iid, eff, _ in footprint:
+            ids[t >= eff] = iid
+        for iid, eff, cells in footprint:
+            ids[(t >= eff) & np.isin(cell, cells)] = iid
+        if (ids < 0).any():  # rows changed before any effect: cannot happen; keep them labelled
+            ids[ids < 0] = order[0].id
+        return ids
+
+    first = min((i.effect_start_ms for i in incidents if i.kind != "random_failures"), default=window_ms)
+    return Perturbations(changes=changes, demand=demand, attribute=attribute, first_effect_ms=int(first),
+                         incidents=[i.row() for i in sorted(incidents, key=lambda i: i.id)])

@@ -1,0 +1,280 @@
+"""The incident library: every built-in incident scenario at small size, its signature, the
+counterfactual pair (identical prefix, labels = exactly the rows that differ) and bad files."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow.parquet as pq
+import pytest
+
+import scenarios
+from scenarios.runner import run_scenario
+from sim.cli import main
+
+SMALL = ["population.subscribers=4000"]
+
+
+def _run(tmp_path_factory, name: str, extra: list[str] | None = None):
+    sc = scenarios.load(name, SMALL + (extra or []))
+    root = tmp_path_factory.mktemp(name)
+    run, base = run_scenario(sc, root / "run", baseline_out=root / "run.baseline")
+    return sc, root / "run", root / "run.baseline"
+
+
+def _table(run_dir: Path, name: str):
+    p = run_dir / name
+    return pq.read_table(p if p.is_dir() else run_dir / f"{name}.parquet").to_pandas()
+
+
+def _incident(run_dir: Path, i: int = 0) -> dict:
+    inc = _table(run_dir, "incidents").iloc[i]
+    return {"cells": np.array(inc["cells"]), "start": inc["start"], "end": inc["end"],
+            "effect_start": inc["effect_start"], "params": json.loads(inc["params"])}
+
+
+def _during(kpi, inc, *, pad_min: int = 0):
+    t = kpi["interval_start"]
+    return (t >= inc["start"] + np.timedelta64(pad_min, "m")) & (t + np.timedelta64(15, "m") <= inc["end"])
+
+
+@pytest.fixture(scope="module")
+def outage(tmp_path_factory):
+    return _run(tmp_path_factory, "site_outage_peak")
+
+
+@pytest.fixture(scope="module")
+def stadium(tmp_path_factory):
+    return _run(tmp_path_factory, "stadium_event", ["incidents[0].attendees=1500"])
+
+
+@pytest.fixture(scope="module")
+def backhaul(tmp_path_factory):
+    return _run(tmp_path_factory, "backhaul_failure")
+
+
+def test_outage_cells_are_silent_and_neighbours_take_the_load(outage):
+    _, run, base = outage
+    inc = _incident(run)
+    kpi, kb = _table(run, "cell_kpis"), _table(base, "cell_kpis")
+    down = kpi["cell_id"].isin(inc["cells"]) & _during(kpi, inc)
+    assert down.sum() > 0
+    # No traffic carried while down: nothing completes, no channel busy, no data served.
+    assert kpi.loc[down, "voice_completed"].sum() == 0
+    assert kpi.loc[down, "busy_channels_mean"].sum() == 0
+    assert kpi.loc[down, "data_volume_mb"].sum() == 0
+    # ... though people there still try (and fail: no coverage).
+    assert kpi.loc[down, "voice_attempts"].sum() > 0
+    assert kpi.loc[down, "voice_failed"].sum() == kpi.loc[down, "voice_attempts"].sum()
+    # The neighbours' load rises.
+    cells = _table(run, "cells")
+    nbrs = set(np.concatenate(cells.loc[cells.cell_id.isin(inc["cells"]), "neighbours"].to_list())) - set(inc["cells"])
+    near = kpi["cell_id"].isin(list(nbrs)) & _during(kpi, inc)
+    near_b = kb["cell_id"].isin(list(nbrs)) & _during(kb, inc)
+    assert kpi.loc[near, "voice_attempts"].sum() > 1.1 * kb.loc[near_b, "voice_attempts"].sum()
+    assert kpi.loc[near, "carried_erlang"].sum() > kb.loc[near_b, "carried_erlang"].sum()
+    # Failed attempts carry the cause and the incident's label.
+    cdr = _table(run, "cdr")
+    nc = cdr[cdr["cause"] == "no_coverage"]
+    assert len(nc) > 0 and nc["incident_id"].notna().all()
+    assert set(nc["cell_id"]) <= set(inc["cells"])
+    # When the site comes back, the subscribers there re-attach (a registration storm).
+    loc = _table(run, "locations")
+    att = loc[loc["reason"] == "attach"]
+    assert len(att) > 0 and set(att["cell_id"]) <= set(inc["cells"])
+    assert (att["time"] >= inc["end"]).all() and (att["time"] < inc["end"] + np.timedelta64(15, "m")).all()
+
+
+def test_counterfactual_prefix_is_byte_identical(outage):
+    _, run, base = outage
+    inc = _incident(run)
+    first_hour = (inc["effect_start"] - _table(run, "cell_kpis")["interval_start"].min()) // np.timedelta64(1, "h")
+    assert first_hour >= 1
+    for table in ("cdr", "locations"):
+        for k in range(int(first_hour)):
+            a = (run / table / f"part-{k:05d}.parquet").read_bytes()
+            b = (base / table / f"part-{k:05d}.parquet").read_bytes()
+            assert hashlib.sha256(a).digest() == hashlib.sha256(b).digest(), (table, k)
+
+
+_CONTENT = {"cdr": ["subscriber_id", "counterpart_id", "service", "direction", "start_time", "duration_s",
+                    "bytes_up", "bytes_down", "cell_id", "end_cell_id", "outcome", "cause", "redial"],
+            "locations": ["subscriber_id", "time", "cell_id", "reason"]}
+
+
+@pytest.mark.parametrize("table", ["cdr", "locations"])
+@pytest.mark.parametrize("case", ["outage", "stadium"])
+def test_labels_cover_exactly_the_rows_that_differ(case, table, request):
+    _, run, base = request.getfixturevalue(case)
+    cols = _CONTENT[table]
+    a = _table(run, table)
+    b = _table(base, table)
+    # Row content as pandas hashes it (independent of telcosim's own row hashes).
+    key = lambda df: pd.util.hash_pandas_object(df[cols].astype(object), index=False)  # noqa: E731
+    ka, kb = key(a), key(b)
+    # Per distinct row content: the run's copies beyond the baseline's are the changed ones.
+    n_run = ka.value_counts()
+    n_base = kb.value_counts().reindex(n_run.index, fill_value=0)
+    expected = (n_run - n_base).clip(lower=0)
+    labelled = ka[a["incident_id"].notna()].value_counts().reindex(n_run.index, fill_value=0)
+    assert expected.sum() > 0
+    assert (labelled == expected).all()
+    # Nothing before the first effect is labelled.
+    tcol = "start_time" if table == "cdr" else "time"
+    inc = _incident(run)
+    assert (a.loc[a["incident_id"].notna(), tcol] >= inc["effect_start"] - np.timedelta64(3, "h")).all()
+
+
+def test_kpi_labels_mark_the_rows_that_differ(outage):
+    _, run, base = outage
+    a, b = _table(run, "cell_kpis"), _table(base, "cell_kpis")
+    figures = [c for c in a.columns if c not in ("interval_start", "cell_id", "incident_id")]
+    differs = ~((a[figures] == b[figures]) | (a[figures].isna() & b[figures].isna())).all(axis=1)
+    assert differs.sum() > 0
+    assert (a["incident_id"].notna() == differs).all()
+
+
+def test_stadium_crowd_arrives_and_venue_blocks(stadium):
+    _, run, base = stadium
+    inc = _incident(run)
+    kpi, kb = _table(run, "cell_kpis"), _table(base, "cell_kpis")
+    venue = kpi["cell_id"].isin(inc["cells"]) & _during(kpi, inc)
+    venue_b = kb["cell_id"].isin(inc["cells"]) & _during(kb, inc)
+    m = inc["params"]["multipliers"]
+    # More people and more demand per person: attempts rise by more than the multiplier.
+    assert kpi.loc[venue, "voice_attempts"].sum() > m["voice"] * kb.loc[venue_b, "voice_attempts"].sum()
+    assert kpi.loc[venue, "sms"].sum() > m["sms"] * kb.loc[venue_b, "sms"].sum()
+    # Local congestion: blocking appears at the venue.
+    assert kpi.loc[venue, "voice_blocked"].sum() > max(5, 3 * kb.loc[venue_b, "voice_blocked"].sum())
+    # The attendees are there: location rows in the venue cells during the match.
+    loc = _table(run, "locations")
+    there = loc["cell_id"].isin(inc["cells"]) & (loc["time"] >= inc["start"]) & (loc["time"] < inc["end"])
+    loc_b = _table(base, "locations")
+    there_b = loc_b["cell_id"].isin(inc["cells"]) & (loc_b["time"] >= inc["start"]) & (loc_b["time"] < inc["end"])
+    assert loc.loc[there, "subscriber_id"].nunique() > 5 * loc_b.loc[there_b, "subscriber_id"].nunique()
+
+
+def test_mass_event_multiplier_is_the_configured_factor(tmp_path_factory):
+    # With a single attendee the crowd is the usual one: attempts in the venue rise by the
+    # multiplier alone (SMS x3 here), within sampling error.
+    sc, run, base = _run(tmp_path_factory, "stadium_event",
+                         ["incidents[0].attendees=1", "incidents[0].multipliers={ sms = 3.0 }",
+                          "incidents[0].peaks=[]", "incidents[0].radius_km=3.0"])
+    inc = _incident(run)
+
+    def mo_sms(run_dir):
+        cdr = _table(run_dir, "cdr")
+        sel = ((cdr["service"] == "sms") & (cdr["direction"] == "mo") & cdr["cell_id"].isin(inc["cells"])
+               & (cdr["start_time"] >= inc["start"]) & (cdr["start_time"] < inc["end"]))
+        return int(sel.sum())
+
+    n_run, n_base = mo_sms(run), mo_sms(base)
+    assert n_base > 200
+    ratio = n_run / n_base
+    assert abs(ratio - 3.0) < 4 * 3.0 * np.sqrt(1 / n_run + 1 / n_base)
+
+
+def test_backhaul_caps_data_and_voice_holds(backhaul):
+    _, run, base = backhaul
+    inc = _incident(run)
+    cap = inc["params"]["cap_mbps"]
+    kpi, kb = _table(run, "cell_kpis"), _table(base, "cell_kpis")
+    hit = kpi["cell_id"].isin(inc["cells"]) & _during(kpi, inc)
+    hit_b = kb["cell_id"].isin(inc["cells"]) & _during(kb, inc)
+    thr, thr_b = kpi.loc[hit, "throughput_mean_mbps"].dropna(), kb.loc[hit_b, "throughput_mean_mbps"].dropna()
+    assert len(thr) > 0
+    assert (thr <= cap + 1e-6).all()
+    assert thr.mean() < thr_b.mean() * cap / 50.0 * 1.5  # 50 Mbps: the peak rate of one session alone
+    # Voice holds: attempts and completions as in the baseline.
+    va, vb = kpi.loc[hit, "voice_attempts"].sum(), kb.loc[hit_b, "voice_attempts"].sum()
+    ca, cb = kpi.loc[hit, "voice_completed"].sum(), kb.loc[hit_b, "voice_completed"].sum()
+    assert abs(va - vb) <= 0.03 * vb and abs(ca - cb) <= 0.03 * cb
+
+
+def test_disaster_surge_and_sites_down(tmp_path_factory):
+    _, run, base = _run(tmp_path_factory, "regional_disaster")
+    surge, down = _incident(run, 0), _incident(run, 1)
+    kpi, kb = _table(run, "cell_kpis"), _table(base, "cell_kpis")
+    region = ~kpi["cell_id"].isin(down["cells"]) & kpi["cell_id"].isin(surge["cells"])
+    first_hour = (kpi["interval_start"] >= surge["start"]) & (kpi["interval_start"] < surge["start"] + np.timedelta64(1, "h"))
+    region_b = ~kb["cell_id"].isin(down["cells"]) & kb["cell_id"].isin(surge["cells"])
+    first_hour_b = (kb["interval_start"] >= surge["start"]) & (kb["interval_start"] < surge["start"] + np.timedelta64(1, "h"))
+    assert kpi.loc[region & first_hour, "sms"].sum() > 4 * kb.loc[region_b & first_hour_b, "sms"].sum()
+    assert kpi.loc[region & first_hour, "voice_blocked"].sum() > kb.loc[region_b & first_hour_b, "voice_blocked"].sum()
+    # Calls in progress at the epicentre were dropped (on_active = "drop").
+    cdr = _table(run, "cdr")
+    assert (cdr["cause"] == "cell_outage").sum() > 0
+
+
+def test_new_years_midnight_sms_spike(tmp_path_factory):
+    _, run, base = _run(tmp_path_factory, "new_years_eve")
+    kpi, kb = _table(run, "cell_kpis"), _table(base, "cell_kpis")
+    hour = kpi["interval_start"].dt.tz_convert("Europe/Rome")
+    midnight = (hour.dt.day == 1) & (hour.dt.hour == 0)
+    hour_b = kb["interval_start"].dt.tz_convert("Europe/Rome")
+    midnight_b = (hour_b.dt.day == 1) & (hour_b.dt.hour == 0)
+    ratio = kpi.loc[midnight, "sms"].sum() / kb.loc[midnight_b, "sms"].sum()
+    assert 6.0 < ratio < 10.0  # configured x8
+    # The first day before 18:00 is the baseline's exactly.
+    before = (hour.dt.day == 31) & (hour.dt.hour < 18)
+    assert kpi.loc[before, "incident_id"].isna().all()
+
+
+def test_random_failures_are_simpy_processes_with_labels(tmp_path_factory):
+    _, run, base = _run(tmp_path_factory, "random_failures_week", ["time.days=2", "incidents[0].mtbf_hours=150"])
+    incs = _table(run, "incidents")
+    fails = incs[incs["kind"] == "random_failure"]
+    assert len(fails) >= 3
+    assert (fails["end"] > fails["start"]).all()
+    kpi = _table(run, "cell_kpis")
+    ids = set(kpi["incident_id"].dropna().astype(int))
+    assert ids and ids <= set(fails["incident_id"])
+    # Same seed, same failures.
+    sc = scenarios.load("random_failures_week", SMALL + ["time.days=2", "incidents[0].mtbf_hours=150"])
+    from scenarios.incidents import compile_incidents
+    from sim.engine import Simulation
+
+    again = compile_incidents(Simulation(sc)).incidents
+    assert [r["start_ms"] for r in again if r["kind"] == "random_failure"] == \
+        [int((t - kpi["interval_start"].min()) / np.timedelta64(1, "ms")) for t in fails["start"]]
+
+
+def test_bad_incidents_every_problem_with_its_path(tmp_path, capsys):
+    bad = tmp_path / "bad.toml"
+    bad.write_text('''extends = "small_city"
+[[incidents]]
+kind = "site_outage"
+cells = [999]
+start = "2024-03-05T18:00:00"
+end = "2024-03-05T17:00:00"
+colour = "red"
+[[incidents]]
+kind = "mass_event"
+sites = []
+start = "2024-03-05T18:00:00"
+duration_min = 30
+multipliers = { voice = -2 }
+[[incidents]]
+kind = "backhaul_failure"
+centre_km = [0.0, 0.0]
+radius_km = 0.5
+start = 5
+duration_min = "long"
+cap_mbps = 5
+''')
+    assert main(["run", str(bad), "--out", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err
+    for expected in ("bad.toml: incidents[0].colour: unknown key",
+                     "bad.toml: incidents[0].end: '2024-03-05T17:00:00' is not after the start",
+                     "bad.toml: incidents[0].cells: 999 is not a cell of this network (valid 0..56)",
+                     "bad.toml: incidents[1].sites: [] is an empty footprint",
+                     "bad.toml: incidents[1].multipliers.voice: -2 is not a multiplier >= 0",
+                     "bad.toml: incidents[2].start: 5 is not a date-time string",
+                     "bad.toml: incidents[2].duration_min: 'long' is not a duration > 0"):
+        assert expected in err, (expected, err)
+    assert "Traceback" not in err
+    assert not (tmp_path / "out").exists()
