@@ -302,37 +302,51 @@ def read_strata(run_dir: str | Path) -> Strata:
         home_density = np.zeros(len(subs), np.int16)
         home_density[subs["subscriber_id"].to_numpy()] = cell_density[home]
         cdr = ds.dataset(run_dir / "cdr", format="parquet")
-        cols = ["record_id", "subscriber_id", "cell_id", "service", "start_time"]
         has_incident = "incident_id" in cdr.schema.names
-        table = cdr.to_table(columns=cols + (["incident_id"] if has_incident else []))
+        cols = ["record_id", "subscriber_id", "cell_id", "service", "start_time"] + (["incident_id"] if has_incident else [])
+        # Part by part (one hour each), so only one part's Arrow columns are in memory at once.
+        pieces: dict[str, list[np.ndarray]] = {k: [] for k in ("rid", "sid", "cell", "service", "hour", "incident")}
+        for frag in cdr.get_fragments():
+            table = frag.to_table(columns=cols)
+            if not len(table):
+                continue
+            pieces["rid"].append(table["record_id"].to_numpy().astype(np.int64))
+            pieces["sid"].append(table["subscriber_id"].to_numpy().astype(np.int32))
+            pieces["cell"].append(table["cell_id"].to_numpy())
+            pieces["service"].append(_dict_codes(table["service"], SERVICES, f"{frag.path}: column 'service'"))
+            pieces["hour"].append(pd.Series(table["start_time"].to_pandas()).dt.hour.to_numpy().astype(np.int16))
+            if has_incident:
+                pieces["incident"].append(table["incident_id"].combine_chunks().fill_null(-1)
+                                          .to_numpy(zero_copy_only=False).astype(np.int64))
+            del table
     except (OSError, ValueError, KeyError, IndexError) as exc:
         raise InputDataError(f"{run_dir}: cannot read the run ({type(exc).__name__}: {exc})") from None
-    n = len(table)
-    rid = table["record_id"].to_numpy()
-    sid = table["subscriber_id"].to_numpy()
-    cell = table["cell_id"].to_numpy()
-    if n and (cell.max() >= len(cell_density) or sid.max() >= len(home_density)):
+
+    def cat(key: str, dtype) -> np.ndarray:
+        return np.concatenate(pieces[key]) if pieces[key] else np.zeros(0, dtype)
+
+    rid, sid, cell = cat("rid", np.int64), cat("sid", np.int32), cat("cell", np.int32)
+    n = len(rid)
+    if n and (cell.max() >= len(cell_density) or sid.max() >= len(home_density) or min(cell.min(), sid.min()) < 0):
         raise InputDataError(f"{run_dir}: CDR records name cells or subscribers that cells.parquet or "
                              "subscribers.parquet lack (check it with 'telcosim verify')")
-    service = _dict_codes(table["service"], SERVICES, f"{run_dir / 'cdr'}: column 'service'") if n else np.zeros(0, np.int16)
-    hour = (pd.Series(table["start_time"].to_pandas()).dt.hour.to_numpy().astype(np.int16) if n
-            else np.zeros(0, np.int16))
-    incident_vocab, incident, available, note = _incident_codes(run_dir, table, has_incident)
-    codes = {"density": cell_density[cell] if n else np.zeros(0, np.int16), "hour": hour, "service": service,
-             "home_density": home_density[sid] if n else np.zeros(0, np.int16), "incident": incident}
+    incident_vocab, incident, available, note = _incident_codes(
+        run_dir, n, cat("incident", np.int64) if has_incident else None)
+    codes = {"density": cell_density[cell], "hour": cat("hour", np.int16), "service": cat("service", np.int16),
+             "home_density": home_density[sid], "incident": incident}
     vocab = {"density": DENSITY, "hour": HOURS, "service": SERVICES, "home_density": DENSITY,
              "incident": incident_vocab}
-    return Strata(rid.astype(np.int64), sid.astype(np.int32), codes, vocab, len(subs), available, note)
+    return Strata(rid, sid, codes, vocab, len(subs), available, note)
 
 
-def _incident_codes(run_dir: Path, table, has_incident: bool):
-    """Incident kind codes (0 = none) of the CDR rows, the vocabulary, and whether incident data
-    was there at all (with a note on what was missing)."""
+def _incident_codes(run_dir: Path, n: int, ids: np.ndarray | None):
+    """Incident kind codes (0 = none) of the CDR rows (``ids``: their incident_id, -1 for null;
+    None without the column), the vocabulary, and whether incident data was there at all (with a
+    note on what was missing)."""
     import pyarrow.parquet as pq
 
-    n = len(table)
     path = run_dir / "incidents.parquet"
-    if not path.is_file() and not has_incident:
+    if not path.is_file() and ids is None:
         return ((NO_INCIDENT,), np.zeros(n, np.int16), False,
                 "the run has no incidents.parquet and its CDRs no incident_id column: every record counts as 'none'")
     kinds_of: dict[int, str] = {}
@@ -344,19 +358,18 @@ def _incident_codes(run_dir: Path, table, has_incident: bool):
         kinds_of = {int(i): str(k) for i, k in zip(inc["incident_id"].to_pylist(), inc["kind"].to_pylist(),
                                                    strict=True) if i is not None}
     vocab = [NO_INCIDENT, *sorted(set(kinds_of.values()) - {NO_INCIDENT})]
-    if not has_incident:
+    if ids is None:
         note = "the run has incidents.parquet but its CDRs no incident_id column: every record counts as 'none'"
         return tuple(vocab), np.zeros(n, np.int16), False, note
-    col = table["incident_id"].combine_chunks()
-    ids = col.fill_null(-1).to_numpy(zero_copy_only=False).astype(np.int64)
     out = np.zeros(n, np.int16)
-    unknown = set(np.unique(ids[ids >= 0]).tolist()) - set(kinds_of)
-    if unknown:
+    present = np.unique(ids[ids >= 0]).tolist()
+    if set(present) - set(kinds_of):
         vocab.append("unknown")
     index = {k: i for i, k in enumerate(vocab)}
-    for iid in np.unique(ids[ids >= 0]).tolist():
+    for iid in present:
         out[ids == iid] = index[kinds_of.get(iid, "unknown")]
-    note = "" if path.is_file() else "the run has no incidents.parquet: records with an incident_id count as 'unknown'"
+    note = ("the run has no incidents.parquet: records with an incident_id count as 'unknown'"
+            if present and not path.is_file() else "")
     return tuple(vocab), out, True, note
 
 

@@ -204,6 +204,48 @@ def _first_yields(action: Action, orig: Strata) -> None:
     action.gap_yield = {t.name: boost * int(_in_gap(orig, t).sum()) / subs for t in action.gaps}
 
 
+def _prepare(actions: list[Action], orig: Strata, class_cells: tuple[int, ...], max_subscribers: int | None) -> int:
+    """First yields and subscriber caps of the actions; returns the cap of one extra run."""
+    cap_total = max_subscribers if max_subscribers is not None else max(4 * orig.subscribers, MIN_SUBSCRIBERS)
+    n_cells = max(sum(class_cells), 1)
+    for a in actions:
+        _first_yields(a, orig)
+        a.cap = cap_total
+        if a.key.startswith("place"):
+            in_class = class_cells[DENSITY.index(a.key.split(".", 1)[1])]
+            a.cap = min(cap_total, max(MIN_SUBSCRIBERS, math.ceil(PLACE_LOAD_CAP * orig.subscribers * in_class / n_cells)))
+    return cap_total
+
+
+def _first_size(a: Action, counts: dict[str, dict[str, float]], total: float) -> int:
+    want = _subscribers_needed(a, counts, total) * MARGIN
+    return int(min(max(math.ceil(want) if math.isfinite(want) else a.cap, MIN_SUBSCRIBERS), a.cap))
+
+
+def plan(run_dir: str | Path, targets: Targets, max_subscribers: int | None = None) -> dict[str, Any]:
+    """What :func:`rebalance` would do first, without simulating: the coverage, the gaps that
+    cannot be filled, and each action with the size of its first extra run (estimated)."""
+    import pyarrow.parquet as pq
+
+    run_dir = Path(run_dir)
+    orig = cov.read_strata(run_dir)
+    before = cov.evaluate(orig, targets, source="original")
+    try:
+        manifest = json.loads((run_dir / "manifest.json").read_text(encoding="utf-8"))
+        dens = pq.read_table(run_dir / "cells.parquet", columns=["density"])["density"].to_pylist()
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        raise InputDataError(f"{run_dir}: cannot read the run ({type(exc).__name__}: {exc})") from None
+    class_cells = tuple(dens.count(c) for c in DENSITY)
+    actions, unfillable = plan_actions(targets, before, class_cells, _scenario_raw(manifest, run_dir))
+    _prepare(actions, orig, class_cells, max_subscribers)
+    counts = cov.level_counts(orig)
+    return {"before": before, "not_fillable": unfillable,
+            "actions": [{"action": a.key, "for": [t.name for t in a.gaps], "why": a.why,
+                         "scenario_changes": dict(a.changes), "records_short": _deficit(a, counts, float(len(orig))),
+                         "first_run_subscribers": _first_size(a, counts, float(len(orig))), "subscriber_cap": a.cap}
+                        for a in actions]}
+
+
 def _subscribers_needed(action: Action, counts: dict[str, dict[str, float]], total: float) -> float:
     """Extra subscribers that meet every gap of the action at the current yields: a share target t
     needs (c + n*y_gap) >= t*(N + n*y_kept), the kept records outside the gap diluting it."""
@@ -384,14 +426,7 @@ def _rebalance_into(tmp: Path, run_dir: Path, manifest: dict, raw: dict, orig: S
         log(f"{u['gap']}: not fillable: {u['reason']}")
     root_seed = int(manifest.get("seed", raw.get("seed", 1)))
     orig_subs = orig.subscribers
-    cap_total = max_subscribers if max_subscribers is not None else max(4 * orig_subs, MIN_SUBSCRIBERS)
-    n_cells = max(sum(class_cells), 1)
-    for a in actions:
-        _first_yields(a, orig)
-        a.cap = cap_total
-        if a.key.startswith("place"):
-            level = a.key.split(".", 1)[1]
-            a.cap = min(cap_total, max(MIN_SUBSCRIBERS, math.ceil(PLACE_LOAD_CAP * orig_subs * class_cells[DENSITY.index(level)] / n_cells)))
+    cap_total = _prepare(actions, orig, class_cells, max_subscribers)
     counts = cov.level_counts(orig)
     total = float(len(orig))
     kept_parts: list[Strata] = []
@@ -407,8 +442,7 @@ def _rebalance_into(tmp: Path, run_dir: Path, manifest: dict, raw: dict, orig: S
             deficit = _deficit(a, counts, total)  # earlier actions of the round may have helped
             if deficit <= 0:
                 continue
-            want = _subscribers_needed(a, counts, total) * MARGIN
-            n = int(min(max(math.ceil(want) if math.isfinite(want) else a.cap, MIN_SUBSCRIBERS), a.cap))
+            n = _first_size(a, counts, total)
             name = f"extra-{len(generated) + 1:02d}"
             seed = extra_seed(root_seed, salt, round_no, a.key)
             sc_raw = json.loads(json.dumps(base))
@@ -639,4 +673,4 @@ joint stratum.</p>
     path.write_text(page, encoding="utf-8")
 
 
-__all__ = ["Action", "Result", "extra_seed", "plan_actions", "poststratify", "rebalance", "write_html"]
+__all__ = ["Action", "Result", "extra_seed", "plan_actions", "plan", "poststratify", "rebalance", "write_html"]

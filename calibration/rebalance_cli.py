@@ -50,6 +50,9 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                    help="subscribers of one extra run at most (default 4x the run's)")
     p.add_argument("--seed", type=seed_value, default=0,
                    help="salt of the extra runs' seeds, which derive from the run's own seed (default 0)")
+    p.add_argument("--dry-run", action="store_true",
+                   help="print the coverage, the gaps and the extra runs planned (sizes estimated); simulate "
+                        "and write nothing")
     p.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
     p.add_argument("--quiet", action="store_true", help="print only the result")
     p.set_defaults(command="rebalance")
@@ -87,8 +90,25 @@ def run(args: argparse.Namespace) -> int:
         return _report(problems)
     from sim.errors import TelcosimError
 
-    from .rebalance import rebalance
+    from .rebalance import plan, rebalance
 
+    if args.dry_run:
+        try:
+            p = plan(args.run_dir, targets, max_subscribers=args.max_subscribers)
+        except TelcosimError as exc:
+            return _report(exc.problems)
+        for i in p["before"]["strata"]:
+            print(f"{i['name']}: {i['flag']}: {i['count']:,} records ({100 * i['share']:.2f}%), target "
+                  + ", ".join(f"{k} {v}" for k, v in i["target"].items()))
+        for u in p["not_fillable"]:
+            print(f"{u['gap']}: not fillable: {u['reason']}")
+        for a in p["actions"]:
+            print(f"plan: {a['action']} for {', '.join(a['for'])}: {a['why']}; first extra run "
+                  f"{a['first_run_subscribers']:,} subscribers (cap {a['subscriber_cap']:,}), {a['records_short']:,} "
+                  "records short")
+        if not p["actions"]:
+            print("plan: nothing to simulate")
+        return 0
     log = (lambda _m: None) if args.quiet else (lambda m: print(f"rebalance: {m}", flush=True))
     try:
         res = rebalance(args.run_dir, targets, args.out, max_rounds=args.max_rounds,

@@ -187,3 +187,48 @@ def test_met_targets_generate_nothing_and_existing_out_is_refused(starved, tmp_p
     assert rebalance_cli.run(parse(["rebalance", str(run_dir), "--target", str(easy), "--out", str(out)])) == 2
     err = capsys.readouterr().err
     assert err.strip() == f"telcosim: error: --out {out}: already exists and is not empty (choose another --out or pass --overwrite)"
+
+
+def test_cli_wiring_and_dry_run(starved, tmp_path, capsys):
+    from sim.cli import main as sim_main
+
+    run_dir, cov = starved
+    out = tmp_path / "out"
+    assert sim_main(["rebalance", str(run_dir), "--target", str(cov), "--out", str(out), "--dry-run"]) == 0
+    text = capsys.readouterr().out
+    assert "density.rural: under:" in text and "plan: place.rural for density.rural, home_density.rural" in text
+    assert "incident.cell_outage: not fillable" in text
+    assert not out.exists()
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[hour]\n7-30 = { min_share = 0.1 }\n")
+    assert sim_main(["rebalance", str(run_dir), "--target", str(bad), "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("telcosim: error: bad.toml: hour.7-30: unknown level") and "Traceback" not in err
+
+
+def test_same_input_same_output_and_capped_gaps_stay_short(starved, tmp_path):
+    from calibration.coverage import coverage_metrics
+
+    run_dir, _ = starved
+    night = coverage_metrics(run_dir, None)["dimensions"]["hour"]["levels"]
+    c = sum(night[str(h)]["count"] for h in range(6))
+    cov = tmp_path / "cov.toml"
+    cov.write_text(f'[hour]\n"0-5" = {{ min_count = {c + 20} }}\n[service]\nvoice = {{ min_share = 0.6 }}\n')
+    docs = []
+    for name in ("a", "b"):
+        res = rb.rebalance(run_dir, load_targets(cov), tmp_path / name, max_rounds=1, max_subscribers=200)
+        docs.append(res.manifest)
+    a, b = docs
+    assert [(g["seed"], g["subscribers"], g["records"], g["kept_records"]) for g in a["generated"]] == \
+           [(g["seed"], g["subscribers"], g["records"], g["kept_records"]) for g in b["generated"]]
+    for g in a["generated"]:
+        ma = json.loads((tmp_path / "a" / g["path"] / "manifest.json").read_text())
+        mb = json.loads((tmp_path / "b" / g["path"] / "manifest.json").read_text())
+        assert ma["files"] == mb["files"]  # byte-identical extra runs (same SHA-256 of every file)
+    ra, rb_ = (pd.read_parquet(tmp_path / n / "records.parquet") for n in ("a", "b"))
+    pd.testing.assert_frame_equal(ra, rb_)
+    status = {g["gap"]: g for g in a["gaps"]}
+    assert status["hour.0-5"]["status"] == "filled"
+    short = status["service.voice"]
+    assert short["status"] == "short" and short["missing_records"] > 0 and "capped" in short["reason"]
+    assert short["after"]["share"] > short["before"]["share"]
