@@ -487,11 +487,11 @@ def load_study(ref: str | Path, *, replicates: int | None = None, seed: int | No
                 if vname is None:
                     p.append(f"{label}: {at}.name: missing (each variant needs a name: letters, digits, "
                              "and . _ = , + -)")
-                    vname = f"variant{i}"
+                    vname = ""  # the study is refused; messages then name the variant by number only
                 elif not isinstance(vname, str) or not _NAME_RE.match(vname):
                     p.append(f"{label}: {at}.name: {vname!r} is not allowed (a name starts with a letter or "
                              "digit, then letters, digits and . _ = , + -; it names a folder)")
-                    vname = f"variant{i}"
+                    vname = ""
                 elif vname in names:
                     p.append(f"{label}: {at}.name: {vname!r} is used by an earlier variant (names must differ)")
                 names.add(vname)
@@ -538,7 +538,7 @@ def load_study(ref: str | Path, *, replicates: int | None = None, seed: int | No
                     break
                 del pairs[key]
         if problems:
-            suffix = f" (variant {var.name!r})" if not is_grid and var.origins else ""
+            suffix = f" (variant {var.name!r})" if not is_grid and var.origins and var.name else ""
             for line in problems:
                 mapped = _map_problem(line, top, origins, label, scenario_ref)
                 if var.origins and any(mapped.startswith(f"{label}: {o}") for o in var.origins.values()):
