@@ -28,7 +28,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         "study", help="run a scenario over a grid or list of variants, replicated, and summarise the KPIs",
         description="Run every (variant, replicate) of a study file as one simulation, in parallel "
                     "processes; write the KPIs of each run (runs.parquet, runs.csv), their mean, sd "
-                    "and 95%% Student-t interval per variant (summary.csv, summary.json) and one plot "
+                    "and 95% Student-t interval per variant (summary.csv, summary.json) and one plot "
                     "per KPI (plots/KPI.svg). See docs/studies.md.")
     p.add_argument("study", nargs="?", metavar="STUDY",
                    help="study TOML file or built-in study name (see --list)")
