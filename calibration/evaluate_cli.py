@@ -24,6 +24,26 @@ from .errors import report as _report
 EXIT_GATE = 1
 
 
+def _positive_float(text: str) -> float:
+    try:
+        v = float(text)
+    except ValueError:
+        v = float("nan")
+    if not (v > 0 and v < float("inf")):
+        raise argparse.ArgumentTypeError(f"{text!r}: expected a positive number")
+    return v
+
+
+def _non_negative_int(text: str) -> int:
+    try:
+        v = int(text)
+    except ValueError:
+        v = -1
+    if v < 0:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected a whole number >= 0")
+    return v
+
+
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
@@ -50,6 +70,25 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--splits", type=positive_int, default=None, metavar="N",
                    help="seeded real-vs-real half splits per real set (default 5)")
     p.add_argument("--seed", type=int, default=None, help="seed of the half splits")
+    u = p.add_argument_group("ML utility (train synthetic, test real; docs/evaluate.md)")
+    u.add_argument("--utility", action="store_true",
+                   help="also fit next-hour and next-day cell-load forecasters on the run and on real series "
+                        "(--real cells= and/or activity=) and compare them on held-out real series")
+    u.add_argument("--utility-model", choices=("ridge", "hgb"), default="ridge",
+                   help="forecaster: ridge regression (default) or histogram gradient boosting")
+    q = p.add_argument_group("privacy attacks (docs/evaluate.md)")
+    q.add_argument("--privacy-real", type=Path, default=None, metavar="PATH",
+                   help="individual-level location traces (StudentLife-like, as --real locations=) split by person "
+                        "into the half calibration saw and a held-out half; runs the privacy attacks (--tz applies)")
+    q.add_argument("--privacy-split-seed", type=int, default=None, metavar="N",
+                   help="seed of that person split (default 20240305)")
+    q.add_argument("--privacy-epsilon", type=_positive_float, default=None, metavar="EPS",
+                   help="total epsilon of the location targets audited with a canary (default: the run's ledger "
+                        "budget, else 1)")
+    q.add_argument("--privacy-canary-trials", type=_non_negative_int, default=None, metavar="N",
+                   help="noisy releases with and as many without the canary (default 400; 0 skips the audit)")
+    q.add_argument("--privacy-persons", type=positive_int, default=None, metavar="N",
+                   help="subscribers of the run sampled for the attacks (default 2000)")
     p.set_defaults(command="evaluate")
     return p
 
@@ -71,9 +110,38 @@ def _problems(args: argparse.Namespace) -> list[str]:
             if n not in SPEC_BY_NAME:
                 out.append(f"--require: unknown metric {n!r} (see docs/evaluate.md for the names)")
     out += tz_and_holiday_problems(args)
+    if args.utility and not {"cells", "activity"} & set(kinds):
+        out.append("--utility: needs a real cell series to test on: give --real cells=PATH (hourly data volume "
+                   "per cell) and/or --real activity=PATH (hourly load per area)")
+    if args.privacy_real is None:
+        for opt in ("split_seed", "epsilon", "canary_trials", "persons"):
+            if getattr(args, f"privacy_{opt}") is not None:
+                out.append(f"--privacy-{opt.replace('_', '-')}: only with --privacy-real PATH")
     if args.out.exists() and not args.out.is_dir():
         out.append(f"--out {args.out} is a file; expected a folder for the report")
     return out
+
+
+def _clean_json(x):
+    from .targets import _clean
+
+    return _clean(x)
+
+
+def _privacy(args: argparse.Namespace, real, attacks) -> dict:
+    """The privacy section: the run's trajectories against ``real`` split by person."""
+    import json
+
+    manifest = json.loads((args.synthetic / "manifest.json").read_text(encoding="utf-8"))
+    led = ((manifest.get("privacy_ledger") or {}).get("ledger") or {})
+    budget = (led.get("budget") or {}).get("epsilon")
+    eps = args.privacy_epsilon or (float(budget) if budget else 1.0)
+    syn = attacks.from_run(args.synthetic, max_persons=args.privacy_persons or attacks.MAX_SYNTHETIC_PERSONS,
+                           seed=args.privacy_split_seed if args.privacy_split_seed is not None else attacks.SPLIT_SEED)
+    trials = attacks.CANARY_TRIALS if args.privacy_canary_trials is None else args.privacy_canary_trials
+    return attacks.evaluate_privacy(real, syn, split_seed=args.privacy_split_seed if args.privacy_split_seed
+                                    is not None else attacks.SPLIT_SEED, manifest=manifest, epsilon=eps,
+                                    canary_trials=trials)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -91,6 +159,13 @@ def run(args: argparse.Namespace) -> int:
             datasets.append(readers.READERS[kind](path, **kw))
         except TelcosimError as exc:
             problems.extend(f"--real {kind}={path}: {p}" if str(path) not in p else p for p in exc.problems)
+    private = None
+    if args.privacy_real is not None:
+        try:
+            private = readers.read_location_traces(args.privacy_real, tz=args.tz)
+        except TelcosimError as exc:
+            problems.extend(f"--privacy-real {args.privacy_real}: {p}" if str(args.privacy_real) not in p else p
+                            for p in exc.problems)
     if problems:
         return _report(problems)
     try:
@@ -111,6 +186,17 @@ def run(args: argparse.Namespace) -> int:
                                 synthetic=syn, **kw)
     except (TelcosimError, ValueError) as exc:
         return _report(getattr(exc, "problems", [str(exc)]))
+    if args.utility:
+        from .utility import evaluate_utility
+
+        doc["utility"] = _clean_json(evaluate_utility(args.synthetic, datasets, holidays=holidays, model=args.utility_model))
+    if private is not None:
+        from . import attacks
+
+        try:
+            doc["privacy"] = _clean_json(_privacy(args, private, attacks))
+        except attacks.AttackError as exc:
+            return _report(f"--privacy-real {args.privacy_real}: {p}" for p in exc.problems)
     try:
         metrics_path, html_path = write_report(doc, args.out)
     except OSError as exc:
@@ -120,8 +206,25 @@ def run(args: argparse.Namespace) -> int:
           f"{s['failed']} fail, {s['not_evaluated']} not evaluated")
     if s["failed_metrics"]:
         print(f"failing: {', '.join(s['failed_metrics'])}")
+    if "utility" in doc:
+        us = doc["utility"]["summary"]
+        ratios = ", ".join(f"{n} {t['ratio_mae']:.3g}" for n, t in doc["utility"]["tasks"].items()
+                           if t.get("ratio_mae") is not None)
+        print(f"utility: {us['passed']} of {us['evaluated']} evaluated forecasting tasks within the MAE ratio limit "
+              f"({len(doc['utility']['tasks']) - us['evaluated']} not evaluated)" + (f"; ratios {ratios}" if ratios else ""))
+    high_risk = doc["privacy"]["summary"]["high_risk"] if "privacy" in doc else []
+    if "privacy" in doc:
+        ps = doc["privacy"]["summary"]
+        print(f"privacy: {ps['passed']} of {ps['evaluated']} evaluated checks pass"
+              + (f"; high risk: {', '.join(high_risk)}" if high_risk else ""))
     if args.gate:
+        for n in high_risk:
+            print(f"telcosim: gate: privacy check {n} flags high risk ({doc['privacy']['thresholds'][n]})",
+                  file=sys.stderr)
         failing = s["required_failed"] + (s["required_not_evaluated"] if s["required_source"] == "--require" else [])
+        if high_risk and not failing:
+            print(f"telcosim: gate: FAIL ({len(high_risk)} privacy check(s) flag high risk)", file=sys.stderr)
+            return EXIT_GATE
         if failing:
             for n in failing:
                 m = doc["metrics"][n]

@@ -172,6 +172,85 @@ def plot_ratios(metrics: dict) -> str | None:
     return _svg(fig)
 
 
+def plot_utility(utility: dict) -> str | None:
+    """MAE ratio synthetic-trained / real-trained per forecasting task, with the limit."""
+    rows = [(n, t["ratio_mae"], t["status"]) for n, t in (utility or {}).get("tasks", {}).items()
+            if t.get("ratio_mae") is not None]
+    if not rows:
+        return None
+    limit = utility["tasks"][rows[0][0]]["limit"]
+    fig = _figure(5.6, 0.35 * len(rows) + 1.1)
+    ax = fig.subplots()
+    y = np.arange(len(rows))[::-1]
+    ax.barh(y, [r[1] for r in rows], color=["#2ca02c" if r[2] == "pass" else REAL_COLOUR for r in rows])
+    ax.axvline(1.0, color="grey", lw=1, ls=":", label="as good as real-trained (1)")
+    ax.axvline(limit, color="black", lw=1, ls="--", label=f"limit ({limit:g})")
+    ax.set_yticks(y, [r[0] for r in rows], fontsize=8)
+    ax.set_xlabel("MAE ratio, synthetic-trained / real-trained (1; lower is better)")
+    ax.set_title("Train synthetic, test real: cell-load forecasting", fontsize=10)
+    ax.legend(fontsize=7, loc="lower right")
+    ax.grid(alpha=0.3, axis="x")
+    return _svg(fig)
+
+
+def plot_dcr(privacy: dict) -> str | None:
+    """CDFs of the distance to the closest training record: synthetic vs held-out records."""
+    cdf = ((privacy or {}).get("dcr") or {}).get("cdf") or {}
+    if not cdf.get("synthetic_to_training") or not cdf.get("held_out_to_training"):
+        return None
+    fig = _figure(5.6, 2.6)
+    ax = fig.subplots()
+    for key, colour, ls, label in (("synthetic_to_training", SYN_COLOUR, "-", "synthetic -> training"),
+                                   ("held_out_to_training", REAL_COLOUR, "--", "held-out real -> training")):
+        x = np.maximum(np.asarray(cdf[key]["x"], float), 1e-3)
+        ax.plot(x, cdf[key]["p"], color=colour, ls=ls, lw=1.6, label=label)
+    ax.set_xscale("log")
+    ax.set_xlabel("distance to closest training record (robust-scaled features, 1; log scale)")
+    ax.set_ylabel("share of records <= x")
+    ax.set_title("Distance to closest record (DCR)", fontsize=10)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, frameon=False)
+    return _svg(fig)
+
+
+def _risk_rows(privacy: dict) -> list[tuple[str, dict]]:
+    rows = []
+    so = privacy.get("singling_out") or {}
+    for mode in ("univariate", "multivariate"):
+        if so.get(mode):
+            rows.append((f"singling out, {mode}", so[mode]["risk"]))
+    if privacy.get("linkability"):
+        rows.append(("linkability", privacy["linkability"]["risk"]))
+    for secret, d in ((privacy.get("inference") or {}).get("secrets") or {}).items():
+        rows.append((f"inference: {secret}", d["risk"]))
+    return rows
+
+
+def plot_risks(privacy: dict) -> str | None:
+    """anonymeter-style risks with their 95% intervals and the limit."""
+    rows = [(n, r) for n, r in _risk_rows(privacy or {}) if r.get("value") is not None]
+    if not rows:
+        return None
+    fig = _figure(5.6, 0.35 * len(rows) + 1.1)
+    ax = fig.subplots()
+    y = np.arange(len(rows))[::-1]
+    v = np.array([r["value"] for _, r in rows], float)
+    lo = np.array([r["low"] for _, r in rows], float)
+    hi = np.array([r["high"] for _, r in rows], float)
+    ax.errorbar(v, y, xerr=[np.maximum(v - lo, 0), np.maximum(hi - v, 0)], fmt="o", color=SYN_COLOUR, capsize=3,
+                label="risk, 95% interval")
+    limit = (privacy.get("linkability") or {}).get("limit", 0.1)
+    ax.axvline(limit, color="black", lw=1, ls="--", label=f"limit ({limit:g})")
+    ax.axvline(0.0, color="grey", lw=1, ls=":")
+    ax.set_yticks(y, [n for n, _ in rows], fontsize=8)
+    ax.set_xlim(-0.05, 1.0)
+    ax.set_xlabel("risk = (main - control) / (1 - control) (1)")
+    ax.set_title("Singling out, linkability, inference (anonymeter-style)", fontsize=10)
+    ax.legend(fontsize=7, loc="lower right")
+    ax.grid(alpha=0.3, axis="x")
+    return _svg(fig)
+
+
 # --------------------------------------------------------------------------
 # HTML
 # --------------------------------------------------------------------------
@@ -272,6 +351,129 @@ def _details_table(metrics: dict, group: str) -> str:
     return "".join(rows)
 
 
+def _rate(r) -> str:
+    """A Wilson rate [value, low, high] as 'v [lo, hi]'."""
+    if not r or r[0] is None:
+        return "–"
+    return f"{fmt(r[0])} [{fmt(r[1])}, {fmt(r[2])}]"
+
+
+def _risk(r) -> str:
+    if not r or r.get("value") is None:
+        return "–"
+    return f"{fmt(r['value'])} [{fmt(r['low'])}, {fmt(r['high'])}]"
+
+
+def _cls(status: str) -> str:
+    return status if status in STATUS_TEXT else "not_evaluated"
+
+
+def utility_section(u: dict) -> str:
+    e = html.escape
+    s = u["summary"]
+    rows = ["<table id='utility-table'><thead><tr><th>task</th><th>real test set</th><th>lags (h)</th>"
+            "<th>MAE synthetic-trained</th><th>MAE real-trained</th><th>MAE seasonal naive</th>"
+            "<th>sMAPE syn / real</th><th>MAE ratio</th><th>status</th><th>notes</th></tr></thead><tbody>"]
+    for name, t in u["tasks"].items():
+        st, rt, nv = t.get("synthetic_trained") or {}, t.get("real_trained") or {}, t.get("seasonal_naive") or {}
+        sm = (f"{fmt(st.get('smape'))} / {fmt(rt.get('smape'))}" if st else "–")
+        rows.append(f"<tr><td><code>{e(name)}</code></td><td>{e(t['real'])}</td>"
+                    f"<td>{e(', '.join(map(str, t.get('lags_h') or [])) or '–')}</td>"
+                    f"<td class='num'>{fmt(st.get('mae'))}</td><td class='num'>{fmt(rt.get('mae'))}</td>"
+                    f"<td class='num'>{fmt(nv.get('mae'))}</td><td class='num'>{sm}</td>"
+                    f"<td class='num'>{fmt(t.get('ratio_mae'))}</td><td class='{_cls(t['status'])}'>"
+                    f"{STATUS_TEXT.get(t['status'], e(t['status']))}</td><td class='note'>{e(t.get('note') or '')}</td></tr>")
+    od = u.get("outage_detector") or {}
+    rows.append(f"<tr><td><code>outage_detector</code></td><td colspan='7' class='note'>{e(od.get('note', ''))}</td>"
+                f"<td class='not_evaluated'>{e(od.get('status', 'not_available'))}</td><td></td></tr>")
+    rows.append("</tbody></table>")
+    sets = "".join(f"<li><b>{e(k)}</b>: <code>{e(v['path'])}</code>; split by {e(v['split'])}; synthetic load: "
+                   f"{e(v['synthetic_load'])} ({v['synthetic_series']} cells x {v['synthetic_hours']} h)</li>"
+                   for k, v in u.get("sets", {}).items())
+    return ("<h2 id='utility'>ML utility: train synthetic, test real</h2>"
+            f"<p>{s['passed']} of {s['evaluated']} evaluated tasks pass ({e(s['rule'])}); model "
+            f"<code>{e(u['model'])}</code>. Loads are normalised per series (x the series' mean), so MAE is in "
+            f"units of a cell's mean hourly load.</p>{''.join(rows)}{plot_utility(u) or ''}<ul>{sets}</ul>")
+
+
+def privacy_section(p: dict) -> str:
+    e = html.escape
+    s, th = p["summary"], p["thresholds"]
+    rows = ["<table id='privacy-table'><thead><tr><th>check</th><th>result (95% interval)</th>"
+            "<th>control / reference</th><th>pass rule</th><th>status</th></tr></thead><tbody>"]
+
+    def row(name, result, control):
+        st = p[name]["status"]
+        rows.append(f"<tr><td>{e(name)}</td><td>{result}</td><td>{control}</td><td class='note'>"
+                    f"{e(th.get(name, ''))}</td><td class='{_cls(st)}'>{STATUS_TEXT.get(st, e(st))}</td></tr>")
+
+    d = p["dcr"]
+    row("dcr", f"share of synthetic closer to training: {_rate([d['share_closer_to_training'], *d['share_ci']])}; "
+        f"median DCR synthetic -> training {fmt(d['synthetic_to_training'].get('p50'))}",
+        f"median DCR held-out -> training {fmt(d['held_out_to_training'].get('p50'))}; p5 ratio {fmt(d.get('p5_ratio'))}")
+    m = p["mia"]
+    row("mia", f"AUC {fmt(m['auc'])} [{fmt(m['auc_ci'][0])}, {fmt(m['auc_ci'][1])}] (bootstrap over people); "
+        f"person level {fmt(m['person_level_auc'])}",
+        f"{m['members']} member / {m['non_members']} non-member person-days ({m['member_persons']} / "
+        f"{m['non_member_persons']} people)")
+    so = p["singling_out"]["multivariate"]
+    row("singling_out", f"risk {_risk(so['risk'])}; success {_rate(so['main_rate'])} of {so['attacks']} attacks",
+        f"control {_rate(so['control_rate'])}; baseline {_rate(so['baseline_rate'])}")
+    lk = p["linkability"]
+    row("linkability", f"risk {_risk(lk['risk'])}; success {_rate(lk['main_rate'])} of {lk['attacks']} attacks",
+        f"control {_rate(lk['control_rate'])}; baseline {_rate(lk['baseline_rate'])}")
+    inf = p["inference"]
+    row("inference", "; ".join(f"{e(k)}: risk {_risk(v['risk'])}, success {_rate(v['main_rate'])}"
+                               for k, v in inf["secrets"].items()) + f" ({inf['attacks_per_secret']} attacks each)",
+        "; ".join(f"{e(k)}: control {_rate(v['control_rate'])}, baseline {_rate(v['baseline_rate'])}"
+                  for k, v in inf["secrets"].items()))
+    un = p["unicity"]
+    row("unicity", f"synthetic draws matching a training trace: {_rate(un['synthetic']['match_share'])}, uniquely "
+        f"{_rate(un['synthetic']['unique_match_share'])} ({un['synthetic']['draws']} draws of {un['points']} points)",
+        f"held-out: {_rate(un['control']['match_share'])}, uniquely {_rate(un['control']['unique_match_share'])}")
+    c = p["canary"]
+    if c.get("status") == "not_evaluated":
+        row("canary", e(c.get("note", "")), "–")
+    else:
+        row("canary", f"empirical epsilon lower bound {fmt(c['epsilon_lower_bound'])} ({c['trials']} releases with and "
+            f"{c['trials']} without the canary)", f"claimed epsilon of the release {fmt(c['claimed_epsilon'])} "
+            f"(total {fmt(c['total_epsilon'])}); {e(c['release'])}")
+    rows.append("</tbody></table>")
+    led = p.get("ledger") or {}
+    if led.get("present"):
+        spent = (led.get("ledger") or {}).get("spent") or {}
+        ledger = (f"<p>DP ledger of the run (<code>{e(str(led.get('file')))}</code>): spent epsilon "
+                  f"{fmt(spent.get('epsilon'))}, delta {fmt(spent.get('delta'))}, "
+                  f"{len((led.get('ledger') or {}).get('releases') or [])} releases.</p>")
+    else:
+        ledger = f"<p>DP ledger: {e(led.get('note', 'none'))}.</p>"
+    r = p["records"]
+    return ("<h2 id='privacy'>Privacy</h2>"
+            f"<p>{s['passed']} of {s['evaluated']} evaluated checks pass"
+            f"{'; high risk: ' + e(', '.join(s['high_risk'])) if s['high_risk'] else ''}. Real "
+            f"<code>{e(p['real'])}</code> split by person (seed {p['split']['seed']}): "
+            f"{len(p['split']['training_persons'])} people in the training half ({r['training']} person-days), "
+            f"{len(p['split']['held_out_persons'])} held out ({r['held_out']}); synthetic {r['synthetic']} person-days of "
+            f"{r['synthetic_persons']} subscribers. Each attack on training people is compared with the same attack "
+            f"on held-out people (the control).</p>{''.join(rows)}{ledger}"
+            f"<div class='plots'>{plot_dcr(p) or ''}{plot_risks(p) or ''}</div>")
+
+
+def _extra_cards(doc: dict) -> str:
+    out = []
+    if "utility" in doc:
+        us = doc["utility"]["summary"]
+        good = us["evaluated"] > 0 and us["passed"] == us["evaluated"]
+        out.append(f"<div class='card {'good' if good else 'bad'}' id='utility-card'><b>utility: {us['passed']} / "
+                   f"{us['evaluated']}</b><a href='#utility'>forecasting tasks</a> within the MAE ratio limit</div>")
+    if "privacy" in doc:
+        ps = doc["privacy"]["summary"]
+        out.append(f"<div class='card {'bad' if ps['high_risk'] else 'good'}' id='privacy-card'><b>privacy: "
+                   f"{ps['passed']} / {ps['evaluated']}</b><a href='#privacy'>checks</a> pass"
+                   f"{(': high risk ' + html.escape(', '.join(ps['high_risk']))) if ps['high_risk'] else ''}</div>")
+    return "".join(out)
+
+
 def render_html(doc: dict) -> str:
     """The report page of a metrics document."""
     s, syn, metrics, plots = doc["summary"], doc["synthetic"], doc["metrics"], doc.get("plots", {})
@@ -292,12 +494,14 @@ def render_html(doc: dict) -> str:
         f"<div class='card'><b>{s['not_evaluated']}</b>not evaluated</div>"
         f"<div class='card {'bad' if gate_bad else 'good'}'><b>gate: {s['gate']}</b>"
         f"{len(req_fail)} required metric(s) failing: {', '.join(e(n) for n in req_fail) or 'none'}</div>"
-        "</div>")
+        + _extra_cards(doc) + "</div>")
     hourly, load = plot_hourly(plots), plot_load_cdf(plots)
     summary = (f"<div class='summary'><div>{_summary_table(metrics)}<p class='note'>R = required by the gate "
                f"({e(s['required_source'])} list). Failing: {failed_list}.</p></div>"
                f"<div class='plots'>{hourly or ''}{load or ''}</div></div>")
-    details = ["<div class='details'><h2>Details</h2>"]
+    sections = (utility_section(doc["utility"]) if "utility" in doc else "") + (
+        privacy_section(doc["privacy"]) if "privacy" in doc else "")
+    details = [sections, "<div class='details'><h2>Details</h2>"]
     extra = {"temporal": [plot_weekly(plots)], "mobility": [plot_move_by_hour(plots)],
              "usage": [plot_duration_cdf(plots)]}
     for g in GROUPS:

@@ -57,3 +57,25 @@ def test_cell_formatting():
     assert fmt(50000) == "50,000" and fmt(0.123456) == "0.1235" and fmt(2.5e-5) == "2.5e-05"
     assert fmt([1.0] * 24) == "shape[24]" and fmt({"n": 9, "p50": 1.5}) == "p50 1.5"
     assert fmt("<b>") == "&lt;b&gt;"
+
+
+def test_utility_and_privacy_sections_render(honest_doc):
+    from calibration import report
+
+    doc = dict(honest_doc)
+    doc["utility"] = {"model": "ridge", "seed": 1, "sets": {"cells": {
+        "path": "lte", "split": "time", "synthetic_load": "data_volume_mb per cell-hour", "synthetic_series": 9,
+        "synthetic_hours": 336, "real_train_series": 3, "real_test_series": 3}},
+        "tasks": {"next_hour.cells": {"task": "next_hour", "real": "cells", "lags_h": [1, 2, 3, 24, 168],
+                                      "synthetic_trained": {"mae": 1.2, "smape": 0.6},
+                                      "real_trained": {"mae": 1.0, "smape": 0.5},
+                                      "seasonal_naive": {"mae": 1.3, "smape": 0.7}, "ratio_mae": 1.2,
+                                      "limit": 1.25, "status": "pass", "note": ""},
+                  "next_day.cells": {"task": "next_day", "real": "cells", "lags_h": [], "status": "not_evaluated",
+                                     "note": "too short"}},
+        "summary": {"tasks": 2, "evaluated": 1, "passed": 1, "failed": [], "rule": "ratio <= 1.25"},
+        "outage_detector": {"status": "not_available", "note": "needs incident episodes"}}
+    html_text = report.render_html(doc)
+    assert "id='utility-table'" in html_text and "needs incident episodes" in html_text
+    assert "MAE ratio, synthetic-trained / real-trained (1; lower is better)" in html_text
+    assert "utility: 1 / 1" in html_text and "privacy:" not in html_text
