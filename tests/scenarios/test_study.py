@@ -225,6 +225,10 @@ def test_same_kpis_whatever_the_workers(two_runs):
     cols = ["variant", "network.voice_channels.urban", "replicate", "seed", *KPI_COLS]
     assert a.select(cols).equals(b.select(cols))
     assert a.num_rows == 4
+    # The summary and the plots do not depend on the workers either (byte for byte).
+    assert (out1 / "summary.csv").read_bytes() == (out2 / "summary.csv").read_bytes()
+    for k in KPI_COLS:
+        assert (out1 / "plots" / f"{k}.svg").read_bytes() == (out2 / "plots" / f"{k}.svg").read_bytes()
 
 
 def test_outputs_are_complete_and_sane(two_runs, study_dir):
