@@ -201,6 +201,45 @@ def test_run_kpis_from_a_hand_made_kpi_table():
     assert math.isnan(empty["peak_cell_load"]) and math.isnan(empty["throughput_p95_mbps"])
 
 
+def _fake_runs(study, seed=0):
+    """A runs table for ``study`` with made-up KPI values (no simulation)."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    for i, var in enumerate(study.variants):
+        for r, sd in enumerate(study.seeds):
+            rows.append({"variant": var.name, **study.params[i], "replicate": r, "seed": sd,
+                         **{k: float(rng.uniform(0, 1)) for k in study.kpis}})
+    return pd.DataFrame(rows)
+
+
+def test_summary_and_plots_of_a_two_key_grid_and_of_named_variants(tmp_path):
+    _write(tmp_path / "town.toml", TOWN)
+    grid = S.load_study(_write(tmp_path / "g.toml", 'scenario = "town.toml"\nreplicates = 3\n'
+                               'kpis = ["blocking_rate"]\n[grid]\n"behaviour.redial_prob" = [0.0, 1.0]\n'
+                               '"network.voice_channels.urban" = [3, 5]\n'))
+    runs = _fake_runs(grid)
+    summary = S.summarize(grid, runs)
+    assert len(summary) == 4 and list(summary["n"]) == [3] * 4
+    for _, row in summary.iterrows():
+        x = runs[runs["variant"] == row["variant"]]["blocking_rate"].to_numpy()
+        assert row["mean"] == pytest.approx(x.mean()) and row["sd"] == pytest.approx(x.std(ddof=1))
+    S.plot_kpi(grid, summary, "blocking_rate", tmp_path / "grid.svg")
+    svg = (tmp_path / "grid.svg").read_text()
+    # x axis: the first key; one line per value of the second, with the key as the legend title
+    assert ">behaviour.redial_prob (probability)</text>" in svg
+    assert ">network.voice_channels.urban (channels per cell)</text>" in svg
+    assert ">3</text>" in svg and ">5</text>" in svg
+
+    named = S.load_study(_write(tmp_path / "v.toml", 'scenario = "town.toml"\nreplicates = 2\n'
+                                'kpis = ["drop_rate"]\n[[variant]]\nname = "base"\n[[variant]]\n'
+                                'name = "both"\nset = { "behaviour.redial_prob" = 0.0, "network.sites" = 4 }\n'))
+    S.plot_kpi(named, S.summarize(named, _fake_runs(named)), "drop_rate", tmp_path / "named.svg")
+    svg = (tmp_path / "named.svg").read_text()
+    assert ">base</text>" in svg and ">both</text>" in svg and ">variant</text>" in svg
+    text = S.format_summary(named, S.summarize(named, _fake_runs(named)))
+    assert "drop_rate  [fraction]" in text and "  base " in text and "(2)" in text
+
+
 # -- running ------------------------------------------------------------------------------------------
 
 @pytest.fixture(scope="module")
