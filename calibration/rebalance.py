@@ -16,7 +16,10 @@ settings, keeping from each extra run only the records that fall in the gaps it 
 - ``service.sms``: SMS rates x4 (SMS use no voice channel or data capacity, so nothing else in
   the network changes); ``service.voice`` / ``service.data``: the same scenario with another seed
   (raising their rates would load the cells and change blocking); kept: the service's records.
-- ``incident.K``: not fillable yet: extra outage episodes will come from ``telcosim augment``.
+- ``incident.K``: episodes from ``telcosim augment`` (:func:`scenarios.augment.augment`), each one
+  incident of kind ``K`` on the run's scenario (without its own incidents) beside its baseline;
+  kept: the records attributed to the incident (non-null ``incident_id``). Kinds augment cannot
+  make are reported as not fillable. ``incident.none``: the same scenario with another seed.
 
 Every extra run is an ordinary, complete run folder (``telcosim verify`` passes) on the same
 cells (written out as a cells CSV from the run's ``cells.parquet``) with a seed derived from the
@@ -58,8 +61,7 @@ SMS_BOOST = 4.0
 MARGIN = 1.1  # extra records asked for, relative to the deficit (draws vary)
 MIN_SUBSCRIBERS = 200
 PLACE_LOAD_CAP = 1.5  # subscribers per cell of the class, relative to the original's mean per cell
-NOT_FILLABLE_INCIDENT = ("extra incident episodes (outages, mass events) will come from 'telcosim augment', "
-                         "which is not built yet; rebalance does not fake them")
+MAX_EPISODES = 20  # incident episodes of one augment call at most (each is two one-day runs)
 
 
 def extra_seed(root: int, salt: int, round_no: int, action: str) -> int:
@@ -76,9 +78,10 @@ class Action:
     gaps: list[LevelTarget]
     changes: dict[str, Any] = field(default_factory=dict)  # dotted scenario key -> value
     why: str = ""
-    kept_yield: float = 0.0  # kept records per extra subscriber (estimated, then measured)
-    gap_yield: dict[str, float] = field(default_factory=dict)  # per gap: its records per extra subscriber
+    kept_yield: float = 0.0  # kept records per extra subscriber or episode (estimated, then measured)
+    gap_yield: dict[str, float] = field(default_factory=dict)  # per gap: its records per subscriber or episode
     cap: int | None = None
+    augment_kind: str | None = None  # incident episodes from 'telcosim augment' instead of a run
 
     def keep(self, strata: Strata) -> np.ndarray:
         mask = np.zeros(len(strata), bool)
@@ -139,7 +142,25 @@ def plan_actions(targets: Targets, before: dict, class_cells: tuple[int, ...], s
     unfillable = []
     for t in gaps:
         if t.dimension == "incident":
-            unfillable.append({"gap": t.name, "reason": NOT_FILLABLE_INCIDENT})
+            if t.key == cov.NO_INCIDENT:
+                a = Action("incident.none", [t], why="the same scenario with another seed, keeping the records "
+                                                     "outside incidents")
+                actions[a.key] = a
+                continue
+            try:
+                from scenarios.augment import AUGMENT_KINDS
+            except ImportError:  # a tree without telcosim augment
+                AUGMENT_KINDS = ()
+            if t.key not in AUGMENT_KINDS:
+                made = (f"it makes episodes of {', '.join(AUGMENT_KINDS)} only" if AUGMENT_KINDS
+                        else "it is not available here")
+                unfillable.append({"gap": t.name, "reason": f"extra incident episodes come from 'telcosim augment', "
+                                   f"and {made}: no {t.key!r} episodes can be made (nothing is faked)"})
+                continue
+            a = Action(f"incident.{t.key}", [t], augment_kind=t.key,
+                       why=f"episodes from 'telcosim augment', each one {t.key} on the run's scenario beside its "
+                           "baseline, keeping the records attributed to the incident")
+            actions[a.key] = a
             continue
         if t.dimension in ("density", "home_density"):
             level = t.key
@@ -177,7 +198,8 @@ def plan_actions(targets: Targets, before: dict, class_cells: tuple[int, ...], s
         a = actions.setdefault("hour", Action("hour", [], why="the same scenario with another seed, keeping "
                                                           "the records of the starved hours"))
         a.gaps.append(t)
-    order = sorted(actions.values(), key=lambda a: (not a.key.startswith("place"), a.key != "hour", a.key))
+    order = sorted(actions.values(), key=lambda a: (not a.key.startswith("place"), a.augment_kind is not None,
+                                                    a.key != "hour", a.key))
     return order, unfillable
 
 
@@ -191,6 +213,9 @@ def _first_yields(action: Action, orig: Strata) -> None:
     records, and records in each gap."""
     subs = max(orig.subscribers, 1)
     per_sub = len(orig) / subs
+    if action.augment_kind is not None:  # unknown until an episode is made: the first round makes one
+        action.kept_yield, action.gap_yield = 0.0, {}
+        return
     if action.key.startswith("place"):
         # Everybody of the extra population lives in the class (a home_density gap keeps all their
         # records); with a density gap they also work there, so most of their records are served
@@ -204,13 +229,14 @@ def _first_yields(action: Action, orig: Strata) -> None:
     action.gap_yield = {t.name: boost * int(_in_gap(orig, t).sum()) / subs for t in action.gaps}
 
 
-def _prepare(actions: list[Action], orig: Strata, class_cells: tuple[int, ...], max_subscribers: int | None) -> int:
-    """First yields and subscriber caps of the actions; returns the cap of one extra run."""
+def _prepare(actions: list[Action], orig: Strata, class_cells: tuple[int, ...], max_subscribers: int | None,
+             max_episodes: int = MAX_EPISODES) -> int:
+    """First yields and size caps of the actions; returns the subscriber cap of one extra run."""
     cap_total = max_subscribers if max_subscribers is not None else max(4 * orig.subscribers, MIN_SUBSCRIBERS)
     n_cells = max(sum(class_cells), 1)
     for a in actions:
         _first_yields(a, orig)
-        a.cap = cap_total
+        a.cap = max_episodes if a.augment_kind is not None else cap_total
         if a.key.startswith("place"):
             in_class = class_cells[DENSITY.index(a.key.split(".", 1)[1])]
             a.cap = min(cap_total, max(MIN_SUBSCRIBERS, math.ceil(PLACE_LOAD_CAP * orig.subscribers * in_class / n_cells)))
@@ -218,11 +244,18 @@ def _prepare(actions: list[Action], orig: Strata, class_cells: tuple[int, ...], 
 
 
 def _first_size(a: Action, counts: dict[str, dict[str, float]], total: float) -> int:
+    """Subscribers of the action's next extra run (episodes for an augment action)."""
+    if a.augment_kind is not None:
+        if not a.gap_yield:
+            return 1
+        want = _subscribers_needed(a, counts, total) * MARGIN
+        return int(min(max(math.ceil(want) if math.isfinite(want) else a.cap, 1), a.cap))
     want = _subscribers_needed(a, counts, total) * MARGIN
     return int(min(max(math.ceil(want) if math.isfinite(want) else a.cap, MIN_SUBSCRIBERS), a.cap))
 
 
-def plan(run_dir: str | Path, targets: Targets, max_subscribers: int | None = None) -> dict[str, Any]:
+def plan(run_dir: str | Path, targets: Targets, max_subscribers: int | None = None,
+         max_episodes: int = MAX_EPISODES) -> dict[str, Any]:
     """What :func:`rebalance` would do first, without simulating: the coverage, the gaps that
     cannot be filled, and each action with the size of its first extra run (estimated)."""
     import pyarrow.parquet as pq
@@ -237,12 +270,13 @@ def plan(run_dir: str | Path, targets: Targets, max_subscribers: int | None = No
         raise InputDataError(f"{run_dir}: cannot read the run ({type(exc).__name__}: {exc})") from None
     class_cells = tuple(dens.count(c) for c in DENSITY)
     actions, unfillable = plan_actions(targets, before, class_cells, _scenario_raw(manifest, run_dir))
-    _prepare(actions, orig, class_cells, max_subscribers)
+    _prepare(actions, orig, class_cells, max_subscribers, max_episodes)
     counts = cov.level_counts(orig)
     return {"before": before, "not_fillable": unfillable,
             "actions": [{"action": a.key, "for": [t.name for t in a.gaps], "why": a.why,
                          "scenario_changes": dict(a.changes), "records_short": _deficit(a, counts, float(len(orig))),
-                         "first_run_subscribers": _first_size(a, counts, float(len(orig))), "subscriber_cap": a.cap}
+                         "first_run_size": _first_size(a, counts, float(len(orig))), "cap": a.cap,
+                         "unit": "episodes" if a.augment_kind is not None else "subscribers"}
                         for a in actions]}
 
 
@@ -322,7 +356,8 @@ class Result:
 
 
 def rebalance(run_dir: str | Path, targets: Targets, out: str | Path, *, max_rounds: int = 4,
-              max_subscribers: int | None = None, salt: int = 0, overwrite: bool = False,
+              max_subscribers: int | None = None, max_episodes: int = MAX_EPISODES, salt: int = 0,
+              overwrite: bool = False,
               log: Callable[[str], None] | None = None) -> Result:
     """Fill the flagged gaps of ``run_dir`` against ``targets``; write the extra runs, the
     per-record weights, the manifest and coverage before/after into ``out`` (atomically)."""
@@ -352,7 +387,7 @@ def rebalance(run_dir: str | Path, targets: Targets, out: str | Path, *, max_rou
         raise OutputError(f"{out}: cannot create the output folder ({exc.strerror or exc})") from None
     try:
         doc = _rebalance_into(tmp, run_dir, manifest, raw, orig, before, targets, max_rounds, max_subscribers,
-                              salt, log)
+                              salt, log, max_episodes)
         doc["created"] = {"at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "wall_s": round(time.time() - t_start, 3)}
         (tmp / "manifest.json").write_text(json.dumps(doc, indent=2, sort_keys=True) + "\n", encoding="utf-8")
         _commit(tmp, out, overwrite)
@@ -411,31 +446,36 @@ def _set(raw: dict, dotted: str, value: Any) -> None:
 
 def _rebalance_into(tmp: Path, run_dir: Path, manifest: dict, raw: dict, orig: Strata, before: dict,
                     targets: Targets, max_rounds: int, max_subscribers: int | None, salt: int,
-                    log: Callable[[str], None]) -> dict[str, Any]:
-    import scenarios
+                    log: Callable[[str], None], max_episodes: int = MAX_EPISODES) -> dict[str, Any]:
+    import pyarrow.parquet as pq
+
     from sim import config
-    from sim.engine import run as run_sim
+    from sim.network import load_cells_csv
 
     extra_dir = tmp / "extra"
     class_cells = _write_cells_csv(run_dir, extra_dir / "cells.csv")
     base = _base_scenario(raw, manifest, extra_dir, run_dir)
     base_sc = config.from_dict(json.loads(json.dumps(base)), "rebalance")
     same_graph = _neighbours_identical(run_dir, extra_dir / "cells.csv", base_sc.network)
+    net = load_cells_csv(extra_dir / "cells.csv", base_sc.network)
+    cell_density = np.asarray([DENSITY.index(d) for d in
+                               pq.read_table(run_dir / "cells.parquet", columns=["density"])["density"].to_pylist()],
+                              np.int16)
     actions, unfillable = plan_actions(targets, before, class_cells, raw)
     for u in unfillable:
         log(f"{u['gap']}: not fillable: {u['reason']}")
     root_seed = int(manifest.get("seed", raw.get("seed", 1)))
     orig_subs = orig.subscribers
-    cap_total = _prepare(actions, orig, class_cells, max_subscribers)
+    cap_total = _prepare(actions, orig, class_cells, max_subscribers, max_episodes)
     counts = cov.level_counts(orig)
     total = float(len(orig))
     kept_parts: list[Strata] = []
+    sources: list[tuple[str, int]] = []  # (source name, subscriber id offset) of each kept part
     generated: list[dict[str, Any]] = []
     offset = orig_subs
     rounds_used = 0
     for round_no in range(1, max_rounds + 1):
-        todo = [(a, _deficit(a, counts, total)) for a in actions]
-        if not any(d > 0 for _, d in todo):
+        if not any(_deficit(a, counts, total) > 0 for a in actions):
             break
         rounds_used = round_no
         for a in actions:
@@ -445,46 +485,52 @@ def _rebalance_into(tmp: Path, run_dir: Path, manifest: dict, raw: dict, orig: S
             n = _first_size(a, counts, total)
             name = f"extra-{len(generated) + 1:02d}"
             seed = extra_seed(root_seed, salt, round_no, a.key)
-            sc_raw = json.loads(json.dumps(base))
-            sc_raw["name"] = f"{raw.get('name', 'default')}+rebalance-{a.key}"
-            sc_raw["seed"] = seed
-            _set(sc_raw, "population.subscribers", n)
-            for k, v in a.changes.items():
-                _set(sc_raw, k, v)
-            sc = config.from_dict(sc_raw, f"{name}.toml")
-            toml_path = extra_dir / f"{name}.toml"
-            toml_path.write_text(scenarios.dumps(sc, header=f"telcosim rebalance: {a.key}, round {round_no}: {a.why}"),
-                                 encoding="utf-8")
-            sc = dataclasses.replace(config.load(toml_path), source=str(toml_path))
-            log(f"round {round_no}: {name}: {a.key}: {n} subscribers ({a.why}); {deficit} records short")
+            sc = _write_scenario(extra_dir, name, base, raw, a, n, seed, round_no)
             t0 = time.time()
-            run_sim(sc, extra_dir / name)
-            strata = cov.read_strata(extra_dir / name)
-            mask = a.keep(strata)
-            kept = strata.select(mask)
-            kept.subscribers = n
-            kept_parts.append(kept)
-            _add_counts(counts, cov.level_counts(kept))
-            total += len(kept)
-            measured = len(kept) / n
-            a.kept_yield = measured
-            a.gap_yield = {t.name: int(_in_gap(kept, t).sum()) / n for t in a.gaps}
-            generated.append({
+            entry: dict[str, Any] = {
                 "name": name, "path": f"extra/{name}", "scenario_file": f"extra/{name}.toml", "round": round_no,
-                "action": a.key, "for": [t.name for t in a.gaps], "why": a.why,
-                "records_short_before": deficit, "scenario_changes": dict(a.changes), "seed": seed,
-                "subscribers": n, "subscriber_cap": a.cap, "subscriber_id_offset": offset,
-                "records": len(strata), "kept_records": len(kept), "kept_per_subscriber": measured,
-                "wall_s": round(time.time() - t0, 3),
-            })
-            offset += n
+                "action": a.key, "for": [t.name for t in a.gaps], "why": a.why, "records_short_before": deficit,
+                "scenario_changes": dict(a.changes), "seed": seed}
+            if a.augment_kind is None:
+                from scenarios.runner import run_scenario
+
+                log(f"round {round_no}: {name}: {a.key}: {n} subscribers ({a.why}); {deficit} records short")
+                run_scenario(sc, extra_dir / name)
+                strata = cov.read_strata(extra_dir / name)
+                kept = strata.select(a.keep(strata))
+                kept.subscribers = n
+                parts = [(name, kept)]
+                entry.update(kind="run", subscribers=n, subscriber_cap=a.cap, subscriber_id_offset=offset,
+                             records=len(strata))
+                produced = len(strata)
+            else:
+                from scenarios.augment import augment
+
+                log(f"round {round_no}: {name}: {a.key}: {n} episode(s) ({a.why}); {deficit} records short")
+                augment(sc, a.augment_kind, n, extra_dir / name, seed=seed)
+                parts, produced = _episode_strata(extra_dir / name, sc, net, cell_density, a.augment_kind)
+                entry.update(kind="augment", episodes=n, episode_cap=a.cap, subscribers_per_episode=sc.population.subscribers,
+                             subscriber_id_offset=offset, records=produced)
+            n_kept = 0
+            for src, kept in parts:
+                kept_parts.append(kept)
+                sources.append((src, offset))
+                offset += kept.subscribers
+                _add_counts(counts, cov.level_counts(kept))
+                total += len(kept)
+                n_kept += len(kept)
+            a.kept_yield = n_kept / n
+            a.gap_yield = {t.name: sum(int(_in_gap(k, t).sum()) for _, k in parts) / n for t in a.gaps}
+            entry.update(kept_records=n_kept, kept_per_unit=a.kept_yield, sources=[src for src, _ in parts],
+                         wall_s=round(time.time() - t0, 3))
+            generated.append(entry)
     # The combined data and its weights.
     combined = cov.combine([orig, *kept_parts]) if kept_parts else orig
     weights, table = poststratify(orig, combined)
     after = cov.evaluate(combined, targets, source="combined")
     after_w = cov.evaluate(combined, targets, weights=weights, source="combined, weighted")
     gaps = _gap_status(before, after, unfillable, actions, generated, max_rounds)
-    _write_records(tmp, orig, kept_parts, generated, combined, weights)
+    _write_records(tmp, orig, kept_parts, sources, combined, weights)
     _write_strata_weights(tmp, table, combined.vocab)
     extra_w = weights[len(orig):]
     doc_cov = {"before": before, "after": after, "after_weighted": after_w, "gaps": gaps}
@@ -500,7 +546,7 @@ def _rebalance_into(tmp: Path, run_dir: Path, manifest: dict, raw: dict, orig: S
         "generated": generated,
         "rounds": rounds_used,
         "settings": {"max_rounds": max_rounds, "max_subscribers": cap_total, "seed_salt": salt, "margin": MARGIN,
-                     "sms_boost": SMS_BOOST, "place_load_cap": PLACE_LOAD_CAP},
+                     "sms_boost": SMS_BOOST, "place_load_cap": PLACE_LOAD_CAP, "max_episodes": max_episodes},
         "network": {"cells_csv": "extra/cells.csv", "cells_by_density": dict(zip(DENSITY, class_cells, strict=True)),
                     "neighbour_graph_identical": same_graph},
         "combined": {"records": len(combined), "original_records": len(orig), "extra_records": len(combined) - len(orig),
@@ -515,6 +561,67 @@ def _rebalance_into(tmp: Path, run_dir: Path, manifest: dict, raw: dict, orig: S
         "files": {"records": "records.parquet", "strata_weights": "strata_weights.parquet",
                   "coverage": "coverage_before_after.json", "report": "coverage.html"},
     }
+
+
+def _write_scenario(extra_dir: Path, name: str, base: dict, raw: dict, a: Action, n: int, seed: int,
+                    round_no: int):
+    """The scenario of an extra run (or the base of an augment call), written as extra/NAME.toml
+    (``telcosim run extra/NAME.toml`` remakes the run) and loaded from there."""
+    import scenarios
+    from sim import config
+
+    sc_raw = json.loads(json.dumps(base))
+    sc_raw["name"] = f"{raw.get('name', 'default')}+rebalance-{a.key}"
+    sc_raw["seed"] = seed
+    if a.augment_kind is None:
+        _set(sc_raw, "population.subscribers", n)
+    else:
+        sc_raw.pop("incidents", None)  # augment adds one incident per episode to a base without any
+    for k, v in a.changes.items():
+        _set(sc_raw, k, v)
+    sc = config.from_dict(sc_raw, f"{name}.toml")
+    path = extra_dir / f"{name}.toml"
+    what = f"{n} episode(s) of telcosim augment on this base" if a.augment_kind is not None else a.why
+    path.write_text(scenarios.dumps(sc, header=f"telcosim rebalance: {a.key}, round {round_no}: {what}"),
+                    encoding="utf-8")
+    return dataclasses.replace(config.load(path), source=str(path))
+
+
+def _episode_strata(folder: Path, sc, net, cell_density: np.ndarray, kind: str) -> tuple[list[tuple[str, Strata]], int]:
+    """The records of each augment episode attributed to its incident, as strata (one part per
+    episode: each episode is its own run, with its own subscribers and record ids); and the
+    number of records of the episodes' incident runs."""
+    import pandas as pd
+    import pyarrow.parquet as pq
+
+    from sim.population import build_population
+
+    episodes = pq.read_table(folder / "episodes.parquet", columns=["episode_id", "seed"]).to_pylist()
+    parts: list[tuple[str, Strata]] = []
+    produced = 0
+    for ep in episodes:
+        k, ep_seed = int(ep["episode_id"]), int(ep["seed"])
+        t = pq.read_table(folder / "cdr" / f"episode-{k:05d}-incident.parquet",
+                          columns=["record_id", "subscriber_id", "cell_id", "service", "start_time", "incident_id"])
+        produced += len(t)
+        t = t.filter(t["incident_id"].is_valid())
+        # The episode's population (not stored by augment) is rebuilt from its seed: homes only.
+        home = build_population(sc.population, net, ep_seed).home_cell
+        n = len(t)
+        sid = t["subscriber_id"].to_numpy().astype(np.int32)
+        codes = {
+            "density": cell_density[t["cell_id"].to_numpy()] if n else np.zeros(0, np.int16),
+            "hour": (pd.Series(t["start_time"].to_pandas()).dt.hour.to_numpy().astype(np.int16) if n
+                     else np.zeros(0, np.int16)),
+            "service": cov._dict_codes(t["service"], cov.SERVICES, "augment cdr") if n else np.zeros(0, np.int16),
+            "home_density": cell_density[home[sid]] if n else np.zeros(0, np.int16),
+            "incident": np.ones(n, np.int16),
+        }
+        vocab = {"density": DENSITY, "hour": cov.HOURS, "service": cov.SERVICES, "home_density": DENSITY,
+                 "incident": (cov.NO_INCIDENT, kind)}
+        parts.append((f"{folder.name}/episode-{k:05d}",
+                      Strata(t["record_id"].to_numpy().astype(np.int64), sid, codes, vocab, len(home), True, "")))
+    return parts, produced
 
 
 def _gap_status(before, after, unfillable, actions, generated, max_rounds) -> list[dict[str, Any]]:
@@ -536,26 +643,28 @@ def _gap_status(before, after, unfillable, actions, generated, max_rounds) -> li
             entry.update(status="filled", action=action_of[name].key)
         else:
             act = action_of[name]
-            capped = any(g["subscribers"] >= g["subscriber_cap"] for g in generated if g["action"] == act.key)
+            capped = any(g.get("episodes", g.get("subscribers", 0)) >= g.get("episode_cap", g.get("subscriber_cap", 0))
+                         for g in generated if g["action"] == act.key)
             entry.update(status="short", action=act.key, missing_records=a.get("missing_records"),
                          reason=f"still short after {max_rounds} round(s)"
-                                + (" (extra runs were capped in size: raise --max-rounds or --max-subscribers)"
+                                + (" (extra runs were capped in size: raise --max-rounds, --max-subscribers or "
+                                   "--max-episodes)"
                                    if capped else " (raise --max-rounds)"))
         out.append(entry)
     return out
 
 
-def _write_records(tmp: Path, orig: Strata, kept: list[Strata], generated: list[dict], combined: Strata,
+def _write_records(tmp: Path, orig: Strata, kept: list[Strata], sources: list[tuple[str, int]], combined: Strata,
                    weights: np.ndarray) -> None:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    names = ["original", *[g["name"] for g in generated]]
-    src = np.concatenate([np.full(len(p), i, np.int8) for i, p in enumerate([orig, *kept])])
-    offsets = np.asarray([0, *[g["subscriber_id_offset"] for g in generated]], np.int64)
+    names = ["original", *[name for name, _ in sources]]
+    src = np.concatenate([np.full(len(p), i, np.int32) for i, p in enumerate([orig, *kept])])
+    offsets = np.asarray([0, *[off for _, off in sources]], np.int64)
     sub = combined.subscriber_id.astype(np.int64)
     cols = {
-        "source": pa.DictionaryArray.from_arrays(pa.array(src, pa.int8()), pa.array(names)),
+        "source": pa.DictionaryArray.from_arrays(pa.array(src, pa.int32()), pa.array(names)),
         "record_id": pa.array(combined.record_id, pa.int64()),
         "subscriber_id": pa.array(combined.subscriber_id, pa.int32()),
         "combined_subscriber_id": pa.array(sub + offsets[src], pa.int64()),
@@ -647,7 +756,8 @@ def write_html(path: Path, doc: dict, generated: list[dict]) -> None:
                     f"<td>{html.escape(g['status'])}</td><td>{html.escape(g.get('reason', g.get('action', '')))}</td></tr>")
     met = [i for i in doc["before"]["strata"] if i["flag"] == "ok"]
     gen = [f"<tr><td>{html.escape(g['name'])}</td><td>{g['round']}</td><td>{html.escape(g['action'])}</td>"
-           f"<td>{html.escape(g['why'])}</td><td>{g['subscribers']:,}</td><td>{g['records']:,}</td>"
+           f"<td>{html.escape(g['why'])}</td>"
+           f"<td>{g['subscribers'] if 'subscribers' in g else str(g['episodes']) + ' episode(s)'}</td><td>{g['records']:,}</td>"
            f"<td>{g['kept_records']:,}</td><td>{g['seed']}</td></tr>" for g in generated]
     charts = "\n".join(f"<figure>{svg}</figure>" for svg in _charts(doc))
     page = f"""<!DOCTYPE html>

@@ -48,6 +48,8 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                    help="rounds of extra runs at most (default 4)")
     p.add_argument("--max-subscribers", type=_count, default=None, metavar="N",
                    help="subscribers of one extra run at most (default 4x the run's)")
+    p.add_argument("--max-episodes", type=positive_int, default=20, metavar="N",
+                   help="incident episodes of one 'telcosim augment' call at most (default 20)")
     p.add_argument("--seed", type=seed_value, default=0,
                    help="salt of the extra runs' seeds, which derive from the run's own seed (default 0)")
     p.add_argument("--dry-run", action="store_true",
@@ -94,7 +96,7 @@ def run(args: argparse.Namespace) -> int:
 
     if args.dry_run:
         try:
-            p = plan(args.run_dir, targets, max_subscribers=args.max_subscribers)
+            p = plan(args.run_dir, targets, max_subscribers=args.max_subscribers, max_episodes=args.max_episodes)
         except TelcosimError as exc:
             return _report(exc.problems)
         for i in p["before"]["strata"]:
@@ -104,15 +106,15 @@ def run(args: argparse.Namespace) -> int:
             print(f"{u['gap']}: not fillable: {u['reason']}")
         for a in p["actions"]:
             print(f"plan: {a['action']} for {', '.join(a['for'])}: {a['why']}; first extra run "
-                  f"{a['first_run_subscribers']:,} subscribers (cap {a['subscriber_cap']:,}), {a['records_short']:,} "
-                  "records short")
+                  f"{a['first_run_size']:,} {a['unit']} (cap {a['cap']:,}), {a['records_short']:,} records short")
         if not p["actions"]:
             print("plan: nothing to simulate")
         return 0
     log = (lambda _m: None) if args.quiet else (lambda m: print(f"rebalance: {m}", flush=True))
     try:
         res = rebalance(args.run_dir, targets, args.out, max_rounds=args.max_rounds,
-                        max_subscribers=args.max_subscribers, salt=args.seed, overwrite=args.overwrite, log=log)
+                        max_subscribers=args.max_subscribers, max_episodes=args.max_episodes, salt=args.seed,
+                        overwrite=args.overwrite, log=log)
     except TelcosimError as exc:
         return _report(exc.problems)
     gaps = res.manifest["gaps"]

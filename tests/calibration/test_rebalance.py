@@ -1,8 +1,9 @@
 """telcosim rebalance: a run whose rural cells and residents are deliberately starved gets extra
 data that lifts them to their targets (measured from the written files, not from the code's own
-summary), the weights recover the original distribution, incident gaps are reported as not
-fillable, the extra runs are complete, verifiable runs with their own seeds and non-colliding
-subscriber ids, and the output is written atomically."""
+summary), the weights recover the original distribution, an incident gap is filled with
+'telcosim augment' episodes (a kind augment cannot make is reported as not fillable), the extra
+runs are complete, verifiable runs with their own seeds and non-colliding subscriber ids, and the
+output is written atomically."""
 
 from __future__ import annotations
 
@@ -64,12 +65,21 @@ def rebalanced(starved, tmp_path_factory):
 
 
 def _combined(run_dir, out, manifest):
-    """Every record of the combined data, read from the run folders and records.parquet."""
+    """Every record of the combined data, read from the run folders (and augment episodes) and
+    records.parquet."""
     rec = pd.read_parquet(out / "records.parquet")
     frames = []
-    for src, path in [("original", run_dir), *[(g["name"], out / g["path"]) for g in manifest["generated"]]]:
-        cdr = pd.read_parquet(path / "cdr", columns=["record_id", "cell_id", "direction", "outcome", "start_time"])
-        cells = pd.read_parquet(path / "cells.parquet").set_index("cell_id")["density"].astype(str)
+    cells = pd.read_parquet(run_dir / "cells.parquet").set_index("cell_id")["density"].astype(str)
+    sources = [("original", run_dir / "cdr")]
+    for g in manifest["generated"]:
+        for src in g["sources"]:
+            if g["kind"] == "run":
+                sources.append((src, out / g["path"] / "cdr"))
+            else:  # an augment episode: its incident run's rows (cells are the original's)
+                folder, episode = src.split("/")
+                sources.append((src, out / "extra" / folder / "cdr" / f"{episode}-incident.parquet"))
+    for src, path in sources:
+        cdr = pd.read_parquet(path, columns=["record_id", "cell_id", "direction", "outcome", "start_time"])
         cdr["serving"] = cells.loc[cdr["cell_id"]].to_numpy()
         cdr["hr"] = cdr["start_time"].dt.hour
         r = rec[rec["source"] == src].drop(columns=["source"])
@@ -93,12 +103,23 @@ def test_starved_strata_are_lifted_to_their_targets(rebalanced):
     status = {g["gap"]: g for g in m["gaps"]}
     assert {k: g["status"] for k, g in status.items()} == {
         "density.rural": "filled", "home_density.rural": "filled", "hour.0-5": "filled", "service.sms": "filled",
-        "incident.cell_outage": "not_fillable"}
-    assert "telcosim augment" in status["incident.cell_outage"]["reason"]
+        "incident.cell_outage": "filled"}
     assert status["density.rural"]["after"]["share"] == pytest.approx(rural_after)
+    # The outage records: attributed to a cell_outage in the augment episodes' own files.
+    episodes = data[data["source"].str.contains("/episode-")]
+    assert (orig["incident"] == "cell_outage").sum() == 0 and len(episodes) >= 100
+    assert (episodes["incident"] == "cell_outage").all() and (data["incident"] == "cell_outage").sum() == len(episodes)
+    for g in m["generated"]:
+        if g["kind"] == "augment":
+            for src in g["sources"]:
+                folder, episode = src.split("/")
+                t = pd.read_parquet(out / "extra" / folder / "cdr" / f"{episode}-incident.parquet",
+                                    columns=["record_id", "incident_id"])
+                attributed = set(t.loc[t["incident_id"].notna(), "record_id"])
+                assert set(episodes.loc[episodes["source"] == src, "record_id"]) == attributed
     cov = json.loads((out / "coverage_before_after.json").read_text())
     assert cov["before"]["flagged"] == list(status)
-    assert cov["after"]["flagged"] == ["incident.cell_outage"]
+    assert cov["after"]["flagged"] == []
     assert m["network"]["neighbour_graph_identical"] is True
 
 
@@ -134,12 +155,18 @@ def test_extra_runs_are_complete_seeded_apart_and_ids_do_not_collide(rebalanced)
 
     run_dir, out, m = rebalanced
     gen = m["generated"]
-    assert {g["action"] for g in gen} == {"place.rural", "hour", "service.sms"}
+    assert {g["action"] for g in gen} == {"place.rural", "hour", "service.sms", "incident.cell_outage"}
     seeds = [g["seed"] for g in gen] + [m["original"]["seed"]]
     assert len(set(seeds)) == len(seeds)
+    cells = pd.read_parquet(run_dir / "cells.parquet", columns=["cell_id", "density", "voice_channels"])
     for g in gen:
-        assert verify_run(out / g["path"]) == []
         assert (out / g["scenario_file"]).is_file()
+        if g["kind"] == "augment":
+            assert (out / g["path"] / "episodes.parquet").is_file() and g["episodes"] >= 1
+            continue
+        assert verify_run(out / g["path"]) == []
+        same = pd.read_parquet(out / g["path"] / "cells.parquet", columns=["cell_id", "density", "voice_channels"])
+        pd.testing.assert_frame_equal(same, cells)  # the original's cells
     place = next(g for g in gen if g["action"] == "place.rural")
     homes = pd.read_parquet(out / place["path"] / "subscribers.parquet")["home_cell_id"]
     dens = pd.read_parquet(out / place["path"] / "cells.parquet").set_index("cell_id")["density"].astype(str)
@@ -150,7 +177,7 @@ def test_extra_runs_are_complete_seeded_apart_and_ids_do_not_collide(rebalanced)
     pairs = rec.drop_duplicates(["source", "subscriber_id"])
     assert pairs["combined_subscriber_id"].is_unique
     html = (out / "coverage.html").read_text()
-    assert html.count("<svg") >= 4 and "density.rural" in html and "not_fillable" in html
+    assert html.count("<svg") >= 4 and "density.rural" in html and "episode(s)" in html
     assert not list(out.parent.glob(".*partial"))
 
 
@@ -169,7 +196,7 @@ def test_nothing_is_left_when_a_run_fails(starved, tmp_path, monkeypatch):
     def boom(*a, **k):
         raise RuntimeError("simulated failure")
 
-    monkeypatch.setattr("sim.engine.run", boom)
+    monkeypatch.setattr("scenarios.runner.run_scenario", boom)
     with pytest.raises(RuntimeError):
         rb.rebalance(run_dir, load_targets(cov), out)
     assert not out.exists() and not list(tmp_path.glob(".*"))
@@ -197,7 +224,7 @@ def test_cli_wiring_and_dry_run(starved, tmp_path, capsys):
     assert sim_main(["rebalance", str(run_dir), "--target", str(cov), "--out", str(out), "--dry-run"]) == 0
     text = capsys.readouterr().out
     assert "density.rural: under:" in text and "plan: place.rural for density.rural, home_density.rural" in text
-    assert "incident.cell_outage: not fillable" in text
+    assert "plan: incident.cell_outage for incident.cell_outage: episodes from 'telcosim augment'" in text
     assert not out.exists()
     bad = tmp_path / "bad.toml"
     bad.write_text("[hour]\n7-30 = { min_share = 0.1 }\n")
@@ -213,7 +240,8 @@ def test_same_input_same_output_and_capped_gaps_stay_short(starved, tmp_path):
     night = coverage_metrics(run_dir, None)["dimensions"]["hour"]["levels"]
     c = sum(night[str(h)]["count"] for h in range(6))
     cov = tmp_path / "cov.toml"
-    cov.write_text(f'[hour]\n"0-5" = {{ min_count = {c + 20} }}\n[service]\nvoice = {{ min_share = 0.6 }}\n')
+    cov.write_text(f'[hour]\n"0-5" = {{ min_count = {c + 20} }}\n[service]\nvoice = {{ min_share = 0.6 }}\n'
+                   '[incident]\nflood = { min_count = 1 }\n')
     docs = []
     for name in ("a", "b"):
         res = rb.rebalance(run_dir, load_targets(cov), tmp_path / name, max_rounds=1, max_subscribers=200)
@@ -232,3 +260,5 @@ def test_same_input_same_output_and_capped_gaps_stay_short(starved, tmp_path):
     short = status["service.voice"]
     assert short["status"] == "short" and short["missing_records"] > 0 and "capped" in short["reason"]
     assert short["after"]["share"] > short["before"]["share"]
+    flood = status["incident.flood"]
+    assert flood["status"] == "not_fillable" and "no 'flood' episodes can be made" in flood["reason"]
