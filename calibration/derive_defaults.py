@@ -476,6 +476,57 @@ def studentlife_mobility(data: Path) -> dict:
     }
 
 
+def studentlife_rg_on_sites(data: Path, spacing_km: float = 0.75) -> dict:
+    """Radius of gyration of the StudentLife user-days as a cell network would see them.
+
+    A diagnostic for the comparison with a run, whose positions are site positions: every fix
+    (same filters and days as :func:`studentlife_mobility`) is moved to the nearest site of a
+    hexagonal lattice of ``spacing_km`` (0.75 km is about the median nearest-site distance of the
+    default network: 120 sites within 9 km, denser at the centre), and the daily rg is computed
+    from those positions. Four fixed lattice offsets (no random numbers), figures averaged.
+    """
+    files = sorted((data / "studentlife_gps").glob("gps_u*.csv.gz"))
+    m_per_deg = math.pi / 180 * EARTH_RADIUS_M
+    lat0 = math.radians(43.7)
+    days = []
+    for f in files:
+        d = pd.read_csv(f, index_col=False, usecols=["time", "accuracy", "latitude", "longitude"])
+        d = d[(d.accuracy <= MAX_ACCURACY_M) & d.latitude.notna() & d.longitude.notna()]
+        local = pd.to_datetime(d.time, unit="s", utc=True).dt.tz_convert(STUDENTLIFE_TZ)
+        day = local.dt.tz_localize(None).dt.normalize().to_numpy()
+        x = (d.longitude * m_per_deg * math.cos(lat0) / 1000.0).to_numpy()
+        y = (d.latitude * m_per_deg / 1000.0).to_numpy()
+        for dd_ in np.unique(day):
+            sel = day == dd_
+            if sel.sum() >= MIN_FIXES_PER_DAY:
+                days.append((x[sel], y[sel]))
+    a, h = spacing_km, spacing_km * math.sqrt(3) / 2
+
+    def snap(x, y, ox, oy):
+        best = np.full(len(x), np.inf)
+        sx, sy = np.zeros(len(x)), np.zeros(len(x))
+        j0 = np.round((y - oy) / h)
+        for dj in (-1, 0, 1):
+            j = j0 + dj
+            i0 = np.round((x - ox - j * a / 2) / a)
+            for di in (-1, 0, 1):
+                cx, cy = ox + (i0 + di) * a + j * a / 2, oy + j * h
+                dist = (x - cx) ** 2 + (y - cy) ** 2
+                closer = dist < best
+                best, sx, sy = np.where(closer, dist, best), np.where(closer, cx, sx), np.where(closer, cy, sy)
+        return sx, sy
+
+    med, p90 = [], []
+    for ox, oy in ((0.0, 0.0), (a / 2, 0.0), (0.0, h / 2), (a / 2, h / 2)):
+        rg = []
+        for x, y in days:
+            sx, sy = snap(x, y, ox, oy)
+            rg.append(math.sqrt(np.mean((sx - sx.mean()) ** 2 + (sy - sy.mean()) ** 2)))
+        med.append(np.median(rg))
+        p90.append(np.percentile(rg, 90))
+    return {"spacing_km": spacing_km, "rg_km_median": float(np.mean(med)), "rg_km_p90": float(np.mean(p90))}
+
+
 # --------------------------------------------------------------------------
 # Irish 5G: handovers and throughput
 # --------------------------------------------------------------------------
@@ -825,7 +876,8 @@ def render_toml(r: dict, with_app_mix: bool) -> str:
     a(
         f"speed_kmh_median_driving = {fmt_float(ho['speed_kmh_median_driving'])}  # Speed column, all "
         "driving rows; the logger holds the last value while stopped, so this is high: GPS "
-        f"distance / time gives a mean of {fmt_float(ho['_km'] / ho['_minutes'] * 60)} km/h"
+        f"distance / time gives a mean of {fmt_float(ho['_km'] / ho['_minutes'] * 60)} km/h; "
+        "the default mobility.speed_kmh_median (sim/config.py) is this figure"
     )
     a(
         f"dl_mbps_median_static = {fmt_float(ho['dl_mbps_median_static'])}  # DL_bitrate/1000, rows "
@@ -876,7 +928,9 @@ def readme_comparison(r: dict) -> list[tuple[str, float, str]]:
         ),
         ("Irish dwell median s", ho["dwell_median_s_driving"], "~19"),
         ("Irish ping-pong share", ho["ping_pong_share"], "~0.24"),
-    ]
+    ] + ([("StudentLife rg median on 0.75 km sites", r["rg_on_sites"]["rg_km_median"], "(info)"),
+          ("StudentLife rg p90 on 0.75 km sites", r["rg_on_sites"]["rg_km_p90"], "(info)")]
+         if "rg_on_sites" in r else [])
 
 
 def derive(data: Path, with_app_mix: bool = True) -> dict:
@@ -891,6 +945,7 @@ def derive(data: Path, with_app_mix: bool = True) -> dict:
     }
     if with_app_mix:
         r["app_mix"] = app_mix(data)
+    r["rg_on_sites"] = studentlife_rg_on_sites(data)  # console diagnostic, not written to the TOML
     return r
 
 
