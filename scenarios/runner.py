@@ -27,6 +27,17 @@ def baseline_path(out: Path) -> Path:
     return out.with_name(out.name + ".baseline")
 
 
+def attach_cell_shapes(sim: Simulation) -> None:
+    """Load the per-cell weekly shapes of ``behaviour.cell_shapes`` ("vae" / "gan") from the learned
+    generators in ``models`` (torch is imported only then)."""
+    kind = sim.scenario.behaviour.cell_shapes
+    if kind == "profile":
+        return
+    from models.shapes import cell_multipliers
+
+    sim.cell_shapes = cell_multipliers(kind, sim.network.density, sim.scenario.seed)
+
+
 def run_scenario(scenario: Scenario, out: Path | None, *, baseline_out: Path | None = None,
                  overwrite: bool = False, progress: Callable[[int, int], None] | None = None,
                  chunk_subscribers: int = DEFAULT_CHUNK, workers: int | None = None,
@@ -34,6 +45,7 @@ def run_scenario(scenario: Scenario, out: Path | None, *, baseline_out: Path | N
     """Run ``scenario``; with incidents, run its baseline first and label the run against it.
     Returns (run, baseline or None). ``progress`` sees both runs as one sequence of epochs."""
     sim = Simulation(scenario)
+    attach_cell_shapes(sim)
     pert = compile_incidents(sim)
     if pert is None:
         writer = RunWriter(out, sim.metadata(), scenario.output.compression, overwrite=overwrite)
@@ -53,6 +65,7 @@ def run_scenario(scenario: Scenario, out: Path | None, *, baseline_out: Path | N
 
     base = Simulation(scenario)
     base.role = "baseline"
+    base.cell_shapes = sim.cell_shapes
     log = RowLog(pert.first_effect_ms)
     b_writer = RunWriter(baseline_out, base.metadata(), scenario.output.compression, overwrite=overwrite)
     writer = RunWriter(out, sim.metadata(), scenario.output.compression, overwrite=overwrite)
@@ -73,4 +86,4 @@ def run_scenario(scenario: Scenario, out: Path | None, *, baseline_out: Path | N
     return result, (b_result if baseline_out is not None else None)
 
 
-__all__ = ["baseline_path", "run_scenario"]
+__all__ = ["attach_cell_shapes", "baseline_path", "run_scenario"]

@@ -109,6 +109,9 @@ class BehaviourConfig:
     redial_prob: float = _f(0.5, "chance that a call that did not connect (blocked, busy) is dialled again", lo=0, hi=1)
     redial_delay_mean_s: float = _f(30.0, "mean delay before a redial (exponential, s)", lo=0, lo_open=True)
     redial_max: int = _f(3, "most redials of one call attempt (0: nobody redials)", lo=0, hi=100)
+    cell_shapes: str = _f("profile", "weekly load shape per cell: the profile's for every cell, or one drawn per "
+                          "cell (and its level) from a learned generator trained on real series",
+                          choices=("profile", "vae", "gan"))
 
 
 @dataclass(frozen=True)
@@ -118,7 +121,7 @@ class MobilityConfig:
     explore_gamma: float = _f(0.21, "exploration decay exponent (Song et al. 2010)", lo=0)
     jump_hops_mean: float = _f(3.0, "mean neighbour hops of an exploration jump", lo=1)
     global_jump_share: float = _f(0.1, "share of exploration jumps anywhere in the network, weighted by work weight", lo=0, hi=1)
-    speed_kmh_median: float = _f(25.0, "median travel speed of a trip", lo=0, lo_open=True)
+    speed_kmh_median: float = _f(33.0, "median travel speed of a trip (default: the Irish 5G drive traces' Speed median, profile [handover])", lo=0, lo_open=True)
     speed_log_sigma: float = _f(0.5, "log-sd of trip speeds", lo=0)
     ping_pong_prob: float = _f(0.18, "chance that a handover while moving bounces back to the previous cell briefly", lo=0, hi=1)
     ping_pong_dwell_s: float = _f(4.0, "mean time spent in the cell bounced into", lo=0, lo_open=True)

@@ -311,6 +311,10 @@ class Simulation:
         self.perturbations = perturbations
         # "plain"; or "incidents" / "baseline" for the two runs of a labelled pair.
         self.role = "plain"
+        # behaviour.cell_shapes other than "profile": per-cell weekly load multipliers
+        # (n_cells x 168, hour 0 = Monday 00:00 local), set by the caller from a learned
+        # generator (see scenarios.runner.attach_cell_shapes; sim does not import models).
+        self.cell_shapes: np.ndarray | None = None
         base = None if scenario.source.startswith("<") else Path(scenario.source).parent
         seed = scenario.seed
         self.network: Network = build_network(scenario.network, generator(seed, "network.layout"), base)
@@ -391,16 +395,23 @@ class Simulation:
         up_share = sc.behaviour.data_uplink_share
         stats = {"attempts": 0}
 
+        if sc.behaviour.cell_shapes != "profile" and self.cell_shapes is None:
+            raise ConfigError(f"behaviour.cell_shapes = {sc.behaviour.cell_shapes!r} needs the learned shapes: run "
+                              "with 'telcosim run' or scenarios.runner.run_scenario (they load them)")
+        shape_mult = self._shape_multipliers()
+
         def demand_epoch(e: int):
             hour, wd = self.local_hour(e // EPOCHS_PER_HOUR)
             rates = attempt_rates(sc.behaviour, self.profile, hour, wd)
             cell_mult, force = NO_CELL_MULT, NO_FORCE
+            if shape_mult is not None:
+                cell_mult = np.repeat(shape_mult[:, wd * 24 + hour, None], 3, axis=1)
             if pert is not None:
                 d = pert.demand(e)
                 if d.rate_mult is not None:
                     rates = rates * d.rate_mult
                 if d.cell_mult is not None:
-                    cell_mult = d.cell_mult
+                    cell_mult = d.cell_mult if shape_mult is None else cell_mult * d.cell_mult
                 if d.force is not None:
                     force = d.force
             ep = EpochInputs(e, place_target(hour, wd), rates, cell_mult, force)
@@ -526,7 +537,8 @@ class Simulation:
                 while cur["e"] != ch.t_ms // EPOCH_MS or cur["mob"] is None:
                     yield env.timeout(0)  # the epoch process loads this epoch first
                 advance(ch.t_ms)
-                emit(*res.change(ch), False, ch.t_ms)
+                # Rows at the change's time and after (the rows emitted up to it are from before).
+                emit(*res.change(ch), False, ch.t_ms + 1)
                 if len(ch.storm_cells):
                     registration_storm(ch)
                 done["changes"] += 1
@@ -570,6 +582,20 @@ class Simulation:
         out = writer.commit(self.manifest(wall))
         stats["wall_s"] = wall
         return RunResult(out, dict(writer.rows), wall, kpi, stats)
+
+    def _shape_multipliers(self) -> np.ndarray | None:
+        """Per-cell multipliers that replace the profile's weekly shape by each cell's own: the
+        cell's shape and level over the profile's all-service shape (both mean 1 over the week)."""
+        if self.cell_shapes is None:
+            return None
+        prof = np.array([[np.mean([self.profile.shapes[s].factor(h, wd) for s in ("voice", "sms", "data")])
+                          for h in range(24)] for wd in range(7)]).ravel()
+        prof = prof / prof.mean()
+        shapes = np.asarray(self.cell_shapes, np.float64)
+        if shapes.shape != (self.network.n_cells, 168):
+            raise ConfigError(f"behaviour.cell_shapes: expected {self.network.n_cells} x 168 multipliers, "
+                              f"got {shapes.shape}")
+        return shapes / prof[None, :]
 
     def _demand_inputs(self) -> DemandInputs:
         sc, net = self.scenario, self.network

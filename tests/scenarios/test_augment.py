@@ -6,6 +6,7 @@ import json
 
 import numpy as np
 import pyarrow.parquet as pq
+import pytest
 
 from sim.cli import main
 
@@ -46,8 +47,10 @@ def test_augment_writes_labelled_episodes(tmp_path, capsys):
 
 
 def test_augment_bad_input(tmp_path, capsys):
-    assert main(["augment", "--kind", "volcano", "--episodes", "2", "--out", str(tmp_path / "a")]) == 2
-    assert main(["augment", "--kind", "site_outage", "--episodes", "0", "--out", str(tmp_path / "a")]) == 2
+    for argv in (["--kind", "volcano", "--episodes", "2"], ["--kind", "site_outage", "--episodes", "0"]):
+        with pytest.raises(SystemExit) as exc:
+            main(["augment", *argv, "--out", str(tmp_path / "a")])
+        assert exc.value.code == 2
     assert main(["augment", "--kind", "site_outage", "--episodes", "1", "--out", str(tmp_path / "a"),
                  "--scenario", "site_outage_peak"]) == 2
     err = capsys.readouterr().err

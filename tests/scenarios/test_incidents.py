@@ -204,10 +204,32 @@ def test_disaster_surge_and_sites_down(tmp_path_factory):
     region_b = ~kb["cell_id"].isin(down["cells"]) & kb["cell_id"].isin(surge["cells"])
     first_hour_b = (kb["interval_start"] >= surge["start"]) & (kb["interval_start"] < surge["start"] + np.timedelta64(1, "h"))
     assert kpi.loc[region & first_hour, "sms"].sum() > 4 * kb.loc[region_b & first_hour_b, "sms"].sum()
-    assert kpi.loc[region & first_hour, "voice_blocked"].sum() > kb.loc[region_b & first_hour_b, "voice_blocked"].sum()
-    # Calls in progress at the epicentre were dropped (on_active = "drop").
+    assert kpi.loc[region & first_hour, "voice_attempts"].sum() > 3 * kb.loc[region_b & first_hour_b, "voice_attempts"].sum()
+    # The epicentre carries nothing while down.
+    dead = kpi["cell_id"].isin(down["cells"]) & _during(kpi, down)
+    assert kpi.loc[dead, "voice_completed"].sum() == 0 and kpi.loc[dead, "voice_attempts"].sum() > 0
+
+
+def test_outage_drops_calls_in_progress_when_told_to(tmp_path_factory):
+    # Long, frequent calls so that many are in progress when the site goes down.
+    sets = ['incidents[0].on_active="drop"', "behaviour.voice_per_day=30.0", "behaviour.call_duration_log_mu=6.0"]
+    _, run, base = _run(tmp_path_factory, "site_outage_peak", sets)
+    inc = _incident(run)
     cdr = _table(run, "cdr")
-    assert (cdr["cause"] == "cell_outage").sum() > 0
+    dropped = cdr[cdr["cause"] == "cell_outage"]
+    assert len(dropped) > 0
+    # Dropped at the outage start, in a cell of the footprint, and labelled.
+    assert (dropped["start_time"] + pd.to_timedelta(dropped["duration_s"], unit="s")
+            - inc["start"]).abs().max() < pd.Timedelta(seconds=1)
+    assert set(dropped["end_cell_id"]) <= set(inc["cells"])
+    assert dropped["incident_id"].notna().all()
+    # In handover mode the same calls move to a neighbour instead, where one has room.
+    _, run_h, _ = _run(tmp_path_factory, "site_outage_peak", sets[1:])
+    cdr_h = _table(run_h, "cdr")
+    assert (cdr_h["cause"] == "cell_outage").sum() < len(dropped)
+    loc_h = _table(run_h, "locations")
+    moved = loc_h[(loc_h["reason"] == "handover") & (loc_h["time"] == inc["start"])]
+    assert len(moved) > 0 and not moved["cell_id"].isin(inc["cells"]).any()
 
 
 def test_new_years_midnight_sms_spike(tmp_path_factory):
@@ -278,3 +300,59 @@ cap_mbps = 5
         assert expected in err, (expected, err)
     assert "Traceback" not in err
     assert not (tmp_path / "out").exists()
+
+
+# --- generated bad incidents ------------------------------------------------------------------
+
+from hypothesis import HealthCheck, given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+from scenarios.incidents import KINDS  # noqa: E402
+from sim.errors import ConfigError  # noqa: E402
+
+_JUNK = st.one_of(st.none(), st.booleans(), st.integers(-10**6, 10**6), st.floats(allow_nan=False, allow_infinity=False),
+                  st.text(max_size=8), st.lists(st.integers(-5, 2000), max_size=4))
+_PLANTED = {
+    "cells out of range": ({"cells": [999]}, "incidents[0].cells: 999 is not a cell of this network (valid 0..56)"),
+    "end before start": ({"start": "2024-03-05T18:00:00", "end": "2024-03-05T17:00:00"}, "incidents[0].end:"),
+    "negative multiplier": ({"multipliers": {"voice": -1.5}}, "incidents[0].multipliers.voice: -1.5 is not a multiplier >= 0"),
+    "empty footprint": ({"sites": []}, "incidents[0].sites: [] is an empty footprint"),
+    "unknown key": ({"severity": 3}, "incidents[0].severity: unknown key"),
+    "wrong type": ({"duration_min": "long"}, "incidents[0].duration_min: 'long' is not a duration > 0"),
+}
+
+
+def _toml(v):
+    from scenarios.loader import _toml_value
+
+    return _toml_value(v)
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(kind=st.sampled_from([k for k in KINDS if k not in ("special_day", "random_failures")]),
+       planted=st.sampled_from(sorted(_PLANTED)),
+       junk=st.dictionaries(st.sampled_from(["start", "end", "duration_min", "cells", "radius_km", "centre_km",
+                                             "attendees", "loss", "cap_mbps", "on_active", "capacity_factor",
+                                             "coverage_overlap", "decay_min", "peaks", "name"]), _JUNK, max_size=4))
+def test_generated_bad_incidents_are_all_reported(tmp_path_factory, kind, planted, junk):
+    base = {"kind": kind, "start": "2024-03-05T10:00:00", "duration_min": 60, "cells": [3],
+            "multipliers": {"voice": 2.0}, "cap_mbps": 5.0}
+    inc = {**base, **{k: v for k, v in junk.items() if v is not None}}
+    change, expected = _PLANTED[planted]
+    for k in ("cells", "sites", "centre_km", "radius_km") if "sites" in change or "cells" in change else ():
+        inc.pop(k, None)
+    if planted == "end before start":
+        inc.pop("duration_min", None)
+    if planted == "wrong type":
+        inc.pop("end", None)
+    inc.update(change)
+    if kind not in ("mass_event", "emergency") and planted == "negative multiplier":
+        expected = "incidents[0].multipliers: unknown key"
+    path = tmp_path_factory.mktemp("gen") / "bad.toml"
+    path.write_text('extends = "small_city"\n[[incidents]]\n'
+                    + "".join(f"{k} = {_toml(v)}\n" for k, v in inc.items()))
+    with pytest.raises(ConfigError) as err:
+        scenarios.load(str(path))
+    lines = err.value.problems
+    assert any(expected in line for line in lines), (expected, lines)
+    assert all(line.startswith("bad.toml: incidents[0]") for line in lines), lines
