@@ -276,7 +276,7 @@ def plan(run_dir: str | Path, targets: Targets, max_subscribers: int | None = No
             "actions": [{"action": a.key, "for": [t.name for t in a.gaps], "why": a.why,
                          "scenario_changes": dict(a.changes), "records_short": _deficit(a, counts, float(len(orig))),
                          "first_run_size": _first_size(a, counts, float(len(orig))), "cap": a.cap,
-                         "unit": "episodes" if a.augment_kind is not None else "subscribers"}
+                         "unit": "episode(s)" if a.augment_kind is not None else "subscribers"}
                         for a in actions]}
 
 
