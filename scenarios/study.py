@@ -518,6 +518,18 @@ def load_study(ref: str | Path, *, replicates: int | None = None, seed: int | No
     top = Path(scenario_path).name if Path(scenario_path).is_absolute() else f"builtin:{scenario_path}"
     loaded: list[Scenario] = []
     fixed_origin = {k: f"set.{k}" for k, _ in fixed}
+    base: dict[str, set[str]] = {}
+
+    def base_problems(fixed_pairs: list[tuple[str, Any]]) -> set[str]:
+        """The problems of the scenario with the fixed overrides only (loaded once)."""
+        if "lines" not in base:
+            try:
+                loader.load(scenario_path, [f"{k}={toml_literal(v)}" for k, v in fixed_pairs])
+                base["lines"] = set()
+            except ConfigError as exc:
+                base["lines"] = set(exc.problems)
+        return base["lines"]
+
     for var in variants if scenario_path else []:
         pairs = dict([*fixed, *var.overrides])
         origins = {**fixed_origin, **var.origins}
@@ -543,6 +555,10 @@ def load_study(ref: str | Path, *, replicates: int | None = None, seed: int | No
                 mapped = _map_problem(line, top, origins, label, scenario_ref)
                 if var.origins and any(mapped.startswith(f"{label}: {o}") for o in var.origins.values()):
                     mapped += suffix
+                elif var.origins and var.name and line not in base_problems(fixed):
+                    # A check across keys that only this variant's values fail (e.g. a grid value
+                    # of network.urban_km beyond the scenario's suburban_km): say which variant.
+                    mapped += f" (variant {var.name!r})"
                 if mapped not in p:
                     p.append(mapped)
     if p:

@@ -385,6 +385,10 @@ BAD = [
     ('scenario = "small_city"\nreplicates = 10000\n[grid]\n"network.sites" = '
      f'{list(range(1, 12))}\n', ["grid: 11 variants x 10000 replicates = 110000 runs"]),
     ("scenario = [\n", ["not valid TOML"]),
+    # a check across keys that only one grid value fails names that variant
+    ('scenario = "small_city"\n[grid]\n"network.urban_km" = [1.0, 5.0]\n',
+     ["scenario 'small_city': builtin:small_city: network.suburban_km: 2.2 is smaller than network.urban_km "
+      "(5.0) (variant 'urban_km=5')"]),
 ]
 
 
