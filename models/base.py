@@ -24,7 +24,8 @@ Public methods (do not override): :meth:`LearnedGenerator.fit` ``(data) -> self`
   the same kind of thing with first dimension ``n``.
 * ``save`` writes ``DIR/state_dict.pt`` (``torch.save`` of the module's state dict: tensors only,
   read back with ``weights_only=True``) and ``DIR/model.json`` (the sidecar: model name,
-  hyperparameters, spec, telcosim version, data fingerprint, training time and device, epsilon and
+  hyperparameters, spec, telcosim version, data fingerprint, training time (wall and process CPU
+  seconds) and device, epsilon and
   delta where the training was differentially private, the data sources). Anything the sampler
   needs is either in the spec (JSON) or a registered buffer of the module (so in the state dict).
   The folder is written under a temporary name and renamed into place: never half-written.
@@ -45,6 +46,7 @@ import hashlib
 import importlib
 import json
 import os
+import pickle
 import shutil
 import tempfile
 import time
@@ -252,7 +254,7 @@ class LearnedGenerator:
         seed = self.params["seed"]
         device = train_device()
         rng = np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(1,)))
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         devices = [torch.cuda.current_device()] if device == "cuda" else []
         with torch.random.fork_rng(devices=devices):
             torch.manual_seed(seed)
@@ -265,9 +267,9 @@ class LearnedGenerator:
             self.module = self.module.to("cpu").eval()
             if device == "cuda":
                 torch.cuda.synchronize()
-        seconds = time.perf_counter() - t0
+        seconds, cpu = time.perf_counter() - t0, time.process_time() - c0
         self.training = {"fingerprint": fingerprint, "rows": int(next(iter(arrays.values())).shape[0]),
-                         "seconds": round(seconds, 3), "device": device,
+                         "seconds": round(seconds, 3), "cpu_seconds": round(cpu, 3), "device": device,
                          "torch_threads": torch.get_num_threads()}
         return self
 
@@ -298,6 +300,7 @@ class LearnedGenerator:
             "data_fingerprint": self.training.get("fingerprint"),
             "training_rows": self.training.get("rows"),
             "training_seconds": self.training.get("seconds"),
+            "training_cpu_seconds": self.training.get("cpu_seconds"),
             "training_device": self.training.get("device"),
             "torch_threads": self.training.get("torch_threads"),
             "epsilon": self.epsilon,
@@ -353,7 +356,8 @@ class LearnedGenerator:
         self.epsilon, self.delta = side.get("epsilon"), side.get("delta")
         self.history = side.get("history") or {}
         self.training = {"fingerprint": side.get("data_fingerprint"), "rows": side.get("training_rows"),
-                         "seconds": side.get("training_seconds"), "device": side.get("training_device"),
+                         "seconds": side.get("training_seconds"),
+                         "cpu_seconds": side.get("training_cpu_seconds"), "device": side.get("training_device"),
                          "torch_threads": side.get("torch_threads")}
         if side.get("sources"):
             self.sources = tuple(side["sources"])
@@ -363,7 +367,7 @@ class LearnedGenerator:
             module.load_state_dict(state)
         except FileNotFoundError:
             raise ModelError(f"{d}: no {STATE_FILE}; expected a model folder written by save()") from None
-        except (RuntimeError, OSError, EOFError, ValueError, KeyError) as exc:
+        except (RuntimeError, OSError, EOFError, ValueError, KeyError, pickle.UnpicklingError) as exc:
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             raise ModelError(f"{d / STATE_FILE}: cannot load the weights: {first}") from None
         self.module = module.to("cpu").eval()
