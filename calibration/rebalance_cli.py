@@ -72,6 +72,8 @@ def _problems(args: argparse.Namespace) -> tuple[list[str], object]:
         targets = load_targets(args.target)
     except TelcosimError as exc:
         out.extend(exc.problems)
+    if args.dry_run:  # nothing is written
+        return out, targets
     if args.out.exists() and not args.out.is_dir():
         out.append(f"--out {args.out} is a file; expected a folder to create")
     elif args.out.exists() and any(args.out.iterdir()) and not args.overwrite:
