@@ -321,6 +321,27 @@ def test_outputs_are_complete_and_sane(two_runs, study_dir):
     assert not list(study_dir.glob(".*partial*"))  # nothing left half-written
 
 
+def test_an_incident_parameter_can_be_varied(tmp_path):
+    """A scenario with incidents runs through the incident runner; an indexed key varies it."""
+    _write(tmp_path / "town.toml", TOWN + '\n[[incidents]]\nkind = "site_outage"\nname = "centre down"\n'
+           'start = "2024-03-05T10:00:00"\nduration_min = 240\ncentre_km = [0.0, 0.0]\nradius_km = 0.3\n'
+           'on_active = "handover"\ncoverage_overlap = 0.5\n')
+    f = _write(tmp_path / "outage.toml", 'scenario = "town.toml"\nseed = 5\nreplicates = 1\n'
+               'kpis = ["failed_attempts", "blocking_rate"]\n'
+               '[grid]\n"incidents[0].coverage_overlap" = [0.0, 1.0]\n')
+    code, _, err = _cli(["study", str(f), "--out", str(tmp_path / "out"), "--workers", "1", "--quiet"])
+    assert code == 0, err
+    runs = pd.read_parquet(tmp_path / "out" / "runs.parquet")
+    assert list(runs["incidents[0].coverage_overlap"]) == [0.0, 1.0]
+    # Without neighbour coverage the calls in the outage area fail; with it they load the neighbours.
+    failed = dict(zip(runs["variant"], runs["failed_attempts"], strict=True))
+    assert failed["coverage_overlap=0"] > failed["coverage_overlap=1"]
+    # Overrides set fields of the scenario's incidents; they cannot add one.
+    g = _write(tmp_path / "none.toml", 'scenario = "small_city"\n[grid]\n"incidents[0].radius_km" = [1.0]\n')
+    code, _, err = _cli(["study", str(g), "--check"])
+    assert code == 2 and _errors(err)[0].startswith(f"{g}: grid.incidents[0].radius_km: ")
+
+
 def test_existing_out_is_refused_then_overwritten(two_runs, study_dir):
     out1 = two_runs[0]
     code, _, err = _cli(["study", str(study_dir / "channels.toml"), "--out", str(out1), "--quiet"])
