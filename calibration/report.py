@@ -179,7 +179,7 @@ def plot_utility(utility: dict) -> str | None:
     if not rows:
         return None
     limit = utility["tasks"][rows[0][0]]["limit"]
-    fig = _figure(5.6, 0.35 * len(rows) + 1.1)
+    fig = _figure(5.6, 0.35 * len(rows) + 1.4)
     ax = fig.subplots()
     y = np.arange(len(rows))[::-1]
     ax.barh(y, [r[1] for r in rows], color=["#2ca02c" if r[2] == "pass" else REAL_COLOUR for r in rows])
@@ -188,7 +188,7 @@ def plot_utility(utility: dict) -> str | None:
     ax.set_yticks(y, [r[0] for r in rows], fontsize=8)
     ax.set_xlabel("MAE ratio, synthetic-trained / real-trained (1; lower is better)")
     ax.set_title("Train synthetic, test real: cell-load forecasting", fontsize=10)
-    ax.legend(fontsize=7, loc="lower right")
+    fig.legend(fontsize=7, loc="outside lower center", ncols=2, frameon=False)
     ax.grid(alpha=0.3, axis="x")
     return _svg(fig)
 
