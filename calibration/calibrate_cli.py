@@ -40,8 +40,19 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--weights", nargs="+", type=_positive_float, metavar="W",
                    help="one weight per targets file (default: the files' own 'weight', else equal)")
     p.add_argument("--trials", type=positive_int, default=30, help="simulator runs of the search (default 30)")
-    p.add_argument("--subscribers", type=positive_int, default=3000,
-                   help="subscribers of each fit run, one day (default 3000)")
+    p.add_argument("--subscribers", type=positive_int, default=None,
+                   help="subscribers of each fit run, one day (default 3000; --method neural: 1000)")
+    # --method neural (models/neural.py): an amortised posterior network, trained once per setting
+    p.add_argument("--method", choices=("search", "neural"), default="search",
+                   help="search: optuna TPE over simulator runs (default); neural: a posterior network "
+                        "trained on prior runs (cached), answers in seconds, with 90%% intervals")
+    p.add_argument("--cache-dir", type=Path, default=None,
+                   help="--method neural: folder of trained networks and their simulations "
+                        "(default: $XDG_CACHE_HOME or ~/.cache, then telcosim/neural)")
+    p.add_argument("--neural-runs", type=positive_int, default=120,
+                   help="--method neural: prior simulator runs the network is trained on (default 120)")
+    p.add_argument("--no-check", action="store_true",
+                   help="--method neural: skip the two checking runs (start, estimate) of the report")
     p.add_argument("--seed", type=seed_value, default=1, help="scenario seed of every fit run (default 1)")
     p.add_argument("--sampler-seed", type=seed_value, default=0, help="seed of the TPE sampler (default 0)")
     p.add_argument("--params", default=None, metavar="NAME[,NAME...]",
@@ -87,6 +98,13 @@ def _problems(args: argparse.Namespace) -> list[str]:
         out += output_file_problems(opt, path)
     if not args.merge_only and args.out.suffix != ".toml":
         out.append(f"--out {args.out}: expected a .toml file name (a scenario)")
+    if args.method != "neural":
+        for opt, given in (("--cache-dir", args.cache_dir is not None), ("--no-check", args.no_check),
+                           ("--neural-runs", args.neural_runs != 120)):
+            if given:
+                out.append(f"{opt}: only with --method neural")
+    elif args.cache_dir is not None and args.cache_dir.exists() and not args.cache_dir.is_dir():
+        out.append(f"--cache-dir {args.cache_dir}: is a file; expected a folder (created if missing)")
     return out
 
 
@@ -132,9 +150,17 @@ def run(args: argparse.Namespace) -> int:
             print(f"trial {rec['number']:3d}  objective {rec['objective']:.4f}  {vals}", flush=True)
 
     try:
-        result = C.fit(merged, trials=args.trials, subscribers=args.subscribers, seed=args.seed,
-                       sampler_seed=args.sampler_seed, params=params, scenario=args.scenario, sets=args.overrides,
-                       progress=progress)
+        if args.method == "neural":
+            try:
+                from models import neural
+            except ImportError as exc:
+                return _report([f"--method neural needs torch ({exc.name} is not installed): "
+                                "pip install 'telcosim[models]'"])
+            result = neural.run_cli(args, merged, params, progress)
+        else:
+            result = C.fit(merged, trials=args.trials, subscribers=args.subscribers or 3000, seed=args.seed,
+                           sampler_seed=args.sampler_seed, params=params, scenario=args.scenario,
+                           sets=args.overrides, progress=progress)
     except TelcosimError as exc:
         return _report(exc.problems)
     except ValueError as exc:
@@ -147,7 +173,11 @@ def run(args: argparse.Namespace) -> int:
         p = Path(args.scenario)
         ref = str(p.resolve()) if (p.suffix == ".toml" or "/" in args.scenario) else args.scenario
     toml = C.calibrated_toml(result, base, args.out.stem, merged, side.name, sha, ref)
-    rep = json.dumps(_jsonable(C.report(result, merged)), indent=2, allow_nan=False) + "\n"
+    rep_doc = C.report(result, merged)
+    if args.method == "neural":  # the posterior's intervals, in the TOML's comments and the report
+        toml = neural.with_intervals(toml, result)
+        rep_doc["uncertainty"] = result.settings["uncertainty"]
+    rep = json.dumps(_jsonable(rep_doc), indent=2, allow_nan=False) + "\n"
     writes += [(side, side_text), (_report_path(args), rep), (args.out, toml)]
     fitted = ", ".join(f"{k}={v:.4g}" for k, v in result.best.items())
     return _write_all(writes, f"wrote {args.out} ({fitted}); objective {result.before['objective']:.4f} -> "
