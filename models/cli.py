@@ -13,6 +13,7 @@ one line per problem on stderr, exit code 2. Only the standard library is import
 from __future__ import annotations
 
 import argparse
+import os
 import shutil
 import tempfile
 from pathlib import Path
@@ -115,7 +116,8 @@ def _train(args) -> int:
     if problems:
         return report(problems)
     train, held = _load_data(args.data)
-    set_torch_threads()
+    # the shape MLPs are small: one thread is as fast, and spare threads only spin on a shared machine
+    set_torch_threads(int(os.environ.get("TELCOSIM_TORCH_THREADS", "1")))
     model = cls(seed=args.seed, **params)
     print(f"training {model.name} on {len(train)} weeks of {len(set(train.area))} areas ...", flush=True)
     model.fit(train.model_data())

@@ -264,8 +264,8 @@ class ShapeVAE(_ShapeModel):
     per-value Gaussian noise (``noise=True``, a draw from the model's p(x)), or the decoder mean alone
     (``noise=False``: smooth shapes)."""
 
-    defaults = {"seed": 0, "latent": 8, "hidden": 256, "epochs": 400, "batch": 64, "lr": 1e-3,
-                "beta": 1.0, "weight_decay": 0.0, "noise": True}
+    defaults = {"seed": 0, "latent": 8, "hidden": 256, "epochs": 300, "batch": 64, "lr": 1e-3,
+                "beta": 4.0, "weight_decay": 0.0, "noise": True}
     tiny_params = {"latent": 4, "hidden": 32, "epochs": 3, "batch": 16}
 
     def _build(self):
@@ -320,9 +320,10 @@ class ShapeVAE(_ShapeModel):
 @register("shape-wgan-gp")
 class ShapeGAN(_ShapeModel):
     """Conditional WGAN-GP (Gulrajani et al. 2017): MLP generator and critic, condition = one-hot
-    density class concatenated to the noise and to the critic's input; gradient penalty 10."""
+    density class concatenated to the noise and to the critic's input; gradient penalty 10. The
+    critic is discarded after training: the saved state dict holds the generator only."""
 
-    defaults = {"seed": 0, "latent": 32, "hidden": 256, "steps": 4000, "critic_steps": 5, "batch": 64,
+    defaults = {"seed": 0, "latent": 32, "hidden": 256, "steps": 6000, "critic_steps": 5, "batch": 64,
                 "lr": 2e-4, "gp": 10.0}
     tiny_params = {"latent": 4, "hidden": 32, "steps": 4, "critic_steps": 2, "batch": 16}
 
@@ -330,7 +331,7 @@ class ShapeGAN(_ShapeModel):
         import torch.nn as nn
 
         d, k, h, z = self.spec["dim"], len(DENSITY), self.params["hidden"], self.params["latent"]
-        m = nn.ModuleDict({"gen": _mlp([z + k, h, h, d]), "critic": _mlp([d + k, h, h, 1], act="lrelu")})
+        m = nn.ModuleDict({"gen": _mlp([z + k, h, h, d])})  # the critic lives only while training
         self._norm_buffers(m)
         return m
 
@@ -344,7 +345,8 @@ class ShapeGAN(_ShapeModel):
 
         x, c = self._tensors(data, device)
         p = self.params
-        G, D = self.module["gen"], self.module["critic"]
+        d, k, h = self.spec["dim"], len(DENSITY), self.params["hidden"]
+        G, D = self.module["gen"], _mlp([d + k, h, h, 1], act="lrelu").to(device)
         opt_g = torch.optim.Adam(G.parameters(), lr=p["lr"], betas=(0.5, 0.9))
         opt_d = torch.optim.Adam(D.parameters(), lr=p["lr"], betas=(0.5, 0.9))
         n, bs = x.shape[0], min(p["batch"], x.shape[0])
