@@ -168,14 +168,14 @@ def cdr_table(c: dict, sch: pa.Schema) -> pa.Table:
         pa.array(c["t"], type=ts), pa.array(c["dur_s"]), pa.array(c["up"]), pa.array(c["down"]),
         pa.array(c["cell"]), pa.array(c["end"]),
         schema.dictionary_array(c["out"], schema.OUTCOMES), schema.dictionary_array(c["cause"], schema.CAUSES),
-        pa.array(c["redial"]),
+        pa.array(c["redial"]), pa.nulls(len(c["rec"]), pa.int32()),  # incident_id: null without incidents
     ], schema=sch)
 
 
 def loc_table(c: dict, sch: pa.Schema) -> pa.Table:
     return pa.Table.from_arrays([
         pa.array(c["sub"]), pa.array(c["t"], type=sch.field("time").type), pa.array(c["cell"]),
-        schema.dictionary_array(c["reason"], schema.REASONS),
+        schema.dictionary_array(c["reason"], schema.REASONS), pa.nulls(len(c["sub"]), pa.int32()),
     ], schema=sch)
 
 

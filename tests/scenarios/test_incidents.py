@@ -356,3 +356,33 @@ def test_generated_bad_incidents_are_all_reported(tmp_path_factory, kind, plante
     lines = err.value.problems
     assert any(expected in line for line in lines), (expected, lines)
     assert all(line.startswith("bad.toml: incidents[0]") for line in lines), lines
+
+
+def test_degraded_cell_loses_capacity_and_coverage(tmp_path_factory):
+    root = tmp_path_factory.mktemp("degraded")
+    f = root / "sleepy.toml"
+    f.write_text('''extends = "normal_weekday"
+[[incidents]]
+kind = "degraded_cell"
+sites = [0, 1, 2]
+start = "2024-03-05T09:00:00"
+end = "2024-03-05T18:00:00"
+capacity_factor = 0.25
+coverage_factor = 0.5
+''')
+    sc = scenarios.load(str(f), SMALL)
+    run_scenario(sc, root / "run")
+    inc = _incident(root / "run")
+    kpi = _table(root / "run", "cell_kpis")
+    cells = _table(root / "run", "cells").set_index("cell_id")
+    sel = kpi["cell_id"].isin(inc["cells"]) & _during(kpi, inc, pad_min=60)
+    k = kpi[sel]
+    cap = np.floor(cells.loc[k["cell_id"], "voice_channels"].to_numpy() * 0.25)
+    # Calls in progress are not pre-empted; an hour on, no cell holds more than its reduced channels.
+    assert (k["busy_channels_peak"].to_numpy() <= cap).all()
+    # Half the area is covered: about half of the attempts there fail for lack of coverage.
+    cdr = _table(root / "run", "cdr")
+    there = cdr["cell_id"].isin(inc["cells"]) & (cdr["start_time"] >= inc["start"]) & (cdr["start_time"] < inc["end"]) \
+        & (cdr["direction"] == "mo")
+    share = (cdr.loc[there, "cause"] == "no_coverage").mean()
+    assert there.sum() > 300 and 0.4 < share < 0.6
