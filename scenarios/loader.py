@@ -295,6 +295,8 @@ def dumps(scenario: Scenario, header: str = "") -> str:
     for key, value in scenario.to_dict().items():
         if key == "incidents":
             incidents = list(value)
+            if not incidents:
+                lines.append("incidents = []")
         elif isinstance(value, dict):
             sections.append((key, value))
         else:
