@@ -406,9 +406,12 @@ def cell_multipliers(kind: str, density: np.ndarray, seed: int) -> np.ndarray:
     codes = np.asarray(density)
     if codes.ndim != 1:
         raise ConfigError(f"cell_multipliers: density must be a 1-d array of class codes, got shape {codes.shape}")
-    if codes.size and (codes.dtype.kind not in "iu" or codes.min() < 0 or codes.max() >= len(DENSITY)):
-        bad = codes[(codes < 0) | (codes >= len(DENSITY))] if codes.dtype.kind in "iuf" else codes
-        raise ConfigError(f"cell_multipliers: density code {bad.flat[0]!r}: allowed 0 urban, 1 suburban, 2 rural")
+    if codes.size and codes.dtype.kind not in "iu":
+        raise ConfigError(f"cell_multipliers: density has dtype {codes.dtype}; expected integer class codes "
+                          "0 urban, 1 suburban, 2 rural")
+    if codes.size and (codes.min() < 0 or codes.max() >= len(DENSITY)):
+        bad = codes[(codes < 0) | (codes >= len(DENSITY))]
+        raise ConfigError(f"cell_multipliers: density code {bad.flat[0].item()!r}: allowed 0 urban, 1 suburban, 2 rural")
     if kind == "profile":
         return np.ones((codes.size, HOURS), dtype=np.float64)
     if kind not in KINDS:
