@@ -76,6 +76,11 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                         "(--real cells= and/or activity=) and compare them on held-out real series")
     u.add_argument("--utility-model", choices=("ridge", "hgb"), default="ridge",
                    help="forecaster: ridge regression (default) or histogram gradient boosting")
+    u.add_argument("--utility-augment", type=Path, default=None, metavar="AUGMENT_DIR",
+                   help="with --utility-steps: train a step-change detector on the outage episodes of "
+                        "'telcosim augment' (made with output.kpi_interval_s=900) and test it on real step changes")
+    u.add_argument("--utility-steps", type=Path, default=None, metavar="PATH",
+                   help="real step changes: a folder like ../shared/data/ran_updates (traffic_daily.parquet)")
     q = p.add_argument_group("privacy attacks (docs/evaluate.md)")
     q.add_argument("--privacy-real", type=Path, default=None, metavar="PATH",
                    help="individual-level location traces (StudentLife-like, as --real locations=) split by person "
@@ -113,6 +118,13 @@ def _problems(args: argparse.Namespace) -> list[str]:
     if args.utility and not {"cells", "activity"} & set(kinds):
         out.append("--utility: needs a real cell series to test on: give --real cells=PATH (hourly data volume "
                    "per cell) and/or --real activity=PATH (hourly load per area)")
+    if (args.utility_augment is None) != (args.utility_steps is None):
+        out.append("--utility-augment and --utility-steps: give both (augment episodes to train on, real step "
+                   "changes to test on)")
+    if args.utility_augment is not None and not (args.utility_augment / "episodes.parquet").is_file():
+        out.append(f"--utility-augment: {args.utility_augment}: not a 'telcosim augment' folder (no episodes.parquet)")
+    if args.utility_steps is not None and not (args.utility_steps / "traffic_daily.parquet").is_file():
+        out.append(f"--utility-steps: {args.utility_steps}: no traffic_daily.parquet there (see docs/evaluate.md)")
     if args.privacy_real is None:
         for opt in ("split_seed", "epsilon", "canary_trials", "persons"):
             if getattr(args, f"privacy_{opt}") is not None:
@@ -190,6 +202,14 @@ def run(args: argparse.Namespace) -> int:
         from .utility import evaluate_utility
 
         doc["utility"] = _clean_json(evaluate_utility(args.synthetic, datasets, holidays=holidays, model=args.utility_model))
+    if args.utility_augment is not None:
+        from .detection import detection_task
+        from .utility import evaluate_outage_detector
+
+        doc.setdefault("utility", {"tasks": {}, "summary": {"tasks": 0, "evaluated": 0, "passed": 0, "failed": [],
+                                                            "rule": "see the outage detector"}, "model": "-"})
+        doc["utility"]["outage_detector"] = _clean_json(evaluate_outage_detector(
+            detection_task(args.utility_augment, args.utility_steps), args.utility_augment, args.utility_steps))
     if private is not None:
         from . import attacks
 
@@ -206,7 +226,10 @@ def run(args: argparse.Namespace) -> int:
           f"{s['failed']} fail, {s['not_evaluated']} not evaluated")
     if s["failed_metrics"]:
         print(f"failing: {', '.join(s['failed_metrics'])}")
-    if "utility" in doc:
+    od = doc.get("utility", {}).get("outage_detector") or {}
+    if od.get("status") in ("pass", "fail"):
+        print(f"utility: outage detector {od['status']}: {od['note']}")
+    if "utility" in doc and doc["utility"]["tasks"]:
         us = doc["utility"]["summary"]
         ratios = ", ".join(f"{n} {t['ratio_mae']:.3g}" for n, t in doc["utility"]["tasks"].items()
                            if t.get("ratio_mae") is not None)

@@ -384,8 +384,10 @@ def utility_section(u: dict) -> str:
                     f"<td class='num'>{fmt(t.get('ratio_mae'))}</td><td class='{_cls(t['status'])}'>"
                     f"{STATUS_TEXT.get(t['status'], e(t['status']))}</td><td class='note'>{e(t.get('note') or '')}</td></tr>")
     od = u.get("outage_detector") or {}
-    rows.append(f"<tr><td><code>outage_detector</code></td><td colspan='7' class='note'>{e(od.get('note', ''))}</td>"
-                f"<td class='not_evaluated'>{e(od.get('status', 'not_available'))}</td><td></td></tr>")
+    od_status = od.get("status", "not_evaluated")
+    rows.append(f"<tr><td><code>outage_detector</code></td><td colspan='7' class='note'>{e(od.get('note', ''))}"
+                f"{(' (' + e(od['rule']) + ')') if od.get('rule') else ''}</td>"
+                f"<td class='{_cls(od_status)}'>{STATUS_TEXT.get(od_status, e(od_status))}</td><td></td></tr>")
     rows.append("</tbody></table>")
     sets = "".join(f"<li><b>{e(k)}</b>: <code>{e(v['path'])}</code>; split by {e(v['split'])}; synthetic load: "
                    f"{e(v['synthetic_load'])} ({v['synthetic_series']} cells x {v['synthetic_hours']} h)</li>"

@@ -43,3 +43,28 @@ def test_detection_task_reports_tstr_and_trtr(episodes):
     assert r["auc_trained_on_real"] > 0.6
     assert 0.0 <= r["auc_trained_on_synthetic"] <= 1.0
     assert r["auc_ratio"] == pytest.approx(r["auc_trained_on_synthetic"] / r["auc_trained_on_real"])
+
+
+@pytest.mark.skipif(not RAN.exists(), reason="needs ../shared/data/ran_updates")
+def test_evaluate_runs_the_detector(episodes, small_run, tmp_path, capsys):
+    import json
+
+    _, run_dir, _ = small_run
+    milan = SHARED_DATA / "milan_hourly" / "square_hourly_load.csv"
+    out = tmp_path / "report"
+    rc = main(["evaluate", "--synthetic", str(run_dir), "--real", f"activity={milan}", "--out", str(out),
+               "--utility-augment", str(episodes), "--utility-steps", str(RAN)])
+    assert rc == 0, capsys.readouterr().err
+    od = json.loads((out / "metrics.json").read_text())["utility"]["outage_detector"]
+    assert od["status"] in ("pass", "fail") and od["auc_ratio"] == pytest.approx(
+        od["auc_trained_on_synthetic"] / od["auc_trained_on_real"], rel=1e-4)
+    assert "outage_detector" in (out / "report.html").read_text()
+
+
+def test_evaluate_detector_options_go_together(small_run, tmp_path, capsys):
+    _, run_dir, _ = small_run
+    rc = main(["evaluate", "--synthetic", str(run_dir), "--real", f"activity={tmp_path}", "--out",
+               str(tmp_path / "r"), "--utility-augment", str(tmp_path)])
+    err = capsys.readouterr().err
+    assert rc == 2 and "--utility-augment and --utility-steps: give both" in err
+    assert "not a 'telcosim augment' folder" in err and "Traceback" not in err

@@ -134,7 +134,7 @@ def test_utility_and_privacy_sections(small_run, tmp_path, capsys):
     doc = json.loads((out / "metrics.json").read_text())
     u, p = doc["utility"], doc["privacy"]
     assert u["summary"]["evaluated"] == 0 and {t["status"] for t in u["tasks"].values()} == {"not_evaluated"}
-    assert u["outage_detector"]["status"] == "not_available"
+    assert u["outage_detector"]["status"] == "not_evaluated"
     assert p["records"]["synthetic"] == 300 and p["canary"]["trials"] == 40 and p["split"]["seed"] == 20240305
     assert p["ledger"]["present"] is False and p["summary"]["evaluated"] == 7
     assert "utility: 0 of 0 evaluated forecasting tasks" in text.out and "privacy: " in text.out

@@ -74,8 +74,8 @@ def test_utility_and_privacy_sections_render(honest_doc):
                   "next_day.cells": {"task": "next_day", "real": "cells", "lags_h": [], "status": "not_evaluated",
                                      "note": "too short"}},
         "summary": {"tasks": 2, "evaluated": 1, "passed": 1, "failed": [], "rule": "ratio <= 1.25"},
-        "outage_detector": {"status": "not_available", "note": "needs incident episodes"}}
+        "outage_detector": {"status": "not_evaluated", "note": "give --utility-augment and --utility-steps"}}
     html_text = report.render_html(doc)
-    assert "id='utility-table'" in html_text and "needs incident episodes" in html_text
+    assert "id='utility-table'" in html_text and "give --utility-augment and --utility-steps" in html_text
     assert "MAE ratio, synthetic-trained / real-trained (1; lower is better)" in html_text
     assert "utility: 1 / 1" in html_text and "privacy:" not in html_text

@@ -67,7 +67,7 @@ def test_short_run_drops_lags_or_is_not_evaluated():
     assert t["status"] == "not_evaluated" and "needs at least" in t["note"]
 
 
-def test_one_day_run_is_not_evaluated_and_outage_detector_not_available(small_run):
+def test_one_day_run_is_not_evaluated_and_outage_detector_not_asked_for(small_run):
     _, run_dir, _ = small_run
     from calibration.readers import CellSeries
 
@@ -77,7 +77,7 @@ def test_one_day_run_is_not_evaluated_and_outage_detector_not_available(small_ru
     assert set(doc["tasks"]) == {"next_hour.cells", "next_day.cells"}
     assert all(t["status"] == "not_evaluated" for t in doc["tasks"].values())
     assert doc["summary"]["evaluated"] == 0
-    assert doc["outage_detector"]["status"] == "not_available"
+    assert doc["outage_detector"]["status"] == "not_evaluated"
     assert U.evaluate_utility(run_dir, [])["summary"]["note"].startswith("no real set")
 
 
