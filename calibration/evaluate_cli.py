@@ -81,6 +81,9 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                         "'telcosim augment' (made with output.kpi_interval_s=900) and test it on real step changes")
     u.add_argument("--utility-steps", type=Path, default=None, metavar="PATH",
                    help="real step changes: a folder like ../shared/data/ran_updates (traffic_daily.parquet)")
+    p.add_argument("--coverage", type=Path, default=None, metavar="COVERAGE_TOML",
+                   help="also report the run's coverage of strata (density, hour, service, home density, "
+                        "incident kind) against these targets (docs/rebalance.md); under-covered strata are flagged")
     q = p.add_argument_group("privacy attacks (docs/evaluate.md)")
     q.add_argument("--privacy-real", type=Path, default=None, metavar="PATH",
                    help="individual-level location traces (StudentLife-like, as --real locations=) split by person "
@@ -202,6 +205,13 @@ def run(args: argparse.Namespace) -> int:
         from .utility import evaluate_utility
 
         doc["utility"] = _clean_json(evaluate_utility(args.synthetic, datasets, holidays=holidays, model=args.utility_model))
+    if args.coverage is not None:
+        from .coverage import coverage_metrics
+
+        try:
+            doc["coverage"] = coverage_metrics(args.synthetic, args.coverage)
+        except TelcosimError as exc:
+            return _report(exc.problems)
     if args.utility_augment is not None:
         from .detection import detection_task
         from .utility import evaluate_outage_detector
@@ -226,6 +236,10 @@ def run(args: argparse.Namespace) -> int:
           f"{s['failed']} fail, {s['not_evaluated']} not evaluated")
     if s["failed_metrics"]:
         print(f"failing: {', '.join(s['failed_metrics'])}")
+    if "coverage" in doc:
+        flagged = doc["coverage"]["flagged"]
+        print(f"coverage: {len(doc['coverage']['strata']) - len(flagged)} of {len(doc['coverage']['strata'])} "
+              f"strata targets met" + (f"; under-covered: {', '.join(flagged)}" if flagged else ""))
     od = doc.get("utility", {}).get("outage_detector") or {}
     if od.get("status") in ("pass", "fail"):
         print(f"utility: outage detector {od['status']}: {od['note']}")

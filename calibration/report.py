@@ -476,6 +476,26 @@ def _extra_cards(doc: dict) -> str:
     return "".join(out)
 
 
+def coverage_section(c: dict) -> str:
+    """Coverage of strata against the targets (calibration.coverage.coverage_metrics)."""
+    e = html.escape
+    rows = ["<table id='coverage-table'><thead><tr><th>stratum</th><th>records</th><th>share</th>"
+            "<th>target</th><th>status</th><th>records missing</th></tr></thead><tbody>"]
+    for t in c["strata"]:
+        target = ", ".join(f"{k.replace('_', ' ')} {fmt(v)}" for k, v in t["target"].items())
+        st = "pass" if t["flag"] == "ok" else "fail"
+        rows.append(f"<tr><td><code>{e(t['name'])}</code></td><td class='num'>{fmt(t['count'])}</td>"
+                    f"<td class='num'>{fmt(t['share'])}</td><td>{e(target)}</td>"
+                    f"<td class='{_cls(st)}'>{'ok' if st == 'pass' else 'UNDER'}</td>"
+                    f"<td class='num'>{fmt(t.get('missing_records', 0))}</td></tr>")
+    rows.append("</tbody></table>")
+    flagged = c.get("flagged") or []
+    return ("<h2 id='coverage'>Coverage of strata</h2>"
+            f"<p>{len(c['strata']) - len(flagged)} of {len(c['strata'])} targets met over {fmt(c['total'])} "
+            f"{e(c['unit'])} (targets: <code>{e(str(c.get('targets_file')))}</code>). Under-covered strata can be "
+            "filled with <code>telcosim rebalance</code> (docs/rebalance.md).</p>" + "".join(rows))
+
+
 def render_html(doc: dict) -> str:
     """The report page of a metrics document."""
     s, syn, metrics, plots = doc["summary"], doc["synthetic"], doc["metrics"], doc.get("plots", {})
@@ -502,7 +522,8 @@ def render_html(doc: dict) -> str:
                f"({e(s['required_source'])} list). Failing: {failed_list}.</p></div>"
                f"<div class='plots'>{hourly or ''}{load or ''}</div></div>")
     sections = (utility_section(doc["utility"]) if "utility" in doc else "") + (
-        privacy_section(doc["privacy"]) if "privacy" in doc else "")
+        privacy_section(doc["privacy"]) if "privacy" in doc else "") + (
+        coverage_section(doc["coverage"]) if "coverage" in doc else "")
     details = [sections, "<div class='details'><h2>Details</h2>"]
     extra = {"temporal": [plot_weekly(plots)], "mobility": [plot_move_by_hour(plots)],
              "usage": [plot_duration_cdf(plots)]}

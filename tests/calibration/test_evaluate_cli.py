@@ -144,3 +144,23 @@ def test_utility_and_privacy_sections(small_run, tmp_path, capsys):
         assert anchor in page
     # the gate fails when a privacy check flags high risk, passes otherwise (fidelity requirement aside)
     assert rc == (cli.EXIT_GATE if p["summary"]["high_risk"] or doc["summary"]["required_failed"] else 0)
+
+
+def test_coverage_section_flags_starved_strata(small_run, small_run_b, tmp_path, capsys):
+    _, run_dir, _ = small_run
+    cov = tmp_path / "coverage.toml"
+    cov.write_text('[density]\nrural = { min_share = 0.5 }\n[service]\nsms = { min_share = 0.01 }\n')
+    out = tmp_path / "rep"
+    rc = cli.run(parse(["evaluate", "--synthetic", str(run_dir), "--real", f"cdr={small_run_b}", "--out", str(out),
+                        "--coverage", str(cov)]))
+    text = capsys.readouterr()
+    assert rc == 0, text.err
+    c = json.loads((out / "metrics.json").read_text())["coverage"]
+    assert c["flagged"] == ["density.rural"]
+    assert "id='coverage-table'" in (out / "report.html").read_text()
+    assert "under-covered: density.rural" in text.out
+    cov.write_text('[density]\nrural = { min_share = 2 }\n')
+    assert cli.run(parse(["evaluate", "--synthetic", str(run_dir), "--real", f"cdr={small_run_b}", "--out",
+                          str(tmp_path / "rep2"), "--coverage", str(cov)])) == EXIT_USAGE
+    err = capsys.readouterr().err
+    assert "density.rural" in err and "Traceback" not in err
