@@ -121,6 +121,15 @@ def _train(args) -> int:
     model = cls(seed=args.seed, **params)
     print(f"training {model.name} on {len(train)} weeks of {len(set(train.area))} areas ...", flush=True)
     model.fit(train.model_data())
+    model.spec["data"] = {  # provenance of the training items, for the sidecar
+        "items": "one area-week: 168 hourly loads / their mean (hour 0 = Monday 00:00 local) and log mean load",
+        "density_class": shapes.DENSITY_METHOD,
+        "density_cuts_mean_load": [round(t, 4) for t in train.thresholds],
+        "weeks_left_out": list(shapes.HOLIDAY_WEEKS) + ["any week with a missing hour"],
+        "split": {"by": "area, stratified by density class", "held_out_fraction": shapes.HELD_OUT_FRACTION,
+                  "seed": shapes.SPLIT_SEED, "train_weeks": len(train), "train_areas": len(set(train.area)),
+                  "held_out_weeks": len(held), "held_out_areas": len(set(held.area))},
+    }
     doc = diagnostics.diagnose(model, train, held)
     print(diagnostics.format_report(doc))
     args.out.parent.mkdir(parents=True, exist_ok=True)
@@ -128,9 +137,12 @@ def _train(args) -> int:
     try:
         staged = model.save(tmp / "model")
         diagnostics.write(doc, staged / "diagnostics.json")
-        if args.out.exists():
-            shutil.rmtree(args.out)
-        staged.rename(args.out)
+        if args.out.exists():  # swap: the old folder stays whole until the new one is in place
+            old = tmp / "old"
+            args.out.rename(old)
+            staged.rename(args.out)
+        else:
+            staged.rename(args.out)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     print(f"wrote {args.out} ({model.training['seconds']} s of training on {model.training['device']})")

@@ -79,3 +79,10 @@ def test_tiny_train_then_diagnose(capsys, tmp_path):
     rc = main(["models", "train", "shapes", "--kind", "vae", "--data", str(SHARED_DATA), "--out", str(out)])
     assert rc == 2
     assert _err(capsys) == [f"telcosim: error: --out {out}: exists; give --overwrite to replace it"]
+    rc = main(["models", "train", "shapes", "--kind", "gan", "--data", str(SHARED_DATA), "--out", str(out),
+               "--overwrite", "--param", "steps=2", "--param", "hidden=16", "--param", "critic_steps=1"])
+    assert rc == 0
+    side = json.loads((out / "model.json").read_text())
+    assert side["model"] == "shape-wgan-gp"
+    assert side["spec"]["data"]["split"]["held_out_weeks"] == doc["held_out_items"]
+    assert not list(tmp_path.glob(".*"))
