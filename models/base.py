@@ -29,10 +29,14 @@ Public methods (do not override): :meth:`LearnedGenerator.fit` ``(data) -> self`
   delta where the training was differentially private, the data sources). Anything the sampler
   needs is either in the spec (JSON) or a registered buffer of the module (so in the state dict).
   The folder is written under a temporary name and renamed into place: never half-written.
-* Training runs on a GPU when ``torch.cuda.is_available()`` (else CPU), inside
-  ``torch.random.fork_rng`` seeded from the ``seed`` hyperparameter, so the caller's global torch
-  random state is untouched; the module is moved back to the CPU afterwards. Numpy randomness in
-  training comes from the ``rng`` Generator handed to ``_fit``.
+* Training runs on a GPU when ``torch.cuda.is_available()`` (else CPU); the module is moved back
+  to the CPU afterwards. The global torch RNG is never seeded: ``Linear`` / ``Conv`` / ``Embedding``
+  layers are initialised from a generator seeded from the ``seed`` hyperparameter
+  (:func:`init_parameters`; initialise any other random parameter in ``_build`` deterministically),
+  and ``_fit`` draws from ``self.train_generator`` (a seeded ``torch.Generator`` on the training
+  device) and the numpy Generator ``rng``. Anything drawn from the global torch RNG makes the fit
+  irreproducible, which the contract tests catch; ``torch.random.fork_rng`` around the fit keeps
+  the caller's global state as it was.
 * Sampling is always on the CPU, in ``torch.no_grad`` and eval mode, with a ``torch.Generator``
   seeded with ``seed``: the same seed gives the same arrays, before and after a save/load.
 
@@ -45,6 +49,7 @@ from __future__ import annotations
 import hashlib
 import importlib
 import json
+import math
 import os
 import pickle
 import shutil
@@ -188,6 +193,24 @@ def _check_seed(seed: Any) -> int:
     return int(seed)
 
 
+def init_parameters(module, gen) -> None:
+    """(Re)initialise every ``Linear``, ``Conv`` and ``Embedding`` layer of ``module`` as torch's own
+    ``reset_parameters`` does, but drawing from the ``torch.Generator`` ``gen`` instead of the global RNG."""
+    import torch
+    import torch.nn as nn
+
+    with torch.no_grad():
+        for m in module.modules():
+            if isinstance(m, nn.Linear | nn.Conv1d | nn.Conv2d | nn.Conv3d):
+                nn.init.kaiming_uniform_(m.weight, a=math.sqrt(5), generator=gen)
+                if m.bias is not None:
+                    fan_in = nn.init._calculate_fan_in_and_fan_out(m.weight)[0]
+                    bound = 1 / math.sqrt(fan_in) if fan_in > 0 else 0.0
+                    nn.init.uniform_(m.bias, -bound, bound, generator=gen)
+            elif isinstance(m, nn.Embedding):
+                nn.init.normal_(m.weight, generator=gen)
+
+
 def _version() -> str:
     import sim
 
@@ -218,6 +241,7 @@ class LearnedGenerator:
         self.delta: float | None = None
         self.training: dict[str, Any] = {}  # fingerprint, rows, seconds, device; set by fit / load
         self.history: dict[str, list[float]] = {}  # per-epoch losses, optional, for the sidecar
+        self.train_generator = None  # seeded torch.Generator on the training device, during fit only
 
     # -- subclass hooks -------------------------------------------------------------------------
     def _prepare(self, data: Any) -> None:
@@ -256,15 +280,22 @@ class LearnedGenerator:
         rng = np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(1,)))
         t0, c0 = time.perf_counter(), time.process_time()
         devices = [torch.cuda.current_device()] if device == "cuda" else []
+        init_seed, train_seed = (int(v) for v in np.random.SeedSequence(seed).generate_state(2, dtype=np.uint64) >> 1)
+        # The global torch RNG is never seeded (no global random state): parameters are initialised
+        # from a seeded generator, training draws from self.train_generator or ``rng``. fork_rng
+        # only keeps the caller's global state as it was, whatever a library draws from it.
         with torch.random.fork_rng(devices=devices):
-            torch.manual_seed(seed)
             self.epsilon = self.delta = None
             self.history = {}
             self._prepare(data)
-            self.module = self._build().to(device)
+            module = self._build()
+            init_parameters(module, torch.Generator(device="cpu").manual_seed(init_seed))
+            self.module = module.to(device)
+            self.train_generator = torch.Generator(device=device).manual_seed(train_seed)
             self.module.train()
             self._fit(data, device, rng)
             self.module = self.module.to("cpu").eval()
+            self.train_generator = None
             if device == "cuda":
                 torch.cuda.synchronize()
         seconds, cpu = time.perf_counter() - t0, time.process_time() - c0

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .base import LearnedGenerator, ModelError, register
+from .base import LearnedGenerator, ModelError, init_parameters, register
 
 HOURS = 168
 DENSITY = ("urban", "suburban", "rural")
@@ -291,7 +291,7 @@ class ShapeVAE(_ShapeModel):
         import torch
 
         x, c = self._tensors(data, device)
-        p = self.params
+        p, gen = self.params, self.train_generator
         opt = torch.optim.Adam(self.module.parameters(), lr=p["lr"], weight_decay=p["weight_decay"])
         n, zdim = x.shape[0], p["latent"]
         losses = []
@@ -303,7 +303,7 @@ class ShapeVAE(_ShapeModel):
                 xb, cb = x[b], c[b]
                 h = self.module["enc"](torch.cat([xb, cb], 1))
                 mu, logvar = h[:, :zdim], h[:, zdim:].clamp(-10, 10)
-                zb = mu + torch.randn_like(mu) * torch.exp(0.5 * logvar)
+                zb = mu + torch.randn(mu.shape, device=device, generator=gen) * torch.exp(0.5 * logvar)
                 rec = self.module["dec"](torch.cat([zb, cb], 1))
                 ls = self.module.log_sigma
                 nll = (0.5 * ((xb - rec) / torch.exp(ls)) ** 2 + ls).sum(1).mean()
@@ -344,9 +344,11 @@ class ShapeGAN(_ShapeModel):
         import torch
 
         x, c = self._tensors(data, device)
-        p = self.params
+        p, gen = self.params, self.train_generator
         d, k, h = self.spec["dim"], len(DENSITY), self.params["hidden"]
-        G, D = self.module["gen"], _mlp([d + k, h, h, 1], act="lrelu").to(device)
+        D = _mlp([d + k, h, h, 1], act="lrelu")
+        init_parameters(D, torch.Generator(device="cpu").manual_seed(int(rng.integers(2**62))))
+        G, D = self.module["gen"], D.to(device)
         opt_g = torch.optim.Adam(G.parameters(), lr=p["lr"], betas=(0.5, 0.9))
         opt_d = torch.optim.Adam(D.parameters(), lr=p["lr"], betas=(0.5, 0.9))
         n, bs = x.shape[0], min(p["batch"], x.shape[0])
@@ -355,9 +357,9 @@ class ShapeGAN(_ShapeModel):
             for _ in range(p["critic_steps"]):
                 b = torch.as_tensor(rng.integers(0, n, bs), device=device)
                 xr, cb = x[b], c[b]
-                z = torch.randn(bs, p["latent"], device=device)
+                z = torch.randn(bs, p["latent"], device=device, generator=gen)
                 xf = G(torch.cat([z, cb], 1)).detach()
-                eps = torch.rand(bs, 1, device=device)
+                eps = torch.rand(bs, 1, device=device, generator=gen)
                 xi = (eps * xr + (1 - eps) * xf).requires_grad_(True)
                 di = D(torch.cat([xi, cb], 1))
                 grad = torch.autograd.grad(di.sum(), xi, create_graph=True)[0]
@@ -369,7 +371,7 @@ class ShapeGAN(_ShapeModel):
                 opt_d.step()
             b = torch.as_tensor(rng.integers(0, n, bs), device=device)
             cb = c[b]
-            z = torch.randn(bs, p["latent"], device=device)
+            z = torch.randn(bs, p["latent"], device=device, generator=gen)
             loss_g = -D(torch.cat([G(torch.cat([z, cb], 1)), cb], 1)).mean()
             opt_g.zero_grad()
             loss_g.backward()

@@ -88,11 +88,15 @@ def test_fit_is_reproducible_and_keeps_the_global_torch_state(name, fitted):
 
     cls = base.registered()[name]
     _, data = fitted[name]
+    torch.manual_seed(1)  # the fit must not depend on the global torch state, nor change it
     state = torch.random.get_rng_state().clone()
     m1 = cls(**cls.tiny_params).fit(data)
     assert torch.equal(state, torch.random.get_rng_state())
+    torch.manual_seed(2)
     m2 = cls(**cls.tiny_params).fit(data)
     assert _same(m1.sample(5, seed=3), m2.sample(5, seed=3))
+    assert set(m1.module.state_dict()) == set(m2.module.state_dict())
+    assert all(torch.equal(v, m2.module.state_dict()[k]) for k, v in m1.module.state_dict().items())
 
 
 @pytest.mark.parametrize("name", MODELS)
