@@ -100,7 +100,7 @@ def _leaky(real_loc, seed=A.SPLIT_SEED):
 
 
 def test_leaky_copy_is_flagged_by_every_attack_generated_people(fake_real):
-    doc = A.evaluate_privacy(fake_real, _leaky(fake_real), epsilon=4.0, canary_trials=150, broken_canary=True)
+    doc = A.evaluate_privacy(fake_real, _leaky(fake_real), epsilon=4.0, canary_trials=1000, broken_canary=True)
     for name in ATTACKS + ("canary",):
         assert doc[name]["status"] == "fail", (name, doc[name])
     assert doc["summary"]["high_risk"] == list(ATTACKS) + ["canary"]
@@ -139,7 +139,7 @@ def studentlife():
 
 @needs_data
 def test_leaky_copy_is_flagged_by_every_attack_studentlife(studentlife):
-    doc = A.evaluate_privacy(studentlife, _leaky(studentlife), epsilon=4.0, canary_trials=150, broken_canary=True,
+    doc = A.evaluate_privacy(studentlife, _leaky(studentlife), epsilon=4.0, canary_trials=1000, broken_canary=True,
                              n_attacks=1000)
     for name in ATTACKS + ("canary",):
         assert doc[name]["status"] == "fail", (name, doc[name])
