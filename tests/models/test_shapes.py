@@ -146,15 +146,16 @@ def shipped_diagnostics(real_split):
 
 
 def test_shipped_models_meet_the_held_out_thresholds(shipped_diagnostics):
-    """Checked on areas never trained on: the better model covers and stays on the real manifold,
-    gets the busy-hour histogram within TV 0.15, and its samples are no closer to the training
-    shapes than to unseen ones."""
-    best = max(shipped_diagnostics.values(),
-               key=lambda d: min(d["metrics"]["precision"], d["metrics"]["coverage"]))
-    m = best["metrics"]
-    assert m["precision"] >= 0.8, best
-    assert m["coverage"] >= 0.8, best
-    assert m["busy_hour_tv"] <= 0.15, best
+    """Checked on areas never trained on: the better model (at least one of the two) covers and
+    stays on the real manifold (precision, coverage >= 0.8) and gets the busy-hour histogram within
+    TV 0.15; both models' samples are no closer to the training shapes than unseen ones are."""
+    def passes(doc) -> bool:
+        m = doc["metrics"]
+        return m["precision"] >= 0.8 and m["coverage"] >= 0.8 and m["busy_hour_tv"] <= 0.15
+
+    summary = {kind: {k: d["metrics"][k] for k in ("precision", "coverage", "busy_hour_tv")}
+               for kind, d in shipped_diagnostics.items()}
+    assert any(passes(d) for d in shipped_diagnostics.values()), summary
     for doc in shipped_diagnostics.values():
         # samples are no closer to the training shapes than held-out real shapes are ...
         assert doc["metrics"]["dcr_vs_held_out_ratio"] >= 1.0, doc
