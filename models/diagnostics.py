@@ -172,7 +172,8 @@ def diagnose(model, train, held, *, seeds=(0, 1, 2)) -> dict:
         "level": {"samples_median": round(float(np.median(lv)), 4), "held_out_median": round(float(np.median(held.level)), 4),
                   "ks": round(_ks(lv, np.tile(held.level, len(seeds))), 4)},
         "real_vs_real": ref,
-        "training_seconds": model.training.get("seconds"), "training_device": model.training.get("device"),
+        "training_seconds": model.training.get("seconds"),
+        "training_cpu_seconds": model.training.get("cpu_seconds"), "training_device": model.training.get("device"),
     }
 
 
@@ -190,7 +191,8 @@ def format_report(doc: dict) -> str:
     lines.append(f"  {'closer-to-train share':<22}{m['closer_to_train_share']:>10.4f}")
     lines.append(f"  level median {doc['level']['samples_median']} vs held-out {doc['level']['held_out_median']}"
                  f", KS {doc['level']['ks']}")
-    lines.append(f"  training {doc['training_seconds']} s on {doc['training_device']}")
+    lines.append(f"  training {doc['training_seconds']} s wall, {doc['training_cpu_seconds']} s CPU, "
+                 f"on {doc['training_device']}")
     return "\n".join(lines)
 
 
