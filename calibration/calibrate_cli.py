@@ -180,8 +180,10 @@ def run(args: argparse.Namespace) -> int:
     rep = json.dumps(_jsonable(rep_doc), indent=2, allow_nan=False) + "\n"
     writes += [(side, side_text), (_report_path(args), rep), (args.out, toml)]
     fitted = ", ".join(f"{k}={v:.4g}" for k, v in result.best.items())
-    return _write_all(writes, f"wrote {args.out} ({fitted}); objective {result.before['objective']:.4f} -> "
-                              f"{result.after['objective']:.4f}; ledger {side.name}; report {_report_path(args).name}")
+    objective = (f"objective {result.before['objective']:.4f} -> {result.after['objective']:.4f}"
+                 if math.isfinite(result.after["objective"]) else "objective not checked (--no-check)")
+    return _write_all(writes, f"wrote {args.out} ({fitted}); {objective}; ledger {side.name}; "
+                              f"report {_report_path(args).name}")
 
 
 def _jsonable(x):

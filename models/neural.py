@@ -236,7 +236,7 @@ class NeuralPosterior(LearnedGenerator):
     set of statistics; :meth:`sample` draws knob vectors with no statistic given (the learned
     prior), as the contract's unconditional sampler."""
 
-    defaults = {"hidden": 64, "members": 5, "epochs": 400, "batch_size": 64, "lr": 3e-3, "weight_decay": 1e-4,
+    defaults = {"hidden": 64, "members": 5, "epochs": 1500, "batch_size": 64, "lr": 3e-3, "weight_decay": 1e-4,
                 "seed": 0, "params": None, "stats": None}
     tiny_params = {"hidden": 16, "members": 2, "epochs": 3}
     sources = ("telcosim simulator runs at knobs drawn from the public search ranges",)
@@ -428,10 +428,13 @@ def train_or_load(cache_dir: str | Path, *, runs: int = 120, subscribers: int = 
     C = _calib()
     hyper = dict(hyper or {})
     base = C.base_scenario(scenario, list(sets or []))
-    key = cache_key(base, subscribers=subscribers, runs=runs, seed=seed, hyper=hyper)
+    # the simulations depend on the settings only; the network also on its hyperparameters
+    sims_key = cache_key(base, subscribers=subscribers, runs=runs, seed=seed, hyper={})
+    effective = {k: v for k, v in {**NeuralPosterior.defaults, **hyper}.items() if k != "seed"}
+    key = cache_key(base, subscribers=subscribers, runs=runs, seed=seed, hyper=effective)
     cache_dir = Path(cache_dir)
     folder = cache_dir / f"neural-{key[:16]}"
-    sims = cache_dir / f"sims-{key[:16]}.npz"
+    sims = cache_dir / f"sims-{sims_key[:16]}.npz"
     info: dict[str, Any] = {"key": key, "folder": str(folder), "runs": runs, "subscribers": subscribers,
                             "seed": seed}
     if (folder / SIDECAR_FILE).is_file():
