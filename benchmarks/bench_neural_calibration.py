@@ -75,11 +75,11 @@ def main(argv=None) -> int:
     ap.add_argument("--cache-dir", type=Path, default=ROOT / "runs" / "neural-cache")
     ap.add_argument("--out", type=Path, default=ROOT / "runs" / "neural-bench.json")
     ap.add_argument("--phase", choices=("all", "search", "neural"), default="all")
-    ap.add_argument("--truths", type=int, default=4)
+    ap.add_argument("--truths", type=int, default=6)
     ap.add_argument("--truth-seed", type=int, default=99)
     ap.add_argument("--subscribers", type=int, default=1000)
-    ap.add_argument("--trials", type=int, default=40, help="search runs per targets document")
-    ap.add_argument("--runs", type=int, default=160, help="prior runs of the neural surrogate")
+    ap.add_argument("--trials", type=int, default=20, help="search trials per targets document")
+    ap.add_argument("--runs", type=int, default=200, help="prior runs of the neural surrogate")
     args = ap.parse_args(argv)
 
     from calibration import calibrate as C

@@ -616,6 +616,8 @@ def run_cli(args, merged: dict, params: list[str] | None, progress: Callable[[di
     try:
         model, info = train_or_load(cache, runs=args.neural_runs, subscribers=subscribers, seed=args.sampler_seed,
                                     scenario=args.scenario, sets=args.overrides, progress=say)
+    except ModuleNotFoundError as exc:
+        raise ModelError(f"--method neural needs {exc.name} (not installed): pip install 'telcosim[models]'") from None
     except OSError as exc:
         raise ModelError(f"--cache-dir {cache}: cannot write: {exc.strerror or exc}") from None
     say(f"neural model {'loaded from' if info['loaded'] else 'trained and saved in'} {info['folder']}")
