@@ -127,6 +127,10 @@ def test_cli_neural_trains_once_then_answers_from_the_cache(targets_file, tmp_pa
     assert "90% interval" in text and "privacy_ledger" in text
     sc = tomllib.loads(text)
     assert sc["mobility"]["stickiness"] == pytest.approx(fitted["mobility.stickiness"]["best"], rel=1e-5)
+    import scenarios
+
+    loaded = scenarios.load(str(out1), [])  # a valid scenario, as the search's output is
+    assert loaded.mobility.stickiness == pytest.approx(sc["mobility"]["stickiness"])
     # the same network and posterior seed: the same answer
     assert json.loads((tmp_path / "b.report.json").read_text())["uncertainty"] == rep["uncertainty"]
 
