@@ -48,8 +48,50 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     d.add_argument("--data", type=Path, required=True, metavar="DIR", help="shared data folder (as for train)")
     d.add_argument("--out", type=Path, default=None, metavar="FILE",
                    help="JSON file for the diagnostics (default MODEL_DIR/diagnostics.json)")
+    b = sub.add_parser("behaviour", help="train the DP-SGD subscriber-behaviour generator on a run folder's CDRs",
+                       description="Derive per-subscriber features (activity per service, burstiness, radius of "
+                                   "gyration, home-work distance, contacts) from a run folder in telcosim's schema "
+                                   "(an operator's own CDRs converted to it, or a telcosim run) and train the "
+                                   "behaviour generator with DP-SGD; a scenario draws its population from it with "
+                                   "population.behaviour_model = DIR (docs/models-behaviour.md).")
+    b.add_argument("run_dir", type=Path, metavar="RUN_DIR", help="run folder (cdr/, locations/, cells.parquet)")
+    b.add_argument("--out", type=Path, required=True, metavar="DIR", help="model folder to write")
+    b.add_argument("--epsilon", type=float, default=4.0, help="DP-SGD target epsilon (default 4)")
+    b.add_argument("--seed", type=seed_value, default=0, help="training seed (default 0)")
+    b.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
     p.set_defaults(command="models")
     return p
+
+
+def _behaviour(args) -> int:
+    from calibration.errors import report
+
+    from . import behaviour
+
+    problems = []
+    if not args.epsilon > 0:
+        problems.append(f"--epsilon: {args.epsilon} is out of range (must be > 0)")
+    if args.out.exists() and not args.overwrite:
+        problems.append(f"--out {args.out}: exists; give --overwrite to replace it")
+    if not (args.run_dir / "manifest.json").is_file():
+        problems.append(f"{args.run_dir}: not a run folder (no manifest.json)")
+    if problems:
+        return report(problems)
+    feats = behaviour.subscriber_features(args.run_dir)
+    model = behaviour.BehaviourGenerator(seed=args.seed, target_epsilon=args.epsilon)
+    model.fit(behaviour.training_arrays(feats))
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{args.out.name}.", suffix=".partial", dir=args.out.parent))
+    try:
+        staged = model.save(tmp / "model")
+        if args.out.exists():
+            shutil.rmtree(args.out)
+        staged.rename(args.out)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    print(f"behaviour generator trained on {len(feats)} subscribers (epsilon {model.epsilon:.3g}, "
+          f"delta {model.delta:.3g}) -> {args.out}")
+    return 0
 
 
 def _parse_params(items: list[str], defaults: dict, problems: list[str]) -> dict:
@@ -183,4 +225,6 @@ def run(args: argparse.Namespace) -> int:
     """Run ``telcosim models ...``; returns the exit code (0 done, 2 bad input)."""
     if args.models_command == "train":
         return _train(args)
+    if args.models_command == "behaviour":
+        return _behaviour(args)
     return _diagnose(args)

@@ -625,10 +625,11 @@ def _run_one(task: tuple[int, Scenario, str | None]) -> tuple[int, str, Any]:
     dest = Path(out) if out else None
     t0 = time.perf_counter()
     try:
-        if getattr(scenario, "incidents", ()):
+        if getattr(scenario, "incidents", ()) or scenario.behaviour.cell_shapes != "profile" \
+                or scenario.population.behaviour_model:
             from scenarios.runner import run_scenario
 
-            result, _ = run_scenario(scenario, dest)
+            result, _ = run_scenario(scenario, dest)  # incidents and learned generators
         else:
             result = run(scenario, dest, checkpoint_every=0)
         channels = _voice_channels(scenario)

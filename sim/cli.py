@@ -138,9 +138,9 @@ def _cmd_run(args: argparse.Namespace) -> int:
     if args.baseline:
         raise ConfigError("--baseline: the scenario has no incidents, so the run is its own baseline")
     sim = Simulation(scenario)
-    from scenarios.runner import attach_cell_shapes
+    from scenarios.runner import attach_learned
 
-    attach_cell_shapes(sim)
+    attach_learned(sim)
     writer = RunWriter(args.out, sim.metadata(), scenario.output.compression, overwrite=args.overwrite,
                        resume=args.resume)
     try:

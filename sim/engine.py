@@ -313,8 +313,11 @@ class Simulation:
         self.role = "plain"
         # behaviour.cell_shapes other than "profile": per-cell weekly load multipliers
         # (n_cells x 168, hour 0 = Monday 00:00 local), set by the caller from a learned
-        # generator (see scenarios.runner.attach_cell_shapes; sim does not import models).
+        # generator (see scenarios.runner.attach_learned; sim does not import models).
         self.cell_shapes: np.ndarray | None = None
+        # What the learned generators the run used say of themselves (their sidecars: epsilon,
+        # data fingerprint), for the manifest.
+        self.learned: dict = {}
         base = None if scenario.source.startswith("<") else Path(scenario.source).parent
         seed = scenario.seed
         self.network: Network = build_network(scenario.network, generator(seed, "network.layout"), base)
@@ -398,6 +401,9 @@ class Simulation:
         if sc.behaviour.cell_shapes != "profile" and self.cell_shapes is None:
             raise ConfigError(f"behaviour.cell_shapes = {sc.behaviour.cell_shapes!r} needs the learned shapes: run "
                               "with 'telcosim run' or scenarios.runner.run_scenario (they load them)")
+        if sc.population.behaviour_model and pop.service_activity is None:
+            raise ConfigError("population.behaviour_model needs the learned behaviour generator: run with "
+                              "'telcosim run' or scenarios.runner.run_scenario (they load it)")
         shape_mult = self._shape_multipliers()
 
         def demand_epoch(e: int):
@@ -716,6 +722,7 @@ class Simulation:
             # The calibration's privacy ledger (what the real data cost, per target), when the
             # scenario came from 'telcosim calibrate'.
             "privacy_ledger": self.privacy_ledger,
+            "learned_generators": self.learned or None,
             # A run with incidents and its baseline (the same seed without them) say which they are.
             "role": self.role,
             # Not part of the deterministic content: everything above is.

@@ -14,7 +14,15 @@ from __future__ import annotations
 import numpy as np
 
 from .population import Population
-from .shards import DemandInputs, EpochInputs, Shard, ShardState, make_shard, merge_epoch
+from .shards import (
+    NO_SUB_MULT,
+    DemandInputs,
+    EpochInputs,
+    Shard,
+    ShardState,
+    make_shard,
+    merge_epoch,
+)
 
 
 def _ranges(n: int, size: int) -> list[tuple[int, int]]:
@@ -28,8 +36,10 @@ class LocalDemand:
     def __init__(self, inputs: DemandInputs, pop: Population, state: ShardState, shard_size: int) -> None:
         self.state = state
         home, work = pop.home_cell, pop.work_cell
+        sm = pop.service_activity
         self.shards = [Shard(lo, inputs, home[lo:hi], work[lo:hi], pop.activity[lo:hi],
-                             pop.contact_ptr[lo:hi + 1], pop.contact_cdf, pop.contact_idx, state.slice(lo, hi))
+                             pop.contact_ptr[lo:hi + 1], pop.contact_cdf, pop.contact_idx, state.slice(lo, hi),
+                             NO_SUB_MULT if sm is None else sm[lo:hi])
                        for lo, hi in _ranges(pop.n, shard_size)]
 
     def step(self, ep: EpochInputs):
@@ -71,7 +81,9 @@ class DaskDemand:
             c_lo, c_hi = int(ptr[lo]), int(ptr[hi])
             data = self.client.scatter([home[lo:hi], work[lo:hi], pop.activity[lo:hi], ptr[lo:hi + 1],
                                         pop.contact_cdf[c_lo:c_hi], pop.contact_idx[c_lo:c_hi],
-                                        {k: v[lo:hi] for k, v in arrays.items()}], hash=False)
+                                        {k: v[lo:hi] for k, v in arrays.items()},
+                                        NO_SUB_MULT if pop.service_activity is None else pop.service_activity[lo:hi]],
+                                       hash=False)
             futures.append(self.client.submit(make_shard, lo, shared, *data, actor=True, pure=False))
         self.actors = [f.result() for f in futures]
 

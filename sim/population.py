@@ -33,6 +33,9 @@ class Population:
     contact_ptr: np.ndarray    # int64, CSR of the (symmetric) social graph
     contact_idx: np.ndarray    # int32
     contact_cdf: np.ndarray    # float64, cumulative tie strength within each row
+    # Optional per-service rate multipliers (voice, SMS, data) on top of ``activity``, from a
+    # learned behaviour generator (population.behaviour_model); None for the lognormal model.
+    service_activity: np.ndarray | None = None
 
     @property
     def n(self) -> int:
@@ -107,10 +110,15 @@ def build_population(cfg: PopulationConfig, net: Network, seed: int) -> Populati
     rng_a = generator(seed, "population.activity")
     sigma = cfg.activity_sigma
     activity = rng_a.lognormal(-0.5 * sigma * sigma, sigma, size=n)
-    activity_class = np.searchsorted(np.asarray(_ACTIVITY_EDGES), activity, side="right").astype(np.int8)
+    activity_class = activity_classes(activity)
 
     ptr, idx, cdf = _social_graph(cfg, net, home, seed)
     return Population(home, work, commuter, activity, activity_class, ptr, idx, cdf)
+
+
+def activity_classes(activity: np.ndarray) -> np.ndarray:
+    """The activity class code of each activity level (see sim.schema.ACTIVITY_CLASSES)."""
+    return np.searchsorted(np.asarray(_ACTIVITY_EDGES), activity, side="right").astype(np.int8)
 
 
 def _social_graph(cfg: PopulationConfig, net: Network, home: np.ndarray, seed: int):

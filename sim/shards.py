@@ -54,6 +54,7 @@ class DemandInputs:
 
 
 NO_CELL_MULT = np.ones((0, 3))
+NO_SUB_MULT = np.ones((0, 3))
 NO_FORCE = (np.zeros(0, np.int32), np.zeros(0, np.int32))
 
 
@@ -110,11 +111,13 @@ class Shard:
 
     def __init__(self, first: int, inputs: DemandInputs, home: np.ndarray, work: np.ndarray,
                  activity: np.ndarray, contact_ptr: np.ndarray, contact_cdf: np.ndarray,
-                 contact_idx: np.ndarray, state: ShardState) -> None:
+                 contact_idx: np.ndarray, state: ShardState, sub_mult: np.ndarray = NO_SUB_MULT) -> None:
         self.first = first
         self.count = len(home)
         self.inputs = inputs
         self.home, self.work, self.activity = home, work, activity
+        # Per-service rate multipliers (voice, SMS, data) per subscriber, or none.
+        self.sub_mult = sub_mult
         self.contact_ptr, self.contact_cdf, self.contact_idx = contact_ptr, contact_cdf, contact_idx
         self.state = state
 
@@ -140,6 +143,7 @@ class Shard:
             st.visit_cell, st.visit_count, st.n_seen, *bufs), self.count, max(cap, 2 * room), MOB_DTYPES)
         att = _fill(lambda lo, n, bufs: demand.sessions_epoch(
             d.ses_key, self.first, self.count, lo, n, e, e % EPOCHS_PER_HOUR == 0, t0, t1, ep.rates, start_cell, ep.cell_mult,
+            self.sub_mult,
             self.activity, st.burst_on,
             st.burst_next, st.clock, d.burst_on_mult, d.burst_off_mult, d.burst_on_ms, d.burst_off_ms, d.onnet_share,
             self.contact_ptr, self.contact_cdf, self.contact_idx, d.voice_mu, d.voice_sigma, d.voice_max_ms,
@@ -180,13 +184,13 @@ def _fill(kernel, count: int, cap: int, dtypes: tuple) -> tuple[np.ndarray, ...]
 
 
 def make_shard(first: int, inputs: DemandInputs, home, work, activity, contact_ptr, contact_cdf, contact_idx,
-               state_arrays: dict[str, np.ndarray]) -> Shard:
+               state_arrays: dict[str, np.ndarray], sub_mult=NO_SUB_MULT) -> Shard:
     """A self-contained shard for a remote worker: own copies, ``contact_cdf`` / ``contact_idx``
     holding just this range's rows and ``contact_ptr`` (count + 1 entries) pointing into the
     global arrays, rebased here."""
     return Shard(first, inputs, np.array(home), np.array(work), np.array(activity),
                  np.asarray(contact_ptr) - contact_ptr[0], np.array(contact_cdf), np.array(contact_idx),
-                 ShardState(**{k: np.array(v) for k, v in state_arrays.items()}))
+                 ShardState(**{k: np.array(v) for k, v in state_arrays.items()}), np.array(sub_mult))
 
 
 def merge_epoch(parts: list):

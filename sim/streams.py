@@ -25,6 +25,7 @@ STREAMS = (
     "mobility",
     "sessions",
     "resolution",
+    "population.behaviour",
     "incidents.coverage",
     "incidents.storm",
     "incidents.attendees",

@@ -277,8 +277,8 @@ def mobility_epoch(key, first, count, lo, n, room, epoch, t0, t1, decide, trip_s
 
 
 @njit(cache=True, nogil=True)
-def sessions_epoch(key, first, count, lo, n, epoch, fresh, t0, t1, rates, cell_of, cell_mult, activity, burst_on,
-                   burst_next, clock, mult_on, mult_off, on_mean_ms, off_mean_ms, onnet_share,
+def sessions_epoch(key, first, count, lo, n, epoch, fresh, t0, t1, rates, cell_of, cell_mult, sub_mult, activity,
+                   burst_on, burst_next, clock, mult_on, mult_off, on_mean_ms, off_mean_ms, onnet_share,
                    contact_ptr, contact_cdf, contact_idx, voice_mu, voice_sigma, voice_max_ms,
                    data_mu, data_sigma,
                    out_t, out_sub, out_kind, out_cp, out_dur, out_vol):
@@ -294,7 +294,9 @@ def sessions_epoch(key, first, count, lo, n, epoch, fresh, t0, t1, rates, cell_o
 
     ``cell_mult`` (empty, or one row per cell: voice, SMS and data multipliers) scales the rates of
     a subscriber by the row of the cell they start the epoch in (``cell_of``): mass events,
-    emergencies and per-cell load shapes.
+    emergencies and per-cell load shapes. ``sub_mult`` (empty, or one row per subscriber: voice,
+    SMS and data) scales each subscriber's rates per service (a population drawn from a learned
+    behaviour generator).
 
     Arrivals are drawn by time change: each subscriber carries ``clock``, the unit-rate
     exponential hazard left before their next attempt (negative before the first epoch), and
@@ -318,11 +320,15 @@ def sessions_epoch(key, first, count, lo, n, epoch, fresh, t0, t1, rates, cell_o
         st = seed_state(key, s, epoch)
         r = rates
         total_rate = base_total
-        if cell_mult.shape[0] > 0:
-            c = cell_of[i]
+        if cell_mult.shape[0] > 0 or sub_mult.shape[0] > 0:
             total_rate = 0.0
             for k in range(rates.shape[0]):
-                own[k] = rates[k] * cell_mult[c, svc_of[k]]
+                m = 1.0
+                if cell_mult.shape[0] > 0:
+                    m *= cell_mult[cell_of[i], svc_of[k]]
+                if sub_mult.shape[0] > 0:
+                    m *= sub_mult[i, svc_of[k]]
+                own[k] = rates[k] * m
                 total_rate += own[k]
             r = own
         n_first, on0, next0, clock0 = n, burst_on[i], burst_next[i], clock[i]
