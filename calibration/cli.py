@@ -13,6 +13,8 @@ import argparse
 import json
 from pathlib import Path
 
+from sim.cli import number
+
 from .errors import report as _report
 
 KINDS = ("activity", "cells", "drive", "locations", "shares", "edges", "cdr")
@@ -28,24 +30,8 @@ def _data_spec(text: str) -> tuple[str, Path]:
     return kind, Path(path.strip())
 
 
-def _positive_float(text: str) -> float:
-    try:
-        v = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-    if not (v > 0 and v < float("inf")):
-        raise argparse.ArgumentTypeError(f"{text} must be a positive finite number")
-    return v
-
-
-def _delta(text: str) -> float:
-    try:
-        v = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-    if not 0 < v < 1:
-        raise argparse.ArgumentTypeError(f"{text} must be between 0 and 1 (exclusive), e.g. 1e-6")
-    return v
+_positive_float = number(lo=0, lo_open=True, rule="a positive finite number")
+_delta = number(lo=0, hi=1, lo_open=True, hi_open=True, rule="between 0 and 1 (exclusive), e.g. 1e-6")
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:

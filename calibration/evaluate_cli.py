@@ -16,7 +16,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from sim.cli import positive_int
+from sim.cli import number, positive_int
 
 from .cli import KINDS, _data_spec, repeated_kind_problems, tz_and_holiday_problems
 from .errors import report as _report
@@ -24,26 +24,8 @@ from .errors import report as _report
 EXIT_GATE = 1
 
 
-def _positive_float(text: str) -> float:
-    try:
-        v = float(text)
-    except ValueError:
-        v = float("nan")
-    if not (v > 0 and v < float("inf")):
-        raise argparse.ArgumentTypeError(f"{text!r}: expected a positive number")
-    return v
-
-
-def _non_negative_int(text: str) -> int:
-    try:
-        v = int(text)
-    except ValueError:
-        v = -1
-    if v < 0:
-        raise argparse.ArgumentTypeError(f"{text!r}: expected a whole number >= 0")
-    return v
-
-
+_positive_float = number(lo=0, lo_open=True, rule="a positive number")
+_non_negative_int = number(integer=True, lo=0, rule="a whole number >= 0")
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:

@@ -17,19 +17,11 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from sim.cli import positive_int, seed_value
+from sim.cli import number, positive_int, seed_value
 
 from .errors import report as _report
 
-
-def _count(text: str) -> int:
-    try:
-        v = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
-    if v < 200:
-        raise argparse.ArgumentTypeError(f"{v} must be an integer >= 200 (subscribers of one extra run)")
-    return v
+_count = number(integer=True, lo=200, rule="an integer >= 200 (subscribers of one extra run)")
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:

@@ -5,31 +5,10 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from sim.cli import number, positive_int, seed_value
 
-def _positive(text: str) -> int:
-    from sim.cli import positive_int
-
-    return positive_int(text)
-
-
-def _hours(text: str) -> float:
-    try:
-        v = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number of hours") from None
-    if not 0 <= v <= 12:
-        raise argparse.ArgumentTypeError(f"{text!r} is out of range (0 to 12 hours)")
-    return v
-
-
-def _rate(text: str) -> float:
-    try:
-        v = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a rate per year") from None
-    if not v > 0:
-        raise argparse.ArgumentTypeError(f"{text!r} is out of range (must be > 0)")
-    return v
+_hours = number(lo=0, hi=12, rule="0 to 12 hours")
+_rate = number(lo=0, lo_open=True, rule="a rate per year > 0")
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
@@ -41,13 +20,13 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                     "base scenario with its baseline, and write a window around each as one dataset in "
                     "telcosim's schema plus episode_id, variant and provenance columns.")
     p.add_argument("--kind", required=True, choices=AUGMENT_KINDS, help="incident kind")
-    p.add_argument("--episodes", required=True, type=_positive, metavar="N", help="number of episodes")
+    p.add_argument("--episodes", required=True, type=positive_int, metavar="N", help="number of episodes")
     p.add_argument("--out", required=True, type=Path, help="dataset folder to create")
     p.add_argument("--scenario", default="small_city",
                    help="base scenario without incidents: file or built-in name (default small_city)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override a key of the base scenario (repeatable)")
-    p.add_argument("--seed", type=_positive, default=1, help="seed of the episode draws (default 1)")
+    p.add_argument("--seed", type=seed_value, default=1, help="seed of the episode draws (default 1)")
     p.add_argument("--natural-rate", type=_rate, metavar="PER_YEAR",
                    help="natural frequency of the kind per site, cell or network and year (see the manifest)")
     p.add_argument("--window-before", type=_hours, default=2.0, metavar="H", help="hours kept before (default 2)")

@@ -26,26 +26,29 @@ class _Parser(argparse.ArgumentParser):
         self.exit(EXIT_USAGE, f"telcosim: error: {message} (see '{self.prog} --help')\n")
 
 
-def positive_int(text: str) -> int:
-    """argparse type: an integer > 0 (shared by every telcosim command)."""
-    try:
-        v = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
-    if v <= 0:
-        raise argparse.ArgumentTypeError(f"{v} must be a positive integer")
-    return v
+def number(*, integer: bool = False, lo: float | None = None, hi: float | None = None, lo_open: bool = False,
+           hi_open: bool = False, rule: str = ""):
+    """An argparse type for a number in a range (shared by every telcosim command): the value, or
+    one line saying what is wrong and what is allowed (``rule``, else the bounds)."""
+    def parse(text: str):
+        try:
+            v = int(text) if integer else float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not {'an integer' if integer else 'a number'}") from None
+        bad = (v != v or v in (float("inf"), float("-inf"))
+               or (lo is not None and (v < lo or (lo_open and v == lo)))
+               or (hi is not None and (v > hi or (hi_open and v == hi))))
+        if bad:
+            bounds = " and ".join(b for b in (
+                None if lo is None else f"{'>' if lo_open else '>='} {lo:g}",
+                None if hi is None else f"{'<' if hi_open else '<='} {hi:g}") if b)
+            raise argparse.ArgumentTypeError(f"{v} is out of range (must be {rule or bounds or 'finite'})")
+        return v
+    return parse
 
 
-def seed_value(text: str) -> int:
-    """argparse type: a root seed, 0 <= seed < 2^63."""
-    try:
-        v = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
-    if not 0 <= v < 2**63:
-        raise argparse.ArgumentTypeError(f"{v} must be between 0 and 2^63-1")
-    return v
+positive_int = number(integer=True, lo=0, lo_open=True, rule="a positive integer")
+seed_value = number(integer=True, lo=0, hi=2**63 - 1, rule="between 0 and 2^63-1")
 
 
 def build_parser() -> argparse.ArgumentParser:

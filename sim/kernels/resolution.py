@@ -260,7 +260,7 @@ def _serving(c, s, t, serve, cover, cover_key):
     return np.int64(serve[c]) if u < cover[c] else np.int64(-1)
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def _unlink_data(j, c, s, cell_head, ds_cnext, ds_cprev, ds_snext, ds_sprev, sub_st, act_bits, n_d, vt):
     """Take data session ``j`` (in cell ``c``, of subscriber ``s``) out of both its lists."""
     if ds_cprev[j] >= 0:
@@ -298,7 +298,7 @@ def _drop_data(j, t, cause, acc, cdr, nc, data_free, counters, cell_head, ds_sub
     return nc
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def _move_data(j, c_new, cell_head, ds_cell, ds_fin, ds_cnext, ds_cprev, n_d, vt):
     """Move data session ``j`` to ``c_new`` keeping its remaining volume (both cells' virtual
     times advanced to now)."""
@@ -505,24 +505,8 @@ def resolve_epoch(
                     best = j
                 j = ds_cnext[j]
             j = best
-            # Unlink from the cell list and the subscriber list.
-            if ds_cprev[j] >= 0:
-                ds_cnext[ds_cprev[j]] = ds_cnext[j]
-            else:
-                cell_head[c] = ds_cnext[j]
-            if ds_cnext[j] >= 0:
-                ds_cprev[ds_cnext[j]] = ds_cprev[j]
             s = ds_sub[j]
-            if ds_sprev[j] >= 0:
-                ds_snext[ds_sprev[j]] = ds_snext[j]
-            else:
-                sub_st[s, 1] = ds_snext[j]
-            if ds_snext[j] >= 0:
-                ds_sprev[ds_snext[j]] = ds_sprev[j]
-            _mark(act_bits, sub_st, s)
-            n_d[c] -= 1
-            if n_d[c] == 0:
-                vt[c] = 0.0
+            _unlink_data(j, c, s, cell_head, ds_cnext, ds_cprev, ds_snext, ds_sprev, sub_st, act_bits, n_d, vt)
             nc = _cdr_row(
                 cdr,
                 nc,
@@ -620,25 +604,8 @@ def resolve_epoch(
                 _ps_advance(c_new, t, n_d, vt, ps_last, cap_bpms, ue_bpms, served, sess_ms, acc)
                 j = sub_st[s, 1]
                 while j >= 0:
-                    rem = ds_fin[j] - vt[c_old]
-                    if ds_cprev[j] >= 0:
-                        ds_cnext[ds_cprev[j]] = ds_cnext[j]
-                    else:
-                        cell_head[c_old] = ds_cnext[j]
-                    if ds_cnext[j] >= 0:
-                        ds_cprev[ds_cnext[j]] = ds_cprev[j]
-                    n_d[c_old] -= 1
-                    ds_fin[j] = vt[c_new] + rem
-                    ds_cell[j] = c_new
-                    ds_cprev[j] = -1
-                    ds_cnext[j] = cell_head[c_new]
-                    if cell_head[c_new] >= 0:
-                        ds_cprev[cell_head[c_new]] = j
-                    cell_head[c_new] = j
-                    n_d[c_new] += 1
+                    _move_data(j, c_new, cell_head, ds_cell, ds_fin, ds_cnext, ds_cprev, n_d, vt)
                     j = ds_snext[j]
-                if n_d[c_old] == 0:
-                    vt[c_old] = 0.0
                 _ps_predict(
                     c_old, t, n_d, vt, cap_bpms, ue_bpms, cell_head, ds_cnext, ds_fin, td, tdi
                 )
