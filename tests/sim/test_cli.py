@@ -44,7 +44,7 @@ def test_run_default_small(tmp_path, capsys):
 
 @pytest.mark.parametrize("argv,needle", [
     (["run", "--frobnicate"], "unrecognized arguments: --frobnicate"),
-    (["run", "--subscribers", "0"], "0 must be a positive integer"),
+    (["run", "--subscribers", "0"], "0 is out of range (must be a positive integer)"),
     (["run", "--subscribers", "-5"], "must be a positive integer"),
     (["run", "--days", "x"], "'x' is not an integer"),
     (["run", "--set", "network.sites"], "expected dotted.key=value"),
