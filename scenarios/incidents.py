@@ -193,6 +193,21 @@ def _multipliers(v: Any, where: str, problems: list[str], services=SERVICES) -> 
     return out
 
 
+def _tables(v: Any, where: str, shape: str, problems: list[str]) -> list[tuple[str, dict]] | None:
+    """The tables of a list-of-tables parameter with their dotted paths; a problem for anything
+    else (None when ``v`` is not a list at all)."""
+    if not isinstance(v, list):
+        problems.append(f"{where}: {v!r} is not a list of {shape}")
+        return None
+    out = []
+    for i, item in enumerate(v):
+        if isinstance(item, dict):
+            out.append((f"{where}[{i}]", item))
+        else:
+            problems.append(f"{where}[{i}]: {item!r} is not a table {shape}")
+    return out
+
+
 def _check_param(key: str, v: Any, where: str, problems: list[str]) -> Any:
     def bad(what: str) -> None:
         problems.append(f"{where}.{key}: {v!r} {what}")
@@ -230,15 +245,11 @@ def _check_param(key: str, v: Any, where: str, problems: list[str]) -> Any:
     if key == "multipliers":
         return _multipliers(v, f"{where}.{key}", problems)
     if key == "peaks":
-        if not isinstance(v, list):
-            bad("is not a list of peaks ({ at_min, duration_min, factor })")
+        items = _tables(v, f"{where}.{key}", "{ at_min, duration_min, factor }", problems)
+        if items is None:
             return None
         out = []
-        for i, p in enumerate(v):
-            w = f"{where}.peaks[{i}]"
-            if not isinstance(p, dict):
-                problems.append(f"{w}: {p!r} is not a table {{ at_min, duration_min, factor }}")
-                continue
+        for w, p in items:
             for k in p:
                 if k not in ("at_min", "duration_min", "factor"):
                     problems.append(f"{w}.{k}: unknown key (allowed: at_min, duration_min, factor)")
@@ -252,15 +263,11 @@ def _check_param(key: str, v: Any, where: str, problems: list[str]) -> Any:
                 out.append({k: float(p[k]) for k in ("at_min", "duration_min", "factor")})
         return out
     if key == "hourly":
-        if not isinstance(v, list):
-            bad("is not a list of { hour, voice, sms, data }")
+        items = _tables(v, f"{where}.{key}", "{ hour, voice, sms, data }", problems)
+        if items is None:
             return None
         out = []
-        for i, h in enumerate(v):
-            w = f"{where}.hourly[{i}]"
-            if not isinstance(h, dict):
-                problems.append(f"{w}: {h!r} is not a table {{ hour, voice, sms, data }}")
-                continue
+        for w, h in items:
             hour = h.get("hour")
             if not isinstance(hour, int) or isinstance(hour, bool) or not 0 <= hour <= 23:
                 problems.append(f"{w}.hour: {hour!r} is not a local hour 0..23")
