@@ -590,18 +590,33 @@ class Simulation:
         return RunResult(out, dict(writer.rows), wall, kpi, stats)
 
     def _shape_multipliers(self) -> np.ndarray | None:
-        """Per-cell multipliers that replace the profile's weekly shape by each cell's own: the
-        cell's shape and level over the profile's all-service shape (both mean 1 over the week)."""
+        """Per-cell rate multipliers that make each cell's load follow its own learned weekly shape
+        and level: the shape and level over the profile's all-service shape and over the cell's
+        expected presence (the people mobility brings there at each hour of the week: at home,
+        at work, or out, by the hourly place targets). Real per-area shapes already contain the
+        movement of people; dividing by the simulated presence keeps it from being counted twice.
+        Scaled so that the expected total demand is the profile's."""
         if self.cell_shapes is None:
             return None
+        shapes = np.asarray(self.cell_shapes, np.float64)
+        net, pop = self.network, self.population
+        if shapes.shape != (net.n_cells, 168):
+            raise ConfigError(f"behaviour.cell_shapes: expected {net.n_cells} x 168 multipliers, got {shapes.shape}")
         prof = np.array([[np.mean([self.profile.shapes[s].factor(h, wd) for s in ("voice", "sms", "data")])
                           for h in range(24)] for wd in range(7)]).ravel()
         prof = prof / prof.mean()
-        shapes = np.asarray(self.cell_shapes, np.float64)
-        if shapes.shape != (self.network.n_cells, 168):
-            raise ConfigError(f"behaviour.cell_shapes: expected {self.network.n_cells} x 168 multipliers, "
-                              f"got {shapes.shape}")
-        return shapes / prof[None, :]
+        home = np.bincount(pop.home_cell, minlength=net.n_cells).astype(np.float64)
+        work = np.bincount(pop.work_cell, minlength=net.n_cells).astype(np.float64)
+        out = 0.5 * (home + work)  # "other" places: exploration lands mostly near home and work
+        target = np.array([place_target(h, wd) for wd in range(7) for h in range(24)])  # (168, 3)
+        presence = np.outer(home, target[:, 0]) + np.outer(work, target[:, 1]) + np.outer(out, target[:, 2])
+        mean = presence.mean(axis=1, keepdims=True)
+        rel = np.divide(presence, mean, out=np.ones_like(presence), where=mean > 0)
+        mult = shapes / (prof[None, :] * np.clip(rel, 0.2, None))
+        # The same expected demand as the profile: sum of presence x profile x multiplier.
+        base = (presence * prof[None, :]).sum()
+        got = (presence * prof[None, :] * mult).sum()
+        return mult * (base / got) if got > 0 else mult
 
     def _demand_inputs(self) -> DemandInputs:
         sc, net = self.scenario, self.network
