@@ -89,6 +89,15 @@ def test_outage_cells_are_silent_and_neighbours_take_the_load(outage):
     assert (att["time"] >= inc["end"]).all() and (att["time"] < inc["end"] + np.timedelta64(15, "m")).all()
 
 
+def test_incident_runs_pass_verify(outage, stadium, capsys):
+    # Checksums, schema (incident_id columns, incidents.parquet) and the per-cell invariants hold
+    # for the run with incidents and for its baseline.
+    for case in (outage, stadium):
+        _, run, base = case
+        for d in (run, base):
+            assert main(["verify", str(d)]) == 0, capsys.readouterr().err
+
+
 def test_counterfactual_prefix_is_byte_identical(outage):
     _, run, base = outage
     inc = _incident(run)
