@@ -52,9 +52,10 @@ def attach_learned(sim: Simulation) -> None:
         per_service = np.column_stack([draw["voice_activity"], draw["sms_activity"], draw["data_activity"]])
         set_service_activity(pop, per_service)
         side = json.loads((path / "model.json").read_text(encoding="utf-8"))
-        sim.learned["behaviour_model"] = {k: side.get(k) for k in ("name", "version", "epsilon", "delta")}
-        sim.learned["behaviour_model"]["fingerprint"] = (side.get("training") or {}).get("fingerprint")
-        sim.learned["behaviour_model"]["path"] = str(path)
+        sim.learned["behaviour_model"] = {
+            "path": str(path), "model": side.get("model"), "telcosim_version": side.get("telcosim_version"),
+            "epsilon": side.get("epsilon"), "delta": side.get("delta"),
+            "data_fingerprint": side.get("data_fingerprint"), "training_rows": side.get("training_rows")}
 
 
 def set_service_activity(pop, per_service: np.ndarray) -> None:

@@ -44,7 +44,9 @@ def test_population_drawn_from_the_model(model_dir, tmp_path):
     # Activity is the mean of the drawn per-service multipliers (mean 1), not the lognormal.
     assert subs["activity"].mean() == pytest.approx(1.0, abs=1e-9)
     man = json.loads((tmp_path / "a" / "manifest.json").read_text())
-    assert man["learned_generators"]["behaviour_model"]["epsilon"] <= 4.0 + 1e-6
+    learned = man["learned_generators"]["behaviour_model"]
+    assert learned["epsilon"] <= 4.0 + 1e-6 and learned["data_fingerprint"].startswith("sha256:")
+    assert learned["model"] == "behaviour" and learned["training_rows"] > 0
     plain = config.load(None, ["population.subscribers=3000"])
     from sim.engine import Simulation
     from sim.population import build_population
