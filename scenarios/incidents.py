@@ -83,6 +83,7 @@ DEFAULTS: dict[str, Any] = {
     "hourly": [], "mtbf_hours": 2000.0, "mttr_hours": 4.0, "mttr_sigma": 0.8,
 }
 _OUTAGES = ("cell_outage", "site_outage", "random_failure")
+MAX_DURATION_MIN = 366 * 24 * 60
 
 
 @dataclasses.dataclass
@@ -222,12 +223,25 @@ def _check_param(key: str, v: Any, where: str, problems: list[str]) -> Any:
             bad("is not true or false")
             return None
         return v
-    if key in ("coverage_overlap", "capacity_factor", "coverage_factor", "loss"):
+    if key in ("coverage_overlap", "coverage_factor"):
         if not _num(v) or not 0 <= v <= 1:
             bad("is out of range (a share between 0 and 1)")
             return None
         return float(v)
-    if key in ("storm_spread_s", "arrive_before_min", "decay_min", "mtbf_hours", "mttr_hours", "cap_mbps"):
+    if key in ("capacity_factor", "loss"):
+        # No capacity at all would stall data sessions for good: that is an outage, not this.
+        ok = _num(v) and (0 < v <= 1 if key == "capacity_factor" else 0 <= v < 1)
+        if not ok:
+            bad("is out of range (" + ("a share > 0 and <= 1" if key == "capacity_factor" else "a share >= 0 and < 1")
+                + "; for no service at all use a cell_outage or site_outage)")
+            return None
+        return float(v)
+    if key == "mtbf_hours":
+        if not _num(v) or v < 1:
+            bad("is out of range (a mean time between failures >= 1 hour)")
+            return None
+        return float(v)
+    if key in ("storm_spread_s", "arrive_before_min", "decay_min", "mttr_hours", "cap_mbps"):
         if not _num(v) or v <= 0:
             bad("is not a number > 0")
             return None
@@ -312,8 +326,9 @@ def parse(sc: Scenario, net, label: str) -> list[Incident]:
             e_ms = _local_ms(inc["end"], f"{where}.end", sc, start, problems)
         elif "duration_min" in inc:
             d = inc["duration_min"]
-            if not _num(d) or d <= 0:
-                problems.append(f"{where}.duration_min: {d!r} is not a duration > 0 (minutes)")
+            if not _num(d) or d <= 0 or d > MAX_DURATION_MIN:
+                problems.append(f"{where}.duration_min: {d!r} is not a duration > 0 and <= {MAX_DURATION_MIN} "
+                                "(minutes, a year)")
                 e_ms = None
             else:
                 e_ms = None if s_ms is None else s_ms + int(round(d * 60_000))
@@ -357,7 +372,8 @@ def parse(sc: Scenario, net, label: str) -> list[Incident]:
         if not isinstance(name, str):
             problems.append(f"{where}.name: {name!r} is not a string")
         if len(problems) == n0:
-            out.append(Incident(len(out), kind, str(name), int(s_ms), int(e_ms),
+            # An incident already under way when the window opens starts with the window.
+            out.append(Incident(len(out), kind, str(name), max(0, int(s_ms)), int(e_ms),
                                 cells if cells is not None else np.zeros(0, np.int64), params))
     if problems:
         raise ConfigError(problems)
@@ -386,7 +402,8 @@ def _random_failures(inc: Incident, net, seed: int, window_ms: int, first_id: in
             t_fail = int(env.now)
             repair = g.lognormal(math.log(p["mttr_hours"] * HOUR_MS), p["mttr_sigma"]) if p["mttr_sigma"] > 0 \
                 else p["mttr_hours"] * HOUR_MS
-            found.append((t_fail, int(s), t_fail + max(int(repair), 1000)))
+            repair = max(int(repair), 1000)
+            found.append((t_fail, int(s), t_fail + repair))
             yield env.timeout(repair)
 
     for s in sites:
@@ -570,8 +587,9 @@ def compile_incidents(sim) -> Perturbations | None:
     footprint = [(i.id, i.effect_start_ms, i.cells) for i in order]
 
     def attribute(t: np.ndarray, cell: np.ndarray) -> np.ndarray:
-        """The incident a changed row is put down to: the latest started one whose footprint holds
-        the row's cell, else the latest started one."""
+        """The incident a changed row is put down to, ``t`` being when the row was settled (a CDR
+        row's end, a location row's time, a KPI interval's last millisecond): the latest started
+        one whose footprint holds the row's cell, else the latest started one."""
         ids = np.full(len(t), -1, np.int32)
         for iid, eff, _ in footprint:
             ids[t >= eff] = iid

@@ -447,7 +447,11 @@ class Simulation:
             changed = matcher.changed(table, cols, t_emit)
             ids = np.full(n, -1, np.int32)
             if changed.any():
-                ids[changed] = pert.attribute(cols["t"][changed], cols["cell"][changed])
+                # Attributed by when the row was settled: a call an outage dropped started before it.
+                settled = cols["t"][changed]
+                if table == "cdr":
+                    settled = settled + np.round(cols["dur_s"][changed] * 1000.0).astype(np.int64)
+                ids[changed] = pert.attribute(settled, cols["cell"][changed])
             return pa.array(ids, mask=ids < 0)
 
         def emit(cdr: dict, loc: dict | None, final: bool = True, t_emit: int = int(resolution.INF)) -> None:
@@ -688,7 +692,7 @@ class Simulation:
                 differs |= a != b
         ids = np.full(table.num_rows, -1, np.int32)
         if differs.any():
-            ids[differs] = self.perturbations.attribute(start[differs], cell[differs])
+            ids[differs] = self.perturbations.attribute(start[differs] + iv - 1, cell[differs])
         return table.set_column(table.num_columns - 1, table.schema.field(table.num_columns - 1),
                                 pa.array(ids, mask=ids < 0))
 

@@ -598,20 +598,18 @@ def resolve_epoch(
                                    call_t0, call_int, call_try, a_sub, a_cell, a_start, a_rec, a_dir, b_sub, b_cell,
                                    b_start, b_rec, busy, busy_last, busy_area, sub_st, act_bits, k_drop, k_carried)
             if sub_st[s, 1] >= 0 and c_new != c_dat:
-                # Data sessions follow the subscriber: keep their remaining volume.
-                c_old = c_dat
-                _ps_advance(c_old, t, n_d, vt, ps_last, cap_bpms, ue_bpms, served, sess_ms, acc)
+                # Data sessions follow the subscriber: keep their remaining volume. Each moves from
+                # its own cell (after an outage a subscriber's sessions may sit in two cells).
                 _ps_advance(c_new, t, n_d, vt, ps_last, cap_bpms, ue_bpms, served, sess_ms, acc)
                 j = sub_st[s, 1]
                 while j >= 0:
-                    _move_data(j, c_new, cell_head, ds_cell, ds_fin, ds_cnext, ds_cprev, n_d, vt)
+                    c_old = ds_cell[j]
+                    if c_old != c_new:
+                        _ps_advance(c_old, t, n_d, vt, ps_last, cap_bpms, ue_bpms, served, sess_ms, acc)
+                        _move_data(j, c_new, cell_head, ds_cell, ds_fin, ds_cnext, ds_cprev, n_d, vt)
+                        _ps_predict(c_old, t, n_d, vt, cap_bpms, ue_bpms, cell_head, ds_cnext, ds_fin, td, tdi)
                     j = ds_snext[j]
-                _ps_predict(
-                    c_old, t, n_d, vt, cap_bpms, ue_bpms, cell_head, ds_cnext, ds_fin, td, tdi
-                )
-                _ps_predict(
-                    c_new, t, n_d, vt, cap_bpms, ue_bpms, cell_head, ds_cnext, ds_fin, td, tdi
-                )
+                _ps_predict(c_new, t, n_d, vt, cap_bpms, ue_bpms, cell_head, ds_cnext, ds_fin, td, tdi)
             continue
         # A session attempt: a redial that is due (before a drawn attempt at the same time), else
         # the next drawn attempt.

@@ -408,3 +408,78 @@ def test_incident_run_same_bytes_whatever_the_chunking(tmp_path):
         for p in sorted((tmp_path / "one").rglob("*.parquet")):
             q = tmp_path / other / p.relative_to(tmp_path / "one")
             assert hashlib.sha256(p.read_bytes()).digest() == hashlib.sha256(q.read_bytes()).digest(), (other, p.name)
+
+
+def test_review_edge_cases(tmp_path, capsys):
+    # Out-of-range severities and durations are input errors, not crashes later on.
+    bad = tmp_path / "edge.toml"
+    bad.write_text('''extends = "small_city"
+[[incidents]]
+kind = "backhaul_failure"
+sites = [0]
+start = "2024-03-05T10:00:00"
+duration_min = 1e20
+loss = 1.0
+[[incidents]]
+kind = "degraded_cell"
+cells = [1]
+start = "2024-03-05T10:00:00"
+duration_min = 60
+capacity_factor = 0.0
+[[incidents]]
+kind = "random_failures"
+mtbf_hours = 1e-6
+''')
+    assert main(["scenario", "check", str(bad)]) == 2
+    err = capsys.readouterr().err
+    for needle in ("incidents[0].duration_min: 1e+20 is not a duration > 0 and <= 527040",
+                   "incidents[0].loss: 1.0 is out of range", "incidents[1].capacity_factor: 0.0 is out of range",
+                   "incidents[2].mtbf_hours: 1e-06 is out of range"):
+        assert needle in err, (needle, err)
+    # An incident already under way when the window opens starts with it.
+    ok = tmp_path / "early.toml"
+    ok.write_text('''extends = "small_city"
+[population]
+subscribers = 800
+[[incidents]]
+kind = "site_outage"
+sites = [0]
+start = "2024-03-04T23:00:00"
+end = "2024-03-05T02:00:00"
+''')
+    run_scenario(scenarios.load(str(ok)), tmp_path / "early")
+    inc = _table(tmp_path / "early", "incidents").iloc[0]
+    kpi = _table(tmp_path / "early", "cell_kpis")
+    assert inc["start"] == kpi["interval_start"].min()
+
+
+def test_dropped_calls_go_to_the_outage_not_an_earlier_event(tmp_path):
+    # A call that started before the outage and was dropped by it is the outage's, even when a
+    # mass event elsewhere started earlier.
+    f = tmp_path / "two.toml"
+    f.write_text('''extends = "site_outage_peak"
+[population]
+subscribers = 4000
+[behaviour]
+voice_per_day = 30.0
+call_duration_log_mu = 6.0
+[[incidents]]
+kind = "site_outage"
+centre_km = [0.0, 0.0]
+radius_km = 0.5
+start = "2024-03-05T18:02:30"
+duration_min = 60
+on_active = "drop"
+[[incidents]]
+kind = "mass_event"
+centre_km = [2.0, 1.0]
+radius_km = 0.6
+start = "2024-03-05T19:00:00"
+duration_min = 60
+attendees = 200
+multipliers = { sms = 2.0 }
+''')
+    run_scenario(scenarios.load(str(f)), tmp_path / "run")
+    cdr = _table(tmp_path / "run", "cdr")
+    dropped = cdr[cdr["cause"] == "cell_outage"]
+    assert len(dropped) > 0 and (dropped["incident_id"] == 0).all()
