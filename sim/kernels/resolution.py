@@ -261,14 +261,34 @@ def _serving(c, s, t, serve, cover, cover_key):
 
 
 @njit(cache=True, inline="always")
-def _unlink_data(j, c, s, cell_head, ds_cnext, ds_cprev, ds_snext, ds_sprev, sub_st, act_bits, n_d, vt):
-    """Take data session ``j`` (in cell ``c``, of subscriber ``s``) out of both its lists."""
+def _cell_unlink(j, c, cell_head, ds_cnext, ds_cprev, n_d, vt):
+    """Take data session ``j`` out of cell ``c``'s list (a cell left empty restarts its virtual time)."""
     if ds_cprev[j] >= 0:
         ds_cnext[ds_cprev[j]] = ds_cnext[j]
     else:
         cell_head[c] = ds_cnext[j]
     if ds_cnext[j] >= 0:
         ds_cprev[ds_cnext[j]] = ds_cprev[j]
+    n_d[c] -= 1
+    if n_d[c] == 0:
+        vt[c] = 0.0
+
+
+@njit(cache=True, inline="always")
+def _cell_link(j, c, cell_head, ds_cnext, ds_cprev, n_d):
+    """Put data session ``j`` at the head of cell ``c``'s list."""
+    ds_cprev[j] = -1
+    ds_cnext[j] = cell_head[c]
+    if cell_head[c] >= 0:
+        ds_cprev[cell_head[c]] = j
+    cell_head[c] = j
+    n_d[c] += 1
+
+
+@njit(cache=True, inline="always")
+def _unlink_data(j, c, s, cell_head, ds_cnext, ds_cprev, ds_snext, ds_sprev, sub_st, act_bits, n_d, vt):
+    """Take data session ``j`` (in cell ``c``, of subscriber ``s``) out of both its lists."""
+    _cell_unlink(j, c, cell_head, ds_cnext, ds_cprev, n_d, vt)
     if ds_sprev[j] >= 0:
         ds_snext[ds_sprev[j]] = ds_snext[j]
     else:
@@ -276,9 +296,6 @@ def _unlink_data(j, c, s, cell_head, ds_cnext, ds_cprev, ds_snext, ds_sprev, sub
     if ds_snext[j] >= 0:
         ds_sprev[ds_snext[j]] = ds_sprev[j]
     _mark(act_bits, sub_st, s)
-    n_d[c] -= 1
-    if n_d[c] == 0:
-        vt[c] = 0.0
 
 
 @njit(cache=True)
@@ -304,23 +321,10 @@ def _move_data(j, c_new, cell_head, ds_cell, ds_fin, ds_cnext, ds_cprev, n_d, vt
     times advanced to now)."""
     c_old = ds_cell[j]
     rem = ds_fin[j] - vt[c_old]
-    if ds_cprev[j] >= 0:
-        ds_cnext[ds_cprev[j]] = ds_cnext[j]
-    else:
-        cell_head[c_old] = ds_cnext[j]
-    if ds_cnext[j] >= 0:
-        ds_cprev[ds_cnext[j]] = ds_cprev[j]
-    n_d[c_old] -= 1
-    if n_d[c_old] == 0:
-        vt[c_old] = 0.0
+    _cell_unlink(j, c_old, cell_head, ds_cnext, ds_cprev, n_d, vt)
     ds_fin[j] = vt[c_new] + rem
     ds_cell[j] = c_new
-    ds_cprev[j] = -1
-    ds_cnext[j] = cell_head[c_new]
-    if cell_head[c_new] >= 0:
-        ds_cprev[cell_head[c_new]] = j
-    cell_head[c_new] = j
-    n_d[c_new] += 1
+    _cell_link(j, c_new, cell_head, ds_cnext, ds_cprev, n_d)
 
 
 @njit(cache=True, inline="always")
@@ -685,18 +689,13 @@ def resolve_epoch(
             ds_sess[j] = counters[C_NEXT_SESS]
             counters[C_NEXT_REC] += 1
             counters[C_NEXT_SESS] += 1
-            ds_cprev[j] = -1
-            ds_cnext[j] = cell_head[c]
-            if cell_head[c] >= 0:
-                ds_cprev[cell_head[c]] = j
-            cell_head[c] = j
+            _cell_link(j, c, cell_head, ds_cnext, ds_cprev, n_d)
             ds_sprev[j] = -1
             ds_snext[j] = sub_st[s, 1]
             if sub_st[s, 1] >= 0:
                 ds_sprev[sub_st[s, 1]] = j
             sub_st[s, 1] = j
             _mark(act_bits, sub_st, s)
-            n_d[c] += 1
             if acc:
                 k_dsess[cur, c] += 1
             _ps_predict(c, t, n_d, vt, cap_bpms, ue_bpms, cell_head, ds_cnext, ds_fin, td, tdi)
