@@ -199,17 +199,35 @@ def target_terms(doc: dict) -> tuple[list[Term], list[str]]:
     return terms, notes
 
 
-def _hourly_profiles(c) -> dict[str, list[float] | None]:
-    """MO voice, MO SMS, data and all records per local hour of day, as mean-1 shapes."""
+def _hourly_profiles(c, volume: np.ndarray | None = None) -> dict[str, list[float] | None]:
+    """MO voice, MO SMS and all records per local hour of day, and data *volume* (bytes of the
+    data records, ``volume``; their count without it), as mean-1 shapes: the targets' data series
+    is the LTE cells' volume."""
     hour = (c.start_time.astype("datetime64[h]").astype(np.int64) % 24)
     mo = c.direction == "mo"
     masks = {"voice": (c.service == "voice") & mo, "sms": (c.service == "sms") & mo,
              "data": c.service == "data", "all": np.ones(len(hour), bool)}
     out = {}
     for k, m in masks.items():
-        n = np.bincount(hour[m], minlength=24).astype(float)
+        w = volume[m] if (k == "data" and volume is not None) else None
+        n = np.bincount(hour[m], weights=w, minlength=24).astype(float)
         out[k] = list(n / n.mean()) if n.sum() > 0 else None
     return out
+
+
+def _record_bytes(run_dir: Path) -> np.ndarray | None:
+    """bytes_up + bytes_down per CDR row, in the order :func:`calibration.readers.read_cdr` reads
+    them (the same files and row order), or None when the run has no such columns."""
+    import pyarrow.parquet as pq
+
+    src = run_dir / "cdr" if (run_dir / "cdr").is_dir() else run_dir
+    try:
+        t = pq.read_table(src, columns=["bytes_up", "bytes_down"])
+    except (OSError, ValueError, KeyError):
+        return None
+    up = t.column("bytes_up").to_numpy(zero_copy_only=False)
+    down = t.column("bytes_down").to_numpy(zero_copy_only=False)
+    return np.nan_to_num(up.astype(float)) + np.nan_to_num(down.astype(float))
 
 
 def run_statistics(run_dir: Path, groups: set[str] | None = None) -> dict[str, Any]:
@@ -239,7 +257,8 @@ def run_statistics(run_dir: Path, groups: set[str] | None = None) -> dict[str, A
             out["contact_concentration"] = cc["value"]["top10pct_pairs_call_share"]
             out["_pairs_per_bin"] = [float(x) for x in cc["value"]["pairs_per_bin"]]
         if "profile" in groups:
-            for k, shape in _hourly_profiles(c).items():
+            vol = _record_bytes(Path(run_dir))
+            for k, shape in _hourly_profiles(c, vol if vol is not None and len(vol) == len(c.service) else None).items():
                 out[f"diurnal_profile.{k}"] = shape
     if "mobility" in groups:
         mob = mobility_stats(run_dir)

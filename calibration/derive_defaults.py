@@ -302,6 +302,72 @@ def nodobo_services(data: Path) -> dict:
 
 
 # --------------------------------------------------------------------------
+# Session counts: every service on Milan's weekly cycle, data records as the residual
+# --------------------------------------------------------------------------
+
+
+def record_weights() -> dict[str, float]:
+    """Expected CDR records per subscriber-day (activity 1) of each service with the default
+    knobs (``sim/config.py``): originated calls / SMS, their on-net terminating legs and the
+    off-net terminating ones; data sessions once. Redials of blocked calls are left out (under 1%
+    of the records in the default run)."""
+    from sim.config import BehaviourConfig
+
+    b = BehaviourConfig()
+    return {"voice": b.voice_per_day * (1 + b.onnet_share) + b.voice_in_offnet_per_day,
+            "sms": b.sms_per_day * (1 + b.onnet_share) + b.sms_in_offnet_per_day,
+            "data": b.data_per_day}
+
+
+def _week(hour_weekday, hour_weekend, day_of_week) -> np.ndarray:
+    """7 x 24 hour-of-week factors (mean 1) from mean-1 hour shapes and a mean-1 day shape."""
+    hw, he, dw = mean_one(hour_weekday), mean_one(hour_weekend), mean_one(day_of_week)
+    return np.array([dw[d] * (he if d >= 5 else hw) for d in range(7)])
+
+
+def session_shapes(nod: dict, milan: dict, lte: dict, weights: dict[str, float] | None = None) -> dict:
+    """Count shapes of the three services, so that all records together follow Milan.
+
+    Milan's load (Telecom Italia, operator scale) counts every CDR event of every service
+    together; Nodobo (27 students) has per-service hourly shapes for calls and SMS; the LTE
+    cells give data *volume*, not session counts. So:
+
+    * voice and SMS keep Nodobo's hour-of-day shapes (weekday, weekend) but take Milan's
+      day-of-week cycle: the students' week (Friday and Saturday calls +31% / +49%) is not an
+      operator's (weekend -12%);
+    * data sessions are what Milan's load leaves after the voice and SMS records, hour of week by
+      hour of week, with the default knobs' record weights (:func:`record_weights`): ``data(h) =
+      (W * milan(h) - w_voice * voice(h) - w_sms * sms(h)) / w_data``, all factors mean 1;
+    * the data volume per session then follows ``lte(h) / data(h)`` (the engine's hour-of-week
+      shift of the lognormal mu), so data volume still has the LTE cells' shape.
+
+    Returns the three services' ``hour_weekday / hour_weekend / day_of_week`` and the residual's
+    minimum (it must stay positive; the weights are those of the default knobs).
+    """
+    w = record_weights() if weights is None else weights
+    total = sum(w.values())
+    m = _week(milan["hour_weekday"], milan["hour_weekend"], milan["day_of_week"])
+    dow = milan["day_of_week"]
+    v = _week(nod["voice"]["hour_weekday"], nod["voice"]["hour_weekend"], dow)
+    s = _week(nod["sms"]["hour_weekday"], nod["sms"]["hour_weekend"], dow)
+    resid = (total * m - w["voice"] * v - w["sms"] * s) / w["data"]
+    if resid.min() <= 0:
+        raise ValueError(f"data sessions' residual shape is not positive (min {resid.min():.3g}): the voice and SMS "
+                         "records would exceed Milan's load in some hour")
+    day = resid.mean(axis=1)
+    out = {svc: {"hour_weekday": nod[svc]["hour_weekday"], "hour_weekend": nod[svc]["hour_weekend"],
+                 "day_of_week": np.asarray(dow, float)} for svc in ("voice", "sms")}
+    out["data"] = {"hour_weekday": resid[:5].mean(axis=0) / day[:5].mean(),
+                   "hour_weekend": resid[5:].mean(axis=0) / day[5:].mean(),
+                   "day_of_week": day}
+    out["_min_residual"] = float(resid.min())
+    out["_weights"] = w
+    vol = _week(lte["hour_weekday"], lte["hour_weekend"], lte["day_of_week"]) / resid
+    out["_volume_factor_range"] = (float(vol.min()), float(vol.max()))
+    return out
+
+
+# --------------------------------------------------------------------------
 # Copenhagen: call durations, volumes, social structure
 # --------------------------------------------------------------------------
 
@@ -694,8 +760,9 @@ def render_toml(r: dict, with_app_mix: bool) -> str:
     a(
         "description = "
         + fmt_str(
-            "Default per-subscriber behaviour derived from public telecom data: service diurnal and "
-            "weekly shapes (Nodobo, LTE cells), Milan all-services activity as a check target, "
+            "Default per-subscriber behaviour derived from public telecom data: session counts "
+            "by hour of week (Nodobo voice and SMS hours, Milan all-services activity), data volume "
+            "by hour of week (LTE cells), "
             "call durations and social structure (Copenhagen), daily mobility (StudentLife) and "
             "handover statistics (Irish 5G)."
         )
@@ -705,29 +772,36 @@ def render_toml(r: dict, with_app_mix: bool) -> str:
     for k in used:
         a(f"{k} = {fmt_str(SOURCES[k])}")
 
-    # services
+    # services: session counts (voice and SMS hours from Nodobo, every service on Milan's week,
+    # data sessions the residual of Milan's load; see session_shapes)
+    ses = r.get("sessions") or session_shapes(nod, m, lte)
+    w = ses["_weights"]
     notes = {
         "voice": "Nodobo hourly-weekday/-weekend.csv `Calls` (% of calls per hour, reordered "
-        "from 04..03 to 00..23); daily-all.csv `Calls` for day of week",
+        "from 04..03 to 00..23); day of week: Milan's (as [activity_total])",
         "sms": "Nodobo hourly-weekday/-weekend.csv `Messages` (% of SMS per hour, reordered "
-        "from 04..03 to 00..23); daily-all.csv `Messages` for day of week",
+        "from 04..03 to 00..23); day of week: Milan's (as [activity_total])",
     }
     for svc in ("voice", "sms"):
         a("")
         a(f"[services.{svc}]  # {notes[svc]}")
         a('source = "nodobo"')
-        a(f"hour_weekday = {fmt_shape(nod[svc]['hour_weekday'])}")
-        a(f"hour_weekend = {fmt_shape(nod[svc]['hour_weekend'])}")
-        a(f"day_of_week = {fmt_shape(nod[svc]['day_of_week'])}")
+        a(f"hour_weekday = {fmt_shape(ses[svc]['hour_weekday'])}")
+        a(f"hour_weekend = {fmt_shape(ses[svc]['hour_weekend'])}")
+        a(f"day_of_week = {fmt_shape(ses[svc]['day_of_week'])}")
     a("")
     a(
-        "[services.data]  # LTE cells: mean hourly MB per cell, each cell normalised to mean 1, "
-        "then averaged over the 3 cells"
+        "[services.data]  # data SESSIONS per hour: Milan's all-services load (hour of week) less the "
+        "voice and SMS records above, with the default knobs' records per subscriber-day"
     )
-    a('source = "lte_cells"')
-    a(f"hour_weekday = {fmt_shape(lte['hour_weekday'])}")
-    a(f"hour_weekend = {fmt_shape(lte['hour_weekend'])}")
-    a(f"day_of_week = {fmt_shape(lte['day_of_week'])}  # mean daily MB over complete days")
+    a(
+        f"# (voice {fmt_float(w['voice'])}, SMS {fmt_float(w['sms'])}, data {fmt_float(w['data'])}); "
+        "the volume per session follows [data_volume] / this shape, so data volume keeps the LTE cells' shape"
+    )
+    a('source = "milan_hourly"')
+    a(f"hour_weekday = {fmt_shape(ses['data']['hour_weekday'])}")
+    a(f"hour_weekend = {fmt_shape(ses['data']['hour_weekend'])}")
+    a(f"day_of_week = {fmt_shape(ses['data']['day_of_week'])}")
 
     a("")
     a(
@@ -756,11 +830,14 @@ def render_toml(r: dict, with_app_mix: bool) -> str:
     )
 
     a("")
-    a("[data_volume]  # LTE cells, hourly data volume (MB); shapes as in [services.data]")
+    a(
+        "[data_volume]  # LTE cells, hourly data volume (MB): mean hourly MB per cell, each cell normalised "
+        "to mean 1, then averaged over the 3 cells"
+    )
     a('source = "lte_cells"')
     a(f"hour_weekday = {fmt_shape(lte['hour_weekday'])}")
     a(f"hour_weekend = {fmt_shape(lte['hour_weekend'])}")
-    a(f"day_of_week = {fmt_shape(lte['day_of_week'])}")
+    a(f"day_of_week = {fmt_shape(lte['day_of_week'])}  # mean daily MB over complete days")
     a(f"peak_hour = {lte['peak_hour']}  # of the all-days hourly shape")
     a(f"peak_trough_ratio = {fmt_float(lte['peak_trough_ratio'])}  # of the all-days hourly shape")
     a(

@@ -420,7 +420,8 @@ class Simulation:
                     cell_mult = d.cell_mult if shape_mult is None else cell_mult * d.cell_mult
                 if d.force is not None:
                     force = d.force
-            ep = EpochInputs(e, place_target(hour, wd), rates, cell_mult, force)
+            ep = EpochInputs(e, place_target(hour, wd), rates, cell_mult, force,
+                             math.log(self.profile.data_volume_factor(hour, wd)))
             mob_ev, att_ev, start_cell = executor.step(ep)
             # The callee's cell, from the location events grouped by subscriber (as drawn).
             ptr = _csr_index(mob_ev[1], pop.n)

@@ -41,6 +41,16 @@ class Profile:
     call_duration_log_sigma: float
     sources: dict[str, str] = field(default_factory=dict)
     raw: dict[str, Any] = field(default_factory=dict)
+    # [data_volume]: the hour-of-week shape of data VOLUME, when it differs from the data
+    # sessions' count shape ([services.data]); None: the volume follows the session count.
+    volume: ServiceShape | None = None
+
+    def data_volume_factor(self, hour: int, weekday: int) -> float:
+        """Mean volume of a data session in this local hour, relative to the run's mean: the volume
+        shape over the data sessions' count shape (1 without a [data_volume] section)."""
+        if self.volume is None:
+            return 1.0
+        return self.volume.factor(hour, weekday) / max(self.shapes["data"].factor(hour, weekday), 1e-12)
 
 
 def _vector(raw: dict[str, Any], key: str, n: int, where: str, problems: list[str]) -> np.ndarray:
@@ -68,6 +78,16 @@ def parse_profile(raw: dict[str, Any], name: str) -> Profile:
         shapes[s] = ServiceShape(_vector(sec, "hour_weekday", 24, where, problems),
                                  _vector(sec, "hour_weekend", 24, where, problems),
                                  _vector(sec, "day_of_week", 7, where, problems))
+    volume = None
+    vol = raw.get("data_volume")
+    if vol is not None:
+        if not isinstance(vol, dict):
+            problems.append(f"{name}: data_volume: expected a table")
+        else:
+            where = f"{name}: data_volume"
+            volume = ServiceShape(_vector(vol, "hour_weekday", 24, where, problems),
+                                  _vector(vol, "hour_weekend", 24, where, problems),
+                                  _vector(vol, "day_of_week", 7, where, problems))
     voice = raw.get("voice", {})
     mu, sigma = voice.get("duration_log_mu"), voice.get("duration_log_sigma")
     if not isinstance(mu, (int, float)) or not isinstance(sigma, (int, float)) or sigma < 0:
@@ -75,8 +95,13 @@ def parse_profile(raw: dict[str, Any], name: str) -> Profile:
         mu, sigma = 0.0, 0.0
     if problems:
         raise InputDataError(problems)
+    if volume is not None and "data" in shapes:
+        d = shapes["data"]
+        if (d.hour_weekday == 0).any() or (d.hour_weekend == 0).any() or (d.day_of_week == 0).any():
+            raise InputDataError(f"{name}: services.data: every hour and day must be > 0 when the profile has a "
+                                 "[data_volume] table (the volume per session is the volume shape over the count shape)")
     return Profile(str(raw.get("name", name)), shapes, float(mu), float(sigma),
-                   dict(raw.get("sources", {})), raw)
+                   dict(raw.get("sources", {})), raw, volume)
 
 
 def load_profile(ref: str, base_dir: Path | None = None) -> Profile:

@@ -69,6 +69,7 @@ class EpochInputs:
     rates: np.ndarray
     cell_mult: np.ndarray = field(default_factory=lambda: NO_CELL_MULT)
     force: tuple[np.ndarray, np.ndarray] = NO_FORCE
+    data_mu_shift: float = 0.0
 
 
 @dataclass
@@ -147,7 +148,7 @@ class Shard:
             self.activity, st.burst_on,
             st.burst_next, st.clock, d.burst_on_mult, d.burst_off_mult, d.burst_on_ms, d.burst_off_ms, d.onnet_share,
             self.contact_ptr, self.contact_cdf, self.contact_idx, d.voice_mu, d.voice_sigma, d.voice_max_ms,
-            d.data_mu, d.data_sigma, *bufs), self.count, cap, ATT_DTYPES)
+            d.data_mu + ep.data_mu_shift, d.data_sigma, *bufs), self.count, cap, ATT_DTYPES)
         cells = demand.attempt_cells(self.first, start_cell, mob[1], mob[0], mob[2], att[1], att[0])
         return mob, (*att, cells), start_cell
 
