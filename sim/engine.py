@@ -630,7 +630,9 @@ class Simulation:
         return DemandInputs(
             mob_key=kernel_key(sc.seed, "mobility"), ses_key=kernel_key(sc.seed, "sessions"),
             cx_km=net.cx_km, cy_km=net.cy_km, nbr_ptr=net.nbr_ptr, nbr_idx=net.nbr_idx.astype(np.int64),
-            other_cdf=other_place_cdf(net, sc.population), mobility=kernel_params(sc.mobility),
+            other_cdf=other_place_cdf(net, sc.population),
+            mobility={**kernel_params(sc.mobility), "local_outing": sc.mobility.local_outing_scale,
+                      "local_stickiness": sc.mobility.local_stickiness},
             periodic_ms=sc.output.location_update_interval_s * 1000, burst_on_mult=on, burst_off_mult=off,
             burst_on_ms=sc.behaviour.burst_on_mean_min * 60_000.0, burst_off_ms=sc.behaviour.burst_off_mean_min * 60_000.0,
             onnet_share=sc.behaviour.onnet_share, voice_mu=v_mu, voice_sigma=v_sigma,
@@ -711,7 +713,7 @@ class Simulation:
         p = self.population
         return pa.Table.from_arrays([
             pa.array(np.arange(p.n, dtype=np.int32)), pa.array(p.home_cell), pa.array(p.work_cell),
-            pa.array(p.commuter), pa.array(p.activity),
+            pa.array(p.commuter), pa.array(p.local), pa.array(p.activity),
             schema.dictionary_array(p.activity_class, schema.ACTIVITY_CLASSES),
             pa.array(np.diff(p.contact_ptr).astype(np.int32)),
         ], schema=schema.subscribers_schema())

@@ -25,6 +25,18 @@ from .shards import (
 )
 
 
+def _class_params(inputs: DemandInputs, pop: Population) -> tuple[np.ndarray, np.ndarray]:
+    """Per-subscriber factor on the chance of an outing and stickiness (each empty when nobody's
+    differs from the common one), from the local mobility class."""
+    m = inputs.mobility
+    return pop.class_mobility(float(m.get("local_outing", 1.0)), float(m.get("local_stickiness", m["stickiness"])),
+                              float(m["stickiness"]))
+
+
+def _part(a: np.ndarray, lo: int, hi: int) -> np.ndarray:
+    return a[lo:hi] if len(a) else a
+
+
 def _ranges(n: int, size: int) -> list[tuple[int, int]]:
     size = max(1, int(size))
     return [(lo, min(n, lo + size)) for lo in range(0, n, size)]
@@ -37,9 +49,10 @@ class LocalDemand:
         self.state = state
         home, work = pop.home_cell, pop.work_cell
         sm = pop.service_activity
+        out, stick = _class_params(inputs, pop)
         self.shards = [Shard(lo, inputs, home[lo:hi], work[lo:hi], pop.activity[lo:hi],
                              pop.contact_ptr[lo:hi + 1], pop.contact_cdf, pop.contact_idx, state.slice(lo, hi),
-                             NO_SUB_MULT if sm is None else sm[lo:hi])
+                             NO_SUB_MULT if sm is None else sm[lo:hi], _part(out, lo, hi), _part(stick, lo, hi))
                        for lo, hi in _ranges(pop.n, shard_size)]
 
     def step(self, ep: EpochInputs):
@@ -72,6 +85,7 @@ class DaskDemand:
         # At least one shard per worker, at most shard_size subscribers each.
         size = min(max(1, int(shard_size)), max(1, -(-pop.n // n_workers)))
         home, work = pop.home_cell, pop.work_cell
+        out, stick = _class_params(inputs, pop)
         arrays = state.arrays()
         futures = []
         ptr = pop.contact_ptr
@@ -82,7 +96,8 @@ class DaskDemand:
             data = self.client.scatter([home[lo:hi], work[lo:hi], pop.activity[lo:hi], ptr[lo:hi + 1],
                                         pop.contact_cdf[c_lo:c_hi], pop.contact_idx[c_lo:c_hi],
                                         {k: v[lo:hi] for k, v in arrays.items()},
-                                        NO_SUB_MULT if pop.service_activity is None else pop.service_activity[lo:hi]],
+                                        NO_SUB_MULT if pop.service_activity is None else pop.service_activity[lo:hi],
+                                        _part(out, lo, hi), _part(stick, lo, hi)],
                                        hash=False)
             futures.append(self.client.submit(make_shard, lo, shared, *data, actor=True, pure=False))
         self.actors = [f.result() for f in futures]

@@ -3,7 +3,13 @@
 Homes are placed by a per-density-class weight; the work/anchor cell of a commuter is drawn either
 near home (within two neighbour hops) or anywhere by work attractiveness, which gives the mix of
 short and long commutes seen in real home-work distances; a non-commuter's anchor (school, shops)
-is within two hops. The social graph is built so that most contacts live nearby, with lognormal
+is within two hops. A share ``local_share`` of subscribers is of the *local* mobility class (a
+campus-like life: classes, canteen and room on one site): their anchor is another cell of their
+home site (the home cell itself on a one-cell site), and the mobility kernel scales their chance of
+an outing by ``mobility.local_outing_scale`` and gives them their own ``mobility.local_stickiness``
+(:meth:`Population.class_mobility`). A mixture of locals
+and commuters gives what real daily radii of gyration look like: many days spent around one place
+and a tail of long trips. The social graph is built so that most contacts live nearby, with lognormal
 tie strengths, so that a few contacts carry most of a subscriber's calls. It is stored as CSR
 arrays for the kernels; :meth:`Population.social_graph` gives the networkx view.
 """
@@ -28,6 +34,7 @@ class Population:
     home_cell: np.ndarray      # int32
     work_cell: np.ndarray      # int32
     commuter: np.ndarray       # bool
+    local: np.ndarray          # bool: local mobility class (anchor on the home site, few outings)
     activity: np.ndarray       # float64, lognormal with mean 1
     activity_class: np.ndarray  # int8 index into ACTIVITY_CLASSES
     contact_ptr: np.ndarray    # int64, CSR of the (symmetric) social graph
@@ -40,6 +47,19 @@ class Population:
     @property
     def n(self) -> int:
         return int(self.home_cell.shape[0])
+
+    def class_mobility(self, local_outing: float, local_stickiness: float,
+                       stickiness: float) -> tuple[np.ndarray, np.ndarray]:
+        """Per-subscriber inputs of the mobility kernel from the mobility class: the multiplier of
+        the hourly chance of an 'other' place (``local_outing`` for the local class, 1 for
+        everybody else) and the stickiness (``local_stickiness``, else ``stickiness``). Each is an
+        empty array (the kernel's "the common value") when it is the same for everybody."""
+        none = np.ones(0)
+        if not self.local.any():
+            return none, none
+        outing = none if local_outing == 1.0 else np.where(self.local, float(local_outing), 1.0)
+        stick = none if local_stickiness == stickiness else np.where(self.local, float(local_stickiness), stickiness)
+        return outing, stick
 
     def contacts(self, sub: int) -> np.ndarray:
         return self.contact_idx[self.contact_ptr[sub]:self.contact_ptr[sub + 1]]
@@ -74,6 +94,20 @@ def _two_hop(net: Network) -> tuple[np.ndarray, np.ndarray]:
     return np.asarray(ptr, np.int64), np.asarray(idx, np.int32)
 
 
+def _own_site(net: Network) -> tuple[np.ndarray, np.ndarray]:
+    """CSR of each cell's other cells on its site (the cell itself when its site has no other)."""
+    order = np.argsort(net.site_id, kind="stable")
+    first = np.searchsorted(net.site_id[order], net.site_id, side="left")
+    last = np.searchsorted(net.site_id[order], net.site_id, side="right")
+    ptr = [0]
+    idx: list[int] = []
+    for c in range(net.n_cells):
+        same = [int(k) for k in order[first[c]:last[c]] if k != c] or [c]
+        idx.extend(same)
+        ptr.append(len(idx))
+    return np.asarray(ptr, np.int64), np.asarray(idx, np.int32)
+
+
 def _draw_in_rows(rng: np.random.Generator, ptr: np.ndarray, idx: np.ndarray, rows: np.ndarray,
                   weight: np.ndarray | None = None) -> np.ndarray:
     """For each entry of ``rows``, one member of that CSR row (uniform or by ``weight[member]``)."""
@@ -101,11 +135,22 @@ def build_population(cfg: PopulationConfig, net: Network, seed: int) -> Populati
     home = rng_h.choice(net.n_cells, size=n, p=home_w / home_w.sum()).astype(np.int32)
     two_ptr, two_idx = _two_hop(net)
     commuter = rng_h.random(n) < cfg.commuter_share
-    # A commuter works anywhere (by attractiveness) half the time, otherwise near home.
-    far = commuter & (rng_h.random(n) < 0.5)
+    # A commuter works anywhere (by attractiveness) with chance far_commute_share (by default
+    # half the time), otherwise near home.
+    far = commuter & (rng_h.random(n) < cfg.far_commute_share)
     work = _draw_in_rows(rng_h, two_ptr, two_idx, home, work_w)
     work[far] = rng_h.choice(net.n_cells, size=int(far.sum()), p=work_w / work_w.sum())
     work = work.astype(np.int32)
+    # The local class, from its own stream (index 1 of the homes stream; the draws above do not
+    # depend on it): the anchor is
+    # another cell of the home site.
+    rng_l = generator(seed, "population.homes", 1)
+    local = rng_l.random(n) < cfg.local_share
+    if local.any():
+        site_ptr, site_idx = _own_site(net)
+        rows = home[local].astype(np.int64)
+        work[local] = _draw_in_rows(rng_l, site_ptr, site_idx, rows)
+        commuter &= ~local
 
     rng_a = generator(seed, "population.activity")
     sigma = cfg.activity_sigma
@@ -113,7 +158,7 @@ def build_population(cfg: PopulationConfig, net: Network, seed: int) -> Populati
     activity_class = activity_classes(activity)
 
     ptr, idx, cdf = _social_graph(cfg, net, home, seed)
-    return Population(home, work, commuter, activity, activity_class, ptr, idx, cdf)
+    return Population(home, work, commuter, local, activity, activity_class, ptr, idx, cdf)
 
 
 def activity_classes(activity: np.ndarray) -> np.ndarray:

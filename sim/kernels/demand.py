@@ -101,7 +101,7 @@ def _explore_cell(st, cur, nbr_ptr, nbr_idx, hops_mean, global_share, other_cdf)
 @njit(cache=True, nogil=True)
 def mobility_epoch(key, first, count, lo, n, room, epoch, t0, t1, decide, trip_span, pi, stickiness, rho, gamma, hops_mean, global_share,
                    other_cdf, speed_mu, speed_sigma, pp_prob, pp_dwell_ms, periodic_ms,
-                   cx, cy, nbr_ptr, nbr_idx, home, work, force,
+                   cx, cy, nbr_ptr, nbr_idx, home, work, force, outing, stick,
                    cur_cell, place, dest, next_hop_t, speed_kmh, visit_cell, visit_count, n_seen,
                    out_t, out_sub, out_cell, out_kind):
     """Move subscribers ``first .. first+count-1`` through the epoch ``[t0, t1)`` (ms).
@@ -123,6 +123,11 @@ def mobility_epoch(key, first, count, lo, n, room, epoch, t0, t1, decide, trip_s
     subscriber with a forced cell goes there as an "other" place (a mass event's venue) and does
     not remember it among their own places.
 
+    ``outing`` (empty for all 1, or one factor per subscriber) scales a subscriber's hourly target
+    probability of an "other" place (home and work share the rest in the hour's proportions), and
+    ``stick`` (empty for all ``stickiness``, or one per subscriber) is their own stickiness: the
+    local mobility class's fewer outings and own pace (``sim.population``).
+
     Output goes to ``out_*`` from row ``n`` on, starting with subscriber index ``lo``; a
     subscriber is only started with ``room`` rows free (the caller's bound on one subscriber's rows
     in an epoch), else ``(n, i)`` is returned for the caller to grow the arrays and go on from
@@ -132,6 +137,7 @@ def mobility_epoch(key, first, count, lo, n, room, epoch, t0, t1, decide, trip_s
     # Periodic updates: subscriber s updates at times = phase(s) mod periodic_ms; the first one at
     # or after t0 is found without a division per subscriber.
     t0_mod = t0 % periodic_ms if periodic_ms > 0 else np.int64(0)
+    pi_own = np.empty(pi.shape[0])
     for i in range(lo, count):
         if n + room > out_t.shape[0]:
             return n, i
@@ -147,8 +153,18 @@ def mobility_epoch(key, first, count, lo, n, room, epoch, t0, t1, decide, trip_s
                 newp = np.int64(OTHER)
                 redrawn = True
                 forced = True
+            elif outing.shape[0] > 0 and outing[i] != 1.0:
+                # The same draws with this subscriber's own target: "other" scaled, renormalised.
+                s_i = stick[i] if stick.shape[0] > 0 else stickiness
+                tot = 0.0
+                for k in range(pi.shape[0]):
+                    pi_own[k] = pi[k] * outing[i] if k == OTHER else pi[k]
+                    tot += pi_own[k]
+                for k in range(pi.shape[0]):
+                    pi_own[k] = pi_own[k] / tot if tot > 0 else pi[k]
+                st, newp, redrawn = place_step(st, newp, pi_own, s_i)
             else:
-                st, newp, redrawn = place_step(st, newp, pi, stickiness)
+                st, newp, redrawn = place_step(st, newp, pi, stick[i] if stick.shape[0] > 0 else stickiness)
         if redrawn and (newp != place[i] or newp == OTHER):
             if newp == HOME:
                 target = np.int64(home[i])
