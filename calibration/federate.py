@@ -310,6 +310,12 @@ def merge_documents(docs: list[tuple[str, dict]], weights: list[float] | None = 
         if len({u for _, u in stated}) > 1 and _suffix(name) not in UNITS:  # known ones: checked per file
             problems.append(f"target {name}: contradictory units: " +
                             ", ".join(f"{u!r} in {lab}" for lab, u in stated) + "; convert before merging")
+        masked = [("masked" in t) for t in tg]
+        if any(masked) and not all(masked):
+            problems.append(f"target {name}: volumes masked in " + ", ".join(lab for lab, m in zip(labels, masked, strict=True) if m)
+                            + " but not in " + ", ".join(lab for lab, m in zip(labels, masked, strict=True) if not m)
+                            + "; a rescaled level cannot be averaged with an absolute one: make every file with "
+                            "'telcosim targets --mask-volumes', or none")
         if _suffix(name) == "contact_concentration":
             edges = {tuple(t["value"].get("bin_edges", PAIR_BIN_EDGES.tolist())) for t in tg}
             if len(edges) > 1:
@@ -334,6 +340,8 @@ def merge_documents(docs: list[tuple[str, dict]], weights: list[float] | None = 
                   "method": tg[0].get("method") if len(tg) == 1 else
                   f"merged from {len(tg)} files ({rule}; weights from {basis}); definition: {tg[0].get('method')}",
                   "merged_from": labels}
+        if "masked" in tg[0]:
+            merged["masked"] = tg[0]["masked"]
         if len(tg) > 1:
             merged["weights"] = dict(zip(labels, w, strict=True))
             rules[name] = {"rule": rule, "weights": basis}
@@ -351,10 +359,31 @@ def merge_documents(docs: list[tuple[str, dict]], weights: list[float] | None = 
         "post_processing": POST_PROCESSING,
     }
     sources = {label: {"sha256": sha, "sources": d.get("sources")} for (label, d), sha in zip(docs, shas, strict=True)}
+    masking = _merged_masking(docs, targets)
     return _clean({"schema_version": SCHEMA_VERSION, "sources": sources, "targets": targets, "privacy": privacy,
+                   "masking": masking,
                    "merge": {"files": [lab for lab, _ in docs], "file_weights": dict(zip([lab for lab, _ in docs], fw,
                                                                                           strict=True)),
                              "rules": rules}})
+
+
+def _merged_masking(docs: list[tuple[str, dict]], targets: dict) -> dict:
+    """The merged document's ``masking`` record: volumes are masked when any target is (the merge
+    refuses a target masked in one file and not in another), with the rescaled and withheld fields
+    of every file and each file's own record."""
+    if not any("masked" in t for t in targets.values()):
+        return {"volumes": False}
+    rescaled: dict[str, list[str]] = {}
+    withheld: dict[str, list[str]] = {}
+    for _, d in docs:
+        m = d.get("masking") or {}
+        for src, dst in ((m.get("rescaled") or {}, rescaled), (m.get("withheld") or {}, withheld)):
+            for name, fields in src.items():
+                dst.setdefault(name, [])
+                dst[name] += [f for f in fields if f not in dst[name]]
+    method = next(((d.get("masking") or {}).get("method") for _, d in docs if (d.get("masking") or {}).get("method")), None)
+    return {"volumes": True, "method": method, "rescaled": rescaled, "withheld": withheld,
+            "per_source": {label: d.get("masking") for label, d in docs}}
 
 
 def _compatible(a, b) -> bool:

@@ -107,6 +107,27 @@ def test_incompatible_documents_one_line_per_problem():
     assert F.merge_documents([("e", exact)], allow_exact=True)["privacy"]["exact_no_privacy"] is True
 
 
+def test_masked_volumes_merge_only_with_masked_volumes():
+    from calibration.targets import mask_volumes
+
+    def cells(p50):
+        return doc({"cells.cell_load_distribution": tg({"p10": p50 / 4, "p50": p50, "p90": 3 * p50}, "aggregate"),
+                    "edges.sms_call_ratio": tg(2.0)})
+
+    a, b = mask_volumes(cells(100.0)), mask_volumes(cells(7.0))
+    m = F.merge_documents([("a", a), ("b", b)])
+    v = m["targets"]["cells.cell_load_distribution"]
+    assert v["value"]["p50"] == pytest.approx(1.0) and "divided by p50" in v["masked"]
+    assert m["masking"]["volumes"] is True and set(m["masking"]["per_source"]) == {"a", "b"}
+    assert m["masking"]["rescaled"]["cells.cell_load_distribution"] == ["p10", "p50", "p90"]
+    assert F.merge_documents([("a", cells(1.0)), ("b", cells(2.0))])["masking"] == {"volumes": False}
+    with pytest.raises(F.MergeError) as e:
+        F.merge_documents([("a", a), ("raw", cells(7.0))])
+    assert e.value.problems == ["target cells.cell_load_distribution: volumes masked in a but not in raw; a rescaled "
+                                "level cannot be averaged with an absolute one: make every file with 'telcosim "
+                                "targets --mask-volumes', or none"]
+
+
 def test_objective_terms_and_distances():
     d = doc({"edges.call_duration": tg({"log_mu": 3.0, "log_sigma": None, "median_s": 20.0, "p90_s": 100.0}),
              "cdr.call_duration": tg({"log_mu": 3.2, "log_sigma": 1.5, "median_s": 20.0, "p90_s": 100.0}),
