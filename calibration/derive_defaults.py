@@ -44,6 +44,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from sim.config import MobilityConfig
+
 # --------------------------------------------------------------------------
 # citations, one per data set (written to [sources])
 # --------------------------------------------------------------------------
@@ -606,6 +608,24 @@ def _read_irish(path: Path) -> pd.DataFrame:
     return d
 
 
+def hop_dwell_log_sigma(dwell_s, speed_log_sigma: float) -> dict:
+    """The dispersion of serving-cell dwells while driving that is not trip speed, for the
+    simulator's ``mobility.dwell_log_sigma`` (a mean-one lognormal factor on each hop's crossing
+    time, so handovers per minute keep their mean: distance / speed).
+
+    ``dwell_s``: the dwells that do not end in a ping-pong return (those the simulator draws
+    apart, ``mobility.ping_pong_*``). Their log-sd from two quantiles, as for a lognormal:
+    ln(p90 / p50) / z(0.9) (quantiles, not ln(mean / median): the 1 Hz logs round the short
+    dwells and the mean hangs on a few long ones); less the spread of trip speeds that the
+    simulator draws separately (``mobility.speed_log_sigma``), in quadrature.
+    """
+    d = np.asarray(dwell_s, float)
+    p50, p90 = np.percentile(d, [50, 90])
+    total = math.log(p90 / p50) / 1.2815515655446004  # standard normal 0.9 quantile
+    return {"total": total, "p50": float(p50), "p90": float(p90),
+            "sigma": math.sqrt(max(total * total - speed_log_sigma * speed_log_sigma, 0.0))}
+
+
 def irish_handover(data: Path) -> dict:
     """Serving-cell changes and throughput from the Irish 5G traces.
 
@@ -635,6 +655,7 @@ def irish_handover(data: Path) -> dict:
     n_ho = n_pp = 0
     minutes = km = 0.0
     dwell, speed, dl_drive, dl_static = [], [], [], []
+    dwell_hop = []  # dwells not ending in a ping-pong return
     km_speed = 0.0
     for f in driving:
         d = _read_irish(f)
@@ -666,6 +687,7 @@ def irish_handover(data: Path) -> dict:
         dwell.extend(gaps)
         back = (to[1:] == frm[:-1]) & (gaps <= PING_PONG_S)
         n_pp += int(back.sum())
+        dwell_hop.extend(gaps[~back])
     for f in static:
         d = _read_irish(f)
         dl_static.append(d.loc[d.DL_bitrate > 0, "DL_bitrate"].to_numpy() / 1000.0)
@@ -676,6 +698,7 @@ def irish_handover(data: Path) -> dict:
         "dwell_median_s_driving": float(np.median(dwell)),
         "dwell_p90_s_driving": float(np.percentile(dwell, 90)),
         "ping_pong_share": n_pp / n_ho,
+        "hop_dwell": hop_dwell_log_sigma(dwell_hop, MobilityConfig().speed_log_sigma),
         "speed_kmh_median_driving": float(np.median(np.concatenate(speed))),
         "dl_mbps_median_static": float(np.median(np.concatenate(dl_static))),
         "dl_mbps_median_driving": float(np.median(np.concatenate(dl_drive))),
@@ -949,6 +972,12 @@ def render_toml(r: dict, with_app_mix: bool) -> str:
     a(
         f"ping_pong_share = {fmt_float(ho['ping_pong_share'])}  # handovers B->A within 10 s of "
         "A->B, share of all handovers"
+    )
+    hd = ho["hop_dwell"]
+    a(
+        f"dwell_log_sigma = {fmt_float(hd['sigma'])}  # dwells not ending in a ping-pong: p50 "
+        f"{hd['p50']:g} s, p90 {hd['p90']:g} s, log-sd ln(p90/p50)/1.2816 = {fmt_float(hd['total'])}, less trip "
+        "speeds' mobility.speed_log_sigma in quadrature: the data's mobility.dwell_log_sigma"
     )
     a(
         f"speed_kmh_median_driving = {fmt_float(ho['speed_kmh_median_driving'])}  # Speed column, all "

@@ -72,4 +72,5 @@ def kernel_params(cfg: MobilityConfig) -> dict[str, float]:
         "hops_mean": cfg.jump_hops_mean, "global_share": cfg.global_jump_share,
         "speed_mu": float(np.log(cfg.speed_kmh_median)), "speed_sigma": cfg.speed_log_sigma,
         "pp_prob": cfg.ping_pong_prob, "pp_dwell_ms": cfg.ping_pong_dwell_s * 1000.0,
+        "dwell_sigma": cfg.dwell_log_sigma,
     }

@@ -144,7 +144,7 @@ class Shard:
             d.mob_key, self.first, self.count, lo, n, np.int64(room), e, t0, t1, e % EPOCHS_PER_HOUR == 0,
             np.int64(HOUR_MS), ep.place_target, m["stickiness"], m["rho"],
             m["gamma"], m["hops_mean"], m["global_share"], d.other_cdf, m["speed_mu"], m["speed_sigma"],
-            m["pp_prob"], m["pp_dwell_ms"], np.int64(d.periodic_ms), d.cx_km, d.cy_km, d.nbr_ptr, d.nbr_idx,
+            m["pp_prob"], m["pp_dwell_ms"], m["dwell_sigma"], np.int64(d.periodic_ms), d.cx_km, d.cy_km, d.nbr_ptr, d.nbr_idx,
             self.home, self.work, force, self.outing, self.stick, st.cur_cell, st.place, st.dest, st.next_hop_t, st.speed_kmh,
             st.visit_cell, st.visit_count, st.n_seen, *bufs), self.count, max(cap, 2 * room), MOB_DTYPES)
         att = _fill(lambda lo, n, bufs: demand.sessions_epoch(

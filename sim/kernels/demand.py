@@ -19,6 +19,8 @@ HOME, WORK, OTHER = 0, 1, 2
 KIND_CHANGE, KIND_PERIODIC, KIND_ATTACH = 0, 1, 2
 # A pseudo-epoch no run reaches: keys the per-subscriber phase of periodic updates.
 _PHASE_EPOCH = np.int64(1 << 40)
+# Longest single hop once the dwell dispersion factor is applied (a day: keeps the time finite).
+_MAX_HOP_MS = 86_400_000.0
 # Attempt kinds produced by the session kernel.
 VOICE_MO, SMS_MO, DATA, VOICE_MT_OFFNET, SMS_MT_OFFNET = 0, 1, 2, 3, 4
 
@@ -100,7 +102,7 @@ def _explore_cell(st, cur, nbr_ptr, nbr_idx, hops_mean, global_share, other_cdf)
 
 @njit(cache=True, nogil=True)
 def mobility_epoch(key, first, count, lo, n, room, epoch, t0, t1, decide, trip_span, pi, stickiness, rho, gamma, hops_mean, global_share,
-                   other_cdf, speed_mu, speed_sigma, pp_prob, pp_dwell_ms, periodic_ms,
+                   other_cdf, speed_mu, speed_sigma, pp_prob, pp_dwell_ms, dwell_sigma, periodic_ms,
                    cx, cy, nbr_ptr, nbr_idx, home, work, force, outing, stick,
                    cur_cell, place, dest, next_hop_t, speed_kmh, visit_cell, visit_count, n_seen,
                    out_t, out_sub, out_cell, out_kind):
@@ -113,7 +115,8 @@ def mobility_epoch(key, first, count, lo, n, room, epoch, t0, t1, decide, trip_s
     hourly place chain at the epoch start; a new place starts a trip at a uniform time within
     the next ``trip_span`` ms (the hour), possibly in a later epoch. Trips hop along the neighbour graph towards
     the destination (greedy routing) at a lognormal speed, dwelling in each cell the time it
-    takes to cross it; a handover may ping-pong back to the previous cell briefly. "Other"
+    takes to cross it, times a mean-one lognormal factor of log-sd ``dwell_sigma`` (none when 0);
+    a handover may ping-pong back to the previous cell briefly. "Other"
     places follow the exploration and preferential-return model of Song et al. (2010):
     explore a new cell with probability rho * S^-gamma, else return to a known one in
     proportion to past visits. Periodic location updates come every ``periodic_ms`` from a
@@ -267,7 +270,14 @@ def mobility_epoch(key, first, count, lo, n, room, epoch, t0, t1, decide, trip_s
                 next_hop_t[i] = -1
             else:
                 dist = math.hypot(cx[nxt] - cx[c], cy[nxt] - cy[c])
-                next_hop_t[i] = t + extra + max(np.int64(1000), np.int64(dist / speed_kmh[i] * 3.6e6))
+                hop_ms = dist / speed_kmh[i] * 3.6e6
+                if dwell_sigma > 0.0:
+                    # Serving-cell dwell dispersion: a mean-one lognormal factor on the crossing
+                    # time (cells clipped at their edge, layers, radio fluctuation), so the mean
+                    # time per hop, and the hops per minute, stay distance / speed.
+                    st, f = next_lognormal(st, -0.5 * dwell_sigma * dwell_sigma, dwell_sigma)
+                    hop_ms = min(hop_ms * f, _MAX_HOP_MS)
+                next_hop_t[i] = t + extra + max(np.int64(1000), np.int64(hop_ms))
         # Periodic location updates, in the cell held at each update time.
         if periodic_ms > 0:
             h = seed_state(key, s, _PHASE_EPOCH) >> np.uint64(32)
