@@ -40,7 +40,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
-import os
 import shutil
 import time
 from collections.abc import Callable
@@ -51,6 +50,7 @@ from typing import Any
 import numpy as np
 
 from sim.errors import ConfigError, InputDataError, OutputError
+from sim.staging import staging_folder, swap_into_place
 from sim.streams import stable_hash
 
 from . import coverage as cov
@@ -376,39 +376,19 @@ def rebalance(run_dir: str | Path, targets: Targets, out: str | Path, *, max_rou
     orig = cov.read_strata(run_dir)
     before = cov.evaluate(orig, targets, source="original")
     raw = _scenario_raw(manifest, run_dir)
-    parent = out.resolve().parent
-    tmp = parent / f".{out.name}.partial"
-    try:
-        parent.mkdir(parents=True, exist_ok=True)
-        if tmp.exists():
-            shutil.rmtree(tmp)
-        (tmp / "extra").mkdir(parents=True)
-    except OSError as exc:
-        raise OutputError(f"{out}: cannot create the output folder ({exc.strerror or exc})") from None
+    tmp = staging_folder(out)
+    (tmp / "extra").mkdir()
     try:
         doc = _rebalance_into(tmp, run_dir, manifest, raw, orig, before, targets, max_rounds, max_subscribers,
                               salt, log, max_episodes)
         doc["created"] = {"at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "wall_s": round(time.time() - t_start, 3)}
         (tmp / "manifest.json").write_text(json.dumps(doc, indent=2, sort_keys=True) + "\n", encoding="utf-8")
-        _commit(tmp, out, overwrite)
+        swap_into_place(tmp, out)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     after = json.loads((out / "coverage_before_after.json").read_text(encoding="utf-8"))
     return Result(out, doc, after)
-
-
-def _commit(tmp: Path, out: Path, overwrite: bool) -> None:
-    if out.exists():
-        if out.is_dir() and not any(out.iterdir()):
-            out.rmdir()
-        elif overwrite:
-            old = out.parent / f".{out.name}.old-{os.getpid()}"
-            out.rename(old)
-            tmp.rename(out)
-            shutil.rmtree(old, ignore_errors=True)
-            return
-    tmp.rename(out)
 
 
 def _base_scenario(raw: dict, manifest: dict, extra_dir: Path, run_dir: Path) -> dict:

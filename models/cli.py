@@ -15,8 +15,9 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
-import tempfile
 from pathlib import Path
+
+from sim.staging import staging_folder, swap_into_place
 
 KINDS = ("vae", "gan")
 
@@ -80,13 +81,9 @@ def _behaviour(args) -> int:
     feats = behaviour.subscriber_features(args.run_dir)
     model = behaviour.BehaviourGenerator(seed=args.seed, target_epsilon=args.epsilon)
     model.fit(behaviour.training_arrays(feats))
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{args.out.name}.", suffix=".partial", dir=args.out.parent))
+    tmp = staging_folder(args.out, "model folder")
     try:
-        staged = model.save(tmp / "model")
-        if args.out.exists():
-            shutil.rmtree(args.out)
-        staged.rename(args.out)
+        swap_into_place(model.save(tmp / "model"), args.out)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     print(f"behaviour generator trained on {len(feats)} subscribers (epsilon {model.epsilon:.3g}, "
@@ -174,17 +171,11 @@ def _train(args) -> int:
     }
     doc = diagnostics.diagnose(model, train, held)
     print(diagnostics.format_report(doc))
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{args.out.name}.", suffix=".partial", dir=args.out.parent))
+    tmp = staging_folder(args.out, "model folder")
     try:
         staged = model.save(tmp / "model")
         diagnostics.write(doc, staged / "diagnostics.json")
-        if args.out.exists():  # swap: the old folder stays whole until the new one is in place
-            old = tmp / "old"
-            args.out.rename(old)
-            staged.rename(args.out)
-        else:
-            staged.rename(args.out)
+        swap_into_place(staged, args.out)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     print(f"wrote {args.out} ({model.training['seconds']} s of training on {model.training['device']})")

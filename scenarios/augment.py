@@ -26,7 +26,6 @@ import datetime as dt
 import json
 import math
 import shutil
-import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -39,6 +38,7 @@ import pyarrow.parquet as pq
 from sim.config import Scenario
 from sim.errors import ConfigError, OutputError
 from sim.network import build_network
+from sim.staging import staging_folder, swap_into_place
 from sim.streams import generator
 
 from .runner import run_scenario
@@ -150,8 +150,7 @@ def augment(base: Scenario, kind: str, episodes: int, out: Path, *, seed: int = 
         rate = natural_rate
     units = {"site": int(net.site_id.max()) + 1, "cell": net.n_cells, "network": 1}[unit]
     window_h = None
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    tmp = staging_folder(out, "augment folder")
     rows: list[dict[str, Any]] = []
     try:
         work = tmp / "_runs"
@@ -195,9 +194,7 @@ def augment(base: Scenario, kind: str, episodes: int, out: Path, *, seed: int = 
                               "provenance": "telcosim-augment"},
         }
         (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2, default=str), encoding="utf-8")
-        if out.exists():
-            shutil.rmtree(out)
-        tmp.rename(out)
+        swap_into_place(tmp, out)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

@@ -43,6 +43,7 @@ import numpy as np
 
 from sim.config import Scenario, read_toml
 from sim.errors import ConfigError, OutputError, TelcosimError
+from sim.staging import staging_folder, swap_into_place
 
 STUDY_DIR = Path(__file__).resolve().parent / "builtin" / "studies"
 
@@ -669,27 +670,7 @@ def _prepare_out(out: Path, overwrite: bool) -> Path:
         raise OutputError(f"{out}: exists and is a file (give a folder for the study)")
     if out.exists() and any(out.iterdir()) and not overwrite:
         raise OutputError(f"{out}: already exists and is not empty (choose another --out or pass --overwrite)")
-    parent = out.resolve().parent
-    tmp = parent / f".{out.name}.partial"
-    try:
-        parent.mkdir(parents=True, exist_ok=True)
-        if tmp.exists():
-            shutil.rmtree(tmp)
-        tmp.mkdir()
-    except OSError as exc:
-        raise OutputError(f"{out}: cannot create the study folder ({exc.__class__.__name__}: {exc})") from None
-    return tmp
-
-
-def _commit(tmp: Path, out: Path) -> None:
-    out = out.resolve()
-    old = None
-    if out.exists():
-        old = out.parent / f".{out.name}.old-{os.getpid()}"
-        out.rename(old)
-    tmp.rename(out)
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
+    return staging_folder(out, "study folder")
 
 
 def run_study(study: Study, out: Path, *, workers: int | None = None, keep_runs: bool = False,
@@ -745,7 +726,7 @@ def run_study(study: Study, out: Path, *, workers: int | None = None, keep_runs:
         runs = _runs_frame(study, seeds, results)
         summary = summarize(study, runs)
         _write_outputs(study, runs, summary, tmp, plots)
-        _commit(tmp, out)
+        swap_into_place(tmp, out)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

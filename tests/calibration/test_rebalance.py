@@ -27,7 +27,7 @@ rural = { min_share = 0.15 }
 rural = { min_share = 0.05 }
 
 [hour]
-"0-5" = { min_share = 0.06 }
+"0-5" = { min_share = 0.16 }
 
 [service]
 sms = { min_share = 0.28 }
@@ -97,7 +97,7 @@ def test_starved_strata_are_lifted_to_their_targets(rebalanced):
     rural_after = (data["serving"] == "rural").mean()
     assert rural_before < 0.15 <= rural_after
     night = data["hr"].between(0, 5)
-    assert orig["hr"].between(0, 5).mean() < 0.06 <= night.mean()
+    assert orig["hr"].between(0, 5).mean() < 0.16 <= night.mean()
     assert (orig["service"] == "sms").mean() < 0.28 <= (data["service"] == "sms").mean()
     assert (data["home_density"] == "rural").mean() >= 0.05
     status = {g["gap"]: g for g in m["gaps"]}
