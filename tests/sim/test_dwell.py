@@ -4,17 +4,23 @@ hop (distance / speed), the route and the handovers per trip stay as they were."
 
 from __future__ import annotations
 
+import json
 import math
 import tomllib
 from importlib import resources
 
 import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
 import pytest
 
 from calibration.derive_defaults import hop_dwell_log_sigma
 from sim import config
+from sim.engine import run
 from sim.errors import ConfigError
 from sim.kernels import demand
+from tests.conftest import small_scenario
 
 N_CELLS = 41        # a straight road of cells 0.5 km apart
 SPACING_KM = 0.5
@@ -112,3 +118,27 @@ def test_bad_dwell_sigma_is_a_config_error(value):
     with pytest.raises(ConfigError) as err:
         config.load(None, [f"mobility.dwell_log_sigma={value}"])
     assert len(err.value.problems) == 1 and "mobility.dwell_log_sigma" in err.value.problems[0]
+
+
+def _changes(out):
+    loc = pq.read_table(out / "locations", columns=["subscriber_id", "time", "reason"])
+    loc = loc.filter(pc.is_in(loc.column("reason"), value_set=pa.array(["cell_change", "handover"])))
+    sub = loc.column("subscriber_id").to_numpy().astype(np.int64)
+    t = pc.cast(loc.column("time"), "int64").to_numpy()
+    o = np.lexsort((t, sub))
+    sub, t = sub[o], t[o]
+    gap = np.diff(t)[sub[1:] == sub[:-1]] / 1000.0
+    return len(sub), gap[gap <= 300]
+
+
+def test_the_knob_reaches_the_run_and_keeps_its_bytes_per_seed(tmp_path):
+    on = small_scenario(**{"population.subscribers": 600, "mobility.dwell_log_sigma": 1.166})
+    run(on, tmp_path / "on", chunk_subscribers=600)
+    run(on, tmp_path / "on_chunks", chunk_subscribers=61)
+    run(small_scenario(**{"population.subscribers": 600}), tmp_path / "off")
+    files = [json.loads((tmp_path / d / "manifest.json").read_text())["files"] for d in ("on", "on_chunks")]
+    assert files[0] == files[1]
+    n_on, gap_on = _changes(tmp_path / "on")
+    n_off, gap_off = _changes(tmp_path / "off")
+    assert n_on == pytest.approx(n_off, rel=0.05)  # same routes: as many handovers
+    assert np.median(gap_on) < 0.5 * np.median(gap_off)  # dwells while moving spread out
