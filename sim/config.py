@@ -83,13 +83,14 @@ class PopulationConfig:
     contacts_mean: float = _f(8.0, "mean number of contacts in the social graph", lo=1)
     contacts_local_share: float = _f(0.8, "share of contacts drawn among people living nearby", lo=0, hi=1)
     tie_sigma: float = _f(1.5, "log-sd of tie strengths: larger means calls concentrate on fewer contacts", lo=0)
-    commuter_share: float = _f(0.7, "share of subscribers whose work/anchor cell may be far from home (the local "
-                               "class never)", lo=0, hi=1)
-    far_commute_share: float = _f(0.5, "share of commuters whose work/anchor cell is drawn anywhere by work weight "
+    commuter_share: float = _f(1.0, "share of subscribers whose work/anchor cell may be far from home (the local "
+                               "class never; default fitted with local_share, docs/calibration.md)", lo=0, hi=1)
+    far_commute_share: float = _f(1.0, "share of commuters whose work/anchor cell is drawn anywhere by work weight "
                                   "(the others': within two neighbour hops of home)", lo=0, hi=1)
-    local_share: float = _f(0.0, "share of subscribers of the local mobility class: their anchor is on their home "
+    local_share: float = _f(0.65, "share of subscribers of the local mobility class: their anchor is on their home "
                             "site and they rarely go out (mobility.local_outing_scale); the rest commute and "
-                            "explore as commuter_share says", lo=0, hi=1)
+                            "explore as commuter_share says (default fitted to StudentLife's radius of "
+                            "gyration, docs/calibration.md)", lo=0, hi=1)
     home_weight: ByDensity = _by_density(1.0, 0.8, 0.5, "relative chance that a cell is someone's home, by density class")
     work_weight: ByDensity = _by_density(3.0, 1.0, 0.4, "relative chance that a cell is someone's work/anchor, by density class")
     behaviour_model: str = _f("", "folder of a trained behaviour generator ('telcosim models train behaviour'): draw "
@@ -130,9 +131,9 @@ class MobilityConfig:
     explore_gamma: float = _f(0.21, "exploration decay exponent (Song et al. 2010)", lo=0)
     jump_hops_mean: float = _f(3.0, "mean neighbour hops of an exploration jump", lo=1)
     global_jump_share: float = _f(0.1, "share of exploration jumps anywhere in the network, weighted by work weight", lo=0, hi=1)
-    local_outing_scale: float = _f(1.0, "local mobility class (population.local_share): their hourly chance of an "
+    local_outing_scale: float = _f(0.22, "local mobility class (population.local_share): their hourly chance of an "
                                    "'other' place (an outing) relative to everybody else's", lo=0, hi=1)
-    local_stickiness: float = _f(0.55, "local mobility class (population.local_share): their chance per hour of "
+    local_stickiness: float = _f(0.3, "local mobility class (population.local_share): their chance per hour of "
                                  "keeping the current place (everybody else: stickiness)", lo=0, hi=1)
     speed_kmh_median: float = _f(33.0, "median travel speed of a trip (default: the Irish 5G drive traces' Speed median, profile [handover])", lo=0, lo_open=True)
     speed_log_sigma: float = _f(0.5, "log-sd of trip speeds", lo=0)

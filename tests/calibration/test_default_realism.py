@@ -9,11 +9,12 @@ them all with the ones it does not meet and why):
 * data volume per hour vs the LTE cells: TV distance of the normalised 24-hour profiles <= 0.10,
   peak hour within 1 h, weekend/weekday ratio within 0.05;
 * all records per hour vs the Milan squares: the same three figures;
-* radius of gyration p90 within 25% of StudentLife's;
+* radius of gyration median and p90 within 25% of StudentLife's (the local mobility class,
+  population.local_share, gives the low median with the long-trip tail);
 * handover rate while moving within 25% of the Irish 5G driving figure;
 * median answered-call duration within 20% of Copenhagen's.
 
-Not met (measured, not asserted): the median radius of gyration and the median dwell while moving.
+Not met (measured, not asserted): the median dwell while moving.
 """
 
 from __future__ import annotations
@@ -78,9 +79,10 @@ def test_all_records_profile_matches_milan(metrics):
     assert abs(weekend_weekday_ratio(wk["synthetic"]) - weekend_weekday_ratio(wk["real"])) <= 0.05
 
 
-def test_radius_of_gyration_p90(metrics):
-    m = metrics[0]["radius_of_gyration_p90"]
-    assert abs(m["synthetic"] - m["real"]) <= 0.25 * m["real"]
+def test_radius_of_gyration_median_and_p90(metrics):
+    for name in ("radius_of_gyration_median", "radius_of_gyration_p90"):
+        m = metrics[0][name]
+        assert abs(m["synthetic"] - m["real"]) <= 0.25 * m["real"], name
 
 
 def test_handover_rate_while_moving(metrics):
