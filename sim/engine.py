@@ -40,7 +40,7 @@ from .config import Scenario
 from .errors import ConfigError, OutputError
 from .executors import DaskDemand, LocalDemand
 from .kernels import demand, resolution
-from .kernels.ordering import stable_time_order
+from .kernels.ordering import stable_time_order, take
 from .labels import RowLog, RowMatcher
 from .mobility import kernel_params, other_place_cdf, place_target
 from .network import Network, build_network
@@ -778,7 +778,7 @@ def _reorder(cols: list, t0: int) -> None:
     column is alive at once."""
     order = stable_time_order(cols[0], t0, EPOCH_MS)
     for j in range(len(cols)):
-        cols[j] = cols[j][order]
+        cols[j] = take(cols[j], order)
 
 
 def _csr_index(sub_sorted: np.ndarray, n: int) -> np.ndarray:

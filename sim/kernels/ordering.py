@@ -1,8 +1,11 @@
 """Stable time ordering of an epoch's events.
 
-Event times of one epoch lie in ``[t0, t0 + span)`` ms, so a counting sort over the millisecond
-offsets orders them in linear time and, being stable, keeps input order (subscriber, then each
-subscriber's own sequence) among equal times, which makes the network-wide merge deterministic.
+Event times of one epoch lie in ``[t0, t0 + span)`` ms. They are ordered by a stable radix sort
+over the millisecond offsets, in two passes of about ten bits each (a quarter hour is 900,000 ms,
+20 bits): two small bucket tables that stay in cache instead of one counter per millisecond. Being
+stable, it keeps input order (subscriber, then each subscriber's own sequence) among equal times,
+which makes the network-wide merge deterministic: the permutation is exactly that of a stable
+counting sort by time.
 """
 
 from __future__ import annotations
@@ -14,14 +17,47 @@ from numba import njit
 @njit(cache=True, nogil=True)
 def stable_time_order(t: np.ndarray, t0: np.int64, span: np.int64) -> np.ndarray:
     """The permutation that sorts ``t`` (all in ``[t0, t0 + span)``) stably."""
-    counts = np.zeros(span + 1, dtype=np.int64)
-    for i in range(t.shape[0]):
-        counts[t[i] - t0 + 1] += 1
-    for k in range(1, span + 1):
-        counts[k] += counts[k - 1]
-    order = np.empty(t.shape[0], dtype=np.int32)  # an epoch holds fewer than 2**31 events
-    for i in range(t.shape[0]):
+    n = t.shape[0]
+    order = np.empty(n, dtype=np.int32)  # an epoch holds fewer than 2**31 events
+    bits = 1
+    while (np.int64(1) << bits) < span:
+        bits += 1
+    lo = (bits + 1) // 2
+    mask = (np.int64(1) << lo) - 1
+    c_lo = np.zeros((np.int64(1) << lo) + 1, dtype=np.int64)
+    c_hi = np.zeros((np.int64(1) << (bits - lo)) + 1, dtype=np.int64)
+    for i in range(n):
         k = t[i] - t0
-        order[counts[k]] = i
-        counts[k] += 1
+        c_lo[(k & mask) + 1] += 1
+        c_hi[(k >> lo) + 1] += 1
+    for d in range(1, c_lo.shape[0]):
+        c_lo[d] += c_lo[d - 1]
+    for d in range(1, c_hi.shape[0]):
+        c_hi[d] += c_hi[d - 1]
+    # Pass 1, by the low digit: the events' indices and high digits, in that order.
+    tmp_i = np.empty(n, dtype=np.int32)
+    tmp_k = np.empty(n, dtype=np.int32)
+    for i in range(n):
+        k = t[i] - t0
+        d = k & mask
+        p = c_lo[d]
+        c_lo[d] = p + 1
+        tmp_i[p] = i
+        tmp_k[p] = k >> lo
+    # Pass 2, by the high digit (stable: ties keep the order of pass 1, hence of the input).
+    for m in range(n):
+        d = tmp_k[m]
+        p = c_hi[d]
+        c_hi[d] = p + 1
+        order[p] = tmp_i[m]
     return order
+
+
+@njit(cache=True, nogil=True)
+def take(a: np.ndarray, order: np.ndarray) -> np.ndarray:
+    """``a[order]`` (a gather loop: quicker than numpy's fancy indexing for these columns, and
+    it releases the GIL)."""
+    out = np.empty(order.shape[0], dtype=a.dtype)
+    for i in range(order.shape[0]):
+        out[i] = a[order[i]]
+    return out
