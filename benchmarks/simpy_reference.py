@@ -80,6 +80,7 @@ from sim.streams import generator
 
 HOUR_MS = 3_600_000.0
 INF = math.inf
+MAX_HOP_MS = 86_400_000.0  # as sim.kernels.demand._MAX_HOP_MS: a dwell factor never parks a trip for days
 HOME, WORK, OTHER = 0, 1, 2
 # Index of the reference's own streams (telcosim uses index 0 and 1 of "mobility").
 STREAM_INDEX = 1000
@@ -409,7 +410,11 @@ class ReferenceModel:
                 if nxt == dest:
                     hop_t = INF
                 else:
-                    hop_t = t + extra + max(1000.0, self.distance(c, nxt) / speed * 3.6e6)
+                    hop_ms = self.distance(c, nxt) / speed * 3.6e6
+                    if mp["dwell_sigma"] > 0.0:  # as in telcosim: mean-one lognormal dwell dispersion
+                        sig = mp["dwell_sigma"]
+                        hop_ms = min(hop_ms * rng_m.lognormal(-0.5 * sig * sig, sig), MAX_HOP_MS)
+                    hop_t = t + extra + max(1000.0, hop_ms)
             elif t == next_periodic:
                 self.loc.append((s, self._ts(t), self.cell[s], REASON_PERIODIC))
                 next_periodic += self.periodic_ms

@@ -42,6 +42,7 @@ import numpy as np
 import pandas as pd
 
 from . import readers as R
+from . import run_stats as RS
 from . import targets as T
 
 SCHEMA_VERSION = 1
@@ -139,8 +140,8 @@ def _specs() -> list[Spec]:
     drv = ("drive",)
     s += [
         Spec("handover_rate_moving", "handover", "Handover rate while moving", "1/min", drv, "rel", 0.15,
-             "serving-cell changes per minute of moving time (run: changes < 5 min apart form a moving "
-             "episode; real: Driving traces)"),
+             "serving-cell changes per minute of moving time: changes < 5 min apart form a moving "
+             "episode (real: within Driving traces)"),
         Spec("dwell_time_median", "handover", "Dwell time per cell while moving, median", "s", drv, "rel", 0.15,
              "time between consecutive cell changes while moving, median"),
         Spec("ping_pong_share", "handover", "Ping-pong share", "share", drv, "rel", 0.20,
@@ -601,11 +602,15 @@ def _drive_source(d: R.DriveTraces) -> RealSource:
     def features(keep):
         sel = rows if keep is None else [r for r in rows if r[0] in set(keep)]
         n = sum(r[1] for r in sel)
-        minutes = sum(r[2] for r in sel)
         dwell = np.concatenate([r[3] for r in sel]) if sel else np.array([])
         pp = sum(r[4] for r in sel)
-        return {"handover_rate_moving": n / minutes if minutes else float("nan"),
-                "dwell_time_median": float(np.median(dwell)) if len(dwell) else float("nan"),
+        # The run's rule (calibration.run_stats): changes less than MOVING_GAP_S apart form a moving
+        # episode, the rate is changes per minute of episode, i.e. 1 / the mean dwell within one.
+        # (Changes / all driving minutes would also count the long dwells and the censored first and
+        # last stays, which a run's location trace cannot tell from time spent at a place.)
+        ep = dwell[dwell <= RS.MOVING_GAP_S]
+        return {"handover_rate_moving": len(ep) / (ep.sum() / 60.0) if ep.sum() > 0 else float("nan"),
+                "dwell_time_median": float(np.median(ep)) if len(ep) else float("nan"),
                 "ping_pong_share": pp / n if n else float("nan")}
 
     what = "user" if d.unit_kind == "user" else "trace (one trace = one person)"

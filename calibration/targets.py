@@ -37,6 +37,7 @@ from .derive_defaults import (
     mean_one,
 )
 from .privacy import AGGREGATE_NOTE, ExactReleaser, Releaser, cap_rows
+from .run_stats import MOVING_GAP_S
 
 SCHEMA_VERSION = 1
 
@@ -342,22 +343,24 @@ def drive_targets(d: R.DriveTraces, rel: Releaser) -> dict[str, dict]:
     rows = _drive_rows(d)
     units = sorted({r[0] for r in rows})
     per = {u: [0, 0.0, [], 0] for u in units}
-    for u, n, m, dw, pp in rows:
+    for u, n, _, dw, pp in rows:
         per[u][0] += n
-        per[u][1] += m
-        per[u][2].extend(dw.tolist())
+        per[u][2].extend(dw[dw <= MOVING_GAP_S].tolist())  # the run's rule: a moving episode's dwells
         per[u][3] += pp
     ho = np.array([per[u][0] for u in units], float)
-    mins = np.array([per[u][1] for u in units], float)
+    ep_n = np.array([len(per[u][2]) for u in units], float)
+    ep_min = np.array([sum(per[u][2]) / 60.0 for u in units], float)
     pps = np.array([per[u][3] for u in units], float)
     out = {}
     name = "drive.handover_rate_per_min_moving"
     b = rel.target(name)
-    n_ho = b.bounded_sum("handovers", ho, (0.0, DRIVE_MAX_HANDOVERS), 1)
-    n_min = b.bounded_sum("moving_minutes", mins, (0.0, DRIVE_MAX_MINUTES), 1)
+    n_ho = b.bounded_sum("handovers", ep_n, (0.0, DRIVE_MAX_HANDOVERS), 1)
+    n_min = b.bounded_sum("moving_minutes", ep_min, (0.0, DRIVE_MAX_MINUTES), 1)
     out[name] = _private(rel, name, _ratio(n_ho, n_min),
-                         f"handovers / moving minutes, per person clamped to {DRIVE_MAX_HANDOVERS:g} handovers and "
-                         f"{DRIVE_MAX_MINUTES:g} min; moving = Driving folder, Speed >= 5 km/h, or no Speed")
+                         f"handovers per minute of moving episode, the rule a run's location trace allows "
+                         f"(calibration.run_stats): handovers closer than {MOVING_GAP_S} s form an episode; per "
+                         f"person clamped to {DRIVE_MAX_HANDOVERS:g} handovers and {DRIVE_MAX_MINUTES:g} min; moving = "
+                         "Driving folder, Speed >= 5 km/h, or no Speed")
     name = "drive.dwell_time_s"
     b = rel.target(name)
     who = np.concatenate([[i] * len(per[u][2]) for i, u in enumerate(units)]) if units else np.array([])
@@ -367,7 +370,8 @@ def drive_targets(d: R.DriveTraces, rel: Releaser) -> dict[str, dict]:
     out[name] = _private(rel, name, {
         "median": b.quantile("median", vals, DWELL_CANDIDATES_S, 0.5, DRIVE_DWELLS_PER_PERSON),
         "p90": b.quantile("p90", vals, DWELL_CANDIDATES_S, 0.9, DRIVE_DWELLS_PER_PERSON)},
-        f"time between consecutive handovers while moving, <= {DRIVE_DWELLS_PER_PERSON} per person "
+        f"time between consecutive handovers while moving (at most {MOVING_GAP_S} s apart, the run's rule), "
+        f"<= {DRIVE_DWELLS_PER_PERSON} per person "
         "(spread over the person's dwells), quantiles over a public grid 1 s .. 1 h")
     name = "drive.ping_pong_share"
     b = rel.target(name)

@@ -73,9 +73,9 @@ def test_aggregate_targets_match_the_default_profile_derivation(aggregate_sets):
 def test_exact_private_targets_match_the_default_profile_up_to_caps(exact_doc):
     t = exact_doc["targets"]
     ho = dd.irish_handover(SHARED_DATA)
-    assert t["drive.handover_rate_per_min_moving"]["value"] == pytest.approx(ho["rate_per_min_driving"], rel=0.15)
+    assert t["drive.handover_rate_per_min_moving"]["value"] == pytest.approx(ho["rate_per_min_moving"], rel=0.15)
     assert t["drive.ping_pong_share"]["value"] == pytest.approx(ho["ping_pong_share"], abs=0.05)
-    assert t["drive.dwell_time_s"]["value"]["median"] == pytest.approx(ho["dwell_median_s_driving"], rel=0.5)
+    assert t["drive.dwell_time_s"]["value"]["median"] == pytest.approx(ho["dwell_median_s_moving"], rel=0.5)
     cph = dd.copenhagen(SHARED_DATA)
     dur = t["edges.call_duration"]["value"]
     assert dur["log_mu"] == pytest.approx(cph["duration_log_mu"], abs=0.2)
