@@ -637,7 +637,10 @@ class Simulation:
             burst_on_ms=sc.behaviour.burst_on_mean_min * 60_000.0, burst_off_ms=sc.behaviour.burst_off_mean_min * 60_000.0,
             onnet_share=sc.behaviour.onnet_share, voice_mu=v_mu, voice_sigma=v_sigma,
             voice_max_ms=sc.behaviour.call_duration_max_s * 1000.0, data_mu=sc.behaviour.data_volume_log_mu,
-            data_sigma=sc.behaviour.data_volume_log_sigma)
+            data_sigma=sc.behaviour.data_volume_log_sigma,
+            data_level_share=sc.behaviour.data_volume_level_share,
+            data_level_rho=math.exp(-1.0 / sc.behaviour.data_volume_level_hours),
+            data_habit_share=sc.behaviour.data_volume_habit_share)
 
     # --- tables -----------------------------------------------------------------------------
 

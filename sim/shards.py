@@ -51,6 +51,11 @@ class DemandInputs:
     voice_max_ms: float
     data_mu: float
     data_sigma: float
+    # Share of the data volume's log-variance that is a subscriber's hourly level, and its
+    # hour-to-hour correlation (behaviour.data_volume_level_share / _level_hours).
+    data_level_share: float = 0.0
+    data_level_rho: float = 0.0
+    data_habit_share: float = 0.0  # of that level, the daily habit (behaviour.data_volume_habit_share)
 
 
 NO_CELL_MULT = np.ones((0, 3))
@@ -63,7 +68,8 @@ NO_FORCE = (np.zeros(0, np.int32), np.zeros(0, np.int32))
 class EpochInputs:
     """What changes from epoch to epoch: the hour's place targets and attempt rates (``epoch``
     counts quarter hours); incidents add per-cell rate multipliers (voice, SMS, data; empty for
-    none) and forced destinations (ascending subscriber ids and their cells)."""
+    none) and forced destinations (ascending subscriber ids and their cells); ``data_mu_shift``
+    is added to the data volume's lognormal mu (the profile's volume per session in this hour)."""
 
     epoch: int
     place_target: np.ndarray
@@ -153,7 +159,7 @@ class Shard:
             self.activity, st.burst_on,
             st.burst_next, st.clock, d.burst_on_mult, d.burst_off_mult, d.burst_on_ms, d.burst_off_ms, d.onnet_share,
             self.contact_ptr, self.contact_cdf, self.contact_idx, d.voice_mu, d.voice_sigma, d.voice_max_ms,
-            d.data_mu + ep.data_mu_shift, d.data_sigma, *bufs), self.count, cap, ATT_DTYPES)
+            d.data_mu + ep.data_mu_shift, d.data_sigma, d.data_level_share, d.data_level_rho, d.data_habit_share, *bufs), self.count, cap, ATT_DTYPES)
         cells = demand.attempt_cells(self.first, start_cell, mob[1], mob[0], mob[2], att[1], att[0])
         return mob, (*att, cells), start_cell
 

@@ -13,7 +13,15 @@ import math
 import numpy as np
 from numba import njit
 
-from .rng import next_below, next_exponential, next_lognormal, next_uniform, search_cdf, seed_state
+from .rng import (
+    next_below,
+    next_exponential,
+    next_lognormal,
+    next_normal,
+    next_uniform,
+    search_cdf,
+    seed_state,
+)
 
 HOME, WORK, OTHER = 0, 1, 2
 KIND_CHANGE, KIND_PERIODIC, KIND_ATTACH = 0, 1, 2
@@ -21,6 +29,12 @@ KIND_CHANGE, KIND_PERIODIC, KIND_ATTACH = 0, 1, 2
 _PHASE_EPOCH = np.int64(1 << 40)
 # Longest single hop once the dwell dispersion factor is applied (a day: keeps the time finite).
 _MAX_HOP_MS = 86_400_000.0
+# Pseudo-epochs keying the per-subscriber hourly data-volume level: hour j uses _LEVEL_EPOCH + j.
+_LEVEL_EPOCH = np.int64(1 << 41)
+_LEVEL_TERMS = 48  # most hours of the moving sum behind the level (the rest weigh < rho^48)
+# Pseudo-epochs keying the level's daily habit: hour of day d uses _HABIT_EPOCH + d.
+_HABIT_EPOCH = np.int64(1 << 42)
+_HOUR_MS_F = 3_600_000
 # Attempt kinds produced by the session kernel.
 VOICE_MO, SMS_MO, DATA, VOICE_MT_OFFNET, SMS_MT_OFFNET = 0, 1, 2, 3, 4
 
@@ -306,7 +320,7 @@ def mobility_epoch(key, first, count, lo, n, room, epoch, t0, t1, decide, trip_s
 def sessions_epoch(key, first, count, lo, n, epoch, fresh, t0, t1, rates, cell_of, cell_mult, sub_mult, activity,
                    burst_on, burst_next, clock, mult_on, mult_off, on_mean_ms, off_mean_ms, onnet_share,
                    contact_ptr, contact_cdf, contact_idx, voice_mu, voice_sigma, voice_max_ms,
-                   data_mu, data_sigma,
+                   data_mu, data_sigma, level_share, level_rho, habit_share,
                    out_t, out_sub, out_kind, out_cp, out_dur, out_vol):
     """Session attempts of subscribers ``first .. first+count-1`` in ``[t0, t1)`` (ms); per-subscriber
     arrays are indexed from 0 as in :func:`mobility_epoch` (``contact_ptr`` has ``count + 1``
@@ -317,6 +331,15 @@ def sessions_epoch(key, first, count, lo, n, epoch, fresh, t0, t1, rates, cell_o
     across epochs: this makes inter-event times bursty. Originated calls and SMS go to a contact
     (chosen in proportion to tie strength) with probability ``onnet_share``, else off-net.
     Voice durations and data volumes are lognormal.
+
+    A data session's log-volume is ``data_mu + data_sigma * z``, z standard normal. With
+    ``level_share`` > 0 a part of it is the subscriber's own level that persists over hours:
+    ``z = sqrt(level_share) * L + sqrt(1 - level_share) * e``, where ``L`` (standard normal,
+    one value per subscriber and clock hour) has hour-to-hour correlation ``level_rho``
+    (:func:`volume_level`) and ``e`` is the session's own draw. A share ``habit_share`` of ``L``
+    is the subscriber's daily habit, the same at each hour of the day every day. Every session's
+    volume keeps the same lognormal law; a heavy hour of a subscriber is more often followed by
+    another, and by a heavy hour at the same time the next day.
 
     ``cell_mult`` (empty, or one row per cell: voice, SMS and data multipliers) scales the rates of
     a subscriber by the row of the cell they start the epoch in (``cell_of``): mass events,
@@ -341,9 +364,14 @@ def sessions_epoch(key, first, count, lo, n, epoch, fresh, t0, t1, rates, cell_o
         base_total += rates[k]
     own = np.empty(rates.shape[0])
     svc_of = np.array([0, 1, 2, 0, 1])  # VOICE_MO, SMS_MO, DATA, VOICE_MT_OFFNET, SMS_MT_OFFNET
+    hour = t0 // _HOUR_MS_F
+    a_lvl = math.sqrt(level_share)
+    b_lvl = math.sqrt(1.0 - level_share)
     for i in range(lo, count):
         s = first + i
         st = seed_state(key, s, epoch)
+        lvl_done = False
+        lvl = 0.0
         r = rates
         total_rate = base_total
         if cell_mult.shape[0] > 0 or sub_mult.shape[0] > 0:
@@ -402,7 +430,14 @@ def sessions_epoch(key, first, count, lo, n, epoch, fresh, t0, t1, rates, cell_o
                         st, x = next_lognormal(st, voice_mu, voice_sigma)
                         dur = np.int64(min(max(x * 1000.0, 1000.0), voice_max_ms))
                     elif kind == DATA:
-                        st, x = next_lognormal(st, data_mu, data_sigma)
+                        if level_share > 0.0:
+                            if not lvl_done:
+                                lvl = volume_level(key, s, hour, level_rho, habit_share)
+                                lvl_done = True
+                            st, z = next_normal(st)
+                            x = math.exp(data_mu + data_sigma * (a_lvl * lvl + b_lvl * z))
+                        else:
+                            st, x = next_lognormal(st, data_mu, data_sigma)
                         vol = np.int64(min(max(x, 1.0), 1e12))
                     if n + 1 > out_t.shape[0]:
                         burst_on[i], burst_next[i], clock[i] = on0, next0, clock0
@@ -420,6 +455,41 @@ def sessions_epoch(key, first, count, lo, n, epoch, fresh, t0, t1, rates, cell_o
                 st, e = next_exponential(st, 1.0 / (on_mean_ms if burst_on[i] else off_mean_ms))
                 burst_next[i] = burst_next[i] + 1 + np.int64(e)
     return n, count
+
+
+@njit(cache=True)
+def _ar_sum(key, s, base, at, rho, cycle):
+    """``sum_k rho^k g(at - k) / sqrt(sum_k rho^2k)``, g the keyed normals of pseudo-epochs
+    ``base + j``; j runs over the hours before ``at`` (``cycle`` 0) or around a day of ``cycle``
+    hours. A unit-variance AR(1) sequence in ``at`` with correlation ``rho``, without state."""
+    acc = 0.0
+    w = 1.0
+    ss = 0.0
+    for k in range(_LEVEL_TERMS):
+        j = at - k
+        if cycle > 0:
+            j = j % cycle
+        st = seed_state(key, s, base + j)
+        st, g = next_normal(st)
+        acc += w * g
+        ss += w * w
+        w *= rho
+        if w < 1e-3:
+            break
+    return acc / math.sqrt(ss)
+
+
+@njit(cache=True)
+def volume_level(key, s, hour, rho, habit_share):
+    """Subscriber ``s``'s data-volume level in clock hour ``hour`` (standard normal): a transient
+    part, correlated ``rho`` from one hour to the next, and a share ``habit_share`` (of the
+    variance) that is the subscriber's daily habit: a function of the hour of day alone,
+    correlated ``rho`` between neighbouring hours of the day (across midnight too). The same value
+    for a subscriber and hour whatever the epoch, shard or worker that asks."""
+    v = math.sqrt(1.0 - habit_share) * _ar_sum(key, s, _LEVEL_EPOCH, hour, rho, 0)
+    if habit_share > 0.0:
+        v += math.sqrt(habit_share) * _ar_sum(key, s, _HABIT_EPOCH, hour % 24, rho, 24)
+    return v
 
 
 @njit(cache=True, inline="always")
