@@ -1,0 +1,39 @@
+"""Local demand shards stepped by several threads: the same events as one thread, in the same order."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from sim.engine import Simulation
+from sim.executors import LocalDemand
+from sim.mobility import place_target
+from sim.sessions import attempt_rates
+from sim.shards import EpochInputs, ShardState
+from tests.conftest import small_scenario
+
+
+def _epochs(threads: int, shard_size: int, n_epochs: int = 6) -> list:
+    sim = Simulation(small_scenario(**{"population.subscribers": 1500}))
+    h0, wd0 = sim.local_hour(0)
+    state = ShardState.initial(sim.population, h0, wd0, sim.scenario.seed)
+    ex = LocalDemand(sim._demand_inputs(), sim.population, state, shard_size, threads=threads)
+    out = []
+    try:
+        for e in range(n_epochs):
+            hour, wd = sim.local_hour(e // 4)
+            ep = EpochInputs(e, place_target(hour, wd), attempt_rates(sim.scenario.behaviour, sim.profile, hour, wd))
+            out.append(ex.step(ep))
+    finally:
+        ex.close()
+    return out, ex
+
+
+def test_threads_do_not_change_the_events():
+    ref, one = _epochs(threads=1, shard_size=10_000)
+    assert len(one.shards) == 1 and one.threads == 1
+    for threads, size in ((2, 10_000), (3, 100), (4, 1)):
+        got, ex = _epochs(threads=threads, shard_size=size)
+        assert ex.threads == threads and len(ex.shards) >= threads
+        for (m0, a0, s0), (m1, a1, s1) in zip(ref, got, strict=True):
+            for x, y in zip((*m0, *a0, s0), (*m1, *a1, s1), strict=True):
+                np.testing.assert_array_equal(x, y)
