@@ -138,10 +138,14 @@ class MobilityConfig:
     explore_gamma: float = _f(0.21, "exploration decay exponent (Song et al. 2010)", lo=0)
     jump_hops_mean: float = _f(3.0, "mean neighbour hops of an exploration jump", lo=1)
     global_jump_share: float = _f(0.1, "share of exploration jumps anywhere in the network, weighted by work weight", lo=0, hi=1)
-    local_outing_scale: float = _f(0.22, "local mobility class (population.local_share): their hourly chance of an "
+    local_outing_scale: float = _f(0.5, "local mobility class (population.local_share): their hourly chance of an "
                                    "'other' place (an outing) relative to everybody else's", lo=0, hi=1)
-    local_stickiness: float = _f(0.3, "local mobility class (population.local_share): their chance per hour of "
+    local_stickiness: float = _f(0.4, "local mobility class (population.local_share): their chance per hour of "
                                  "keeping the current place (everybody else: stickiness)", lo=0, hi=1)
+    local_jump_hops_mean: float = _f(1.0, "local mobility class: mean neighbour hops of their exploration jumps "
+                                     "(everybody else: jump_hops_mean)", lo=1)
+    local_global_jump_share: float = _f(0.0, "local mobility class: share of their exploration jumps anywhere in the "
+                                        "network (everybody else: global_jump_share)", lo=0, hi=1)
     speed_kmh_median: float = _f(33.0, "median travel speed of a trip (default: the Irish 5G drive traces' Speed median, profile [handover])", lo=0, lo_open=True)
     speed_log_sigma: float = _f(0.5, "log-sd of trip speeds", lo=0)
     ping_pong_prob: float = _f(0.18, "chance that a handover while moving bounces back to the previous cell briefly", lo=0, hi=1)

@@ -29,11 +29,9 @@ from .shards import (
 
 
 def _class_params(inputs: DemandInputs, pop: Population) -> tuple[np.ndarray, np.ndarray]:
-    """Per-subscriber factor on the chance of an outing and stickiness (each empty when nobody's
-    differs from the common one), from the local mobility class."""
-    m = inputs.mobility
-    return pop.class_mobility(float(m.get("local_outing", 1.0)), float(m.get("local_stickiness", m["stickiness"])),
-                              float(m["stickiness"]))
+    """Mobility class per subscriber (empty when nobody is of the local class) and the table of
+    each class's mobility parameters, for the mobility kernel."""
+    return pop.class_mobility(inputs.mobility)
 
 
 def _part(a: np.ndarray, lo: int, hi: int) -> np.ndarray:
@@ -69,10 +67,10 @@ class LocalDemand:
             shard_size = min(max(1, int(shard_size)), max(1, -(-pop.n // threads)))
         home, work = pop.home_cell, pop.work_cell
         sm = pop.service_activity
-        out, stick = _class_params(inputs, pop)
+        mclass, cls = _class_params(inputs, pop)
         self.shards = [Shard(lo, inputs, home[lo:hi], work[lo:hi], pop.activity[lo:hi],
                              pop.contact_ptr[lo:hi + 1], pop.contact_cdf, pop.contact_idx, state.slice(lo, hi),
-                             NO_SUB_MULT if sm is None else sm[lo:hi], _part(out, lo, hi), _part(stick, lo, hi))
+                             NO_SUB_MULT if sm is None else sm[lo:hi], _part(mclass, lo, hi), cls)
                        for lo, hi in _ranges(pop.n, shard_size)]
         self.threads = min(threads, len(self.shards))
         bounds = np.linspace(0, len(self.shards), self.threads + 1).round().astype(int)
@@ -117,7 +115,7 @@ class DaskDemand:
         # At least one shard per worker, at most shard_size subscribers each.
         size = min(max(1, int(shard_size)), max(1, -(-pop.n // n_workers)))
         home, work = pop.home_cell, pop.work_cell
-        out, stick = _class_params(inputs, pop)
+        mclass, cls = _class_params(inputs, pop)
         arrays = state.arrays()
         futures = []
         ptr = pop.contact_ptr
@@ -129,7 +127,7 @@ class DaskDemand:
                                         pop.contact_cdf[c_lo:c_hi], pop.contact_idx[c_lo:c_hi],
                                         {k: v[lo:hi] for k, v in arrays.items()},
                                         NO_SUB_MULT if pop.service_activity is None else pop.service_activity[lo:hi],
-                                        _part(out, lo, hi), _part(stick, lo, hi)],
+                                        _part(mclass, lo, hi), cls],
                                        hash=False)
             futures.append(self.client.submit(make_shard, lo, shared, *data, actor=True, pure=False))
         self.actors = [f.result() for f in futures]

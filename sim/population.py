@@ -7,7 +7,8 @@ is within two hops. A share ``local_share`` of subscribers is of the *local* mob
 campus-like life: classes, canteen and room on one site): their anchor is another cell of their
 home site (the home cell itself on a one-cell site), and the mobility kernel scales their chance of
 an outing by ``mobility.local_outing_scale`` and gives them their own ``mobility.local_stickiness``
-(:meth:`Population.class_mobility`). A mixture of locals
+and exploration range (``mobility.local_jump_hops_mean``, ``local_global_jump_share``; see
+:meth:`Population.class_mobility`). A mixture of locals
 and commuters gives what real daily radii of gyration look like: many days spent around one place
 and a tail of long trips. The social graph is built so that most contacts live nearby, with lognormal
 tie strengths, so that a few contacts carry most of a subscriber's calls. It is stored as CSR
@@ -48,18 +49,21 @@ class Population:
     def n(self) -> int:
         return int(self.home_cell.shape[0])
 
-    def class_mobility(self, local_outing: float, local_stickiness: float,
-                       stickiness: float) -> tuple[np.ndarray, np.ndarray]:
-        """Per-subscriber inputs of the mobility kernel from the mobility class: the multiplier of
-        the hourly chance of an 'other' place (``local_outing`` for the local class, 1 for
-        everybody else) and the stickiness (``local_stickiness``, else ``stickiness``). Each is an
-        empty array (the kernel's "the common value") when it is the same for everybody."""
-        none = np.ones(0)
+    def class_mobility(self, mobility: dict[str, float]) -> tuple[np.ndarray, np.ndarray]:
+        """The mobility kernel's class inputs: the class of each subscriber (int8: 0 everybody
+        else, 1 local; empty when nobody is local, and the kernel uses its scalar parameters) and
+        one row per class of (outing factor, stickiness, exploration hops mean, global jump share)
+        from the kernel parameters ``mobility`` (:func:`sim.mobility.kernel_params` plus the
+        ``local_*`` entries)."""
+        m = mobility
+        table = np.array([
+            [1.0, m["stickiness"], m["hops_mean"], m["global_share"]],
+            [m.get("local_outing", 1.0), m.get("local_stickiness", m["stickiness"]),
+             m.get("local_hops_mean", m["hops_mean"]), m.get("local_global_share", m["global_share"])],
+        ], np.float64)
         if not self.local.any():
-            return none, none
-        outing = none if local_outing == 1.0 else np.where(self.local, float(local_outing), 1.0)
-        stick = none if local_stickiness == stickiness else np.where(self.local, float(local_stickiness), stickiness)
-        return outing, stick
+            return np.zeros(0, np.int8), table
+        return self.local.astype(np.int8), table
 
     def contacts(self, sub: int) -> np.ndarray:
         return self.contact_idx[self.contact_ptr[sub]:self.contact_ptr[sub + 1]]

@@ -60,7 +60,8 @@ class DemandInputs:
 
 NO_CELL_MULT = np.ones((0, 3))
 NO_SUB_MULT = np.ones((0, 3))
-NO_OUTING = np.ones(0)
+NO_CLASS = np.zeros(0, np.int8)
+NO_CLASS_TABLE = np.ones((1, 4))
 NO_FORCE = (np.zeros(0, np.int32), np.zeros(0, np.int32))
 
 
@@ -120,16 +121,16 @@ class Shard:
     def __init__(self, first: int, inputs: DemandInputs, home: np.ndarray, work: np.ndarray,
                  activity: np.ndarray, contact_ptr: np.ndarray, contact_cdf: np.ndarray,
                  contact_idx: np.ndarray, state: ShardState, sub_mult: np.ndarray = NO_SUB_MULT,
-                 outing: np.ndarray = NO_OUTING, stick: np.ndarray = NO_OUTING) -> None:
+                 mclass: np.ndarray = NO_CLASS, cls: np.ndarray = NO_CLASS_TABLE) -> None:
         self.first = first
         self.count = len(home)
         self.inputs = inputs
         self.home, self.work, self.activity = home, work, activity
         # Per-service rate multipliers (voice, SMS, data) per subscriber, or none.
         self.sub_mult = sub_mult
-        # Per-subscriber factor on the chance of an outing and own stickiness (the local mobility
-        # class), or none (empty).
-        self.outing, self.stick = outing, stick
+        # Mobility class per subscriber (empty: none) and each class's outing factor, stickiness,
+        # exploration hops mean and global jump share (sim.population.Population.class_mobility).
+        self.mclass, self.cls = mclass, cls
         self.contact_ptr, self.contact_cdf, self.contact_idx = contact_ptr, contact_cdf, contact_idx
         self.state = state
 
@@ -151,7 +152,7 @@ class Shard:
             np.int64(HOUR_MS), ep.place_target, m["stickiness"], m["rho"],
             m["gamma"], m["hops_mean"], m["global_share"], d.other_cdf, m["speed_mu"], m["speed_sigma"],
             m["pp_prob"], m["pp_dwell_ms"], m["dwell_sigma"], np.int64(d.periodic_ms), d.cx_km, d.cy_km, d.nbr_ptr, d.nbr_idx,
-            self.home, self.work, force, self.outing, self.stick, st.cur_cell, st.place, st.dest, st.next_hop_t, st.speed_kmh,
+            self.home, self.work, force, self.mclass, self.cls, st.cur_cell, st.place, st.dest, st.next_hop_t, st.speed_kmh,
             st.visit_cell, st.visit_count, st.n_seen, *bufs), self.count, max(cap, 2 * room), MOB_DTYPES)
         att = _fill(lambda lo, n, bufs: demand.sessions_epoch(
             d.ses_key, self.first, self.count, lo, n, e, e % EPOCHS_PER_HOUR == 0, t0, t1, ep.rates, start_cell, ep.cell_mult,
@@ -196,15 +197,15 @@ def _fill(kernel, count: int, cap: int, dtypes: tuple) -> tuple[np.ndarray, ...]
 
 
 def make_shard(first: int, inputs: DemandInputs, home, work, activity, contact_ptr, contact_cdf, contact_idx,
-               state_arrays: dict[str, np.ndarray], sub_mult=NO_SUB_MULT, outing=NO_OUTING,
-               stick=NO_OUTING) -> Shard:
+               state_arrays: dict[str, np.ndarray], sub_mult=NO_SUB_MULT, mclass=NO_CLASS,
+               cls=NO_CLASS_TABLE) -> Shard:
     """A self-contained shard for a remote worker: own copies, ``contact_cdf`` / ``contact_idx``
     holding just this range's rows and ``contact_ptr`` (count + 1 entries) pointing into the
     global arrays, rebased here."""
     return Shard(first, inputs, np.array(home), np.array(work), np.array(activity),
                  np.asarray(contact_ptr) - contact_ptr[0], np.array(contact_cdf), np.array(contact_idx),
                  ShardState(**{k: np.array(v) for k, v in state_arrays.items()}), np.array(sub_mult),
-                 np.array(outing), np.array(stick))
+                 np.array(mclass), np.array(cls))
 
 
 def merge_epoch(parts: list):

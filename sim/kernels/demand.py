@@ -117,7 +117,7 @@ def _explore_cell(st, cur, nbr_ptr, nbr_idx, hops_mean, global_share, other_cdf)
 @njit(cache=True, nogil=True)
 def mobility_epoch(key, first, count, lo, n, room, epoch, t0, t1, decide, trip_span, pi, stickiness, rho, gamma, hops_mean, global_share,
                    other_cdf, speed_mu, speed_sigma, pp_prob, pp_dwell_ms, dwell_sigma, periodic_ms,
-                   cx, cy, nbr_ptr, nbr_idx, home, work, force, outing, stick,
+                   cx, cy, nbr_ptr, nbr_idx, home, work, force, mclass, cls,
                    cur_cell, place, dest, next_hop_t, speed_kmh, visit_cell, visit_count, n_seen,
                    out_t, out_sub, out_cell, out_kind):
     """Move subscribers ``first .. first+count-1`` through the epoch ``[t0, t1)`` (ms).
@@ -140,10 +140,12 @@ def mobility_epoch(key, first, count, lo, n, room, epoch, t0, t1, decide, trip_s
     subscriber with a forced cell goes there as an "other" place (a mass event's venue) and does
     not remember it among their own places.
 
-    ``outing`` (empty for all 1, or one factor per subscriber) scales a subscriber's hourly target
-    probability of an "other" place (home and work share the rest in the hour's proportions), and
-    ``stick`` (empty for all ``stickiness``, or one per subscriber) is their own stickiness: the
-    local mobility class's fewer outings and own pace (``sim.population``).
+    ``mclass`` (empty: everybody uses the scalar parameters; else one mobility class per
+    subscriber) picks a row of ``cls`` (one per class: outing factor, stickiness, exploration hops
+    mean, global jump share; row 0, everybody else, holds the scalars and factor 1): the outing
+    factor scales the hour's target probability of an "other" place (home and work share the rest
+    in the hour's proportions). The local mobility class (``sim.population``) goes out less, at
+    its own pace and nearer.
 
     Output goes to ``out_*`` from row ``n`` on, starting with subscriber index ``lo``; a
     subscriber is only started with ``room`` rows free (the caller's bound on one subscriber's rows
@@ -170,18 +172,18 @@ def mobility_epoch(key, first, count, lo, n, room, epoch, t0, t1, decide, trip_s
                 newp = np.int64(OTHER)
                 redrawn = True
                 forced = True
-            elif outing.shape[0] > 0 and outing[i] != 1.0:
-                # The same draws with this subscriber's own target: "other" scaled, renormalised.
-                s_i = stick[i] if stick.shape[0] > 0 else stickiness
+            elif mclass.shape[0] > 0 and cls[mclass[i], 0] != 1.0:
+                # The same draws with this class's own target: "other" scaled, renormalised.
+                f = cls[mclass[i], 0]
                 tot = 0.0
                 for k in range(pi.shape[0]):
-                    pi_own[k] = pi[k] * outing[i] if k == OTHER else pi[k]
+                    pi_own[k] = pi[k] * f if k == OTHER else pi[k]
                     tot += pi_own[k]
                 for k in range(pi.shape[0]):
                     pi_own[k] = pi_own[k] / tot if tot > 0 else pi[k]
-                st, newp, redrawn = place_step(st, newp, pi_own, s_i)
+                st, newp, redrawn = place_step(st, newp, pi_own, cls[mclass[i], 1])
             else:
-                st, newp, redrawn = place_step(st, newp, pi, stick[i] if stick.shape[0] > 0 else stickiness)
+                st, newp, redrawn = place_step(st, newp, pi, cls[mclass[i], 1] if mclass.shape[0] > 0 else stickiness)
         if redrawn and (newp != place[i] or newp == OTHER):
             if newp == HOME:
                 target = np.int64(home[i])
@@ -198,8 +200,11 @@ def mobility_epoch(key, first, count, lo, n, room, epoch, t0, t1, decide, trip_s
                     if visit_cell[i, k] >= 0:
                         total += visit_count[i, k]
                 if total == 0 or u < rho * seen ** (-gamma):
+                    hm, gs = hops_mean, global_share
+                    if mclass.shape[0] > 0:
+                        hm, gs = cls[mclass[i], 2], cls[mclass[i], 3]
                     st, target = _explore_cell(st, np.int64(cur_cell[i]), nbr_ptr, nbr_idx,
-                                               hops_mean, global_share, other_cdf)
+                                               hm, gs, other_cdf)
                     n_seen[i] += 1
                 else:
                     st, u = next_uniform(st)

@@ -54,12 +54,14 @@ def test_the_local_class_leaves_everybody_else_alone():
 
 def test_class_mobility_arrays():
     _, _, pop = _build(**{"population.local_share": 0.5})
-    outing, stick = pop.class_mobility(0.2, 0.3, 0.55)
-    np.testing.assert_array_equal(outing, np.where(pop.local, 0.2, 1.0))
-    np.testing.assert_array_equal(stick, np.where(pop.local, 0.3, 0.55))
-    # The same as everybody's: nothing passed (the kernel's common value).
-    outing, stick = pop.class_mobility(1.0, 0.55, 0.55)
-    assert outing.shape == (0,) and stick.shape == (0,)
+    m = {"stickiness": 0.55, "hops_mean": 3.0, "global_share": 0.1, "local_outing": 0.2,
+         "local_stickiness": 0.3, "local_hops_mean": 1.0, "local_global_share": 0.0}
+    mclass, table = pop.class_mobility(m)
+    np.testing.assert_array_equal(mclass, pop.local.astype(np.int8))
+    np.testing.assert_array_equal(table, [[1.0, 0.55, 3.0, 0.1], [0.2, 0.3, 1.0, 0.0]])
+    # Nobody local: no classes passed (the kernel's scalar parameters).
+    _, _, none = _build(**{"population.local_share": 0.0})
+    assert none.class_mobility(m)[0].shape == (0,)
 
 
 def test_a_local_without_outings_stays_on_the_home_site(tmp_path):
@@ -84,7 +86,9 @@ def test_a_local_without_outings_stays_on_the_home_site(tmp_path):
 
 
 @pytest.mark.parametrize("key,value", [("population.local_share", "1.5"), ("population.far_commute_share", "-0.1"),
-                                       ("mobility.local_outing_scale", "2"), ("mobility.local_stickiness", "-1")])
+                                       ("mobility.local_outing_scale", "2"), ("mobility.local_stickiness", "-1"),
+                                       ("mobility.local_jump_hops_mean", "0.5"),
+                                       ("mobility.local_global_jump_share", "1.1")])
 def test_bad_class_knobs_are_one_line_errors(key, value):
     with pytest.raises(ConfigError) as exc:
         config.load(None, [f"{key}={value}"])
