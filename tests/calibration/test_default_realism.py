@@ -11,10 +11,12 @@ them all with the ones it does not meet and why):
 * all records per hour vs the Milan squares: the same three figures;
 * radius of gyration median and p90 within 25% of StudentLife's (the local mobility class,
   population.local_share, gives the low median with the long-trip tail);
-* handover rate while moving within 25% of the Irish 5G driving figure;
+* handover rate while moving within 25% of the Irish 5G driving figure, and the median dwell
+  while moving within 30% (both by the run's rule on both sides: cell changes closer than 5 min
+  form a moving episode; the dwell dispersion mobility.dwell_log_sigma is the traces' own);
 * median answered-call duration within 20% of Copenhagen's.
 
-Not met (measured, not asserted): the median dwell while moving.
+Every realism must-show of the issue is asserted.
 """
 
 from __future__ import annotations
@@ -85,9 +87,11 @@ def test_radius_of_gyration_median_and_p90(metrics):
         assert abs(m["synthetic"] - m["real"]) <= 0.25 * m["real"], name
 
 
-def test_handover_rate_while_moving(metrics):
+def test_handover_rate_and_dwell_while_moving(metrics):
     m = metrics[0]["handover_rate_moving"]
     assert abs(m["synthetic"] - m["real"]) <= 0.25 * m["real"]
+    m = metrics[0]["dwell_time_median"]
+    assert abs(m["synthetic"] - m["real"]) <= 0.30 * m["real"]
 
 
 def test_call_duration_median(metrics):
