@@ -88,7 +88,7 @@ class PopulationConfig:
     far_commute_share: float = _f(1.0, "share of commuters whose work/anchor cell is drawn anywhere by work weight "
                                   "(the others': within two neighbour hops of home)", lo=0, hi=1)
     local_share: float = _f(0.65, "share of subscribers of the local mobility class: their anchor is on their home "
-                            "site and they rarely go out (mobility.local_outing_scale); the rest commute and "
+                            "site and they go out less and nearer (mobility.local_*); the rest commute and "
                             "explore as commuter_share says (default fitted to StudentLife's radius of "
                             "gyration, docs/calibration.md)", lo=0, hi=1)
     home_weight: ByDensity = _by_density(1.0, 0.8, 0.5, "relative chance that a cell is someone's home, by density class")

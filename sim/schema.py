@@ -97,7 +97,7 @@ def subscribers_schema() -> pa.Schema:
         _f("home_cell_id", pa.int32(), "", "cell of home"),
         _f("work_cell_id", pa.int32(), "", "cell of work or daytime anchor"),
         _f("commuter", pa.bool_(), "", "whether the work cell may be far from home"),
-        _f("local", pa.bool_(), "", "local mobility class: anchor on the home site, few outings"),
+        _f("local", pa.bool_(), "", "local mobility class: anchor on the home site, fewer and nearer outings"),
         _f("activity", pa.float64(), "1", "activity multiplier (lognormal, mean 1)"),
         _f("activity_class", _dict(), "", "low (<0.5) | medium (<1.5) | high (<4) | very_high"),
         _f("contacts", pa.int32(), "1", "number of contacts in the social graph"),
