@@ -277,6 +277,74 @@ def lte_data_volume(data: Path) -> dict:
     }
 
 
+def lte_volume_persistence(data: Path, days: int = 14, step_days: int = 7) -> dict:
+    """How persistent the LTE cells' hourly data volume is around its own weekly shape, measured
+    the way a run's cell series are used (``calibration.utility``): each cell's year cut into
+    ``days``-long windows (every ``step_days``; windows with > 10% hours missing skipped), each
+    window divided by its own mean. The residual of an hour is its value less the window's mean at
+    that hour of day and day type (Mon-Fri, Sat, Sun), scaled by sqrt(n / (n - 1)) for the n
+    hours averaged. Medians over the windows:
+
+    * ``resid_sd``: sd of the residuals (x the window's mean);
+    * ``acf1``, ``acf2``: their autocorrelation at lags 1 and 2 h;
+    * ``decay_per_hour``: acf2 / acf1, the hour-to-hour decay of the persistent part;
+    * ``shape_sd``: how much a window's own weekday hour-of-day shape differs from the mean shape
+      of all windows, beyond the sampling noise of its mean (sqrt of the variance less
+      residual variance / days averaged): cells keep a daily shape of their own.
+
+    Targets for ``behaviour.data_volume_level_*`` and ``data_volume_habit_share`` (fitted by
+    simulation, see docs/evaluate.md).
+    """
+    files = sorted((data / "lte_cells").glob("cell_*_hourly.csv"))
+    if not files:
+        raise FileNotFoundError("no lte_cells/cell_*_hourly.csv")
+    L = days * 24
+    wins, hours, wdays = [], None, None
+    for f in files:
+        d = pd.read_csv(f)
+        t = pd.to_datetime(d["DateTime"], format="%m/%d/%Y %H:%M")
+        s = pd.Series(d["Traffic"].to_numpy(dtype=float), index=t).sort_index()
+        s = s[~s.index.duplicated()]
+        idx = pd.date_range(s.index.min().floor("D"), s.index.max(), freq="1h")
+        y = s.reindex(idx).to_numpy(float)
+        # windows start on the same weekday (a whole number of weeks apart) so they share a calendar
+        for a in range(0, len(idx) - L + 1, 24 * step_days):
+            w = y[a:a + L]
+            if np.isfinite(w).mean() > 0.9:
+                wins.append(w / np.nanmean(w))
+                if hours is None:
+                    hours, wdays = idx.hour[a:a + L].to_numpy(), idx.day_of_week[a:a + L].to_numpy()
+    return {**persistence_stats(np.vstack(wins), hours, wdays), "days": days}
+
+
+def persistence_stats(Y: np.ndarray, hours: np.ndarray, wdays: np.ndarray) -> dict:
+    """The statistics of :func:`lte_volume_persistence` for series ``Y`` (series x hours, each
+    x its own mean, NaN = missing) with local ``hours`` and ``wdays`` (Mon=0) per column: also
+    for a run's cells (``calibration.utility.run_series``)."""
+    dtype = np.where(wdays < 5, 0, wdays - 4)
+    key = dtype * 24 + hours
+    resid = np.full_like(Y, np.nan)
+    for k in np.unique(key):
+        m = key == k
+        n = np.isfinite(Y[:, m]).sum(axis=1, keepdims=True)
+        resid[:, m] = (Y[:, m] - np.nanmean(Y[:, m], axis=1, keepdims=True)) * np.sqrt(n / np.maximum(n - 1, 1))
+
+    def acf(lag):
+        a, b = resid[:, :-lag], resid[:, lag:]
+        ok = np.isfinite(a) & np.isfinite(b)
+        a, b = np.where(ok, a, 0.0), np.where(ok, b, 0.0)
+        return np.median((a * b).sum(axis=1) / np.sqrt((a * a).sum(axis=1) * (b * b).sum(axis=1)))
+
+    wd = wdays < 5
+    shape = np.stack([np.nanmean(Y[:, wd & (hours == h)], axis=1) for h in range(24)], axis=1)
+    noise = np.stack([np.nanvar(Y[:, wd & (hours == h)], axis=1, ddof=1) / np.sum(wd & (hours == h))
+                      for h in range(24)], axis=1)
+    excess = np.nanmean((shape - np.nanmean(shape, axis=0, keepdims=True)) ** 2) - np.nanmean(noise)
+    a1, a2 = float(acf(1)), float(acf(2))
+    return {"resid_sd": float(np.median(np.nanstd(resid, axis=1))), "acf1": a1, "acf2": a2,
+            "decay_per_hour": a2 / a1, "shape_sd": float(np.sqrt(max(excess, 0.0))), "windows": len(Y)}
+
+
 # --------------------------------------------------------------------------
 # Nodobo: voice and SMS shapes
 # --------------------------------------------------------------------------

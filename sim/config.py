@@ -115,12 +115,14 @@ class BehaviourConfig:
     call_duration_max_s: float = _f(10800.0, "longest call (s)", lo=1, hi=86400)
     data_volume_log_mu: float = _f(15.0, "lognormal mu of data session volume in bytes (median e^mu, ~3.3 MB)")
     data_volume_log_sigma: float = _f(2.0, "lognormal sigma of data session volume", lo=0)
-    data_volume_level_share: float = _f(0.0, "share of a data session's log-volume variance that is the subscriber's own "
+    # The level's defaults are fitted by 50,000-subscriber x 14-day sweeps to the LTE cells' persistence
+    # around their weekly shape (calibration.derive_defaults.lte_volume_persistence; docs/evaluate.md).
+    data_volume_level_share: float = _f(1.0, "share of a data session's log-volume variance that is the subscriber's own "
                                         "level, persistent over hours (0: every session independent); the volume "
                                         "law per session stays lognormal(mu, sigma)", lo=0, hi=1)
-    data_volume_level_hours: float = _f(1.0, "correlation time (h) of that level: its hour-to-hour correlation is "
+    data_volume_level_hours: float = _f(8.0, "correlation time (h) of that level: its hour-to-hour correlation is "
                                         "exp(-1 / hours)", lo=0.01, hi=168)
-    data_volume_habit_share: float = _f(0.0, "share of that level that is the subscriber's daily habit: the same at "
+    data_volume_habit_share: float = _f(0.7, "share of that level that is the subscriber's daily habit: the same at "
                                         "each hour of the day every day (a heavy evening hour recurs)", lo=0, hi=1)
     data_uplink_share: float = _f(0.1, "uplink bytes as a share of a data session's volume", lo=0, hi=1)
     redial_prob: float = _f(0.5, "chance that a call that did not connect (blocked, busy) is dialled again", lo=0, hi=1)

@@ -114,3 +114,58 @@ def test_against_lte_and_milan(four_day_run):
         assert t["ratio_mae"] == pytest.approx(t["synthetic_trained"]["mae"] / t["real_trained"]["mae"])
         assert t["rows"]["real_test"] > 1000
     assert doc["sets"]["cells"]["real_train_series"] == 3 and doc["sets"]["activity"]["real_test_series"] == 100
+
+
+# --------------------------------------------------------------------------
+# what makes the run's cells teach a forecaster: persistence around the weekly shape
+# --------------------------------------------------------------------------
+
+
+def _persistent_series(n: int, days: int, seed: int, phi: float, shape_sd: float) -> U.Series:
+    """Daily cycle x (1 + an own daily shape of sd ``shape_sd``) + AR(1) noise (lag-1 ``phi``,
+    sd 0.3), each series x its mean."""
+    rng = np.random.default_rng(seed)
+    idx = pd.date_range("2024-03-04", periods=24 * days, freq="1h")
+    base = 1 + 0.8 * np.sin(2 * np.pi * (idx.hour.to_numpy() - 9) / 24)
+    y = np.empty((n, len(idx)))
+    for i in range(n):
+        own = rng.normal(0, shape_sd, 24)[idx.hour.to_numpy()]
+        e = np.zeros(len(idx))
+        e[0] = rng.normal(0, 0.3)
+        for t in range(1, len(idx)):
+            e[t] = phi * e[t - 1] + rng.normal(0, 0.3 * np.sqrt(1 - phi ** 2))
+        y[i] = base + own + e
+    return U.Series(U.normalise(y), idx.hour.to_numpy(), idx.day_of_week.to_numpy(), [str(i) for i in range(n)])
+
+
+def test_persistence_stats_recover_the_autocorrelation_and_the_own_shape():
+    from calibration.derive_defaults import persistence_stats
+
+    s = _persistent_series(200, 14, 5, 0.5, 0.2)
+    st = persistence_stats(s.y, s.hour, s.weekday)
+    assert st["acf1"] == pytest.approx(0.5, abs=0.07) and st["acf2"] == pytest.approx(0.25, abs=0.07)
+    assert st["shape_sd"] == pytest.approx(0.2, rel=0.15) and st["resid_sd"] == pytest.approx(0.3, rel=0.15)
+    flat = _persistent_series(200, 14, 6, 0.0, 0.0)
+    st = persistence_stats(flat.y, flat.hour, flat.weekday)
+    assert abs(st["acf1"]) < 0.05 and st["shape_sd"] < 0.05  # no persistence, no own shape: none found
+
+
+def test_persistent_training_series_transfer_better():
+    """The mechanism behind the simulator's data-volume level: trained on series with an own
+    shape and autocorrelated noise, like the "real" ones, the forecaster transfers; trained on
+    white-noise series around one common shape, it does clearly worse."""
+    real_train, real_test = _persistent_series(6, 28, 1, 0.5, 0.2), _persistent_series(6, 28, 2, 0.5, 0.2)
+    like = U.forecast_task(_persistent_series(40, 14, 3, 0.5, 0.2), real_train, real_test, 1)
+    white = U.forecast_task(_persistent_series(40, 14, 3, 0.0, 0.0), real_train, real_test, 1)
+    assert like["ratio_mae"] <= 1.1 and white["ratio_mae"] > like["ratio_mae"] + 0.1
+
+
+@needs_data
+def test_lte_persistence_figures():
+    """The LTE cells' figures the data-volume level defaults are fitted to (docs/evaluate.md)."""
+    from calibration.derive_defaults import lte_volume_persistence
+
+    st = lte_volume_persistence(SHARED_DATA)
+    assert st["windows"] == 153
+    assert st["acf1"] == pytest.approx(0.338, abs=0.002) and st["decay_per_hour"] == pytest.approx(0.392, abs=0.002)
+    assert st["shape_sd"] == pytest.approx(0.228, abs=0.002) and st["resid_sd"] == pytest.approx(0.682, abs=0.002)

@@ -43,16 +43,16 @@ def _volumes(out):
 
 
 LEVEL = {"behaviour.data_volume_level_share": 0.9, "behaviour.data_volume_level_hours": 2.0,
-         "behaviour.data_volume_habit_share": 0.5, "population.subscribers": 1200, "network.sites": 12}
+         "behaviour.data_volume_habit_share": 0.5, "population.subscribers": 700, "network.sites": 10}
 
 
 def test_level_keeps_the_session_law_and_the_bytes_for_any_chunk_size(tmp_path):
     sc = small_scenario(**LEVEL)
-    run(sc, tmp_path / "a", chunk_subscribers=1200)
+    run(sc, tmp_path / "a", chunk_subscribers=700)
     run(sc, tmp_path / "b", chunk_subscribers=89)
     files = [json.loads((tmp_path / d / "manifest.json").read_text())["files"] for d in ("a", "b")]
     assert {k: v["sha256"] for k, v in files[0].items()} == {k: v["sha256"] for k, v in files[1].items()}
-    run(small_scenario(**{k: v for k, v in LEVEL.items() if "volume" not in k}), tmp_path / "off")
+    run(small_scenario(**{**LEVEL, "behaviour.data_volume_level_share": 0.0}), tmp_path / "off")
     data, lv = _volumes(tmp_path / "a")
     _, lv0 = _volumes(tmp_path / "off")
     # Each session still lognormal(mu, sigma) (the run's hourly mu shift aside): same spread with
