@@ -46,12 +46,13 @@ def _trips(sigma: float, first: int = 0, count: int = SUBS):
     room = 3 * N_CELLS + 8
     cap = count * room
     out = (np.zeros(cap, np.int64), np.zeros(cap, np.int32), np.zeros(cap, np.int32), np.zeros(cap, np.int8))
-    one, none_i, none_f = np.ones(1), np.zeros(0, np.int32), np.zeros(0)
+    one, none_i = np.ones(1), np.zeros(0, np.int32)
+    no_class, class_table = np.zeros(0, np.int8), np.ones((1, 4))  # no mobility classes
     n, done = demand.mobility_epoch(
         np.uint64(12345), first, count, 0, 0, np.int64(room), 7, np.int64(0), np.int64(30 * 86_400_000),
         False, np.int64(3_600_000), np.array([1.0, 0.0, 0.0]), 1.0, 0.5, 0.2, 2.0, 0.0,
         np.cumsum(one), math.log(SPEED_KMH), 0.0, 0.0, 4000.0, sigma, np.int64(0),
-        cx, cy, ptr, idx, np.zeros(count, np.int32), np.zeros(count, np.int32), none_i, none_f, none_f,
+        cx, cy, ptr, idx, np.zeros(count, np.int32), np.zeros(count, np.int32), none_i, no_class, class_table,
         np.zeros(count, np.int32), np.zeros(count, np.int8), np.full(count, N_CELLS - 1, np.int32),
         np.zeros(count, np.int64), np.full(count, SPEED_KMH), np.full((count, 4), -1, np.int32),
         np.zeros((count, 4), np.int32), np.zeros(count, np.int32), *out)
