@@ -41,7 +41,10 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from numba import njit
+from llvmlite import ir
+from numba import config, njit, types
+from numba.core import cgutils
+from numba.extending import intrinsic
 
 from .demand import DATA, KIND_ATTACH, KIND_PERIODIC, SMS_MO, SMS_MT_OFFNET, VOICE_MO
 from .rng import next_exponential, next_uniform, seed_state
@@ -76,6 +79,9 @@ REASON_CELL_CHANGE, REASON_HANDOVER, REASON_EVENT, REASON_PERIODIC, REASON_ATTAC
 # Indices into the int64 counter array.
 C_NEXT_REC, C_NEXT_SESS, C_CUR_INT, C_NEXT_TICK, C_FREE_CALLS, C_FREE_DATA, C_FREE_REDIALS = 0, 1, 2, 3, 4, 5, 6
 N_COUNTERS = 7
+# Attempts ahead whose parties' state rows are prefetched (resolve_epoch: 200,000 subscribers x 1
+# day, 1.29 s -> 1.14 s of CPU).
+PREFETCH_AHEAD = 8
 
 
 # Output columns, written straight into arrays of their final dtypes (see sim.schema), so that
@@ -88,6 +94,38 @@ CDR_DTYPES = (
     ("cell", np.int32), ("end", np.int32), ("out", np.int8), ("cause", np.int8), ("redial", np.int8),
 )
 LOC_DTYPES = (("t", np.int64), ("sub", np.int32), ("cell", np.int32), ("reason", np.int8))
+
+
+def _prefetch_row_py(arr, row):
+    """Plain Python (NUMBA_DISABLE_JIT): a cache hint has nothing to do."""
+
+
+@intrinsic
+def _prefetch_row_llvm(typingctx, arr, row):
+    """Ask the CPU to start loading row ``row`` of a 2-D array into cache (``llvm.prefetch``: a
+    hint, no effect on any result)."""
+    if not (isinstance(arr, types.Array) and arr.ndim == 2 and isinstance(row, types.Integer)):
+        return None
+
+    def codegen(context, builder, sig, args):
+        aryty = sig.args[0]
+        ary = context.make_array(aryty)(context, builder, args[0])
+        r = context.cast(builder, args[1], sig.args[1], types.intp)
+        zero = context.get_constant(types.intp, 0)
+        ptr = cgutils.get_item_pointer2(context, builder, data=ary.data, shape=cgutils.unpack_tuple(builder, ary.shape),
+                                        strides=cgutils.unpack_tuple(builder, ary.strides), layout=aryty.layout,
+                                        inds=[r, zero], wraparound=False)
+        i8p = ir.IntType(8).as_pointer()
+        i32 = ir.IntType(32)
+        fn = cgutils.get_or_insert_function(builder.module, ir.FunctionType(ir.VoidType(), [i8p, i32, i32, i32]),
+                                            "llvm.prefetch.p0")
+        builder.call(fn, [builder.bitcast(ptr, i8p), ir.Constant(i32, 0), ir.Constant(i32, 3), ir.Constant(i32, 1)])
+        return context.get_dummy_value()
+
+    return types.void(arr, row), codegen
+
+
+_prefetch_row = _prefetch_row_py if config.DISABLE_JIT else _prefetch_row_llvm
 
 
 @njit(cache=True, _nrt=False, inline="always")
@@ -652,6 +690,12 @@ def resolve_epoch(
             c = att_cell[ia]
             c_cp = att_cp_cell[ia]
             tries = 0
+            # The state rows of the parties of an attempt a few ahead: they are at random places
+            # in memory, so start loading them now (a cache hint only).
+            if ia + PREFETCH_AHEAD < n_att:
+                _prefetch_row(sub_st, att_sub[ia + PREFETCH_AHEAD])
+                if att_cp[ia + PREFETCH_AHEAD] >= 0:
+                    _prefetch_row(sub_st, att_cp[ia + PREFETCH_AHEAD])
             ia += 1
         c_phys = c
         a_nc = False
