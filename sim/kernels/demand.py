@@ -465,12 +465,14 @@ def sessions_epoch(key, first, count, lo, n, epoch, fresh, t0, t1, rates, cell_o
 @njit(cache=True)
 def _ar_sum(key, s, base, at, rho, cycle):
     """``sum_k rho^k g(at - k) / sqrt(sum_k rho^2k)``, g the keyed normals of pseudo-epochs
-    ``base + j``; j runs over the hours before ``at`` (``cycle`` 0) or around a day of ``cycle``
-    hours. A unit-variance AR(1) sequence in ``at`` with correlation ``rho``, without state."""
+    ``base + j``; j runs over the hours before ``at`` (``cycle`` 0) or once around a day of
+    ``cycle`` hours (each g used once, so the variance is exactly 1). A unit-variance AR(1)
+    sequence in ``at`` with correlation ``rho`` (around the day: up to the wrap), without state."""
     acc = 0.0
     w = 1.0
     ss = 0.0
-    for k in range(_LEVEL_TERMS):
+    terms = _LEVEL_TERMS if cycle <= 0 else min(_LEVEL_TERMS, cycle)
+    for k in range(terms):
         j = at - k
         if cycle > 0:
             j = j % cycle

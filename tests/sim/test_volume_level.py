@@ -34,6 +34,10 @@ def test_level_is_unit_normal_with_its_hourly_and_daily_correlation():
     assert c[0, 3] == pytest.approx(habit + (1 - habit) * rho ** 24, abs=0.03)
     none = _levels([30, 54], rho, 0.0)
     assert abs(np.corrcoef(none.T)[0, 1]) < 0.04
+    # A slow habit (its sum runs once around the day, every draw used once) keeps unit variance,
+    # so the mean volume e^(mu + sigma^2 / 2) is kept.
+    slow = _levels([3, 40], math.exp(-1 / 8), 1.0, n=20000)
+    assert abs(slow.std() - 1) < 0.015
 
 
 def _volumes(out):
