@@ -42,6 +42,7 @@ import math
 
 import numpy as np
 from llvmlite import ir
+from llvmlite.binding import llvm_version_info
 from numba import config, njit, types
 from numba.core import cgutils
 from numba.extending import intrinsic
@@ -118,7 +119,7 @@ def _prefetch_row_llvm(typingctx, arr, row):
         i8p = ir.IntType(8).as_pointer()
         i32 = ir.IntType(32)
         fn = cgutils.get_or_insert_function(builder.module, ir.FunctionType(ir.VoidType(), [i8p, i32, i32, i32]),
-                                            "llvm.prefetch.p0")
+                                            _PREFETCH)
         builder.call(fn, [builder.bitcast(ptr, i8p), ir.Constant(i32, 0), ir.Constant(i32, 3), ir.Constant(i32, 1)])
         return context.get_dummy_value()
 
@@ -126,6 +127,8 @@ def _prefetch_row_llvm(typingctx, arr, row):
 
 
 _prefetch_row = _prefetch_row_py if config.DISABLE_JIT else _prefetch_row_llvm
+# The intrinsic's name carries its pointer type: "p0" since LLVM 15 (opaque pointers), "p0i8" before.
+_PREFETCH = "llvm.prefetch.p0" if llvm_version_info[0] >= 15 else "llvm.prefetch.p0i8"
 
 
 @njit(cache=True, _nrt=False, inline="always")
