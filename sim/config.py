@@ -113,8 +113,10 @@ class BehaviourConfig:
     call_duration_log_mu: float = _f(float("nan"), "lognormal mu of call durations in s (default: from the profile)")
     call_duration_log_sigma: float = _f(float("nan"), "lognormal sigma of call durations (default: from the profile)")
     call_duration_max_s: float = _f(10800.0, "longest call (s)", lo=1, hi=86400)
-    data_volume_log_mu: float = _f(15.0, "lognormal mu of data session volume in bytes (median e^mu, ~3.3 MB)")
-    data_volume_log_sigma: float = _f(2.0, "lognormal sigma of data session volume", lo=0)
+    # sigma fitted with the level below to the LTE cells' hourly residual sd (docs/evaluate.md); mu moved
+    # with it so that the mean volume e^(mu + sigma^2 / 2) stays e^17 (~24 MB), as with 15.0 and 2.0 before.
+    data_volume_log_mu: float = _f(15.72, "lognormal mu of data session volume in bytes (median e^mu, ~6.7 MB)")
+    data_volume_log_sigma: float = _f(1.6, "lognormal sigma of data session volume", lo=0)
     # The level's defaults are fitted by 50,000-subscriber x 14-day sweeps to the LTE cells' persistence
     # around their weekly shape (calibration.derive_defaults.lte_volume_persistence; docs/evaluate.md).
     data_volume_level_share: float = _f(1.0, "share of a data session's log-volume variance that is the subscriber's own "
