@@ -41,6 +41,7 @@ import math
 import time
 from dataclasses import dataclass, field
 
+import numpy as np
 import simpy
 
 from sim import config
@@ -214,7 +215,29 @@ class ReferenceModel:
             r = attempt_rates(b, sim.profile, hour, wd)
             self.rates.append(r.tolist())
             self.total_rate.append(float(r.sum()))
+        # Data volume per session: the profile's hour-of-week shift of mu, and the subscriber's
+        # persistent level (transient AR(1) in clock hours plus a daily habit), as in telcosim's
+        # sessions kernel; the reference draws them from its own stream.
+        self.vol_shift = [math.log(sim.profile.data_volume_factor(*sim.local_hour(e))) for e in range(self.n_epochs)]
+        self.lvl_share, self.habit_share = b.data_volume_level_share, b.data_volume_habit_share
+        self.lvl_rho = math.exp(-1.0 / b.data_volume_level_hours)
+        self.rng_lvl = generator(sc.seed, "sessions", STREAM_INDEX + 1)
+        g = self.rng_lvl.standard_normal((self.n, 24))
+        w = self.lvl_rho ** np.arange(24)
+        self.habit = (np.stack([(g[:, (d - np.arange(24)) % 24] * w).sum(axis=1) for d in range(24)], axis=1)
+                      / math.sqrt((w * w).sum())).tolist()
+        self.lvl_t = self.rng_lvl.standard_normal(self.n).tolist()
+        self.lvl_hour = [0] * self.n
         self.mp = kernel_params(sc.mobility)
+        # Mobility class per subscriber (0 everybody else, 1 local) and each class's outing factor,
+        # stickiness, exploration hops mean and global jump share, as the engine passes them.
+        m = sc.mobility
+        mclass, table = pop.class_mobility({**self.mp, "local_outing": m.local_outing_scale,
+                                            "local_stickiness": m.local_stickiness,
+                                            "local_hops_mean": m.local_jump_hops_mean,
+                                            "local_global_share": m.local_global_jump_share})
+        self.mclass = mclass.tolist() if len(mclass) else [0] * self.n
+        self.cls = table.tolist()
         self.mult_on, self.mult_off = burst_multipliers(b)
         self.on_ms = b.burst_on_mean_min * 60_000.0
         self.off_ms = b.burst_off_mean_min * 60_000.0
@@ -262,14 +285,16 @@ class ReferenceModel:
     def distance(self, a: int, b: int) -> float:
         return math.hypot(self.cx[b] - self.cx[a], self.cy[b] - self.cy[a])
 
-    def explore(self, cur: int) -> int:
-        """A new "other" place: anywhere (by work weight) or a few random neighbour hops away."""
-        rng, mp = self.rng_mob, self.mp
-        if rng.random() < mp["global_share"]:
+    def explore(self, cur: int, s: int) -> int:
+        """A new "other" place: anywhere (by work weight) or a few random neighbour hops away
+        (subscriber ``s``'s class's jump share and hops mean)."""
+        rng = self.rng_mob
+        _, _, hops_mean, global_share = self.cls[self.mclass[s]]
+        if rng.random() < global_share:
             cdf = self.other_cdf
             return min(bisect.bisect_right(cdf, rng.random() * cdf[-1]), len(cdf) - 1)
         u = rng.random()
-        p = 1.0 / mp["hops_mean"]
+        p = 1.0 / hops_mean
         hops = 1 + int(math.log(u) / math.log(1.0 - p)) if p < 1.0 else 1
         c = cur
         for _ in range(min(hops, 64)):
@@ -279,13 +304,13 @@ class ReferenceModel:
             c = nb[min(int(rng.random() * len(nb)), len(nb) - 1)]
         return c
 
-    def other_place(self, cur: int, visits: list[int], counts: list[int], n_seen: int) -> tuple[int, int]:
+    def other_place(self, s: int, cur: int, visits: list[int], counts: list[int], n_seen: int) -> tuple[int, int]:
         """Exploration and preferential return (Song et al. 2010); updates the visit memory.
         Returns the target cell and the new number of places seen."""
         rng, mp = self.rng_mob, self.mp
         total = sum(counts)
         if total == 0 or rng.random() < mp["rho"] * max(n_seen, 1) ** (-mp["gamma"]):
-            target = self.explore(cur)
+            target = self.explore(cur, s)
             n_seen += 1
         else:
             pick = rng.random() * total
@@ -371,9 +396,13 @@ class ReferenceModel:
                 # The hourly step of the place chain; a new place starts (or redirects) a trip.
                 epoch += 1
                 next_hour = (epoch + 1) * HOUR_MS
-                if rng_m.random() >= mp["stickiness"]:
+                outing, stick = self.cls[self.mclass[s]][:2]
+                if rng_m.random() >= stick:
                     u = rng_m.random()
                     pi = self.pi[epoch]
+                    if outing != 1.0:  # this class's own target: "other" scaled, renormalised
+                        tot = pi[0] + pi[1] + pi[2] * outing
+                        pi = [pi[0] / tot, pi[1] / tot, pi[2] * outing / tot]
                     newp = HOME if u < pi[0] else WORK if u < pi[0] + pi[1] else OTHER
                     if newp != place or newp == OTHER:
                         if newp == HOME:
@@ -381,7 +410,7 @@ class ReferenceModel:
                         elif newp == WORK:
                             target = self.work[s]
                         else:
-                            target, n_seen = self.other_place(self.cell[s], visits, counts, n_seen)
+                            target, n_seen = self.other_place(s, self.cell[s], visits, counts, n_seen)
                         place = newp
                         where = dest if hop_t < INF else self.cell[s]
                         if target != where:
@@ -444,7 +473,18 @@ class ReferenceModel:
                 cp = self.contact_idx[k]
         c = self.cell[s]
         if kind == DATA:
-            vol = int(min(max(rng.lognormal(b_cfg.data_volume_log_mu, b_cfg.data_volume_log_sigma), 1.0), 1e12))
+            h = int(t // HOUR_MS)
+            mu = b_cfg.data_volume_log_mu + self.vol_shift[min(h, self.n_epochs - 1)]
+            z = rng.standard_normal()
+            if self.lvl_share > 0.0:
+                rho = self.lvl_rho
+                while self.lvl_hour[s] < h:
+                    self.lvl_t[s] = rho * self.lvl_t[s] + math.sqrt(1.0 - rho * rho) * self.rng_lvl.standard_normal()
+                    self.lvl_hour[s] += 1
+                lvl = (math.sqrt(1.0 - self.habit_share) * self.lvl_t[s]
+                       + math.sqrt(self.habit_share) * self.habit[s][h % 24])
+                z = math.sqrt(self.lvl_share) * lvl + math.sqrt(1.0 - self.lvl_share) * z
+            vol = int(min(max(math.exp(mu + b_cfg.data_volume_log_sigma * z), 1.0), 1e12))
             up = int(vol * b_cfg.data_uplink_share)
             ds = DataSession(s, self._new_rec(), self._new_sess(), t, c, c, up, vol - up, float(vol - up))
             self.loc.append((s, self._ts(t), c, REASON_EVENT))

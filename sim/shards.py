@@ -95,6 +95,9 @@ class ShardState:
     burst_on: np.ndarray     # int8: in an active (bursty) period
     burst_next: np.ndarray   # int64 ms of the next burst switch; -1 before the first epoch
     clock: np.ndarray        # float64: unit hazard left before the next attempt; -1 before the first epoch
+    vol_t: np.ndarray        # float64: data-volume level, its transient moving sum (demand.sessions_epoch)
+    vol_h: np.ndarray        # float64: data-volume level, its daily-habit moving sum
+    vol_hour: np.ndarray     # int64: the clock hour vol_t / vol_h are for; -1 before the first epoch
 
     @classmethod
     def initial(cls, pop: Population, hour: int, weekday: int, seed: int) -> ShardState:
@@ -105,7 +108,7 @@ class ShardState:
                    speed_kmh=np.zeros(n), visit_cell=np.full((n, VISIT_SLOTS), -1, np.int32),
                    visit_count=np.zeros((n, VISIT_SLOTS), np.int32), n_seen=np.zeros(n, np.int32),
                    burst_on=np.zeros(n, np.int8), burst_next=np.full(n, -1, np.int64),
-                   clock=np.full(n, -1.0))
+                   clock=np.full(n, -1.0), vol_t=np.zeros(n), vol_h=np.zeros(n), vol_hour=np.full(n, -1, np.int64))
 
     def arrays(self) -> dict[str, np.ndarray]:
         return {f.name: getattr(self, f.name) for f in fields(self)}
@@ -160,7 +163,8 @@ class Shard:
             self.activity, st.burst_on,
             st.burst_next, st.clock, d.burst_on_mult, d.burst_off_mult, d.burst_on_ms, d.burst_off_ms, d.onnet_share,
             self.contact_ptr, self.contact_cdf, self.contact_idx, d.voice_mu, d.voice_sigma, d.voice_max_ms,
-            d.data_mu + ep.data_mu_shift, d.data_sigma, d.data_level_share, d.data_level_rho, d.data_habit_share, *bufs), self.count, cap, ATT_DTYPES)
+            d.data_mu + ep.data_mu_shift, d.data_sigma, d.data_level_share, d.data_level_rho, d.data_habit_share,
+            st.vol_t, st.vol_h, st.vol_hour, *bufs), self.count, cap, ATT_DTYPES)
         cells = demand.attempt_cells(self.first, start_cell, mob[1], mob[0], mob[2], att[1], att[0])
         return mob, (*att, cells), start_cell
 

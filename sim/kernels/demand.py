@@ -325,7 +325,7 @@ def mobility_epoch(key, first, count, lo, n, room, epoch, t0, t1, decide, trip_s
 def sessions_epoch(key, first, count, lo, n, epoch, fresh, t0, t1, rates, cell_of, cell_mult, sub_mult, activity,
                    burst_on, burst_next, clock, mult_on, mult_off, on_mean_ms, off_mean_ms, onnet_share,
                    contact_ptr, contact_cdf, contact_idx, voice_mu, voice_sigma, voice_max_ms,
-                   data_mu, data_sigma, level_share, level_rho, habit_share,
+                   data_mu, data_sigma, level_share, level_rho, habit_share, vol_t, vol_h, vol_hour,
                    out_t, out_sub, out_kind, out_cp, out_dur, out_vol):
     """Session attempts of subscribers ``first .. first+count-1`` in ``[t0, t1)`` (ms); per-subscriber
     arrays are indexed from 0 as in :func:`mobility_epoch` (``contact_ptr`` has ``count + 1``
@@ -344,7 +344,11 @@ def sessions_epoch(key, first, count, lo, n, epoch, fresh, t0, t1, rates, cell_o
     (:func:`volume_level`) and ``e`` is the session's own draw. A share ``habit_share`` of ``L``
     is the subscriber's daily habit, the same at each hour of the day every day. Every session's
     volume keeps the same lognormal law; a heavy hour of a subscriber is more often followed by
-    another, and by a heavy hour at the same time the next day.
+    another, and by a heavy hour at the same time the next day. The level's two moving sums are
+    carried in ``vol_t`` / ``vol_h`` (state, valid for clock hour ``vol_hour``; -1 before the run's
+    first epoch, when every subscriber's are set from :func:`volume_level`'s sums) and advanced hour
+    by hour with two keyed draws each (:func:`_level_step`), only when a data session needs them:
+    the same values, bit for bit, whoever asks and when.
 
     ``cell_mult`` (empty, or one row per cell: voice, SMS and data multipliers) scales the rates of
     a subscriber by the row of the cell they start the epoch in (``cell_of``): mass events,
@@ -372,11 +376,17 @@ def sessions_epoch(key, first, count, lo, n, epoch, fresh, t0, t1, rates, cell_o
     hour = t0 // _HOUR_MS_F
     a_lvl = math.sqrt(level_share)
     b_lvl = math.sqrt(1.0 - level_share)
+    k_t, c_t = _ar_terms(level_rho, 0)
+    k_h, c_h = _ar_terms(level_rho, 24)
     for i in range(lo, count):
         s = first + i
         st = seed_state(key, s, epoch)
         lvl_done = False
         lvl = 0.0
+        if level_share > 0.0 and vol_hour[i] < 0:  # the run's first epoch: the sums at this hour
+            vol_t[i] = _ar_sum(key, s, _LEVEL_EPOCH, hour, level_rho, 0)
+            vol_h[i] = _ar_sum(key, s, _HABIT_EPOCH, hour % 24, level_rho, 24) if habit_share > 0.0 else 0.0
+            vol_hour[i] = hour
         r = rates
         total_rate = base_total
         if cell_mult.shape[0] > 0 or sub_mult.shape[0] > 0:
@@ -437,7 +447,15 @@ def sessions_epoch(key, first, count, lo, n, epoch, fresh, t0, t1, rates, cell_o
                     elif kind == DATA:
                         if level_share > 0.0:
                             if not lvl_done:
-                                lvl = volume_level(key, s, hour, level_rho, habit_share)
+                                while vol_hour[i] < hour:
+                                    h = vol_hour[i] + 1
+                                    vol_t[i] = _level_step(key, s, _LEVEL_EPOCH, h, vol_t[i], level_rho,
+                                                           k_t, c_t, 0)
+                                    if habit_share > 0.0:
+                                        vol_h[i] = _level_step(key, s, _HABIT_EPOCH, h % 24, vol_h[i], level_rho,
+                                                               k_h, c_h, 24)
+                                    vol_hour[i] = h
+                                lvl = math.sqrt(1.0 - habit_share) * vol_t[i] + math.sqrt(habit_share) * vol_h[i]
                                 lvl_done = True
                             st, z = next_normal(st)
                             x = math.exp(data_mu + data_sigma * (a_lvl * lvl + b_lvl * z))
@@ -484,6 +502,40 @@ def _ar_sum(key, s, base, at, rho, cycle):
         if w < 1e-3:
             break
     return acc / math.sqrt(ss)
+
+
+@njit(cache=True)
+def _ar_terms(rho, cycle):
+    """How many terms :func:`_ar_sum` adds (``K``) and the norm it divides by (``sqrt(sum_k<K rho^2k)``)."""
+    w = 1.0
+    ss = 0.0
+    terms = _LEVEL_TERMS if cycle <= 0 else min(_LEVEL_TERMS, cycle)
+    k = 0
+    while k < terms:
+        ss += w * w
+        k += 1
+        w *= rho
+        if w < 1e-3:
+            break
+    return k, math.sqrt(ss)
+
+
+@njit(cache=True)
+def _keyed_normal(key, s, base, j, cycle):
+    if cycle > 0:
+        j = j % cycle
+    st = seed_state(key, s, base + j)
+    st, g = next_normal(st)
+    return g
+
+
+@njit(cache=True)
+def _level_step(key, s, base, at, prev, rho, k, norm, cycle):
+    """:func:`_ar_sum` at ``at`` from its value ``prev`` at ``at - 1``: the sum of the K newest terms
+    loses its oldest and gains g(at), ``rho * prev + (g(at) - rho^K g(at - K)) / norm``. Two keyed
+    draws instead of K; equal to the direct sum up to rounding."""
+    return rho * prev + (_keyed_normal(key, s, base, at, cycle)
+                         - rho ** k * _keyed_normal(key, s, base, at - k, cycle)) / norm
 
 
 @njit(cache=True)

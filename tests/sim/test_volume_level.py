@@ -81,3 +81,20 @@ def test_bad_level_settings_are_refused(tmp_path, capsys, setting, needle):
     assert code == 2 and "Traceback" not in err and needle in err
     assert len([line for line in err.splitlines() if line.strip()]) == 1
     assert not (tmp_path / "r").exists()
+
+
+@pytest.mark.parametrize("hours", [8.0, 1.0, 0.2])
+def test_the_carried_sums_equal_the_direct_ones(hours):
+    """sessions_epoch carries the level's two moving sums and advances them by two keyed draws an
+    hour (_level_step); that equals the direct K-term sums (_ar_sum) up to rounding, for a
+    correlation time long enough that K is the 48 / 24 cap and short enough that it is not."""
+    from sim.kernels.demand import _ar_sum, _ar_terms, _level_step
+
+    key, rho = kernel_key(7, "sessions"), math.exp(-1.0 / hours)
+    for base, cycle in ((1 << 41, 0), (1 << 42, 24)):
+        k, norm = _ar_terms(rho, cycle)
+        start = 1_000_000
+        v = _ar_sum(key, 5, base, start % cycle if cycle else start, rho, cycle)
+        for h in range(start + 1, start + 200):
+            v = _level_step(key, 5, base, h % cycle if cycle else h, v, rho, k, norm, cycle)
+            assert v == pytest.approx(_ar_sum(key, 5, base, h % cycle if cycle else h, rho, cycle), abs=1e-9)
