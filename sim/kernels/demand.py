@@ -341,13 +341,14 @@ def sessions_epoch(key, first, count, lo, n, epoch, fresh, t0, t1, rates, cell_o
     ``level_share`` > 0 a part of it is the subscriber's own level that persists over hours:
     ``z = sqrt(level_share) * L + sqrt(1 - level_share) * e``, where ``L`` (standard normal,
     one value per subscriber and clock hour) has hour-to-hour correlation ``level_rho``
-    (:func:`volume_level`) and ``e`` is the session's own draw. A share ``habit_share`` of ``L``
+    (:func:`volume_levels`) and ``e`` is the session's own draw. A share ``habit_share`` of ``L``
     is the subscriber's daily habit, the same at each hour of the day every day. Every session's
     volume keeps the same lognormal law; a heavy hour of a subscriber is more often followed by
     another, and by a heavy hour at the same time the next day. The level's two moving sums are
     carried in ``vol_t`` / ``vol_h`` (state, valid for clock hour ``vol_hour``; -1 before the run's
-    first epoch, when every subscriber's are set from :func:`volume_level`'s sums) and advanced hour
-    by hour with two keyed draws each (:func:`_level_step`), only when a data session needs them:
+    first epoch, when every subscriber's are set: the transient to a keyed normal, the habit to its
+    sum around the day) and advanced hour
+    by hour with one keyed draw each (:func:`_level_step`), only when a data session needs them:
     the same values, bit for bit, whoever asks and when.
 
     ``cell_mult`` (empty, or one row per cell: voice, SMS and data multipliers) scales the rates of
@@ -384,7 +385,7 @@ def sessions_epoch(key, first, count, lo, n, epoch, fresh, t0, t1, rates, cell_o
         lvl_done = False
         lvl = 0.0
         if level_share > 0.0 and vol_hour[i] < 0:  # the run's first epoch: the sums at this hour
-            vol_t[i] = _ar_sum(key, s, _LEVEL_EPOCH, hour, level_rho, 0)
+            vol_t[i] = _keyed_normal(key, s, _LEVEL_EPOCH, hour, 0)  # the AR(1)'s stationary start
             vol_h[i] = _ar_sum(key, s, _HABIT_EPOCH, hour % 24, level_rho, 24) if habit_share > 0.0 else 0.0
             vol_hour[i] = hour
         r = rates
@@ -531,24 +532,39 @@ def _keyed_normal(key, s, base, j, cycle):
 
 @njit(cache=True)
 def _level_step(key, s, base, at, prev, rho, k, norm, cycle):
-    """:func:`_ar_sum` at ``at`` from its value ``prev`` at ``at - 1``: the sum of the K newest terms
-    loses its oldest and gains g(at), ``rho * prev + (g(at) - rho^K g(at - K)) / norm``. Two keyed
-    draws instead of K; equal to the direct sum up to rounding."""
-    return rho * prev + (_keyed_normal(key, s, base, at, cycle)
-                         - rho ** k * _keyed_normal(key, s, base, at - k, cycle)) / norm
+    """The level's next value at ``at`` from ``prev`` at ``at - 1``, one keyed draw g(at) in the
+    usual case. Transient (``cycle`` 0): the AR(1) ``rho * prev + sqrt(1 - rho^2) g(at)`` (unit
+    variance kept from its standard-normal start). Daily
+    habit (``cycle`` 24): :func:`_ar_sum` around the day, whose K newest terms lose the oldest and gain
+    g(at): ``rho * prev + (g(at) - rho^K g(at - K)) / norm``, where g(at - K) is g(at) when K is the
+    whole day; equal to the direct sum up to rounding."""
+    g = _keyed_normal(key, s, base, at, cycle)
+    if cycle <= 0:
+        return rho * prev + math.sqrt(1.0 - rho * rho) * g
+    if k == cycle:
+        return rho * prev + (1.0 - rho ** k) * g / norm
+    return rho * prev + (g - rho ** k * _keyed_normal(key, s, base, at - k, cycle)) / norm
 
 
 @njit(cache=True)
-def volume_level(key, s, hour, rho, habit_share):
-    """Subscriber ``s``'s data-volume level in clock hour ``hour`` (standard normal): a transient
-    part, correlated ``rho`` from one hour to the next, and a share ``habit_share`` (of the
-    variance) that is the subscriber's daily habit: a function of the hour of day alone,
-    correlated ``rho`` between neighbouring hours of the day (across midnight too). The same value
-    for a subscriber and hour whatever the epoch, shard or worker that asks."""
-    v = math.sqrt(1.0 - habit_share) * _ar_sum(key, s, _LEVEL_EPOCH, hour, rho, 0)
-    if habit_share > 0.0:
-        v += math.sqrt(habit_share) * _ar_sum(key, s, _HABIT_EPOCH, hour % 24, rho, 24)
-    return v
+def volume_levels(key, s, start, end, rho, habit_share):
+    """Subscriber ``s``'s data-volume level (standard normal) in clock hours ``start .. end - 1`` of a
+    run starting at hour ``start``, as :func:`sessions_epoch` carries it: a transient AR(1) part,
+    correlated ``rho`` from one hour to the next, and a share ``habit_share`` (of the variance) that
+    is the subscriber's daily habit, a function of the hour of day alone, correlated ``rho`` between
+    neighbouring hours of the day (across midnight too)."""
+    k_t, c_t = _ar_terms(rho, 0)
+    k_h, c_h = _ar_terms(rho, 24)
+    out = np.empty(end - start)
+    t = _keyed_normal(key, s, _LEVEL_EPOCH, start, 0)
+    hb = _ar_sum(key, s, _HABIT_EPOCH, start % 24, rho, 24) if habit_share > 0.0 else 0.0
+    for h in range(start, end):
+        if h > start:
+            t = _level_step(key, s, _LEVEL_EPOCH, h, t, rho, k_t, c_t, 0)
+            if habit_share > 0.0:
+                hb = _level_step(key, s, _HABIT_EPOCH, h % 24, hb, rho, k_h, c_h, 24)
+        out[h - start] = math.sqrt(1.0 - habit_share) * t + math.sqrt(habit_share) * hb
+    return out
 
 
 @njit(cache=True, inline="always")

@@ -12,14 +12,14 @@ import pytest
 
 from sim.cli import main
 from sim.engine import run
-from sim.kernels.demand import volume_level
+from sim.kernels.demand import volume_levels
 from sim.streams import kernel_key
 from tests.conftest import read, small_scenario
 
 
 def _levels(hours, rho, habit, n=6000):
     key = kernel_key(7, "sessions")
-    return np.array([[volume_level(key, s, h, rho, habit) for h in hours] for s in range(n)])
+    return np.array([volume_levels(key, s, 0, max(hours) + 1, rho, habit)[hours] for s in range(n)])
 
 
 def test_level_is_unit_normal_with_its_hourly_and_daily_correlation():
@@ -84,17 +84,23 @@ def test_bad_level_settings_are_refused(tmp_path, capsys, setting, needle):
 
 
 @pytest.mark.parametrize("hours", [8.0, 1.0, 0.2])
-def test_the_carried_sums_equal_the_direct_ones(hours):
-    """sessions_epoch carries the level's two moving sums and advances them by two keyed draws an
-    hour (_level_step); that equals the direct K-term sums (_ar_sum) up to rounding, for a
-    correlation time long enough that K is the 48 / 24 cap and short enough that it is not."""
-    from sim.kernels.demand import _ar_sum, _ar_terms, _level_step
+def test_the_carried_level_is_the_ar1_and_the_daily_sum(hours):
+    """sessions_epoch carries the level's two parts and advances them by one keyed draw an hour
+    (_level_step): the transient is the AR(1) with its own keyed innovations, the habit equals the
+    direct sum around the day (_ar_sum) up to rounding, for a correlation time long enough that
+    the sums hit their 48 / 24 caps and short enough that they do not."""
+    from sim.kernels.demand import _ar_sum, _ar_terms, _keyed_normal, _level_step
 
     key, rho = kernel_key(7, "sessions"), math.exp(-1.0 / hours)
-    for base, cycle in ((1 << 41, 0), (1 << 42, 24)):
-        k, norm = _ar_terms(rho, cycle)
-        start = 1_000_000
-        v = _ar_sum(key, 5, base, start % cycle if cycle else start, rho, cycle)
-        for h in range(start + 1, start + 200):
-            v = _level_step(key, 5, base, h % cycle if cycle else h, v, rho, k, norm, cycle)
-            assert v == pytest.approx(_ar_sum(key, 5, base, h % cycle if cycle else h, rho, cycle), abs=1e-9)
+    start = 1_000_000
+    k, norm = _ar_terms(rho, 0)
+    v = want = _ar_sum(key, 5, 1 << 41, start, rho, 0)
+    for h in range(start + 1, start + 200):
+        v = _level_step(key, 5, 1 << 41, h, v, rho, k, norm, 0)
+        want = rho * want + math.sqrt(1 - rho * rho) * _keyed_normal(key, 5, 1 << 41, h, 0)
+        assert v == want
+    k, norm = _ar_terms(rho, 24)
+    v = _ar_sum(key, 5, 1 << 42, start % 24, rho, 24)
+    for h in range(start + 1, start + 200):
+        v = _level_step(key, 5, 1 << 42, h % 24, v, rho, k, norm, 24)
+        assert v == pytest.approx(_ar_sum(key, 5, 1 << 42, h % 24, rho, 24), abs=1e-9)
