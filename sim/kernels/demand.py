@@ -37,9 +37,10 @@ _HABIT_EPOCH = np.int64(1 << 42)
 _HOUR_MS_F = 3_600_000
 # Attempt kinds produced by the session kernel.
 VOICE_MO, SMS_MO, DATA, VOICE_MT_OFFNET, SMS_MT_OFFNET = 0, 1, 2, 3, 4
+_SVC_OF = np.array([0, 1, 2, 0, 1])  # the service (voice, SMS, data) of each attempt kind
 
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def _greedy_next(c: np.int64, d: np.int64, cx, cy, nbr_ptr, nbr_idx) -> np.int64:
     """The neighbour of ``c`` closest to ``d``; ``d`` itself when no neighbour is closer than ``c``."""
     best = c
@@ -61,7 +62,7 @@ def _greedy_next(c: np.int64, d: np.int64, cx, cy, nbr_ptr, nbr_idx) -> np.int64
     return best
 
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def place_step(state: np.uint64, place: np.int64, pi: np.ndarray, stickiness: float):
     """One hourly step of the place chain: keep the place with probability ``stickiness``, else
     redraw it from ``pi`` (the hour's target distribution over home / work / other). The
@@ -93,7 +94,7 @@ def place_chain(key, n_entities, n_steps, pi_steps, stickiness, start):
     return out
 
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def _explore_cell(st, cur, nbr_ptr, nbr_idx, hops_mean, global_share, other_cdf):
     st, u = next_uniform(st)
     if u < global_share:
@@ -120,6 +121,22 @@ def mobility_epoch(key, first, count, lo, n, room, epoch, t0, t1, decide, trip_s
                    cx, cy, nbr_ptr, nbr_idx, home, work, force, mclass, cls,
                    cur_cell, place, dest, next_hop_t, speed_kmh, visit_cell, visit_count, n_seen,
                    out_t, out_sub, out_cell, out_kind):
+    """See :func:`_mobility_epoch` (this wrapper holds its scratch buffer, so that the kernel
+    itself runs without numba's reference counting)."""
+    pi_own = np.empty(pi.shape[0])
+    return _mobility_epoch(
+        key, first, count, lo, n, room, epoch, t0, t1, decide, trip_span, pi, stickiness, rho, gamma, hops_mean,
+        global_share, other_cdf, speed_mu, speed_sigma, pp_prob, pp_dwell_ms, dwell_sigma, periodic_ms, cx, cy,
+        nbr_ptr, nbr_idx, home, work, force, mclass, cls, cur_cell, place, dest, next_hop_t, speed_kmh,
+        visit_cell, visit_count, n_seen, out_t, out_sub, out_cell, out_kind, pi_own)
+
+
+@njit(cache=True, nogil=True, _nrt=False)
+def _mobility_epoch(key, first, count, lo, n, room, epoch, t0, t1, decide, trip_span, pi, stickiness, rho, gamma, hops_mean, global_share,
+                   other_cdf, speed_mu, speed_sigma, pp_prob, pp_dwell_ms, dwell_sigma, periodic_ms,
+                   cx, cy, nbr_ptr, nbr_idx, home, work, force, mclass, cls,
+                   cur_cell, place, dest, next_hop_t, speed_kmh, visit_cell, visit_count, n_seen,
+                   out_t, out_sub, out_cell, out_kind, pi_own):
     """Move subscribers ``first .. first+count-1`` through the epoch ``[t0, t1)`` (ms).
 
     Per-subscriber arrays (``home`` ... ``n_seen``) hold just these subscribers (index ``i`` is
@@ -156,7 +173,6 @@ def mobility_epoch(key, first, count, lo, n, room, epoch, t0, t1, decide, trip_s
     # Periodic updates: subscriber s updates at times = phase(s) mod periodic_ms; the first one at
     # or after t0 is found without a division per subscriber.
     t0_mod = t0 % periodic_ms if periodic_ms > 0 else np.int64(0)
-    pi_own = np.empty(pi.shape[0])
     for i in range(lo, count):
         if n + room > out_t.shape[0]:
             return n, i
@@ -327,6 +343,22 @@ def sessions_epoch(key, first, count, lo, n, epoch, fresh, t0, t1, rates, cell_o
                    contact_ptr, contact_cdf, contact_idx, voice_mu, voice_sigma, voice_max_ms,
                    data_mu, data_sigma, level_share, level_rho, habit_share, vol_t, vol_h, vol_hour,
                    out_t, out_sub, out_kind, out_cp, out_dur, out_vol):
+    """See :func:`_sessions_epoch` (this wrapper holds its scratch buffer, so that the kernel
+    itself runs without numba's reference counting)."""
+    own = np.empty(rates.shape[0])
+    return _sessions_epoch(
+        key, first, count, lo, n, epoch, fresh, t0, t1, rates, cell_of, cell_mult, sub_mult, activity, burst_on,
+        burst_next, clock, mult_on, mult_off, on_mean_ms, off_mean_ms, onnet_share, contact_ptr, contact_cdf,
+        contact_idx, voice_mu, voice_sigma, voice_max_ms, data_mu, data_sigma, level_share, level_rho,
+        habit_share, vol_t, vol_h, vol_hour, out_t, out_sub, out_kind, out_cp, out_dur, out_vol, own)
+
+
+@njit(cache=True, nogil=True, _nrt=False)
+def _sessions_epoch(key, first, count, lo, n, epoch, fresh, t0, t1, rates, cell_of, cell_mult, sub_mult, activity,
+                   burst_on, burst_next, clock, mult_on, mult_off, on_mean_ms, off_mean_ms, onnet_share,
+                   contact_ptr, contact_cdf, contact_idx, voice_mu, voice_sigma, voice_max_ms,
+                   data_mu, data_sigma, level_share, level_rho, habit_share, vol_t, vol_h, vol_hour,
+                   out_t, out_sub, out_kind, out_cp, out_dur, out_vol, own):
     """Session attempts of subscribers ``first .. first+count-1`` in ``[t0, t1)`` (ms); per-subscriber
     arrays are indexed from 0 as in :func:`mobility_epoch` (``contact_ptr`` has ``count + 1``
     entries pointing into ``contact_idx`` / ``contact_cdf``).
@@ -372,8 +404,7 @@ def sessions_epoch(key, first, count, lo, n, epoch, fresh, t0, t1, rates, cell_o
     base_total = 0.0
     for k in range(rates.shape[0]):
         base_total += rates[k]
-    own = np.empty(rates.shape[0])
-    svc_of = np.array([0, 1, 2, 0, 1])  # VOICE_MO, SMS_MO, DATA, VOICE_MT_OFFNET, SMS_MT_OFFNET
+    svc_of = _SVC_OF
     hour = t0 // _HOUR_MS_F
     a_lvl = math.sqrt(level_share)
     b_lvl = math.sqrt(1.0 - level_share)
