@@ -79,23 +79,42 @@ def split_costs(subscribers: int) -> dict:
         timings["resolve"] += time.thread_time() - t
         return out
 
-    from sim import executors
+    import threading
 
-    real_step = executors.LocalDemand.step
+    from sim import executors, shards
+
+    # Demand runs on the shard threads (one per core) and merges on the calling thread: sum the
+    # CPU time of every Shard.step on whatever thread it runs, plus the calling thread's own time
+    # in LocalDemand.step outside the shard steps it ran itself.
+    real_step, real_shard_step = executors.LocalDemand.step, shards.Shard.step
+    lock, mine = threading.Lock(), threading.local()
+
+    def timed_shard_step(self, ep):
+        t = time.thread_time()
+        out = real_shard_step(self, ep)
+        dt_ = time.thread_time() - t
+        with lock:
+            timings["demand"] += dt_
+        mine.shard = getattr(mine, "shard", 0.0) + dt_
+        return out
 
     def timed_step(self, ep):
-        t = time.thread_time()
+        t, before = time.thread_time(), getattr(mine, "shard", 0.0)
         out = real_step(self, ep)
-        timings["demand"] += time.thread_time() - t
+        own = time.thread_time() - t - (getattr(mine, "shard", 0.0) - before)
+        with lock:
+            timings["demand"] += own
         return out
 
     eng._Resolver.resolve = timed_resolve
     executors.LocalDemand.step = timed_step
+    shards.Shard.step = timed_shard_step
     try:
         result = sim.run(RunWriter(None, sim.metadata()))
     finally:
         eng._Resolver.resolve = real_resolve
         executors.LocalDemand.step = real_step
+        shards.Shard.step = real_shard_step
     records = result.records
     return {"subscribers": subscribers, "records": records,
             "demand_cpu_s": timings["demand"], "resolve_cpu_s": timings["resolve"],
