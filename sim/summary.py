@@ -17,7 +17,7 @@ if TYPE_CHECKING:
 
 @contextlib.contextmanager
 def progress_bar(total: int, disable: bool = False) -> Iterator[Callable[[int, int], None]]:
-    progress = Progress(TextColumn("simulating"), BarColumn(), MofNCompleteColumn(), TextColumn("hours"),
+    progress = Progress(TextColumn("simulating"), BarColumn(), MofNCompleteColumn(), TextColumn("quarter hours"),
                         TimeElapsedColumn(), console=Console(stderr=True), disable=disable, transient=False)
     with progress:
         task = progress.add_task("run", total=total)
