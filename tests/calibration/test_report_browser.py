@@ -1,6 +1,7 @@
 """The report rendered by a real browser (headless Chromium): the summary is in the rendered DOM,
 the page logs no console error, and a screenshot of the first screen (1280 x 900) is kept as an
-artefact (the test prints where; also copied to $TELCOSIM_ARTIFACTS when set). Skipped when no
+artefact (the test prints where; also copied to $TELCOSIM_ARTIFACTS when set). The report is the
+small run's, against the shared data when present, else against another seed's CDRs. Skipped when no
 Chromium is installed (e.g. ``apt-get install chromium``)."""
 
 from __future__ import annotations
@@ -31,10 +32,25 @@ def _chromium(browser: str, tmp_path: Path, *args: str) -> subprocess.CompletedP
                           env={**os.environ, "HOME": str(tmp_path)})
 
 
-def test_report_renders_in_headless_chromium(honest_doc, tmp_path):
+@pytest.fixture(scope="module")
+def report_doc(request, small_run, small_run_b):
+    """The small run's report: against the shared real sets when present, else against the CDRs of
+    the same scenario with another seed (``--real cdr=``), so that CI renders a report either way."""
+    from tests.calibration.conftest import HAVE_DATA
+
+    if HAVE_DATA:
+        return request.getfixturevalue("honest_doc")
+    from calibration import readers as R
+    from calibration.fidelity import evaluate
+
+    return evaluate(small_run[1], [R.read_cdr(small_run_b)])
+
+
+def test_report_renders_in_headless_chromium(report_doc, tmp_path):
     browser = _browser()
     if browser is None:
         pytest.skip("chromium is not installed (apt-get install chromium)")
+    honest_doc = report_doc
     _, page = write_report(honest_doc, tmp_path / "report")
     url = page.resolve().as_uri()
 
