@@ -201,19 +201,21 @@ def test_same_seed_same_best(truth_targets):
 
 
 @pytest.mark.slow
-def test_fit_recovers_six_parameters(tmp_path):
+def test_fit_recovers_five_parameters(tmp_path):
+    """Five knobs that one day of a 3,000-subscriber run identifies, fitted together (40 runs).
+    ``population.tie_sigma`` is not among them: its statistic, the contact concentration, moves only
+    from 0.308 to 0.339 as tie sigma goes from 1.5 to 3.5 (seed 1, the other knobs as here), while
+    two seeds at 2.5 give 0.304 and 0.325: a day holds too few calls per pair (docs/calibration.md)."""
     from sim import config
     from sim.engine import run
 
     truth = {"mobility.stickiness": 0.75, "mobility.ping_pong_prob": 0.3, "mobility.speed_kmh_median": 40.0,
-             "behaviour.call_duration_log_mu": 3.8, "behaviour.call_duration_log_sigma": 1.2,
-             "population.tie_sigma": 2.5}
+             "behaviour.call_duration_log_mu": 3.8, "behaviour.call_duration_log_sigma": 1.2}
     sc = config.load(None, ["population.subscribers=3000", "seed=11"] + [f"{k}={v}" for k, v in truth.items()])
     run(sc, tmp_path / "run")
     res = C.fit(C.targets_from_run(tmp_path / "run"), trials=40, subscribers=3000, seed=1, params=list(truth))
     tol = {"mobility.stickiness": 0.1, "mobility.ping_pong_prob": 0.08, "mobility.speed_kmh_median": 12.0,
-           "behaviour.call_duration_log_mu": 0.2, "behaviour.call_duration_log_sigma": 0.2,
-           "population.tie_sigma": 0.6}
+           "behaviour.call_duration_log_mu": 0.2, "behaviour.call_duration_log_sigma": 0.2}
     off = {k: res.best[k] for k in truth if abs(res.best[k] - truth[k]) > tol[k]}
     assert not off, f"not recovered: {off} (truth {truth})"
     assert res.after["objective"] < 0.5 * res.before["objective"]
