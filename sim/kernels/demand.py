@@ -416,8 +416,7 @@ def _sessions_epoch(key, first, count, lo, n, epoch, fresh, t0, t1, rates, cell_
         lvl_done = False
         lvl = 0.0
         if level_share > 0.0 and vol_hour[i] < 0:  # the run's first epoch: the sums at this hour
-            vol_t[i] = _keyed_normal(key, s, _LEVEL_EPOCH, hour, 0)  # the AR(1)'s stationary start
-            vol_h[i] = _ar_sum(key, s, _HABIT_EPOCH, hour % 24, level_rho, 24) if habit_share > 0.0 else 0.0
+            vol_t[i], vol_h[i] = _level_start(key, s, hour, level_rho, habit_share)
             vol_hour[i] = hour
         r = rates
         total_rate = base_total
@@ -480,13 +479,9 @@ def _sessions_epoch(key, first, count, lo, n, epoch, fresh, t0, t1, rates, cell_
                         if level_share > 0.0:
                             if not lvl_done:
                                 while vol_hour[i] < hour:
-                                    h = vol_hour[i] + 1
-                                    vol_t[i] = _level_step(key, s, _LEVEL_EPOCH, h, vol_t[i], level_rho,
-                                                           k_t, c_t, 0)
-                                    if habit_share > 0.0:
-                                        vol_h[i] = _level_step(key, s, _HABIT_EPOCH, h % 24, vol_h[i], level_rho,
-                                                               k_h, c_h, 24)
-                                    vol_hour[i] = h
+                                    vol_hour[i] += 1
+                                    vol_t[i], vol_h[i] = _level_advance(key, s, vol_hour[i], vol_t[i], vol_h[i],
+                                                                        level_rho, habit_share, k_t, c_t, k_h, c_h)
                                 lvl = math.sqrt(1.0 - habit_share) * vol_t[i] + math.sqrt(habit_share) * vol_h[i]
                                 lvl_done = True
                             st, z = next_normal(st)
@@ -578,6 +573,24 @@ def _level_step(key, s, base, at, prev, rho, k, norm, cycle):
 
 
 @njit(cache=True)
+def _level_start(key, s, hour, rho, habit_share):
+    """The level's two parts in the run's first hour: the transient AR(1) at a keyed standard normal,
+    the daily habit at its sum around the day (0 without a habit)."""
+    t = _keyed_normal(key, s, _LEVEL_EPOCH, hour, 0)
+    hb = _ar_sum(key, s, _HABIT_EPOCH, hour % 24, rho, 24) if habit_share > 0.0 else 0.0
+    return t, hb
+
+
+@njit(cache=True)
+def _level_advance(key, s, hour, t, hb, rho, habit_share, k_t, c_t, k_h, c_h):
+    """The level's two parts one hour on, in ``hour`` (:func:`_level_step` on each)."""
+    t = _level_step(key, s, _LEVEL_EPOCH, hour, t, rho, k_t, c_t, 0)
+    if habit_share > 0.0:
+        hb = _level_step(key, s, _HABIT_EPOCH, hour % 24, hb, rho, k_h, c_h, 24)
+    return t, hb
+
+
+@njit(cache=True)
 def volume_levels(key, s, start, end, rho, habit_share):
     """Subscriber ``s``'s data-volume level (standard normal) in clock hours ``start .. end - 1`` of a
     run starting at hour ``start``, as :func:`sessions_epoch` carries it: a transient AR(1) part,
@@ -587,13 +600,10 @@ def volume_levels(key, s, start, end, rho, habit_share):
     k_t, c_t = _ar_terms(rho, 0)
     k_h, c_h = _ar_terms(rho, 24)
     out = np.empty(end - start)
-    t = _keyed_normal(key, s, _LEVEL_EPOCH, start, 0)
-    hb = _ar_sum(key, s, _HABIT_EPOCH, start % 24, rho, 24) if habit_share > 0.0 else 0.0
+    t, hb = _level_start(key, s, start, rho, habit_share)
     for h in range(start, end):
         if h > start:
-            t = _level_step(key, s, _LEVEL_EPOCH, h, t, rho, k_t, c_t, 0)
-            if habit_share > 0.0:
-                hb = _level_step(key, s, _HABIT_EPOCH, h % 24, hb, rho, k_h, c_h, 24)
+            t, hb = _level_advance(key, s, h, t, hb, rho, habit_share, k_t, c_t, k_h, c_h)
         out[h - start] = math.sqrt(1.0 - habit_share) * t + math.sqrt(habit_share) * hb
     return out
 
