@@ -231,11 +231,7 @@ class ReferenceModel:
         self.mp = kernel_params(sc.mobility)
         # Mobility class per subscriber (0 everybody else, 1 local) and each class's outing factor,
         # stickiness, exploration hops mean and global jump share, as the engine passes them.
-        m = sc.mobility
-        mclass, table = pop.class_mobility({**self.mp, "local_outing": m.local_outing_scale,
-                                            "local_stickiness": m.local_stickiness,
-                                            "local_hops_mean": m.local_jump_hops_mean,
-                                            "local_global_share": m.local_global_jump_share})
+        mclass, table = pop.class_mobility(self.mp)
         self.mclass = mclass.tolist() if len(mclass) else [0] * self.n
         self.cls = table.tolist()
         self.mult_on, self.mult_off = burst_multipliers(b)

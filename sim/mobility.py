@@ -73,4 +73,7 @@ def kernel_params(cfg: MobilityConfig) -> dict[str, float]:
         "speed_mu": float(np.log(cfg.speed_kmh_median)), "speed_sigma": cfg.speed_log_sigma,
         "pp_prob": cfg.ping_pong_prob, "pp_dwell_ms": cfg.ping_pong_dwell_s * 1000.0,
         "dwell_sigma": cfg.dwell_log_sigma,
+        # the local mobility class's own figures (sim.population.Population.class_mobility)
+        "local_outing": cfg.local_outing_scale, "local_stickiness": cfg.local_stickiness,
+        "local_hops_mean": cfg.local_jump_hops_mean, "local_global_share": cfg.local_global_jump_share,
     }

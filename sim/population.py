@@ -53,8 +53,8 @@ class Population:
         """The mobility kernel's class inputs: the class of each subscriber (int8: 0 everybody
         else, 1 local; empty when nobody is local, and the kernel uses its scalar parameters) and
         one row per class of (outing factor, stickiness, exploration hops mean, global jump share)
-        from the kernel parameters ``mobility`` (:func:`sim.mobility.kernel_params` plus the
-        ``local_*`` entries)."""
+        from the kernel parameters ``mobility`` (:func:`sim.mobility.kernel_params`, ``local_*`` entries
+        included)."""
         m = mobility
         table = np.array([
             [1.0, m["stickiness"], m["hops_mean"], m["global_share"]],
