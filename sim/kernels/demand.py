@@ -512,23 +512,15 @@ def _ar_sum(key, s, base, at, rho, cycle):
     """``sum_k rho^k g(at - k) / sqrt(sum_k rho^2k)``, g the keyed normals of pseudo-epochs
     ``base + j``; j runs over the hours before ``at`` (``cycle`` 0) or once around a day of
     ``cycle`` hours (each g used once, so the variance is exactly 1). A unit-variance AR(1)
-    sequence in ``at`` with correlation ``rho`` (around the day: up to the wrap), without state."""
+    sequence in ``at`` with correlation ``rho`` (around the day: up to the wrap), without state;
+    ``K`` and the norm are :func:`_ar_terms`'."""
+    k_terms, norm = _ar_terms(rho, cycle)
     acc = 0.0
     w = 1.0
-    ss = 0.0
-    terms = _LEVEL_TERMS if cycle <= 0 else min(_LEVEL_TERMS, cycle)
-    for k in range(terms):
-        j = at - k
-        if cycle > 0:
-            j = j % cycle
-        st = seed_state(key, s, base + j)
-        st, g = next_normal(st)
-        acc += w * g
-        ss += w * w
+    for k in range(k_terms):
+        acc += w * _keyed_normal(key, s, base, at - k, cycle)
         w *= rho
-        if w < 1e-3:
-            break
-    return acc / math.sqrt(ss)
+    return acc / norm
 
 
 @njit(cache=True)
