@@ -24,6 +24,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from .errors import OutputError
+from .staging import swap_into_place
 
 CHECKPOINT = "checkpoint.npz"
 QUEUED_BYTES = 128 * 2**20
@@ -231,14 +232,7 @@ class RunWriter:
         manifest = dict(manifest, row_counts=dict(sorted(self.rows.items())), files=files)
         (self.tmp / "manifest.json").write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
         assert self.out is not None
-        if self.out.exists():
-            old = self.out.resolve().parent / f".{self.out.name}.old-{os.getpid()}"
-            self.out.rename(old)
-            self.tmp.rename(self.out)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            self.tmp.rename(self.out)
-        return self.out
+        return swap_into_place(self.tmp, self.out)
 
     def abort(self, keep_partial: bool = False) -> None:
         """Stop writing. Drop everything, or keep the partial run when it has a checkpoint to
