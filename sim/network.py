@@ -21,6 +21,7 @@ import numpy as np
 
 from .config import NetworkConfig
 from .errors import InputDataError
+from .kernels import setup
 
 DENSITY_CLASSES = ("urban", "suburban", "rural")
 KM_PER_DEG_LAT = 110.574
@@ -154,48 +155,54 @@ def _sectorise(sx: np.ndarray, sy: np.ndarray, sectors: int, rotation: np.ndarra
 
 
 def _neighbour_csr(cx: np.ndarray, cy: np.ndarray, site: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """CSR of the neighbour graph: the sectors of a site chained, the Delaunay edges no longer than
+    twice the median Delaunay edge of both ends, and the minimum spanning tree of the Delaunay graph.
+
+    The spanning tree is Kruskal's over the Delaunay edges in the order networkx's
+    ``minimum_spanning_edges`` would take them from the graph built edge by edge from the set
+    ``edges`` (so equal lengths, common in the hex layout, are broken the same way): a stable sort by
+    length of the graph's edge order, which lists node by node, each node's edges to later nodes in
+    the order they were added."""
     n = len(cx)
-    g = nx.Graph()
-    g.add_nodes_from(range(n))
-    # Sectors of one site are always neighbours.
     order = np.argsort(site, kind="stable")
-    for a, b in zip(order[:-1], order[1:], strict=True):
-        if site[a] == site[b]:
-            g.add_edge(int(a), int(b))
+    # Sectors of one site are always neighbours.
+    chain = site[order[:-1]] == site[order[1:]]
+    parts_a = [order[:-1][chain].astype(np.int64)]
+    parts_b = [order[1:][chain].astype(np.int64)]
     if n >= 4:
         from scipy.spatial import Delaunay, QhullError
 
         pts = np.column_stack([cx, cy])
         try:
             tri = Delaunay(pts)
-            edges = set()
-            for s in tri.simplices:
-                for i in range(3):
-                    a, b = int(s[i]), int(s[(i + 1) % 3])
-                    edges.add((min(a, b), max(a, b)))
+            s = tri.simplices
+            t = np.roll(s, -1, axis=1)  # the edge (s[i], s[(i + 1) % 3]), simplex by simplex
+            edges = set(zip(np.minimum(s, t).ravel().tolist(), np.maximum(s, t).ravel().tolist(), strict=True))
         except QhullError:  # collinear cells: chain them
             edges = {(int(a), int(b)) for a, b in zip(np.argsort(cx)[:-1], np.argsort(cx)[1:], strict=True)}
-        full = nx.Graph()
-        full.add_nodes_from(range(n))
-        for a, b in edges:
-            full.add_edge(a, b, weight=float(np.hypot(cx[a] - cx[b], cy[a] - cy[b])))
-        lengths = {}
-        for c in range(n):
-            ws = [full[c][m]["weight"] for m in full[c]]
-            lengths[c] = float(np.median(ws)) if ws else 0.0
-        for a, b, d in full.edges(data=True):
-            if d["weight"] <= 2.0 * min(lengths[a], lengths[b]):
-                g.add_edge(a, b)
-        g.add_edges_from(nx.minimum_spanning_edges(full, data=False))
+        e = np.array(list(edges), dtype=np.int64).reshape(-1, 2)  # the set's order: the graph's insertion order
+        a, b = e[:, 0], e[:, 1]
+        length = np.hypot(cx[a] - cx[b], cy[a] - cy[b])
+        lo, hi = np.minimum(a, b), np.maximum(a, b)
+        median = setup.median_edge_length(n, lo, hi, length)
+        short = length <= 2.0 * np.minimum(median[lo], median[hi])
+        parts_a.append(lo[short])
+        parts_b.append(hi[short])
+        kruskal_order = np.lexsort((np.arange(len(lo)), lo, length))
+        lo, hi = lo[kruskal_order], hi[kruskal_order]
+        tree = setup.kruskal(n, lo, hi)
+        parts_a.append(lo[tree])
+        parts_b.append(hi[tree])
     elif n > 1:
-        g.add_edges_from((a, b) for a in range(n) for b in range(a + 1, n))
+        a, b = np.triu_indices(n, 1)
+        parts_a.append(a.astype(np.int64))
+        parts_b.append(b.astype(np.int64))
+    a = np.concatenate(parts_a)
+    b = np.concatenate(parts_b)
+    key = np.unique(np.concatenate([a * n + b, b * n + a]))
     ptr = np.zeros(n + 1, dtype=np.int64)
-    idx: list[int] = []
-    for c in range(n):
-        nb = sorted(g.neighbors(c))
-        idx.extend(nb)
-        ptr[c + 1] = len(idx)
-    return ptr, np.asarray(idx, dtype=np.int32)
+    np.cumsum(np.bincount(key // n, minlength=n), out=ptr[1:])
+    return ptr, (key % n).astype(np.int32)
 
 
 def _assemble(cfg: NetworkConfig, site, x, y, cx, cy, az, density=None, voice=None, data=None,
