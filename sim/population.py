@@ -17,14 +17,16 @@ arrays for the kernels; :meth:`Population.social_graph` gives the networkx view.
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import networkx as nx
 import numpy as np
 
 from .config import PopulationConfig
+from .kernels import setup
 from .network import Network
-from .streams import generator
+from .streams import generator, kernel_key
 
 ACTIVITY_CLASSES = ("low", "medium", "high", "very_high")
 _ACTIVITY_EDGES = (0.5, 1.5, 4.0)
@@ -86,82 +88,68 @@ class Population:
 
 def _two_hop(net: Network) -> tuple[np.ndarray, np.ndarray]:
     """CSR of each cell's neighbourhood within two hops (itself included)."""
-    ptr = [0]
-    idx: list[int] = []
-    for c in range(net.n_cells):
-        near = {c}
-        for n in net.neighbours(c):
-            near.add(int(n))
-            near.update(int(m) for m in net.neighbours(int(n)))
-        idx.extend(sorted(near))
-        ptr.append(len(idx))
-    return np.asarray(ptr, np.int64), np.asarray(idx, np.int32)
+    return setup.two_hop(net.nbr_ptr, net.nbr_idx)
 
 
 def _own_site(net: Network) -> tuple[np.ndarray, np.ndarray]:
     """CSR of each cell's other cells on its site (the cell itself when its site has no other)."""
-    order = np.argsort(net.site_id, kind="stable")
-    first = np.searchsorted(net.site_id[order], net.site_id, side="left")
-    last = np.searchsorted(net.site_id[order], net.site_id, side="right")
-    ptr = [0]
-    idx: list[int] = []
-    for c in range(net.n_cells):
-        same = [int(k) for k in order[first[c]:last[c]] if k != c] or [c]
-        idx.extend(same)
-        ptr.append(len(idx))
-    return np.asarray(ptr, np.int64), np.asarray(idx, np.int32)
+    return setup.own_site(np.asarray(net.site_id, np.int64))
 
 
 def _draw_in_rows(rng: np.random.Generator, ptr: np.ndarray, idx: np.ndarray, rows: np.ndarray,
                   weight: np.ndarray | None = None) -> np.ndarray:
-    """For each entry of ``rows``, one member of that CSR row (uniform or by ``weight[member]``)."""
+    """For each entry of ``rows``, one member of that CSR row (uniform or by ``weight[member]``):
+    one uniform per row, ``min(int(u * size), size - 1)`` or where ``u`` falls on the row's stretch
+    of the cumulative weights (rows must not be empty)."""
+    u = rng.random(len(rows))
+    out = np.empty(len(rows), idx.dtype)
     if weight is None:
-        size = ptr[rows + 1] - ptr[rows]
-        return idx[ptr[rows] + np.minimum((rng.random(len(rows)) * size).astype(np.int64), size - 1)]
-    w = weight[idx]
-    cum = np.cumsum(w)
-    lo = np.where(ptr[rows] > 0, cum[ptr[rows] - 1], 0.0)
-    hi = cum[ptr[rows + 1] - 1]
-    target = lo + rng.random(len(rows)) * (hi - lo)
-    pos = np.searchsorted(cum, target, side="right")
-    return idx[np.minimum(pos, ptr[rows + 1] - 1)]
+        setup.split(setup.draw_uniform, len(rows), ptr, idx, rows, u, out)
+    else:
+        setup.split(setup.draw_weighted, len(rows), np.cumsum(weight[idx]), ptr, idx, rows, u, out)
+    return out
 
 
 def build_population(cfg: PopulationConfig, net: Network, seed: int) -> Population:
     n = cfg.subscribers
-    rng_h = generator(seed, "population.homes")
-    home_w = np.asarray(cfg.home_weight.as_tuple())[net.density]
-    work_w = np.asarray(cfg.work_weight.as_tuple())[net.density]
-    if home_w.sum() <= 0:
-        home_w = np.ones(net.n_cells)
-    if work_w.sum() <= 0:
-        work_w = np.ones(net.n_cells)
-    home = rng_h.choice(net.n_cells, size=n, p=home_w / home_w.sum()).astype(np.int32)
-    two_ptr, two_idx = _two_hop(net)
-    commuter = rng_h.random(n) < cfg.commuter_share
-    # A commuter works anywhere (by attractiveness) with chance far_commute_share (by default
-    # half the time), otherwise near home.
-    far = commuter & (rng_h.random(n) < cfg.far_commute_share)
-    work = _draw_in_rows(rng_h, two_ptr, two_idx, home, work_w)
-    work[far] = rng_h.choice(net.n_cells, size=int(far.sum()), p=work_w / work_w.sum())
-    work = work.astype(np.int32)
-    # The local class, from its own stream (index 1 of the homes stream; the draws above do not
-    # depend on it): the anchor is
-    # another cell of the home site.
-    rng_l = generator(seed, "population.homes", 1)
-    local = rng_l.random(n) < cfg.local_share
-    if local.any():
-        site_ptr, site_idx = _own_site(net)
-        rows = home[local].astype(np.int64)
-        work[local] = _draw_in_rows(rng_l, site_ptr, site_idx, rows)
-        commuter &= ~local
+    # The social stream's draws depend on nothing drawn here (only on the number of subscribers),
+    # so they are made on another thread meanwhile.
+    with ThreadPoolExecutor(1, thread_name_prefix="telcosim-setup") as pool:
+        social = pool.submit(_social_draws, cfg, n, seed)
+        rng_h = generator(seed, "population.homes")
+        home_w = np.asarray(cfg.home_weight.as_tuple())[net.density]
+        work_w = np.asarray(cfg.work_weight.as_tuple())[net.density]
+        if home_w.sum() <= 0:
+            home_w = np.ones(net.n_cells)
+        if work_w.sum() <= 0:
+            work_w = np.ones(net.n_cells)
+        home = rng_h.choice(net.n_cells, size=n, p=home_w / home_w.sum()).astype(np.int32)
+        two_ptr, two_idx = _two_hop(net)
+        commuter = rng_h.random(n) < cfg.commuter_share
+        # A commuter works anywhere (by attractiveness) with chance far_commute_share (by default
+        # half the time), otherwise near home.
+        far = commuter & (rng_h.random(n) < cfg.far_commute_share)
+        work = _draw_in_rows(rng_h, two_ptr, two_idx, home, work_w)
+        work[far] = rng_h.choice(net.n_cells, size=int(far.sum()), p=work_w / work_w.sum())
+        work = work.astype(np.int32)
+        # The local class, from its own stream (index 1 of the homes stream; the draws above do not
+        # depend on it): the anchor is
+        # another cell of the home site.
+        rng_l = generator(seed, "population.homes", 1)
+        local = rng_l.random(n) < cfg.local_share
+        if local.any():
+            site_ptr, site_idx = _own_site(net)
+            rows = home[local].astype(np.int64)
+            work[local] = _draw_in_rows(rng_l, site_ptr, site_idx, rows)
+            commuter &= ~local
 
-    rng_a = generator(seed, "population.activity")
-    sigma = cfg.activity_sigma
-    activity = rng_a.lognormal(-0.5 * sigma * sigma, sigma, size=n)
-    activity_class = activity_classes(activity)
+        rng_a = generator(seed, "population.activity")
+        sigma = cfg.activity_sigma
+        activity = rng_a.lognormal(-0.5 * sigma * sigma, sigma, size=n)
+        activity_class = activity_classes(activity)
+        draws = social.result()
 
-    ptr, idx, cdf = _social_graph(cfg, net, home, seed)
+    ptr, idx, cdf = _social_graph(cfg, net, home, seed, draws)
     return Population(home, work, commuter, local, activity, activity_class, ptr, idx, cdf)
 
 
@@ -170,81 +158,78 @@ def activity_classes(activity: np.ndarray) -> np.ndarray:
     return np.searchsorted(np.asarray(_ACTIVITY_EDGES), activity, side="right").astype(np.int8)
 
 
-def _social_graph(cfg: PopulationConfig, net: Network, home: np.ndarray, seed: int):
-    """Undirected contacts: each subscriber proposes ~contacts_mean/2 ties, mostly to people whose
-    home is within one hop of theirs; ties are symmetrised, so the mean degree is ~contacts_mean."""
-    n = len(home)
+def _social_draws(cfg: PopulationConfig, n: int, seed: int) -> tuple[np.ndarray, ...] | None:
+    """The social stream's draws, in their order: the number of ties each subscriber proposes
+    (returned as the proposer of each tie), then per tie the cell of a local contact, the resident
+    of that cell, a global contact, and whether the contact is local. None under two subscribers."""
     rng = generator(seed, "population.social")
     if n < 2:
-        return np.zeros(n + 1, np.int64), np.zeros(0, np.int32), np.zeros(0, np.float64)
+        return None
     stubs = np.maximum(1, rng.poisson(cfg.contacts_mean / 2.0, size=n))
     src = np.repeat(np.arange(n, dtype=np.int32), stubs)
     del stubs
     m = len(src)
+    u_cell = rng.random(m)
+    u_pick = rng.random(m)
+    global_dst = rng.integers(0, n, size=m).astype(np.int32)
+    u_local = rng.random(m)
+    return src, u_cell, u_pick, global_dst, u_local
+
+
+def _social_graph(cfg: PopulationConfig, net: Network, home: np.ndarray, seed: int,
+                  draws: tuple[np.ndarray, ...] | None):
+    """Undirected contacts: each subscriber proposes ~contacts_mean/2 ties, mostly to people whose
+    home is within one hop of theirs; ties are symmetrised, so the mean degree is ~contacts_mean.
+    ``draws`` are :func:`_social_draws`'s."""
+    n = len(home)
+    if draws is None:
+        return np.zeros(n + 1, np.int64), np.zeros(0, np.int32), np.zeros(0, np.float64)
+    src, u_cell, u_pick, global_dst, u_local = draws
+    del draws
+    m = len(src)
     # Residents of each cell, as CSR.
-    by_home = np.argsort(home, kind="stable").astype(np.int32)
+    by_home = setup.stable_order(home, net.n_cells)
     res_ptr = np.zeros(net.n_cells + 1, np.int64)
     np.cumsum(np.bincount(home, minlength=net.n_cells), out=res_ptr[1:])
-    # Local: a random resident of the home cell or one of its neighbours (empty cells fall back).
-    one_ptr = np.zeros(net.n_cells + 1, np.int64)
-    one_idx_l: list[int] = []
-    for c in range(net.n_cells):
-        cand = [c, *map(int, net.neighbours(c))]
-        cand = [k for k in cand if res_ptr[k + 1] > res_ptr[k]] or [c]
-        one_idx_l.extend(cand)
-        one_ptr[c + 1] = len(one_idx_l)
-    one_idx = np.asarray(one_idx_l, np.int32)
-    cell = _draw_in_rows(rng, one_ptr, one_idx, home[src].astype(np.int64),
-                         weight=(res_ptr[1:] - res_ptr[:-1]).astype(np.float64) + 1e-12)
+    # Local: a random resident of the home cell or one of its neighbours (empty cells fall back),
+    # the cell drawn by its residents; else anybody.
+    one_ptr, one_idx = setup.inhabited_neighbourhood(net.nbr_ptr, net.nbr_idx, res_ptr)
+    cum = np.cumsum((res_ptr[1:] - res_ptr[:-1]).astype(np.float64)[one_idx] + 1e-12)
+    dst = np.empty(m, np.int32)
+    setup.split(setup.contact_destinations, m, src, home, cum, one_ptr, one_idx, res_ptr, by_home,
+                u_cell, u_pick, global_dst, u_local, float(cfg.contacts_local_share), dst)
     # (Temporaries are dropped as soon as they are used: this runs once for the whole
     # population and would otherwise be the peak of a large run's memory.)
-    size = res_ptr[cell + 1] - res_ptr[cell]
-    pick = np.minimum((rng.random(m) * size).astype(np.int64), np.maximum(size - 1, 0))
-    del size
-    local_dst = by_home[np.minimum(res_ptr[cell] + pick, n - 1)]
-    del pick, cell, by_home
-    global_dst = rng.integers(0, n, size=m).astype(np.int32)
-    dst = np.where(rng.random(m) < cfg.contacts_local_share, local_dst, global_dst)
-    del local_dst, global_dst
-    keep = dst != src
-    src, dst = src[keep], dst[keep]
-    del keep
-    key = np.concatenate([src.astype(np.int64) * n + dst, dst.astype(np.int64) * n + src])
+    del u_cell, u_pick, global_dst, u_local, by_home
+    ptr, b = setup.symmetric_csr(n, src, dst)
     del src, dst
-    key.sort()
-    key = key[np.concatenate(([True], key[1:] != key[:-1]))]
-    a = (key // n).astype(np.int32)
-    b = (key % n).astype(np.int32)
-    del key
-    ptr = np.zeros(n + 1, np.int64)
-    np.cumsum(np.bincount(a, minlength=n), out=ptr[1:])
     # Symmetric tie strength from a hash of the unordered pair, so A->B and B->A agree; drawn in
-    # blocks to bound the temporaries, then turned into per-row cumulative weights in place.
-    w = np.empty(len(a), np.float64)
-    block = 1 << 22
-    for lo_i in range(0, len(a), block):
-        aa, bb = a[lo_i:lo_i + block], b[lo_i:lo_i + block]
-        h = _pair_uniform(np.minimum(aa, bb).astype(np.uint64), np.maximum(aa, bb).astype(np.uint64), seed)
-        w[lo_i:lo_i + block] = np.exp(cfg.tie_sigma * (np.sqrt(-2.0 * np.log(h[0])) * np.cos(2.0 * np.pi * h[1])))
-    del a
-    np.cumsum(w, out=w)
-    base = np.where(ptr[:-1] > 0, w[np.maximum(ptr[:-1] - 1, 0)], 0.0)
-    w -= np.repeat(base, np.diff(ptr))
+    # blocks to bound the temporaries (one block per core at a time), then turned into per-row
+    # cumulative weights in place.
+    w = _tie_strengths(cfg.tie_sigma, ptr, b, kernel_key(seed, "population.social", 1))
+    setup.row_cumulative(ptr, w)
     return ptr, b, w
 
 
-def _pair_uniform(lo: np.ndarray, hi: np.ndarray, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """Two uniforms per unordered pair, from a SplitMix64 hash keyed by the 'population.social' stream."""
-    from .streams import kernel_key
+def _tie_strengths(sigma: float, ptr: np.ndarray, idx: np.ndarray, key: np.uint64) -> np.ndarray:
+    """Lognormal strength ``exp(sigma * z)`` of each entry of the CSR (row, ``idx``), ``z`` by
+    Box-Muller from the two uniforms hashed from the unordered pair
+    (:func:`sim.kernels.setup.pair_uniforms`)."""
+    out = np.empty(len(idx), np.float64)
+    block = 1 << 20
 
-    key = kernel_key(seed, "population.social", 1)
-    with np.errstate(over="ignore"):
-        z = lo * np.uint64(0x9E3779B97F4A7C15) ^ (hi + key)
-        out = []
-        for salt in (np.uint64(0x632BE59BD9B4E019), np.uint64(0x8CB92BA72F3D8DD7)):
-            v = z ^ salt
-            v = (v ^ (v >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
-            v = (v ^ (v >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
-            v = v ^ (v >> np.uint64(31))
-            out.append(((v >> np.uint64(11)).astype(np.float64) + 0.5) / 9007199254740992.0)
-    return out[0], out[1]
+    def blocks(lo: int) -> None:
+        hi = min(lo + block, len(idx))
+        h0 = np.empty(hi - lo, np.float64)
+        h1 = np.empty(hi - lo, np.float64)
+        setup.pair_uniforms(lo, hi, ptr, idx, key, h0, h1)
+        out[lo:hi] = np.exp(sigma * (np.sqrt(-2.0 * np.log(h0)) * np.cos(2.0 * np.pi * h1)))
+
+    starts = range(0, len(idx), block)
+    if len(starts) > 1 and setup.cores() > 1:
+        with ThreadPoolExecutor(min(setup.cores(), len(starts)), thread_name_prefix="telcosim-setup") as pool:
+            list(pool.map(blocks, starts))
+    else:
+        for lo in starts:
+            blocks(lo)
+    return out
