@@ -93,3 +93,218 @@ def test_bad_class_knobs_are_one_line_errors(key, value):
     with pytest.raises(ConfigError) as exc:
         config.load(None, [f"{key}={value}"])
     assert len(exc.value.problems) == 1 and key in exc.value.problems[0] and "out of range" in exc.value.problems[0]
+
+
+# --- the set-up kernels (sim/kernels/setup.py) against the plain numpy / networkx rules ----------
+
+def _arrays_digest(net, pop) -> str:
+    import hashlib
+
+    h = hashlib.sha256()
+    arrays = {f"net_{k}": v for k, v in vars(net).items() if isinstance(v, np.ndarray)}
+    arrays |= {f"pop_{k}": v for k, v in vars(pop).items() if isinstance(v, np.ndarray)}
+    for k in sorted(arrays):
+        a = np.ascontiguousarray(arrays[k])
+        h.update(f"{k}:{a.dtype.str}:{a.shape}".encode())
+        h.update(a.tobytes())
+    return h.hexdigest()[:16]
+
+
+@pytest.mark.parametrize("sets,digest", [
+    ({}, "804ed2ee5c5c6e1f"),
+    ({"population.local_share": 0.3}, "0acc0b31c8da1803"),
+    ({"network.layout": "hex", "network.sites": 91, "population.subscribers": 20000}, "69946d3f25baf3dd"),
+    ({"network.layout": "hex", "network.sites": 37, "network.sectors": 6, "population.subscribers": 3000},
+     "a3c45be4de1928a5"),
+])
+def test_setup_arrays_are_those_of_the_python_setup(sets, digest):
+    """Every network and population array, byte for byte, as the Python/networkx set-up built them
+    before the kernels (digests taken from that code; a deliberate change of the model changes them)."""
+    from sim.network import build_network
+    from sim.streams import generator
+
+    base = {"network.layout": "random", "network.sites": 30, "network.radius_km": 4.0,
+            "population.subscribers": 4000}
+    sc = small_scenario(**{**base, **sets}) if sets.get("network.layout") != "hex" else config.load(
+        None, [f"{k}={v!r}" if isinstance(v, str) else f"{k}={v}" for k, v in sets.items()])
+    net = build_network(sc.network, generator(sc.seed, "network.layout"))
+    pop = build_population(sc.population, net, sc.seed)
+    assert _arrays_digest(net, pop) == digest
+
+
+def _reference_neighbours(cx, cy, site):
+    """The neighbour rule with networkx, as sim.network built it before the kernels."""
+    import networkx as nx
+    from scipy.spatial import Delaunay
+
+    n = len(cx)
+    g = nx.Graph()
+    g.add_nodes_from(range(n))
+    order = np.argsort(site, kind="stable")
+    for a, b in zip(order[:-1], order[1:], strict=True):
+        if site[a] == site[b]:
+            g.add_edge(int(a), int(b))
+    edges = set()
+    for s in Delaunay(np.column_stack([cx, cy])).simplices:
+        for i in range(3):
+            a, b = int(s[i]), int(s[(i + 1) % 3])
+            edges.add((min(a, b), max(a, b)))
+    full = nx.Graph()
+    full.add_nodes_from(range(n))
+    for a, b in edges:
+        full.add_edge(a, b, weight=float(np.hypot(cx[a] - cx[b], cy[a] - cy[b])))
+    med = {c: float(np.median([full[c][m]["weight"] for m in full[c]])) if len(full[c]) else 0.0 for c in range(n)}
+    g.add_edges_from((a, b) for a, b, d in full.edges(data=True) if d["weight"] <= 2.0 * min(med[a], med[b]))
+    g.add_edges_from(nx.minimum_spanning_edges(full, data=False))
+    return [sorted(g.neighbors(c)) for c in range(n)]
+
+
+def _grid_points(seed: int):
+    """Cells on an integer grid: many equal edge lengths and cocircular points."""
+    rng = np.random.default_rng(seed)
+    side = int(rng.integers(4, 16))
+    pts = rng.choice(side * side, size=int(rng.integers(4, side * side)), replace=False)
+    cx, cy = (pts % side).astype(float), (pts // side).astype(float)
+    return cx, cy, np.arange(len(cx), dtype=np.int32) // int(rng.integers(1, 4))
+
+
+@pytest.mark.parametrize("case", [("hex", 19, 3), ("hex", 61, 1), ("hex", 100, 6), ("random", 5, 3),
+                                  ("random", 60, 1), ("random", 150, 3), *[("grid", s, 0) for s in range(6)]])
+def test_neighbour_graph_breaks_ties_as_networkx(case):
+    """Kruskal in the kernel takes the Delaunay edges in networkx's order, so equal lengths (the
+    hex layout, grids) give the same spanning tree and hence the same neighbours."""
+    from sim.network import _neighbour_csr, build_network
+    from sim.streams import generator
+
+    layout, sites, sectors = case
+    if layout == "grid":
+        cx, cy, site = _grid_points(sites)
+    else:
+        sc = config.load(None, [f"network.layout='{layout}'", f"network.sites={sites}", f"network.sectors={sectors}"])
+        net = build_network(sc.network, generator(sc.seed, "network.layout"))
+        cx, cy, site = net.cx_km, net.cy_km, net.site_id
+    ptr, idx = _neighbour_csr(cx, cy, site)
+    assert [idx[ptr[c]:ptr[c + 1]].tolist() for c in range(len(cx))] == _reference_neighbours(cx, cy, site)
+
+
+def test_networkx_views_match_the_csr():
+    sc = small_scenario(**{"population.subscribers": 300})
+    sim = Simulation(sc)
+    g = sim.network.graph()
+    assert sorted(g.edges()) == sorted((c, int(m)) for c in range(sim.network.n_cells)
+                                       for m in sim.network.neighbours(c) if c < m)
+    pop = sim.population
+    s = pop.social_graph()
+    assert s.number_of_edges() * 2 == len(pop.contact_idx)
+    # Tie strengths are positive and symmetric.
+    for a, b, d in list(s.edges(data=True))[:200]:
+        assert d["weight"] > 0
+        row = pop.contacts(b).tolist()
+        k = pop.contact_ptr[b] + row.index(a)
+        prev = pop.contact_cdf[k - 1] if k > pop.contact_ptr[b] else 0.0
+        assert pop.contact_cdf[k] - prev == pytest.approx(d["weight"], rel=1e-9)
+
+
+@pytest.fixture(params=[False, True], ids=["one-range", "split"])
+def splitting(request, monkeypatch):
+    """Kernels on one range, or split into three ranges of a few rows each."""
+    from sim.kernels import setup
+
+    if request.param:
+        monkeypatch.setattr(setup, "_SPLIT_MIN", 7)
+        monkeypatch.setattr(setup, "cores", lambda: 3)
+    return request.param
+
+
+def _random_csr(rng, rows: int, empty_ok: bool):
+    size = rng.integers(0 if empty_ok else 1, 9, size=rows)
+    ptr = np.zeros(rows + 1, np.int64)
+    np.cumsum(size, out=ptr[1:])
+    return ptr, rng.integers(0, 50, size=int(ptr[-1])).astype(np.int32)
+
+
+def test_in_row_draws_match_the_numpy_rule(splitting):
+    from sim.population import _draw_in_rows
+
+    rng = np.random.default_rng(3)
+    ptr, idx = _random_csr(rng, 40, empty_ok=False)
+    weight = rng.random(50) * (rng.random(50) < 0.7)  # zero weights too, and whole rows of them
+    rows = rng.integers(0, 40, size=5000)
+    got_w = _draw_in_rows(np.random.default_rng(9), ptr, idx, rows, weight)
+    got_u = _draw_in_rows(np.random.default_rng(9), ptr, idx, rows)
+    u = np.random.default_rng(9).random(len(rows))
+    cum = np.cumsum(weight[idx])
+    lo = np.where(ptr[rows] > 0, cum[ptr[rows] - 1], 0.0)
+    target = lo + u * (cum[ptr[rows + 1] - 1] - lo)
+    want_w = idx[np.minimum(np.searchsorted(cum, target, side="right"), ptr[rows + 1] - 1)]
+    size = ptr[rows + 1] - ptr[rows]
+    want_u = idx[ptr[rows] + np.minimum((u * size).astype(np.int64), size - 1)]
+    np.testing.assert_array_equal(got_w, want_w)
+    np.testing.assert_array_equal(got_u, want_u)
+    assert got_w.dtype == got_u.dtype == np.int32
+
+
+def test_symmetric_csr_matches_sorted_unique_keys(splitting):
+    from sim.kernels import setup
+
+    rng = np.random.default_rng(4)
+    n = 300
+    src = np.sort(rng.integers(0, n, size=2000)).astype(np.int32)
+    dst = rng.integers(0, n, size=2000).astype(np.int32)
+    dst[::17] = src[::17]  # self pairs are dropped
+    dst[1::13] = dst[::13][:len(dst[1::13])]  # and repeated pairs merged
+    ptr, idx = setup.symmetric_csr(n, src, dst)
+    keep = src != dst
+    key = np.unique(np.concatenate([src[keep].astype(np.int64) * n + dst[keep], dst[keep].astype(np.int64) * n + src[keep]]))
+    np.testing.assert_array_equal(idx, (key % n).astype(np.int32))
+    np.testing.assert_array_equal(ptr[1:], np.cumsum(np.bincount(key // n, minlength=n)))
+
+
+def test_pair_uniforms_and_row_cumulative_match_numpy():
+    from sim.kernels import setup
+
+    rng = np.random.default_rng(5)
+    ptr, idx = _random_csr(rng, 60, empty_ok=True)
+    key = np.uint64(0xD1B54A32D192ED03)
+    lo, hi = 7, len(idx) - 3
+    h0, h1 = np.empty(hi - lo), np.empty(hi - lo)
+    setup.pair_uniforms(lo, hi, ptr, idx, key, h0, h1)
+    row = np.repeat(np.arange(60), np.diff(ptr))[lo:hi].astype(np.uint64)
+    a, b = np.minimum(row, idx[lo:hi].astype(np.uint64)), np.maximum(row, idx[lo:hi].astype(np.uint64))
+    with np.errstate(over="ignore"):
+        z = a * np.uint64(0x9E3779B97F4A7C15) ^ (b + key)
+        for salt, got in ((0x632BE59BD9B4E019, h0), (0x8CB92BA72F3D8DD7, h1)):
+            v = z ^ np.uint64(salt)
+            v = (v ^ (v >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+            v = (v ^ (v >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+            v = v ^ (v >> np.uint64(31))
+            np.testing.assert_array_equal(got, ((v >> np.uint64(11)).astype(np.float64) + 0.5) / 9007199254740992.0)
+    w = rng.lognormal(size=len(idx))
+    want = np.cumsum(w)
+    want -= np.repeat(np.where(ptr[:-1] > 0, want[np.maximum(ptr[:-1] - 1, 0)], 0.0), np.diff(ptr))
+    setup.row_cumulative(ptr, w)
+    np.testing.assert_array_equal(w, want)
+
+
+def test_neighbourhood_csrs_match_python_sets():
+    from sim.kernels import setup
+
+    rng = np.random.default_rng(6)
+    ptr, idx = _random_csr(rng, 50, empty_ok=True)
+    idx %= 50
+    p2, i2 = setup.two_hop(ptr, idx)
+    for c in range(50):
+        near = {c} | {int(m) for m in idx[ptr[c]:ptr[c + 1]]}
+        near |= {int(q) for m in idx[ptr[c]:ptr[c + 1]] for q in idx[ptr[m]:ptr[m + 1]]}
+        assert i2[p2[c]:p2[c + 1]].tolist() == sorted(near)
+    site = rng.integers(0, 12, size=30)
+    ps, is_ = setup.own_site(site)
+    for c in range(30):
+        assert is_[ps[c]:ps[c + 1]].tolist() == ([k for k in range(30) if site[k] == site[c] and k != c] or [c])
+    res_ptr = np.concatenate([[0], np.cumsum(rng.integers(0, 2, size=50))])
+    po, io = setup.inhabited_neighbourhood(ptr, idx, res_ptr)
+    for c in range(50):
+        cand = [k for k in [c, *idx[ptr[c]:ptr[c + 1]].tolist()] if res_ptr[k + 1] > res_ptr[k]] or [c]
+        assert io[po[c]:po[c + 1]].tolist() == cand
+    home = rng.integers(0, 9, size=400).astype(np.int32)
+    np.testing.assert_array_equal(setup.stable_order(home, 9), np.argsort(home, kind="stable"))
