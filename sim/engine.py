@@ -26,6 +26,7 @@ import hashlib
 import json
 import math
 import time
+from collections import deque
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -67,6 +68,8 @@ DEFAULT_CHUNK = 250_000
 DEFAULT_CHECKPOINT_HOURS = 6
 SLICES_PER_EPOCH = 3
 PIPELINE_MAX_SUBSCRIBERS = 3_000_000
+# Epochs of demand drawn ahead of the one being resolved (each holds its events in memory).
+PIPELINE_DEPTH = 2
 
 
 @dataclass
@@ -493,18 +496,40 @@ class Simulation:
             # worker thread while this one is resolved (the kernels release the GIL).
             if first_epoch:
                 yield env.timeout(first_epoch * EPOCH_MS)
-            # Overlapping holds two epochs of events in memory: for very large populations the
-            # epochs run one after the other instead (same output, bounded memory). Neither
-            # overlaps a checkpoint, which saves the live state (no copies) between two epochs.
-            pipeline = pop.n <= PIPELINE_MAX_SUBSCRIBERS
+            # Overlapping holds 1 + PIPELINE_DEPTH epochs of events in memory: for very large
+            # populations the epochs run one after the other instead (same output, bounded
+            # memory). Neither overlaps a checkpoint, which saves the live state (no copies)
+            # between two epochs.
+            depth = PIPELINE_DEPTH if pop.n <= PIPELINE_MAX_SUBSCRIBERS else 0
             with ThreadPoolExecutor(max_workers=1, thread_name_prefix="telcosim-demand") as pool:
-                upcoming = pool.submit(demand_epoch, first_epoch) if first_epoch < self.n_epochs else None
+                # Epochs whose demand is submitted (the one thread draws them in order). Demand
+                # runs up to ``depth`` epochs ahead of resolution, never past an epoch that ends
+                # with a checkpoint (the checkpoint saves the demand state as of that epoch).
+                upcoming: deque = deque()
+                nxt = first_epoch
+
+                def submit_until(last: int) -> None:
+                    nonlocal nxt
+                    while nxt <= min(last, self.n_epochs - 1):
+                        upcoming.append(pool.submit(demand_epoch, nxt))
+                        if checkpoint_due(nxt):
+                            nxt += 1
+                            break
+                        nxt += 1
+
+                def may_submit_past(e: int) -> int:
+                    # The last epoch that may be drawn while epoch e is resolved.
+                    last = e + depth
+                    for c in range(e, last):
+                        if checkpoint_due(c):
+                            return c
+                    return last
+
+                submit_until(first_epoch)
                 for e in range(first_epoch, self.n_epochs):
-                    mob_ev, att_ev, start_cell = upcoming.result()
+                    mob_ev, att_ev, start_cell = upcoming.popleft().result()
                     checkpoint = checkpoint_due(e)
-                    ahead = e + 1 < self.n_epochs and pipeline and not checkpoint
-                    if ahead:
-                        upcoming = pool.submit(demand_epoch, e + 1)
+                    submit_until(may_submit_past(e))
                     stats["attempts"] += len(att_ev[0])
                     cur.update(e=e, mob=mob_ev, att=att_ev, start=start_cell, im=0, ia=0)
                     del mob_ev, att_ev, start_cell
@@ -528,8 +553,7 @@ class Simulation:
                                                          "changes_done": done["changes"],
                                                          "scenario_sha256": self.scenario_hash}, wait=True)
                         del arrays, r_arrays
-                    if e + 1 < self.n_epochs and not ahead:
-                        upcoming = pool.submit(demand_epoch, e + 1)
+                    submit_until(e + 1)
             # Drain: calls and sessions in progress run to their end; no new demand.
             empty_m = tuple(np.zeros(0, dt) for dt in MOB_DTYPES)
             empty_a = (*(np.zeros(0, dt) for dt in ATT_DTYPES), np.zeros(0, np.int32), np.zeros(0, np.int32))
