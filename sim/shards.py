@@ -136,6 +136,8 @@ class Shard:
         self.mclass, self.cls = mclass, cls
         self.contact_ptr, self.contact_cdf, self.contact_idx = contact_ptr, contact_cdf, contact_idx
         self.state = state
+        # Each subscriber's phase of periodic location updates (fixed for the run).
+        self.phase = demand.periodic_phases(inputs.mob_key, first, self.count, np.int64(inputs.periodic_ms))
 
     def step(self, ep: EpochInputs):
         """Draw one epoch: ``((t, sub, cell, kind), (t, sub, kind, counterpart, duration_ms, bytes,
@@ -156,7 +158,7 @@ class Shard:
             m["gamma"], m["hops_mean"], m["global_share"], d.other_cdf, m["speed_mu"], m["speed_sigma"],
             m["pp_prob"], m["pp_dwell_ms"], m["dwell_sigma"], np.int64(d.periodic_ms), d.cx_km, d.cy_km, d.nbr_ptr, d.nbr_idx,
             self.home, self.work, force, self.mclass, self.cls, st.cur_cell, st.place, st.dest, st.next_hop_t, st.speed_kmh,
-            st.visit_cell, st.visit_count, st.n_seen, *bufs), self.count, max(cap, 2 * room), MOB_DTYPES)
+            st.visit_cell, st.visit_count, st.n_seen, self.phase, *bufs), self.count, max(cap, 2 * room), MOB_DTYPES)
         att = _fill(lambda lo, n, bufs: demand.sessions_epoch(
             d.ses_key, self.first, self.count, lo, n, e, e % EPOCHS_PER_HOUR == 0, t0, t1, ep.rates, start_cell, ep.cell_mult,
             self.sub_mult,

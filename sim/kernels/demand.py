@@ -116,10 +116,24 @@ def _explore_cell(st, cur, nbr_ptr, nbr_idx, hops_mean, global_share, other_cdf)
 
 
 @njit(cache=True, nogil=True)
+def periodic_phases(key, first, count, periodic_ms):
+    """Each subscriber's phase of periodic location updates, uniform in ``[0, periodic_ms)`` ms
+    (zeros when there are none): a function of the subscriber id alone, keyed by a pseudo-epoch
+    of the mobility stream, so computed once per shard rather than every epoch."""
+    out = np.zeros(count, dtype=np.int64)
+    if periodic_ms <= 0:
+        return out
+    for i in range(count):
+        h = seed_state(key, first + i, _PHASE_EPOCH) >> np.uint64(32)
+        out[i] = np.int64((h * np.uint64(periodic_ms)) >> np.uint64(32))
+    return out
+
+
+@njit(cache=True, nogil=True)
 def mobility_epoch(key, first, count, lo, n, room, epoch, t0, t1, decide, trip_span, pi, stickiness, rho, gamma, hops_mean, global_share,
                    other_cdf, speed_mu, speed_sigma, pp_prob, pp_dwell_ms, dwell_sigma, periodic_ms,
                    cx, cy, nbr_ptr, nbr_idx, home, work, force, mclass, cls,
-                   cur_cell, place, dest, next_hop_t, speed_kmh, visit_cell, visit_count, n_seen,
+                   cur_cell, place, dest, next_hop_t, speed_kmh, visit_cell, visit_count, n_seen, phase,
                    out_t, out_sub, out_cell, out_kind):
     """See :func:`_mobility_epoch` (this wrapper holds its scratch buffer, so that the kernel
     itself runs without numba's reference counting)."""
@@ -128,14 +142,14 @@ def mobility_epoch(key, first, count, lo, n, room, epoch, t0, t1, decide, trip_s
         key, first, count, lo, n, room, epoch, t0, t1, decide, trip_span, pi, stickiness, rho, gamma, hops_mean,
         global_share, other_cdf, speed_mu, speed_sigma, pp_prob, pp_dwell_ms, dwell_sigma, periodic_ms, cx, cy,
         nbr_ptr, nbr_idx, home, work, force, mclass, cls, cur_cell, place, dest, next_hop_t, speed_kmh,
-        visit_cell, visit_count, n_seen, out_t, out_sub, out_cell, out_kind, pi_own)
+        visit_cell, visit_count, n_seen, phase, out_t, out_sub, out_cell, out_kind, pi_own)
 
 
 @njit(cache=True, nogil=True, _nrt=False)
 def _mobility_epoch(key, first, count, lo, n, room, epoch, t0, t1, decide, trip_span, pi, stickiness, rho, gamma, hops_mean, global_share,
                    other_cdf, speed_mu, speed_sigma, pp_prob, pp_dwell_ms, dwell_sigma, periodic_ms,
                    cx, cy, nbr_ptr, nbr_idx, home, work, force, mclass, cls,
-                   cur_cell, place, dest, next_hop_t, speed_kmh, visit_cell, visit_count, n_seen,
+                   cur_cell, place, dest, next_hop_t, speed_kmh, visit_cell, visit_count, n_seen, phase,
                    out_t, out_sub, out_cell, out_kind, pi_own):
     """Move subscribers ``first .. first+count-1`` through the epoch ``[t0, t1)`` (ms).
 
@@ -151,7 +165,7 @@ def _mobility_epoch(key, first, count, lo, n, room, epoch, t0, t1, decide, trip_
     places follow the exploration and preferential-return model of Song et al. (2010):
     explore a new cell with probability rho * S^-gamma, else return to a known one in
     proportion to past visits. Periodic location updates come every ``periodic_ms`` from a
-    per-subscriber phase. State arrays are updated in place.
+    per-subscriber phase (``phase``, :func:`periodic_phases`). State arrays are updated in place.
 
     ``force`` (empty, or one cell per subscriber, -1 for none) overrides the place decision: a
     subscriber with a forced cell goes there as an "other" place (a mass event's venue) and does
@@ -177,7 +191,12 @@ def _mobility_epoch(key, first, count, lo, n, room, epoch, t0, t1, decide, trip_
         if n + room > out_t.shape[0]:
             return n, i
         s = first + i
-        st = seed_state(key, s, epoch)
+        # Draws are needed to decide a place (the first epoch of an hour) or to travel in this
+        # epoch; otherwise the sequence is not even seeded (most subscriber-epochs).
+        if decide or (next_hop_t[i] >= 0 and next_hop_t[i] < t1):
+            st = seed_state(key, s, epoch)
+        else:
+            st = np.uint64(0)
         c_start = cur_cell[i]
         first_out = n
         newp = np.int64(place[i])
@@ -315,9 +334,7 @@ def _mobility_epoch(key, first, count, lo, n, room, epoch, t0, t1, decide, trip_
                 next_hop_t[i] = t + extra + max(np.int64(1000), np.int64(hop_ms))
         # Periodic location updates, in the cell held at each update time.
         if periodic_ms > 0:
-            h = seed_state(key, s, _PHASE_EPOCH) >> np.uint64(32)
-            phase = np.int64((h * np.uint64(periodic_ms)) >> np.uint64(32))  # uniform in [0, periodic_ms)
-            d = phase - t0_mod
+            d = phase[i] - t0_mod
             tp = t0 + (d if d >= 0 else d + periodic_ms)
             j = first_out
             held = np.int64(c_start)
@@ -412,7 +429,6 @@ def _sessions_epoch(key, first, count, lo, n, epoch, fresh, t0, t1, rates, cell_
     k_h, c_h = _ar_terms(level_rho, 24)
     for i in range(lo, count):
         s = first + i
-        st = seed_state(key, s, epoch)
         lvl_done = False
         lvl = 0.0
         if level_share > 0.0 and vol_hour[i] < 0:  # the run's first epoch: the sums at this hour
@@ -431,6 +447,18 @@ def _sessions_epoch(key, first, count, lo, n, epoch, fresh, t0, t1, rates, cell_
                 own[k] = rates[k] * m
                 total_rate += own[k]
             r = own
+        if not fresh and clock[i] >= 0.0 and burst_next[i] > t1:
+            # The common quiet case, without seeding the draws: no burst switch in the epoch and
+            # the hazard left outlasts it (the same arithmetic as the loop below).
+            lam = activity[i] * (mult_on if burst_on[i] else mult_off) * total_rate
+            if lam > 0.0:
+                need = lam * (float(t1) - float(t0))
+                if clock[i] >= need:
+                    clock[i] -= need
+                    continue
+            else:
+                continue
+        st = seed_state(key, s, epoch)
         n_first, on0, next0, clock0 = n, burst_on[i], burst_next[i], clock[i]
         if burst_next[i] < 0:  # first epoch: start in the stationary law
             st, u = next_uniform(st)

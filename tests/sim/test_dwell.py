@@ -55,7 +55,7 @@ def _trips(sigma: float, first: int = 0, count: int = SUBS):
         cx, cy, ptr, idx, np.zeros(count, np.int32), np.zeros(count, np.int32), none_i, no_class, class_table,
         np.zeros(count, np.int32), np.zeros(count, np.int8), np.full(count, N_CELLS - 1, np.int32),
         np.zeros(count, np.int64), np.full(count, SPEED_KMH), np.full((count, 4), -1, np.int32),
-        np.zeros((count, 4), np.int32), np.zeros(count, np.int32), *out)
+        np.zeros((count, 4), np.int32), np.zeros(count, np.int32), np.zeros(count, np.int64), *out)
     assert done == count
     t, sub, cell, kind = (a[:n] for a in out)
     assert (kind == demand.KIND_CHANGE).all()
