@@ -8,11 +8,20 @@ chunked or which thread runs them, the same seed gives the same draws everywhere
 
 Kernels keep the state in a local ``np.uint64`` and thread it through ``next_*`` calls, which
 return ``(state, value)``.
+
+Normal and exponential draws use the 256-layer ziggurat of Marsaglia & Tsang (2000) in the form
+numpy's ``Generator.standard_normal`` / ``standard_exponential`` use it (same tables, same
+acceptance steps, same 64-bit word layout): one 64-bit word per draw almost always (99.3% for the
+normal, 98.9% for the exponential), no logarithm or cosine. The tables are computed here once,
+in exact decimal arithmetic rounded to doubles, so they are the same on every machine;
+``tests/sim/test_rng.py`` checks that, fed numpy's own raw 64-bit words, these draws equal
+numpy's bit for bit.
 """
 
 from __future__ import annotations
 
 import math
+from decimal import Decimal, localcontext
 
 import numpy as np
 from numba import njit
@@ -56,18 +65,126 @@ def next_uniform(state: np.uint64) -> tuple[np.uint64, float]:
     return state, (float(z >> _S11) + 0.5) * _INV53
 
 
+def _ziggurat_tables(r: str, v: str, normal: bool, bits: int):
+    """The 256-layer ziggurat tables (Marsaglia & Tsang 2000, ``zigset``) for the standard normal
+    (``f(x) = exp(-x^2 / 2)``) or the standard exponential (``f(x) = exp(-x)``): rightmost layer
+    edge ``r``, layer area ``v``, acceptance thresholds ``k`` scaled to ``bits``-bit integers,
+    widths ``w`` per integer step and ``f`` at each layer edge. Computed in 40-digit decimal
+    arithmetic and rounded once, so the doubles do not depend on the platform's libm."""
+    with localcontext() as ctx:
+        ctx.prec = 40
+        m = Decimal(2) ** bits
+        dn = tn = Decimal(r)
+        vn = Decimal(v)
+
+        def f(x: Decimal) -> Decimal:
+            return (-(x * x) / 2).exp() if normal else (-x).exp()
+
+        k = [0] * 256
+        w = [0.0] * 256
+        fv = [0.0] * 256
+        q = vn / f(dn)
+        k[0] = int(dn / q * m)
+        k[1] = 0
+        w[0] = float(q / m)
+        w[255] = float(dn / m)
+        fv[0] = 1.0
+        fv[255] = float(f(dn))
+        for i in range(254, 0, -1):
+            dn = (-2 * (vn / dn + f(dn)).ln()).sqrt() if normal else -((vn / dn + f(dn)).ln())
+            k[i + 1] = int(dn / tn * m)
+            tn = dn
+            fv[i] = float(f(dn))
+            w[i] = float(dn / m)
+    return np.array(k, np.uint64), np.array(w), np.array(fv)
+
+
+_ZN_R = 3.6541528853610088  # numpy's ziggurat_nor_r
+_ZN_INV_R = 1.0 / _ZN_R
+_ZN_K, _ZN_W, _ZN_F = _ziggurat_tables("3.6541528853610088", "0.0049286732339746548702", True, 52)
+_ZE_R = 7.69711747013104972  # numpy's ziggurat_exp_r
+_ZE_K, _ZE_W, _ZE_F = _ziggurat_tables("7.69711747013104972", "0.0039496598225815571993", False, 53)
+_M52 = np.uint64(0x000FFFFFFFFFFFFF)
+_FF = np.uint64(0xFF)
+_S8 = np.uint64(8)
+_S3 = np.uint64(3)
+_ONE = np.uint64(1)
+
+
 @njit(cache=True, inline="always")
-def next_exponential(state: np.uint64, rate: float) -> tuple[np.uint64, float]:
-    state, u = next_uniform(state)
-    return state, -math.log(u) / rate
+def _next_double(state: np.uint64) -> tuple[np.uint64, float]:
+    """A float in [0, 1) (numpy's ``next_double``: the word's top 53 bits)."""
+    state, z = next_u64(state)
+    return state, float(z >> _S11) * _INV53
+
+
+@njit(cache=True)
+def _normal_slow(state: np.uint64, idx: np.int64, x: float, rabs: np.uint64) -> tuple[np.uint64, float, bool]:
+    """The ziggurat's rare steps for a draw that missed the fast test: the tail beyond r (layer 0)
+    or the wedge test; returns (state, value, accepted)."""
+    if idx == 0:
+        while True:
+            state, u1 = _next_double(state)
+            state, u2 = _next_double(state)
+            xx = -_ZN_INV_R * math.log1p(-u1)
+            yy = -math.log1p(-u2)
+            if yy + yy > xx * xx:
+                return state, (-(_ZN_R + xx) if (rabs >> _S8) & _ONE else _ZN_R + xx), True
+    state, u = _next_double(state)
+    if (_ZN_F[idx - 1] - _ZN_F[idx]) * u + _ZN_F[idx] < math.exp(-0.5 * x * x):
+        return state, x, True
+    return state, 0.0, False
 
 
 @njit(cache=True, inline="always")
 def next_normal(state: np.uint64) -> tuple[np.uint64, float]:
-    """Standard normal by Box-Muller (one of the pair; two uniforms per draw)."""
-    state, u1 = next_uniform(state)
-    state, u2 = next_uniform(state)
-    return state, math.sqrt(-2.0 * math.log(u1)) * math.cos(2.0 * math.pi * u2)
+    """Standard normal by the ziggurat (numpy's ``random_standard_normal``): one word, 99.3% of the time."""
+    while True:
+        state, r = next_u64(state)
+        idx = np.int64(r & _FF)
+        r = r >> _S8
+        rabs = (r >> _ONE) & _M52
+        x = float(rabs) * _ZN_W[idx]
+        if r & _ONE:
+            x = -x
+        if rabs < _ZN_K[idx]:
+            return state, x
+        state, y, ok = _normal_slow(state, idx, x, rabs)
+        if ok:
+            return state, y
+
+
+@njit(cache=True)
+def _exp_slow(state: np.uint64, idx: np.int64, x: float) -> tuple[np.uint64, float, bool]:
+    if idx == 0:
+        state, u = _next_double(state)
+        return state, _ZE_R - math.log1p(-u), True
+    state, u = _next_double(state)
+    if (_ZE_F[idx - 1] - _ZE_F[idx]) * u + _ZE_F[idx] < math.exp(-x):
+        return state, x, True
+    return state, 0.0, False
+
+
+@njit(cache=True, inline="always")
+def next_standard_exponential(state: np.uint64) -> tuple[np.uint64, float]:
+    """Standard exponential by the ziggurat (numpy's ``random_standard_exponential``)."""
+    while True:
+        state, r = next_u64(state)
+        r = r >> _S3
+        idx = np.int64(r & _FF)
+        r = r >> _S8
+        x = float(r) * _ZE_W[idx]
+        if r < _ZE_K[idx]:
+            return state, x
+        state, y, ok = _exp_slow(state, idx, x)
+        if ok:
+            return state, y
+
+
+@njit(cache=True, inline="always")
+def next_exponential(state: np.uint64, rate: float) -> tuple[np.uint64, float]:
+    state, e = next_standard_exponential(state)
+    return state, e / rate
 
 
 @njit(cache=True, inline="always")
@@ -122,4 +239,24 @@ def uniforms(key: np.uint64, entity: np.int64, epoch: np.int64, n: np.int64) -> 
     st = seed_state(key, entity, epoch)
     for i in range(n):
         st, out[i] = next_uniform(st)
+    return out
+
+
+@njit(cache=True)
+def normals(key: np.uint64, entity: np.int64, epoch: np.int64, n: np.int64) -> np.ndarray:
+    """``n`` standard normals of one sequence (tests and diagnostics)."""
+    out = np.empty(n, dtype=np.float64)
+    st = seed_state(key, entity, epoch)
+    for i in range(n):
+        st, out[i] = next_normal(st)
+    return out
+
+
+@njit(cache=True)
+def exponentials(key: np.uint64, entity: np.int64, epoch: np.int64, n: np.int64) -> np.ndarray:
+    """``n`` standard exponentials of one sequence (tests and diagnostics)."""
+    out = np.empty(n, dtype=np.float64)
+    st = seed_state(key, entity, epoch)
+    for i in range(n):
+        st, out[i] = next_standard_exponential(st)
     return out

@@ -79,15 +79,22 @@ def test_profile_without_a_volume_table_keeps_one_volume_and_zero_data_hours_are
 
 
 def test_run_data_volume_per_session_follows_the_hourly_factor(small_run):
-    """The median volume of a data session (lognormal: e^(mu + shift)) moves with the factor."""
-    _, out, _ = small_run
+    """The log volume of a data session is mu + log(factor of its hour) + a mean-zero level: the
+    mean log volume per hour, regressed on the log factor over the day, has slope 1 and intercept
+    mu. (A regression over the 24 hours, not a ratio of two hours' medians: a subscriber's level
+    persists over the hour, so one hour's median from 4,000 subscribers moves by about 15% from
+    seed to seed; slope and intercept stay within 0.04 and 0.07 over seeds 1-8.)"""
+    sc, out, _ = small_run
     prof = load_profile("default")
     cdr = read(out, "cdr")
     data = cdr.filter(pc.and_(pc.equal(cdr["service"], "data"), pc.equal(cdr["outcome"], "completed")))
     hours = pc.hour(data["start_time"]).to_numpy()  # local time: the column carries the network's zone
-    vol = (data["bytes_up"].to_numpy() + data["bytes_down"].to_numpy()).astype(float)
+    log_vol = np.log((data["bytes_up"].to_numpy() + data["bytes_down"].to_numpy()).astype(float))
     wd = 1  # the small run is one Tuesday
-    got = {h: np.median(vol[hours == h]) for h in (3, 9, 21)}
-    for a, b in ((3, 21), (9, 21)):
-        want = prof.data_volume_factor(a, wd) / prof.data_volume_factor(b, wd)
-        assert got[a] / got[b] == pytest.approx(want, rel=0.25)
+    mean = np.array([log_vol[hours == h].mean() for h in range(24)])
+    log_factor = np.log([prof.data_volume_factor(h, wd) for h in range(24)])
+    assert np.ptp(log_factor) > 2.0  # the LTE shape: a wide range to fit on
+    slope, intercept = np.polyfit(log_factor, mean, 1)
+    assert slope == pytest.approx(1.0, abs=0.1)
+    assert intercept == pytest.approx(sc.behaviour.data_volume_log_mu, abs=0.2)
+    assert np.abs(mean - (intercept + slope * log_factor)).max() < 0.4
