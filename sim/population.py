@@ -112,45 +112,54 @@ def _draw_in_rows(rng: np.random.Generator, ptr: np.ndarray, idx: np.ndarray, ro
 
 def build_population(cfg: PopulationConfig, net: Network, seed: int) -> Population:
     n = cfg.subscribers
-    # The social stream's draws depend on nothing drawn here (only on the number of subscribers),
-    # so they are made on another thread meanwhile.
+    rng_h = generator(seed, "population.homes")
+    home_w = np.asarray(cfg.home_weight.as_tuple())[net.density]
+    work_w = np.asarray(cfg.work_weight.as_tuple())[net.density]
+    if home_w.sum() <= 0:
+        home_w = np.ones(net.n_cells)
+    if work_w.sum() <= 0:
+        work_w = np.ones(net.n_cells)
+    # Each stream's draws keep their order; what is independent runs side by side: the social
+    # stream's draws need only the number of subscribers, so they start first on a worker thread;
+    # once the homes are drawn, the work cells, class and activity follow them there while this
+    # thread builds the social graph.
     with ThreadPoolExecutor(1, thread_name_prefix="telcosim-setup") as pool:
         social = pool.submit(_social_draws, cfg, n, seed)
-        rng_h = generator(seed, "population.homes")
-        home_w = np.asarray(cfg.home_weight.as_tuple())[net.density]
-        work_w = np.asarray(cfg.work_weight.as_tuple())[net.density]
-        if home_w.sum() <= 0:
-            home_w = np.ones(net.n_cells)
-        if work_w.sum() <= 0:
-            work_w = np.ones(net.n_cells)
         home = rng_h.choice(net.n_cells, size=n, p=home_w / home_w.sum()).astype(np.int32)
-        two_ptr, two_idx = _two_hop(net)
-        commuter = rng_h.random(n) < cfg.commuter_share
-        # A commuter works anywhere (by attractiveness) with chance far_commute_share (by default
-        # half the time), otherwise near home.
-        far = commuter & (rng_h.random(n) < cfg.far_commute_share)
-        work = _draw_in_rows(rng_h, two_ptr, two_idx, home, work_w)
-        work[far] = rng_h.choice(net.n_cells, size=int(far.sum()), p=work_w / work_w.sum())
-        work = work.astype(np.int32)
-        # The local class, from its own stream (index 1 of the homes stream; the draws above do not
-        # depend on it): the anchor is
-        # another cell of the home site.
-        rng_l = generator(seed, "population.homes", 1)
-        local = rng_l.random(n) < cfg.local_share
-        if local.any():
-            site_ptr, site_idx = _own_site(net)
-            rows = home[local].astype(np.int64)
-            work[local] = _draw_in_rows(rng_l, site_ptr, site_idx, rows)
-            commuter &= ~local
-
-        rng_a = generator(seed, "population.activity")
-        sigma = cfg.activity_sigma
-        activity = rng_a.lognormal(-0.5 * sigma * sigma, sigma, size=n)
-        activity_class = activity_classes(activity)
-        draws = social.result()
-
-    ptr, idx, cdf = _social_graph(cfg, net, home, seed, draws)
+        rest = pool.submit(_work_class_activity, cfg, net, seed, rng_h, home, work_w)
+        ptr, idx, cdf = _social_graph(cfg, net, home, seed, social.result())
+        work, commuter, local, activity, activity_class = rest.result()
     return Population(home, work, commuter, local, activity, activity_class, ptr, idx, cdf)
+
+
+def _work_class_activity(cfg: PopulationConfig, net: Network, seed: int, rng_h: np.random.Generator,
+                         home: np.ndarray, work_w: np.ndarray):
+    """Work/anchor cells, commuters, the local class and activity levels, given the homes (drawn
+    from ``rng_h`` just before)."""
+    n = len(home)
+    two_ptr, two_idx = _two_hop(net)
+    commuter = rng_h.random(n) < cfg.commuter_share
+    # A commuter works anywhere (by attractiveness) with chance far_commute_share (by default
+    # half the time), otherwise near home.
+    far = commuter & (rng_h.random(n) < cfg.far_commute_share)
+    work = _draw_in_rows(rng_h, two_ptr, two_idx, home, work_w)
+    work[far] = rng_h.choice(net.n_cells, size=int(far.sum()), p=work_w / work_w.sum())
+    work = work.astype(np.int32)
+    # The local class, from its own stream (index 1 of the homes stream; the draws above do not
+    # depend on it): the anchor is
+    # another cell of the home site.
+    rng_l = generator(seed, "population.homes", 1)
+    local = rng_l.random(n) < cfg.local_share
+    if local.any():
+        site_ptr, site_idx = _own_site(net)
+        rows = home[local].astype(np.int64)
+        work[local] = _draw_in_rows(rng_l, site_ptr, site_idx, rows)
+        commuter &= ~local
+
+    rng_a = generator(seed, "population.activity")
+    sigma = cfg.activity_sigma
+    activity = rng_a.lognormal(-0.5 * sigma * sigma, sigma, size=n)
+    return work, commuter, local, activity, activity_classes(activity)
 
 
 def activity_classes(activity: np.ndarray) -> np.ndarray:
