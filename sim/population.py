@@ -225,7 +225,7 @@ def _tie_strengths(sigma: float, ptr: np.ndarray, idx: np.ndarray, key: np.uint6
     Box-Muller from the two uniforms hashed from the unordered pair
     (:func:`sim.kernels.setup.pair_uniforms`)."""
     out = np.empty(len(idx), np.float64)
-    block = 1 << 20
+    block = 1 << 18
 
     def blocks(lo: int) -> None:
         hi = min(lo + block, len(idx))
