@@ -17,7 +17,7 @@ arrays for the kernels; :meth:`Population.social_graph` gives the networkx view.
 
 from __future__ import annotations
 
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 
 import networkx as nx
@@ -120,14 +120,16 @@ def build_population(cfg: PopulationConfig, net: Network, seed: int) -> Populati
     if work_w.sum() <= 0:
         work_w = np.ones(net.n_cells)
     # Each stream's draws keep their order; what is independent runs side by side: the social
-    # stream's draws need only the number of subscribers, so they start first on a worker thread;
-    # once the homes are drawn, the work cells, class and activity follow them there while this
-    # thread builds the social graph.
+    # stream's draws need only the number of subscribers, so they start first on a worker thread
+    # and are handed over one by one; once the homes are drawn, the work cells, class and activity
+    # follow them there while this thread builds the social graph.
     with ThreadPoolExecutor(1, thread_name_prefix="telcosim-setup") as pool:
-        social = pool.submit(_social_draws, cfg, n, seed)
+        draws = [Future() for _ in range(5)] if n >= 2 else None
+        if draws is not None:
+            pool.submit(_social_draws, cfg, n, seed, draws)
         home = rng_h.choice(net.n_cells, size=n, p=home_w / home_w.sum()).astype(np.int32)
         rest = pool.submit(_work_class_activity, cfg, net, seed, rng_h, home, work_w)
-        ptr, idx, cdf = _social_graph(cfg, net, home, seed, social.result())
+        ptr, idx, cdf = _social_graph(cfg, net, home, seed, draws)
         work, commuter, local, activity, activity_class = rest.result()
     return Population(home, work, commuter, local, activity, activity_class, ptr, idx, cdf)
 
@@ -167,35 +169,38 @@ def activity_classes(activity: np.ndarray) -> np.ndarray:
     return np.searchsorted(np.asarray(_ACTIVITY_EDGES), activity, side="right").astype(np.int8)
 
 
-def _social_draws(cfg: PopulationConfig, n: int, seed: int) -> tuple[np.ndarray, ...] | None:
-    """The social stream's draws, in their order: the number of ties each subscriber proposes
-    (returned as the proposer of each tie), then per tie the cell of a local contact, the resident
-    of that cell, a global contact, and whether the contact is local. None under two subscribers."""
-    rng = generator(seed, "population.social")
-    if n < 2:
-        return None
-    stubs = np.maximum(1, rng.poisson(cfg.contacts_mean / 2.0, size=n))
-    src = np.repeat(np.arange(n, dtype=np.int32), stubs)
-    del stubs
-    m = len(src)
-    u_cell = rng.random(m)
-    u_pick = rng.random(m)
-    global_dst = rng.integers(0, n, size=m).astype(np.int32)
-    u_local = rng.random(m)
-    return src, u_cell, u_pick, global_dst, u_local
+def _social_draws(cfg: PopulationConfig, n: int, seed: int, out: list[Future]) -> None:
+    """The social stream's draws (two or more subscribers), in their order, each handed over in
+    ``out`` as soon as it is drawn: the proposer of each tie (from the number of ties each
+    subscriber proposes), then per tie the local contact's cell and resident, a global contact,
+    and whether the contact is local."""
+    try:
+        rng = generator(seed, "population.social")
+        stubs = np.maximum(1, rng.poisson(cfg.contacts_mean / 2.0, size=n))
+        src = np.repeat(np.arange(n, dtype=np.int32), stubs)
+        del stubs
+        m = len(src)
+        out[0].set_result(src)
+        del src
+        out[1].set_result(rng.random(m))
+        out[2].set_result(rng.random(m))
+        out[3].set_result(rng.integers(0, n, size=m).astype(np.int32))
+        out[4].set_result(rng.random(m))
+    except BaseException as exc:
+        for f in out:
+            if f is not None and not f.done():
+                f.set_exception(exc)
+        raise
 
 
-def _social_graph(cfg: PopulationConfig, net: Network, home: np.ndarray, seed: int,
-                  draws: tuple[np.ndarray, ...] | None):
+def _social_graph(cfg: PopulationConfig, net: Network, home: np.ndarray, seed: int, draws: list[Future] | None):
     """Undirected contacts: each subscriber proposes ~contacts_mean/2 ties, mostly to people whose
     home is within one hop of theirs; ties are symmetrised, so the mean degree is ~contacts_mean.
-    ``draws`` are :func:`_social_draws`'s."""
+    ``draws`` are :func:`_social_draws`'s (None under two subscribers); each is used as soon as it
+    is drawn and dropped once used."""
     n = len(home)
     if draws is None:
         return np.zeros(n + 1, np.int64), np.zeros(0, np.int32), np.zeros(0, np.float64)
-    src, u_cell, u_pick, global_dst, u_local = draws
-    del draws
-    m = len(src)
     # Residents of each cell, as CSR.
     by_home = setup.stable_order(home, net.n_cells)
     res_ptr = np.zeros(net.n_cells + 1, np.int64)
@@ -204,12 +209,17 @@ def _social_graph(cfg: PopulationConfig, net: Network, home: np.ndarray, seed: i
     # the cell drawn by its residents; else anybody.
     one_ptr, one_idx = setup.inhabited_neighbourhood(net.nbr_ptr, net.nbr_idx, res_ptr)
     cum = np.cumsum((res_ptr[1:] - res_ptr[:-1]).astype(np.float64)[one_idx] + 1e-12)
+    src = draws[0].result()
+    m = len(src)
+    cell = np.empty(m, np.int32)
+    setup.split(setup.local_cells, m, src, home, cum, one_ptr, one_idx, draws[1].result(), cell)
+    draws[1] = None
     dst = np.empty(m, np.int32)
-    setup.split(setup.contact_destinations, m, src, home, cum, one_ptr, one_idx, res_ptr, by_home,
-                u_cell, u_pick, global_dst, u_local, float(cfg.contacts_local_share), dst)
-    # (Temporaries are dropped as soon as they are used: this runs once for the whole
-    # population and would otherwise be the peak of a large run's memory.)
-    del u_cell, u_pick, global_dst, u_local, by_home
+    setup.split(setup.local_contacts, m, cell, res_ptr, by_home, draws[2].result(), dst)
+    draws[2] = None
+    del cell, by_home
+    setup.split(setup.local_or_global, m, draws[4].result(), float(cfg.contacts_local_share), draws[3].result(), dst)
+    draws[:] = [None] * 5
     ptr, b = setup.symmetric_csr(n, src, dst)
     del src, dst
     # Symmetric tie strength from a hash of the unordered pair, so A->B and B->A agree; drawn in

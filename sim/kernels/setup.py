@@ -255,26 +255,37 @@ def stable_order(keys: np.ndarray, n_keys: int) -> np.ndarray:
 
 
 @njit(cache=True, nogil=True)
-def contact_destinations(lo: int, hi: int, src: np.ndarray, home: np.ndarray, cum: np.ndarray,
-                         one_ptr: np.ndarray, one_idx: np.ndarray, res_ptr: np.ndarray, by_home: np.ndarray,
-                         u_cell: np.ndarray, u_pick: np.ndarray, global_dst: np.ndarray, u_local: np.ndarray,
-                         local_share: float, dst: np.ndarray) -> None:
-    """Each stub's destination: a resident of a cell drawn by resident count among the home cell
-    and its neighbours (``u_cell``), the resident by ``u_pick``; that local contact when
-    ``u_local < local_share``, else ``global_dst``."""
+def local_cells(lo: int, hi: int, src: np.ndarray, home: np.ndarray, cum: np.ndarray, one_ptr: np.ndarray,
+                one_idx: np.ndarray, u: np.ndarray, cell: np.ndarray) -> None:
+    """Each tie's local cell: a member of the CSR row of its proposer's home cell, by ``u`` on the
+    row's cumulative weights (see _weighted_member)."""
+    for j in range(lo, hi):
+        cell[j] = one_idx[_weighted_member(cum, one_ptr, np.int64(home[src[j]]), u[j])]
+
+
+@njit(cache=True, nogil=True)
+def local_contacts(lo: int, hi: int, cell: np.ndarray, res_ptr: np.ndarray, by_home: np.ndarray, u: np.ndarray,
+                   dst: np.ndarray) -> None:
+    """Each tie's local contact: the resident ``min(int(u * size), max(size - 1, 0))`` of its cell
+    (residents listed by ``by_home`` from ``res_ptr``; clipped to the last subscriber)."""
     n = by_home.shape[0]
     for j in range(lo, hi):
-        if u_local[j] < local_share:
-            cell = one_idx[_weighted_member(cum, one_ptr, np.int64(home[src[j]]), u_cell[j])]
-            base = res_ptr[cell]
-            size = res_ptr[cell + 1] - base
-            pick = np.int64(u_pick[j] * size)
-            top = size - 1 if size > 0 else 0
-            if pick > top:
-                pick = top
-            at = base + pick
-            dst[j] = by_home[at if at < n - 1 else n - 1]
-        else:
+        base = res_ptr[cell[j]]
+        size = res_ptr[cell[j] + 1] - base
+        pick = np.int64(u[j] * size)
+        top = size - 1 if size > 0 else 0
+        if pick > top:
+            pick = top
+        at = base + pick
+        dst[j] = by_home[at if at < n - 1 else n - 1]
+
+
+@njit(cache=True, nogil=True)
+def local_or_global(lo: int, hi: int, u: np.ndarray, local_share: float, global_dst: np.ndarray,
+                    dst: np.ndarray) -> None:
+    """In place: ``dst`` (the local contact) where ``u < local_share``, else ``global_dst``."""
+    for j in range(lo, hi):
+        if not u[j] < local_share:
             dst[j] = global_dst[j]
 
 

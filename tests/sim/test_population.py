@@ -308,3 +308,38 @@ def test_neighbourhood_csrs_match_python_sets():
         assert io[po[c]:po[c + 1]].tolist() == cand
     home = rng.integers(0, 9, size=400).astype(np.int32)
     np.testing.assert_array_equal(setup.stable_order(home, 9), np.argsort(home, kind="stable"))
+
+
+def test_contact_kernels_match_the_numpy_rule(splitting):
+    """Local cell by resident count, resident by a uniform (empty cells and the last subscriber
+    clipped as the numpy code did), then local or global."""
+    from sim.kernels import setup
+
+    rng = np.random.default_rng(8)
+    n_cells, n, m = 30, 500, 4000
+    home = rng.integers(0, n_cells - 3, size=n).astype(np.int32)  # the last cells have nobody
+    by_home = np.argsort(home, kind="stable").astype(np.int32)
+    res_ptr = np.zeros(n_cells + 1, np.int64)
+    np.cumsum(np.bincount(home, minlength=n_cells), out=res_ptr[1:])
+    one_ptr, one_idx = _random_csr(rng, n_cells, empty_ok=False)
+    one_idx %= n_cells
+    one_idx[one_ptr[0]:one_ptr[1]] = n_cells - 1  # home cell 0's row: only an empty cell
+    cum = np.cumsum((res_ptr[1:] - res_ptr[:-1]).astype(np.float64)[one_idx] + 1e-12)
+    src = np.sort(rng.integers(0, n, size=m)).astype(np.int32)
+    u_cell, u_pick, u_local = rng.random(m), rng.random(m), rng.random(m)
+    global_dst = rng.integers(0, n, size=m).astype(np.int32)
+    cell = np.empty(m, np.int32)
+    setup.split(setup.local_cells, m, src, home, cum, one_ptr, one_idx, u_cell, cell)
+    dst = np.empty(m, np.int32)
+    setup.split(setup.local_contacts, m, cell, res_ptr, by_home, u_pick, dst)
+    setup.split(setup.local_or_global, m, u_local, 0.8, global_dst, dst)
+    rows = home[src].astype(np.int64)
+    lo = np.where(one_ptr[rows] > 0, cum[one_ptr[rows] - 1], 0.0)
+    target = lo + u_cell * (cum[one_ptr[rows + 1] - 1] - lo)
+    want_cell = one_idx[np.minimum(np.searchsorted(cum, target, side="right"), one_ptr[rows + 1] - 1)]
+    np.testing.assert_array_equal(cell, want_cell)
+    size = res_ptr[want_cell + 1] - res_ptr[want_cell]
+    pick = np.minimum((u_pick * size).astype(np.int64), np.maximum(size - 1, 0))
+    want = np.where(u_local < 0.8, by_home[np.minimum(res_ptr[want_cell] + pick, n - 1)], global_dst)
+    np.testing.assert_array_equal(dst, want)
+    assert (size == 0).any()  # the clipping is exercised
