@@ -238,7 +238,7 @@ def _ps_advance(c, t, n_d, vt, ps_last, cap_bpms, ue_bpms, served, sess_ms, acc)
     ps_last[c] = t
 
 
-@njit(cache=True, _nrt=False)
+@njit(cache=True, _nrt=False, inline="always")
 def _ps_predict(c, t, n_d, vt, cap_bpms, ue_bpms, cell_head, ds_cnext, ds_fin, td, tdi):
     if n_d[c] == 0:
         _tree_set(td, tdi, c, INF)
@@ -258,14 +258,19 @@ def _ps_predict(c, t, n_d, vt, cap_bpms, ue_bpms, cell_head, ds_cnext, ds_fin, t
     _tree_set(td, tdi, c, t + wait)
 
 
-@njit(cache=True, _nrt=False)
-def _end_call(k, t, dropper, c_new, acc, cdr, nc, tv, tvi, call_free, counters, call_sess, call_t0,
-              call_int, call_try, a_sub, a_cell, a_start, a_rec, a_dir, b_sub, b_cell, b_start, b_rec, busy,
-              busy_last, busy_area, sub_st, act_bits, k_end, k_carried, drop_cause=CAUSE_HANDOVER):
+@njit(cache=True, _nrt=False, inline="always")
+def _end_call(k, t, dropper, c_new, acc, cdr, nc, tv, tvi, call_free, counters, calls, legs, busy,
+              busy_last, busy_area, sub_st, act_bits, k_end, k_carried, drop_cause):
     """Release both legs of call ``k`` at ``t`` and write their records: completed when
     ``dropper`` < 0, else dropped (the dropper's leg with ``drop_cause``, handover_failure unless
     an outage dropped it, ending in ``c_new``; the other leg remote_drop). ``k_end`` is the KPI the legs
-    count in (completed or dropped), by start cell and start interval. Returns the CDR count."""
+    count in (completed or dropped), by start cell and start interval. Returns the CDR count.
+    ``calls`` holds the call slots' (session, start, interval, try) arrays and ``legs`` both legs'
+    (subscriber, cell, start cell, record id[, direction]) arrays: grouped, the arguments stay
+    under the 30 Python passes without a tuple, so that numba can inline this function (passing
+    them one by one cost more than the body)."""
+    call_sess, call_t0, call_int, call_try = calls
+    a_sub, a_cell, a_start, a_rec, a_dir, b_sub, b_cell, b_start, b_rec = legs
     _tree_set(tv, tvi, k, INF)
     ki = call_int[k]
     for leg in range(2):
@@ -542,9 +547,10 @@ def resolve_epoch(
             break
         if t_v == t:
             # A call ends normally.
-            nc = _end_call(tvi[1], t, -1, -1, acc, cdr, nc, tv, tvi, call_free, counters, call_sess,
-                           call_t0, call_int, call_try, a_sub, a_cell, a_start, a_rec, a_dir, b_sub, b_cell,
-                           b_start, b_rec, busy, busy_last, busy_area, sub_st, act_bits, k_comp, k_carried)
+            nc = _end_call(tvi[1], t, -1, -1, acc, cdr, nc, tv, tvi, call_free, counters, (call_sess, call_t0, call_int, call_try),
+                           (a_sub, a_cell, a_start, a_rec, a_dir, b_sub, b_cell, b_start, b_rec),
+                           busy, busy_last, busy_area, sub_st, act_bits, k_comp, k_carried,
+                           CAUSE_NONE)
             continue
         if t_d == t:
             # The data session with the smallest finish tag in this cell completes.
@@ -607,9 +613,9 @@ def resolve_epoch(
                 # Out of coverage in a call or data session: the call drops, the sessions end.
                 k = sub_st[s, 0]
                 if k >= 0:
-                    nc = _end_call(k, t, s, c_phys, acc, cdr, nc, tv, tvi, call_free, counters, call_sess,
-                                   call_t0, call_int, call_try, a_sub, a_cell, a_start, a_rec, a_dir, b_sub, b_cell,
-                                   b_start, b_rec, busy, busy_last, busy_area, sub_st, act_bits, k_drop, k_carried,
+                    nc = _end_call(k, t, s, c_phys, acc, cdr, nc, tv, tvi, call_free, counters, (call_sess, call_t0, call_int, call_try),
+                                   (a_sub, a_cell, a_start, a_rec, a_dir, b_sub, b_cell, b_start, b_rec),
+                                   busy, busy_last, busy_area, sub_st, act_bits, k_drop, k_carried,
                                    CAUSE_NO_COVERAGE)
                 while sub_st[s, 1] >= 0:
                     j = sub_st[s, 1]
@@ -646,9 +652,10 @@ def resolve_epoch(
                     # Handover failure: the call drops for both parties.
                     if acc:
                         k_hfail[cur, c_new] += 1
-                    nc = _end_call(k, t, s, c_new, acc, cdr, nc, tv, tvi, call_free, counters, call_sess,
-                                   call_t0, call_int, call_try, a_sub, a_cell, a_start, a_rec, a_dir, b_sub, b_cell,
-                                   b_start, b_rec, busy, busy_last, busy_area, sub_st, act_bits, k_drop, k_carried)
+                    nc = _end_call(k, t, s, c_new, acc, cdr, nc, tv, tvi, call_free, counters, (call_sess, call_t0, call_int, call_try),
+                                   (a_sub, a_cell, a_start, a_rec, a_dir, b_sub, b_cell, b_start, b_rec),
+                                   busy, busy_last, busy_area, sub_st, act_bits, k_drop, k_carried,
+                                   CAUSE_HANDOVER)
             if sub_st[s, 1] >= 0 and c_new != c_dat:
                 # Data sessions follow the subscriber: keep their remaining volume. Each moves from
                 # its own cell (after an outage a subscriber's sessions may sit in two cells).
@@ -956,9 +963,9 @@ def change_cells(t, cells, new_ch, new_bpms, new_serve, new_cover, handover, n_i
                     k_hin[cur, tgt] += 1
                 nl = _loc_row(loc, nl, t, party, tgt, REASON_HANDOVER)
             else:
-                nc = _end_call(k, t, party, c, acc, cdr, nc, tv, tvi, call_free, counters, call_sess, call_t0,
-                               call_int, call_try, a_sub, a_cell, a_start, a_rec, a_dir, b_sub, b_cell, b_start,
-                               b_rec, busy, busy_last, busy_area, sub_st, act_bits, k_drop, k_carried,
+                nc = _end_call(k, t, party, c, acc, cdr, nc, tv, tvi, call_free, counters, (call_sess, call_t0, call_int, call_try),
+                               (a_sub, a_cell, a_start, a_rec, a_dir, b_sub, b_cell, b_start, b_rec),
+                               busy, busy_last, busy_area, sub_st, act_bits, k_drop, k_carried,
                                CAUSE_CELL_OUTAGE)
                 break
     # Data sessions in a cell that is gone.
