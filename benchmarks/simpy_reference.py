@@ -279,7 +279,8 @@ class ReferenceModel:
         return d if best == c else best
 
     def distance(self, a: int, b: int) -> float:
-        return math.hypot(self.cx[b] - self.cx[a], self.cy[b] - self.cy[a])
+        dx, dy = self.cx[b] - self.cx[a], self.cy[b] - self.cy[a]
+        return math.sqrt(dx * dx + dy * dy)  # as telcosim's mobility kernel (demand._dist)
 
     def explore(self, cur: int, s: int) -> int:
         """A new "other" place: anywhere (by work weight) or a few random neighbour hops away

@@ -809,9 +809,7 @@ def _reorder(cols: list, t0: int) -> None:
 
 def _csr_index(sub_sorted: np.ndarray, n: int) -> np.ndarray:
     """CSR row pointers of events grouped by subscriber (``sub_sorted`` ascending)."""
-    ptr = np.zeros(n + 1, np.int64)
-    np.cumsum(np.bincount(sub_sorted, minlength=n), out=ptr[1:])
-    return ptr
+    return demand.csr_index(sub_sorted, np.int64(n))
 
 
 def _jsonable(obj):

@@ -187,7 +187,7 @@ def _dense_force(force: tuple[np.ndarray, np.ndarray], first: int, count: int) -
 
 def _fill(kernel, count: int, cap: int, dtypes: tuple) -> tuple[np.ndarray, ...]:
     """Run a demand kernel into output columns, growing them (doubling) whenever it stops for
-    room, and return trimmed copies (the buffers are let go)."""
+    room, and return them trimmed (views: the merge copies them anyway)."""
     bufs = [np.empty(cap, dt) for dt in dtypes]
     n, i = kernel(0, np.int64(0), bufs)
     while i < count:
@@ -199,7 +199,7 @@ def _fill(kernel, count: int, cap: int, dtypes: tuple) -> tuple[np.ndarray, ...]
             grown.append(g)
         bufs = grown
         n, i = kernel(np.int64(i), np.int64(n), bufs)
-    return tuple(b[:n].copy() for b in bufs)
+    return tuple(b[:n] for b in bufs)
 
 
 def make_shard(first: int, inputs: DemandInputs, home, work, activity, contact_ptr, contact_cdf, contact_idx,

@@ -29,15 +29,26 @@ KIND_CHANGE, KIND_PERIODIC, KIND_ATTACH = 0, 1, 2
 _PHASE_EPOCH = np.int64(1 << 40)
 # Longest single hop once the dwell dispersion factor is applied (a day: keeps the time finite).
 _MAX_HOP_MS = 86_400_000.0
-# Pseudo-epochs keying the per-subscriber hourly data-volume level: hour j uses _LEVEL_EPOCH + j.
+# Pseudo-epoch keying the per-subscriber hourly data-volume level (hour j: sub-sequence j).
 _LEVEL_EPOCH = np.int64(1 << 41)
 _LEVEL_TERMS = 48  # most hours of the moving sum behind the level (the rest weigh < rho^48)
-# Pseudo-epochs keying the level's daily habit: hour of day d uses _HABIT_EPOCH + d.
+# Pseudo-epoch keying the level's daily habit (hour of day d: sub-sequence d, see _keyed_normal).
 _HABIT_EPOCH = np.int64(1 << 42)
+# Words between the starts of two hours' sub-sequences of a level sequence (2^32 draws' worth).
+_LEVEL_STRIDE = np.uint64((0x9E3779B97F4A7C15 << 32) & 0xFFFFFFFFFFFFFFFF)
 _HOUR_MS_F = 3_600_000
 # Attempt kinds produced by the session kernel.
 VOICE_MO, SMS_MO, DATA, VOICE_MT_OFFNET, SMS_MT_OFFNET = 0, 1, 2, 3, 4
 _SVC_OF = np.array([0, 1, 2, 0, 1])  # the service (voice, SMS, data) of each attempt kind
+
+
+@njit(cache=True, _nrt=False, inline="always")
+def _dist(cx, cy, a, b):
+    """Distance between the centres of cells ``a`` and ``b`` (km; a plain square root: libm's
+    hypot guards against overflow these coordinates cannot reach, at several times the cost)."""
+    dx = cx[b] - cx[a]
+    dy = cy[b] - cy[a]
+    return math.sqrt(dx * dx + dy * dy)
 
 
 @njit(cache=True, _nrt=False)
@@ -283,7 +294,7 @@ def _mobility_epoch(key, first, count, lo, n, room, epoch, t0, t1, decide, trip_
                     speed_kmh[i] = max(v, 1.0)
                     c = np.int64(cur_cell[i])
                     nxt = _greedy_next(c, target, cx, cy, nbr_ptr, nbr_idx)
-                    dist = math.hypot(cx[nxt] - cx[c], cy[nxt] - cy[c])
+                    dist = _dist(cx, cy, c, nxt)
                     next_hop_t[i] = t0 + np.int64(u * trip_span) + np.int64(0.5 * dist / speed_kmh[i] * 3.6e6)
         # Travel within this epoch.
         while next_hop_t[i] >= 0 and next_hop_t[i] < t1:
@@ -323,7 +334,7 @@ def _mobility_epoch(key, first, count, lo, n, room, epoch, t0, t1, decide, trip_
             if nxt == d:
                 next_hop_t[i] = -1
             else:
-                dist = math.hypot(cx[nxt] - cx[c], cy[nxt] - cy[c])
+                dist = _dist(cx, cy, c, nxt)
                 hop_ms = dist / speed_kmh[i] * 3.6e6
                 if dwell_sigma > 0.0:
                     # Serving-cell dwell dispersion: a mean-one lognormal factor on the crossing
@@ -506,10 +517,13 @@ def _sessions_epoch(key, first, count, lo, n, epoch, fresh, t0, t1, rates, cell_
                     elif kind == DATA:
                         if level_share > 0.0:
                             if not lvl_done:
+                                if vol_hour[i] < hour:
+                                    seed_t, seed_h = _level_seeds(key, s)
                                 while vol_hour[i] < hour:
                                     vol_hour[i] += 1
-                                    vol_t[i], vol_h[i] = _level_advance(key, s, vol_hour[i], vol_t[i], vol_h[i],
-                                                                        level_rho, habit_share, k_t, c_t, k_h, c_h)
+                                    vol_t[i], vol_h[i] = _level_advance(seed_t, seed_h, vol_hour[i], vol_t[i],
+                                                                        vol_h[i], level_rho, habit_share, k_t, c_t,
+                                                                        k_h, c_h)
                                 lvl = math.sqrt(1.0 - habit_share) * vol_t[i] + math.sqrt(habit_share) * vol_h[i]
                                 lvl_done = True
                             st, z = next_normal(st)
@@ -536,17 +550,17 @@ def _sessions_epoch(key, first, count, lo, n, epoch, fresh, t0, t1, rates, cell_
 
 
 @njit(cache=True)
-def _ar_sum(key, s, base, at, rho, cycle):
-    """``sum_k rho^k g(at - k) / sqrt(sum_k rho^2k)``, g the keyed normals of pseudo-epochs
-    ``base + j``; j runs over the hours before ``at`` (``cycle`` 0) or once around a day of
-    ``cycle`` hours (each g used once, so the variance is exactly 1). A unit-variance AR(1)
+def _ar_sum(seed, at, rho, cycle):
+    """``sum_k rho^k g(at - k) / sqrt(sum_k rho^2k)``, g the keyed normals of ``seed``'s hours
+    (:func:`_keyed_normal`); k runs over the hours before ``at`` (``cycle`` 0) or once around a
+    day of ``cycle`` hours (each g used once, so the variance is exactly 1). A unit-variance AR(1)
     sequence in ``at`` with correlation ``rho`` (around the day: up to the wrap), without state;
     ``K`` and the norm are :func:`_ar_terms`'."""
     k_terms, norm = _ar_terms(rho, cycle)
     acc = 0.0
     w = 1.0
     for k in range(k_terms):
-        acc += w * _keyed_normal(key, s, base, at - k, cycle)
+        acc += w * _keyed_normal(seed, at - k, cycle)
         w *= rho
     return acc / norm
 
@@ -567,46 +581,57 @@ def _ar_terms(rho, cycle):
     return k, math.sqrt(ss)
 
 
-@njit(cache=True)
-def _keyed_normal(key, s, base, j, cycle):
+@njit(cache=True, inline="always")
+def _level_seeds(key, s):
+    """Subscriber ``s``'s two level sequences (transient, daily habit), seeded once; hour j of
+    each is the sub-sequence ``j`` strides on (:func:`_keyed_normal`)."""
+    return seed_state(key, s, _LEVEL_EPOCH), seed_state(key, s, _HABIT_EPOCH)
+
+
+@njit(cache=True, inline="always")
+def _keyed_normal(seed, j, cycle):
+    """The standard normal of hour ``j`` (taken modulo ``cycle`` when > 0) of a level sequence:
+    drawn from the SplitMix64 sequence ``seed`` from word ``j * 2^32`` on (a draw takes one word,
+    rarely a few), so every hour has its own words and one mix per draw instead of a reseed."""
     if cycle > 0:
         j = j % cycle
-    st = seed_state(key, s, base + j)
+    st = seed + np.uint64(j) * _LEVEL_STRIDE
     st, g = next_normal(st)
     return g
 
 
 @njit(cache=True)
-def _level_step(key, s, base, at, prev, rho, k, norm, cycle):
+def _level_step(seed, at, prev, rho, k, norm, cycle):
     """The level's next value at ``at`` from ``prev`` at ``at - 1``, one keyed draw g(at) in the
     usual case. Transient (``cycle`` 0): the AR(1) ``rho * prev + sqrt(1 - rho^2) g(at)`` (unit
     variance kept from its standard-normal start). Daily
     habit (``cycle`` 24): :func:`_ar_sum` around the day, whose K newest terms lose the oldest and gain
     g(at): ``rho * prev + (g(at) - rho^K g(at - K)) / norm``, where g(at - K) is g(at) when K is the
     whole day; equal to the direct sum up to rounding."""
-    g = _keyed_normal(key, s, base, at, cycle)
+    g = _keyed_normal(seed, at, cycle)
     if cycle <= 0:
         return rho * prev + math.sqrt(1.0 - rho * rho) * g
     if k == cycle:
         return rho * prev + (1.0 - rho ** k) * g / norm
-    return rho * prev + (g - rho ** k * _keyed_normal(key, s, base, at - k, cycle)) / norm
+    return rho * prev + (g - rho ** k * _keyed_normal(seed, at - k, cycle)) / norm
 
 
 @njit(cache=True)
 def _level_start(key, s, hour, rho, habit_share):
     """The level's two parts in the run's first hour: the transient AR(1) at a keyed standard normal,
     the daily habit at its sum around the day (0 without a habit)."""
-    t = _keyed_normal(key, s, _LEVEL_EPOCH, hour, 0)
-    hb = _ar_sum(key, s, _HABIT_EPOCH, hour % 24, rho, 24) if habit_share > 0.0 else 0.0
+    seed_t, seed_h = _level_seeds(key, s)
+    t = _keyed_normal(seed_t, hour, 0)
+    hb = _ar_sum(seed_h, hour % 24, rho, 24) if habit_share > 0.0 else 0.0
     return t, hb
 
 
 @njit(cache=True)
-def _level_advance(key, s, hour, t, hb, rho, habit_share, k_t, c_t, k_h, c_h):
+def _level_advance(seed_t, seed_h, hour, t, hb, rho, habit_share, k_t, c_t, k_h, c_h):
     """The level's two parts one hour on, in ``hour`` (:func:`_level_step` on each)."""
-    t = _level_step(key, s, _LEVEL_EPOCH, hour, t, rho, k_t, c_t, 0)
+    t = _level_step(seed_t, hour, t, rho, k_t, c_t, 0)
     if habit_share > 0.0:
-        hb = _level_step(key, s, _HABIT_EPOCH, hour % 24, hb, rho, k_h, c_h, 24)
+        hb = _level_step(seed_h, hour % 24, hb, rho, k_h, c_h, 24)
     return t, hb
 
 
@@ -619,11 +644,12 @@ def volume_levels(key, s, start, end, rho, habit_share):
     neighbouring hours of the day (across midnight too)."""
     k_t, c_t = _ar_terms(rho, 0)
     k_h, c_h = _ar_terms(rho, 24)
+    seed_t, seed_h = _level_seeds(key, s)
     out = np.empty(end - start)
     t, hb = _level_start(key, s, start, rho, habit_share)
     for h in range(start, end):
         if h > start:
-            t, hb = _level_advance(key, s, h, t, hb, rho, habit_share, k_t, c_t, k_h, c_h)
+            t, hb = _level_advance(seed_t, seed_h, h, t, hb, rho, habit_share, k_t, c_t, k_h, c_h)
         out[h - start] = math.sqrt(1.0 - habit_share) * t + math.sqrt(habit_share) * hb
     return out
 
@@ -671,3 +697,16 @@ def counterpart_cells(att_cp, att_t, ptr, t_bysub, cell_bysub, start_cell):
         if b >= 0:
             out[a] = _latest_cell(ptr[b], ptr[b + 1], att_t[a], t_bysub, cell_bysub, start_cell[b])
     return out
+
+
+@njit(cache=True, nogil=True)
+def csr_index(sub_sorted, n):
+    """CSR row pointers (``n + 1``) of events grouped by subscriber (``sub_sorted`` ascending)."""
+    ptr = np.empty(n + 1, dtype=np.int64)
+    j = 0
+    m = sub_sorted.shape[0]
+    for s in range(n + 1):
+        while j < m and sub_sorted[j] < s:
+            j += 1
+        ptr[s] = j
+    return ptr
