@@ -39,7 +39,7 @@ import simpy
 from . import __version__, schema
 from .config import Scenario
 from .errors import ConfigError, OutputError
-from .executors import DaskDemand, LocalDemand
+from .executors import DaskDemand, LocalDemand, local_cores
 from .kernels import demand, resolution
 from .kernels.ordering import stable_time_order, take
 from .labels import RowLog, RowMatcher
@@ -408,6 +408,14 @@ class Simulation:
             raise ConfigError("population.behaviour_model needs the learned behaviour generator: run with "
                               "'telcosim run' or scenarios.runner.run_scenario (they load it)")
         shape_mult = self._shape_multipliers()
+        # Threads for the per-epoch work after the shards (CSR index, counterpart cells, time order).
+        post_threads = local_cores()
+        post = ThreadPoolExecutor(post_threads, thread_name_prefix="telcosim-post") if post_threads > 1 else None
+
+        def _on_post(tasks: list) -> list:
+            if post is None:
+                return [f(*a) for f, a in tasks]
+            return [fut.result() for fut in [post.submit(f, *a) for f, a in tasks]]
 
         def demand_epoch(e: int):
             hour, wd = self.local_hour(e // EPOCHS_PER_HOUR)
@@ -426,19 +434,23 @@ class Simulation:
             ep = EpochInputs(e, place_target(hour, wd), rates, cell_mult, force,
                              math.log(self.profile.data_volume_factor(hour, wd)))
             mob_ev, att_ev, start_cell = executor.step(ep)
-            # The callee's cell, from the location events grouped by subscriber (as drawn).
-            ptr = _csr_index(mob_ev[1], pop.n)
-            cp_cell = demand.counterpart_cells(att_ev[3], att_ev[0], ptr, mob_ev[0], mob_ev[2], start_cell)
-            att_ev = (*att_ev, cp_cell)
+            # The callee's cell, from the location events grouped by subscriber (as drawn), and
+            # the time order (stable: ties keep subscriber order, so the merge is deterministic).
+            # The pieces are independent kernels that release the GIL: they run on the post
+            # threads side by side (the same arrays whatever the split).
+            t0 = np.int64(e * EPOCH_MS)
+            ptr, order_m, order_a = _on_post([(_csr_index, (mob_ev[1], pop.n)),
+                                              (stable_time_order, (mob_ev[0], t0, EPOCH_MS)),
+                                              (stable_time_order, (att_ev[0], t0, EPOCH_MS))])
+            cuts = np.linspace(0, len(att_ev[0]), post_threads + 1).round().astype(np.int64)
+            cp_cell = np.concatenate(_on_post([
+                (demand.counterpart_cells, (att_ev[3][lo:hi], att_ev[0][lo:hi], ptr, mob_ev[0], mob_ev[2], start_cell))
+                for lo, hi in zip(cuts[:-1], cuts[1:], strict=True)]))
             del ptr
             if pert is None:
                 start_cell = None  # only kept for registration storms
-            # Time order; ties keep subscriber order (stable sort), so the merge is deterministic.
-            t0 = e * EPOCH_MS
-            mob_ev, att_ev = list(mob_ev), list(att_ev)
-            _reorder(mob_ev, t0)
-            _reorder(att_ev, t0)
-            return tuple(mob_ev), tuple(att_ev), start_cell
+            cols = _on_post([(take, (c, order_m)) for c in mob_ev] + [(take, (c, order_a)) for c in (*att_ev, cp_cell)])
+            return tuple(cols[:len(mob_ev)]), tuple(cols[len(mob_ev):]), start_cell
 
         def checkpoint_due(e: int) -> bool:
             return (checkpoint_every > 0 and not writer.discard
@@ -603,6 +615,8 @@ class Simulation:
             env.run()
         finally:
             executor.close()
+            if post is not None:
+                post.shutdown()
 
         kpi = self._kpi_table(res, kpi_ref)
         if not writer.discard:
@@ -797,14 +811,6 @@ def counterpart_cells_of(mob: tuple, att_t: np.ndarray, att_cp: np.ndarray, star
     o = np.argsort(mob[1], kind="stable")
     return demand.counterpart_cells(att_cp, att_t, _csr_index(mob[1][o], len(start_cell)), mob[0][o],
                                     mob[2][o], start_cell)
-
-
-def _reorder(cols: list, t0: int) -> None:
-    """Put columns in time order (stable), in place and one at a time, so that only one extra
-    column is alive at once."""
-    order = stable_time_order(cols[0], t0, EPOCH_MS)
-    for j in range(len(cols)):
-        cols[j] = take(cols[j], order)
 
 
 def _csr_index(sub_sorted: np.ndarray, n: int) -> np.ndarray:
