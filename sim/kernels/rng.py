@@ -16,6 +16,11 @@ normal, 98.9% for the exponential), no logarithm or cosine. The tables are compu
 in exact decimal arithmetic rounded to doubles, so they are the same on every machine;
 ``tests/sim/test_rng.py`` checks that, fed numpy's own raw 64-bit words, these draws equal
 numpy's bit for bit.
+
+Editing this file does not invalidate numba's on-disk cache of the kernels that use it (numba
+stamps a cache entry with the source file of the cached function only): after a change here,
+delete ``sim/kernels/__pycache__/*.nbi`` and ``*.nbc`` (``make clean-cache``), or runs in this
+checkout keep the old draws.
 """
 
 from __future__ import annotations
