@@ -41,7 +41,7 @@ from .config import Scenario
 from .errors import ConfigError, OutputError
 from .executors import DaskDemand, LocalDemand, local_cores
 from .kernels import demand, resolution
-from .kernels.ordering import stable_time_order, take
+from .kernels.ordering import stable_time_order_and_times, take
 from .labels import RowLog, RowMatcher
 from .mobility import kernel_params, other_place_cdf, place_target
 from .network import Network, build_network
@@ -439,9 +439,10 @@ class Simulation:
             # The pieces are independent kernels that release the GIL: they run on the post
             # threads side by side (the same arrays whatever the split).
             t0 = np.int64(e * EPOCH_MS)
-            ptr, order_m, order_a = _on_post([(_csr_index, (mob_ev[1], pop.n)),
-                                              (stable_time_order, (mob_ev[0], t0, EPOCH_MS)),
-                                              (stable_time_order, (att_ev[0], t0, EPOCH_MS))])
+            ptr, (order_m, t_m), (order_a, t_a) = _on_post([
+                (_csr_index, (mob_ev[1], pop.n)),
+                (stable_time_order_and_times, (mob_ev[0], t0, EPOCH_MS)),
+                (stable_time_order_and_times, (att_ev[0], t0, EPOCH_MS))])
             cuts = np.linspace(0, len(att_ev[0]), post_threads + 1).round().astype(np.int64)
             cp_cell = np.concatenate(_on_post([
                 (demand.counterpart_cells, (att_ev[3][lo:hi], att_ev[0][lo:hi], ptr, mob_ev[0], mob_ev[2], start_cell))
@@ -449,8 +450,10 @@ class Simulation:
             del ptr
             if pert is None:
                 start_cell = None  # only kept for registration storms
-            cols = _on_post([(take, (c, order_m)) for c in mob_ev] + [(take, (c, order_a)) for c in (*att_ev, cp_cell)])
-            return tuple(cols[:len(mob_ev)]), tuple(cols[len(mob_ev):]), start_cell
+            cols = _on_post([(take, (c, order_m)) for c in mob_ev[1:]] +
+                            [(take, (c, order_a)) for c in (*att_ev[1:], cp_cell)])
+            n_m = len(mob_ev) - 1
+            return (t_m, *cols[:n_m]), (t_a, *cols[n_m:]), start_cell
 
         def checkpoint_due(e: int) -> bool:
             return (checkpoint_every > 0 and not writer.discard

@@ -17,8 +17,19 @@ from numba import njit
 @njit(cache=True, nogil=True)
 def stable_time_order(t: np.ndarray, t0: np.int64, span: np.int64) -> np.ndarray:
     """The permutation that sorts ``t`` (all in ``[t0, t0 + span)``) stably."""
+    return stable_time_order_and_times(t, t0, span)[0]
+
+
+@njit(cache=True, nogil=True)
+def stable_time_order_and_times(t: np.ndarray, t0: np.int64, span: np.int64):
+    """:func:`stable_time_order` and ``t`` in that order (``t[order]``), the times written by the
+    sort's second pass from the offsets it already holds instead of gathered afterwards. Pass 1
+    carries each event's index and offset ``t - t0`` (int32: ``span`` < 2^31 ms, 24 days)."""
+    if span >= np.int64(1) << 31:
+        raise ValueError("stable_time_order: span must be under 2**31")
     n = t.shape[0]
     order = np.empty(n, dtype=np.int32)  # an epoch holds fewer than 2**31 events
+    t_sorted = np.empty(n, dtype=t.dtype)
     bits = 1
     while (np.int64(1) << bits) < span:
         bits += 1
@@ -34,7 +45,7 @@ def stable_time_order(t: np.ndarray, t0: np.int64, span: np.int64) -> np.ndarray
         c_lo[d] += c_lo[d - 1]
     for d in range(1, c_hi.shape[0]):
         c_hi[d] += c_hi[d - 1]
-    # Pass 1, by the low digit: the events' indices and high digits, in that order.
+    # Pass 1, by the low digit: the events' indices and offsets, in that order.
     tmp_i = np.empty(n, dtype=np.int32)
     tmp_k = np.empty(n, dtype=np.int32)
     for i in range(n):
@@ -43,14 +54,16 @@ def stable_time_order(t: np.ndarray, t0: np.int64, span: np.int64) -> np.ndarray
         p = c_lo[d]
         c_lo[d] = p + 1
         tmp_i[p] = i
-        tmp_k[p] = k >> lo
+        tmp_k[p] = k
     # Pass 2, by the high digit (stable: ties keep the order of pass 1, hence of the input).
     for m in range(n):
-        d = tmp_k[m]
+        k = np.int64(tmp_k[m])
+        d = k >> lo
         p = c_hi[d]
         c_hi[d] = p + 1
         order[p] = tmp_i[m]
-    return order
+        t_sorted[p] = t0 + k
+    return order, t_sorted
 
 
 @njit(cache=True, nogil=True)
