@@ -417,7 +417,7 @@ class Simulation:
                 return [f(*a) for f, a in tasks]
             return [fut.result() for fut in [post.submit(f, *a) for f, a in tasks]]
 
-        def demand_epoch(e: int):
+        def draw_epoch(e: int):
             hour, wd = self.local_hour(e // EPOCHS_PER_HOUR)
             rates = attempt_rates(sc.behaviour, self.profile, hour, wd)
             cell_mult, force = NO_CELL_MULT, NO_FORCE
@@ -433,7 +433,12 @@ class Simulation:
                     force = d.force
             ep = EpochInputs(e, place_target(hour, wd), rates, cell_mult, force,
                              math.log(self.profile.data_volume_factor(hour, wd)))
-            mob_ev, att_ev, start_cell = executor.step(ep)
+            return executor.step(ep)
+
+        def order_epoch(e: int, drawn) -> tuple:
+            """The drawn epoch ready for resolution. Runs on its own thread, so that the next
+            epoch's draw (which needs only the shards' state) overlaps it."""
+            mob_ev, att_ev, start_cell = drawn.result()
             # The callee's cell, from the location events grouped by subscriber (as drawn), and
             # the time order (stable: ties keep subscriber order, so the merge is deterministic).
             # The pieces are independent kernels that release the GIL: they run on the post
@@ -507,8 +512,10 @@ class Simulation:
             emit(cdr, loc, final, t_end)
 
         def epochs(env: simpy.Environment):
-            # Demand does not depend on resolution, so the next epoch's demand is computed in a
-            # worker thread while this one is resolved (the kernels release the GIL).
+            # Demand does not depend on resolution, so the next epochs' demand is computed while
+            # this one is resolved (the kernels release the GIL): one thread draws epochs in order
+            # (the shards), another puts each drawn epoch in time order, so drawing epoch e+1
+            # overlaps ordering epoch e.
             if first_epoch:
                 yield env.timeout(first_epoch * EPOCH_MS)
             # Overlapping holds 1 + PIPELINE_DEPTH epochs of events in memory: for very large
@@ -516,7 +523,8 @@ class Simulation:
             # memory). Neither overlaps a checkpoint, which saves the live state (no copies)
             # between two epochs.
             depth = PIPELINE_DEPTH if pop.n <= PIPELINE_MAX_SUBSCRIBERS else 0
-            with ThreadPoolExecutor(max_workers=1, thread_name_prefix="telcosim-demand") as pool:
+            with (ThreadPoolExecutor(max_workers=1, thread_name_prefix="telcosim-demand") as pool,
+                  ThreadPoolExecutor(max_workers=1, thread_name_prefix="telcosim-order") as order_pool):
                 # Epochs whose demand is submitted (the one thread draws them in order). Demand
                 # runs up to ``depth`` epochs ahead of resolution, never past an epoch that ends
                 # with a checkpoint (the checkpoint saves the demand state as of that epoch).
@@ -526,7 +534,7 @@ class Simulation:
                 def submit_until(last: int) -> None:
                     nonlocal nxt
                     while nxt <= min(last, self.n_epochs - 1):
-                        upcoming.append(pool.submit(demand_epoch, nxt))
+                        upcoming.append(order_pool.submit(order_epoch, nxt, pool.submit(draw_epoch, nxt)))
                         if checkpoint_due(nxt):
                             nxt += 1
                             break
