@@ -39,7 +39,7 @@ import simpy
 from . import __version__, schema
 from .config import Scenario
 from .errors import ConfigError, OutputError
-from .executors import DaskDemand, LocalDemand, local_cores
+from .executors import DaskDemand, LocalDemand, local_cores, lower_thread_priority
 from .kernels import demand, resolution
 from .kernels.ordering import stable_time_order_and_times, take
 from .labels import RowLog, RowMatcher
@@ -410,7 +410,8 @@ class Simulation:
         shape_mult = self._shape_multipliers()
         # Threads for the per-epoch work after the shards (CSR index, counterpart cells, time order).
         post_threads = local_cores()
-        post = ThreadPoolExecutor(post_threads, thread_name_prefix="telcosim-post") if post_threads > 1 else None
+        post = (ThreadPoolExecutor(post_threads, thread_name_prefix="telcosim-post", initializer=lower_thread_priority)
+                if post_threads > 1 else None)
 
         def _on_post(tasks: list) -> list:
             if post is None:
@@ -523,8 +524,10 @@ class Simulation:
             # memory). Neither overlaps a checkpoint, which saves the live state (no copies)
             # between two epochs.
             depth = PIPELINE_DEPTH if pop.n <= PIPELINE_MAX_SUBSCRIBERS else 0
-            with (ThreadPoolExecutor(max_workers=1, thread_name_prefix="telcosim-demand") as pool,
-                  ThreadPoolExecutor(max_workers=1, thread_name_prefix="telcosim-order") as order_pool):
+            with (ThreadPoolExecutor(max_workers=1, thread_name_prefix="telcosim-demand",
+                                     initializer=lower_thread_priority) as pool,
+                  ThreadPoolExecutor(max_workers=1, thread_name_prefix="telcosim-order",
+                                     initializer=lower_thread_priority) as order_pool):
                 # Epochs whose demand is submitted (the one thread draws them in order). Demand
                 # runs up to ``depth`` epochs ahead of resolution, never past an epoch that ends
                 # with a checkpoint (the checkpoint saves the demand state as of that epoch).
