@@ -238,30 +238,28 @@ def search_cdf(cdf: np.ndarray, lo: np.int64, hi: np.int64, u: float) -> np.int6
 
 
 @njit(cache=True)
-def uniforms(key: np.uint64, entity: np.int64, epoch: np.int64, n: np.int64) -> np.ndarray:
-    """``n`` uniforms of one sequence (tests and diagnostics)."""
+def draws(key: np.uint64, entity: np.int64, epoch: np.int64, n: np.int64, law: np.int64) -> np.ndarray:
+    """``n`` draws of one sequence: uniforms (``law`` 0), standard normals (1) or standard
+    exponentials (2), as the kernels take them (tests and diagnostics)."""
     out = np.empty(n, dtype=np.float64)
     st = seed_state(key, entity, epoch)
     for i in range(n):
-        st, out[i] = next_uniform(st)
+        if law == 0:
+            st, out[i] = next_uniform(st)
+        elif law == 1:
+            st, out[i] = next_normal(st)
+        else:
+            st, out[i] = next_standard_exponential(st)
     return out
 
 
-@njit(cache=True)
-def normals(key: np.uint64, entity: np.int64, epoch: np.int64, n: np.int64) -> np.ndarray:
-    """``n`` standard normals of one sequence (tests and diagnostics)."""
-    out = np.empty(n, dtype=np.float64)
-    st = seed_state(key, entity, epoch)
-    for i in range(n):
-        st, out[i] = next_normal(st)
-    return out
+def uniforms(key: np.uint64, entity: int, epoch: int, n: int) -> np.ndarray:
+    return draws(key, entity, epoch, n, 0)
 
 
-@njit(cache=True)
-def exponentials(key: np.uint64, entity: np.int64, epoch: np.int64, n: np.int64) -> np.ndarray:
-    """``n`` standard exponentials of one sequence (tests and diagnostics)."""
-    out = np.empty(n, dtype=np.float64)
-    st = seed_state(key, entity, epoch)
-    for i in range(n):
-        st, out[i] = next_standard_exponential(st)
-    return out
+def normals(key: np.uint64, entity: int, epoch: int, n: int) -> np.ndarray:
+    return draws(key, entity, epoch, n, 1)
+
+
+def exponentials(key: np.uint64, entity: int, epoch: int, n: int) -> np.ndarray:
+    return draws(key, entity, epoch, n, 2)

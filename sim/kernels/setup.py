@@ -16,16 +16,10 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 from numba import njit
 
-_GOLDEN = np.uint64(0x9E3779B97F4A7C15)
+from .rng import _GOLDEN, _INV53, _S11, mix64
+
 _SALT0 = np.uint64(0x632BE59BD9B4E019)
 _SALT1 = np.uint64(0x8CB92BA72F3D8DD7)
-_M1 = np.uint64(0xBF58476D1CE4E5B9)
-_M2 = np.uint64(0x94D049BB133111EB)
-_S30 = np.uint64(30)
-_S27 = np.uint64(27)
-_S31 = np.uint64(31)
-_S11 = np.uint64(11)
-_INV53 = 1.0 / 9007199254740992.0  # 2**-53, exact
 
 # Below this many rows a kernel runs on the calling thread only.
 _SPLIT_MIN = 1 << 16
@@ -112,6 +106,16 @@ def kruskal(n: int, a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 # --- population ---------------------------------------------------------------------------------
 
+@njit(cache=True, nogil=True, inline="always")
+def _collect(m, c, mark, out, pos):
+    """Append node ``m`` to ``c``'s neighbourhood at ``pos`` unless already there; the new end."""
+    if mark[m] != c:
+        mark[m] = c
+        out[pos] = m
+        pos += 1
+    return pos
+
+
 @njit(cache=True, nogil=True)
 def two_hop(ptr: np.ndarray, idx: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """CSR of each node's neighbourhood within two hops (itself included), sorted."""
@@ -134,16 +138,9 @@ def two_hop(ptr: np.ndarray, idx: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         pos += 1
         for k in range(ptr[c], ptr[c + 1]):
             m = idx[k]
-            if mark[m] != c:
-                mark[m] = c
-                out[pos] = m
-                pos += 1
+            pos = _collect(m, c, mark, out, pos)
             for j in range(ptr[m], ptr[m + 1]):
-                q = idx[j]
-                if mark[q] != c:
-                    mark[q] = c
-                    out[pos] = q
-                    pos += 1
+                pos = _collect(idx[j], c, mark, out, pos)
         out[start:pos] = np.sort(out[start:pos])
         out_ptr[c + 1] = pos
     return out_ptr, out[:pos].copy()
@@ -378,10 +375,7 @@ def pair_uniforms(lo: int, hi: int, ptr: np.ndarray, idx: np.ndarray, key: np.ui
             x, y = y, x
         z = (x * _GOLDEN) ^ (y + key)
         for t in range(2):
-            v = z ^ (_SALT0 if t == 0 else _SALT1)
-            v = (v ^ (v >> _S30)) * _M1
-            v = (v ^ (v >> _S27)) * _M2
-            v = v ^ (v >> _S31)
+            v = mix64(z ^ (_SALT0 if t == 0 else _SALT1))
             u = (np.float64(v >> _S11) + 0.5) * _INV53
             if t == 0:
                 h0[k - lo] = u
