@@ -538,9 +538,6 @@ class Simulation:
                     nonlocal nxt
                     while nxt <= min(last, self.n_epochs - 1):
                         upcoming.append(order_pool.submit(order_epoch, nxt, pool.submit(draw_epoch, nxt)))
-                        if checkpoint_due(nxt):
-                            nxt += 1
-                            break
                         nxt += 1
 
                 def may_submit_past(e: int) -> int:
