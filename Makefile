@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.telcosim-installed
 PIP := $(BIN)/python -m pip install --quiet --disable-pip-version-check -c constraints.txt
 
-.PHONY: demo test test-slow bench lint clean clean-cache
+.PHONY: demo test test-slow bench lint clean
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -28,9 +28,5 @@ bench: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check .
 
-clean: clean-cache
+clean:
 	rm -rf $(VENV) runs .pytest_cache
-
-# numba's kernel cache: stale after an edit of a module other kernels inline (sim/kernels/rng.py).
-clean-cache:
-	find sim calibration scenarios models -name '*.nbi' -o -name '*.nbc' | xargs rm -f

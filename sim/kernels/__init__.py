@@ -4,3 +4,39 @@ Only this package imports numba. Kernels are private, pure functions over arrays
 randomness comes from the counter-based generator in :mod:`sim.kernels.rng`, keyed by a named
 stream, the subscriber and the epoch, so results never depend on chunking or thread order.
 """
+
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+
+
+def _drop_stale_numba_cache() -> None:
+    """numba stamps a cached kernel with its own source file only, so after an edit of a module
+    whose functions other kernels inline (``rng.py`` into ``demand.py``, ...) the callers' cache
+    would still hold the old code. Keep a digest of all kernel sources beside the cache and drop
+    the cache when it changes. Quiet where the folder is not writable (an installed package,
+    whose sources do not change); a race between processes only costs a recompilation."""
+    here = Path(__file__).resolve().parent
+    cache = here / "__pycache__"
+    digest = hashlib.sha256()
+    for src in sorted(here.glob("*.py")):
+        digest.update(src.name.encode())
+        digest.update(src.read_bytes())
+    stamp = cache / "kernel-sources.sha256"
+    want = digest.hexdigest()
+    try:
+        if stamp.is_file() and stamp.read_text() == want:
+            return
+        for f in list(cache.glob("*.nbi")) + list(cache.glob("*.nbc")):
+            f.unlink(missing_ok=True)
+        cache.mkdir(exist_ok=True)
+        tmp = cache / f"kernel-sources.sha256.{os.getpid()}"
+        tmp.write_text(want)
+        os.replace(tmp, stamp)
+    except OSError:
+        pass
+
+
+_drop_stale_numba_cache()

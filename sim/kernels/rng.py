@@ -17,10 +17,9 @@ in exact decimal arithmetic rounded to doubles, so they are the same on every ma
 ``tests/sim/test_rng.py`` checks that, fed numpy's own raw 64-bit words, these draws equal
 numpy's bit for bit.
 
-Editing this file does not invalidate numba's on-disk cache of the kernels that use it (numba
-stamps a cache entry with the source file of the cached function only): after a change here,
-delete ``sim/kernels/__pycache__/*.nbi`` and ``*.nbc`` (``make clean-cache``), or runs in this
-checkout keep the old draws.
+numba stamps a cached kernel with its own source file only, so an edit here would not reach the
+cached kernels that inline these functions; :mod:`sim.kernels` drops the cache whenever any
+kernel source changes.
 """
 
 from __future__ import annotations
