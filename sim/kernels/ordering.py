@@ -15,18 +15,13 @@ from numba import njit
 
 
 @njit(cache=True, nogil=True)
-def stable_time_order(t: np.ndarray, t0: np.int64, span: np.int64) -> np.ndarray:
-    """The permutation that sorts ``t`` (all in ``[t0, t0 + span)``) stably."""
-    return stable_time_order_and_times(t, t0, span)[0]
-
-
-@njit(cache=True, nogil=True)
 def stable_time_order_and_times(t: np.ndarray, t0: np.int64, span: np.int64):
-    """:func:`stable_time_order` and ``t`` in that order (``t[order]``), the times written by the
-    sort's second pass from the offsets it already holds instead of gathered afterwards. Pass 1
+    """The permutation that sorts ``t`` (all in ``[t0, t0 + span)``) stably, and ``t`` in that
+    order (``t[order]``), written by the sort's second pass from the offsets it already holds
+    instead of gathered afterwards. Pass 1
     carries each event's index and offset ``t - t0`` (int32: ``span`` < 2^31 ms, 24 days)."""
     if span >= np.int64(1) << 31:
-        raise ValueError("stable_time_order: span must be under 2**31")
+        raise ValueError("stable_time_order_and_times: span must be under 2**31")
     n = t.shape[0]
     order = np.empty(n, dtype=np.int32)  # an epoch holds fewer than 2**31 events
     t_sorted = np.empty(n, dtype=t.dtype)
