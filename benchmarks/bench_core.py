@@ -3,7 +3,7 @@
 Usage::
 
     .venv/bin/python benchmarks/bench_core.py [--subscribers N] [--ref-subscribers M] [--days 1]
-                                              [--out-dir /tmp/telcosim-bench] [--json PATH]
+                                              [--out-dir /tmp/telcosim-bench] [--json PATH] [--keep]
 
 It measures, in one invocation:
 
@@ -284,6 +284,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                     help="scenario override for every run, e.g. network.sites=400 (repeatable)")
     ap.add_argument("--json", type=Path, help="also save the figures here")
+    ap.add_argument("--keep", action="store_true",
+                    help="keep the written run and bare-write folders under --out-dir (several GB at 1M)")
     ap.add_argument("--end-to-end-only", action="store_true",
                     help="only (a), printing its figures as JSON (used for the child process)")
     args = ap.parse_args(argv)
@@ -331,6 +333,9 @@ def main(argv: list[str] | None = None) -> None:
     print(file=sys.stderr, flush=True)
     report(figures)
     sys.stdout.flush()
+    if not args.keep:  # the 1M day is ~2.6 GB of Parquet: leave no disk behind by default
+        for sub in ("run", "warmup", "bare"):
+            shutil.rmtree(args.out_dir / sub, ignore_errors=True)
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(figures, indent=2) + "\n")
