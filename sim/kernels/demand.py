@@ -524,7 +524,7 @@ def _sessions_epoch(key, first, count, lo, n, epoch, fresh, t0, t1, rates, cell_
                                     vol_t[i], vol_h[i] = _level_advance(seed_t, seed_h, vol_hour[i], vol_t[i],
                                                                         vol_h[i], level_rho, habit_share, k_t, c_t,
                                                                         k_h, c_h)
-                                lvl = math.sqrt(1.0 - habit_share) * vol_t[i] + math.sqrt(habit_share) * vol_h[i]
+                                lvl = _level_value(vol_t[i], vol_h[i], habit_share)
                                 lvl_done = True
                             st, z = next_normal(st)
                             x = math.exp(data_mu + data_sigma * (a_lvl * lvl + b_lvl * z))
@@ -626,6 +626,12 @@ def _level_start(key, s, hour, rho, habit_share):
     return t, hb
 
 
+@njit(cache=True, inline="always")
+def _level_value(t, hb, habit_share):
+    """The level (standard normal) from its transient part ``t`` and daily habit ``hb``."""
+    return math.sqrt(1.0 - habit_share) * t + math.sqrt(habit_share) * hb
+
+
 @njit(cache=True)
 def _level_advance(seed_t, seed_h, hour, t, hb, rho, habit_share, k_t, c_t, k_h, c_h):
     """The level's two parts one hour on, in ``hour`` (:func:`_level_step` on each)."""
@@ -650,7 +656,7 @@ def volume_levels(key, s, start, end, rho, habit_share):
     for h in range(start, end):
         if h > start:
             t, hb = _level_advance(seed_t, seed_h, h, t, hb, rho, habit_share, k_t, c_t, k_h, c_h)
-        out[h - start] = math.sqrt(1.0 - habit_share) * t + math.sqrt(habit_share) * hb
+        out[h - start] = _level_value(t, hb, habit_share)
     return out
 
 

@@ -512,6 +512,9 @@ def resolve_epoch(
     loc,
 ):
     """Process everything that happens before ``t1``; return ``(cdr_rows, location_rows)``."""
+    # The call slots' and both legs' arrays, grouped for _end_call (see there).
+    calls = (call_sess, call_t0, call_int, call_try)
+    legs = (a_sub, a_cell, a_start, a_rec, a_dir, b_sub, b_cell, b_start, b_rec)
     nc = np.int64(0)
     nl = np.int64(0)
     im = np.int64(0)
@@ -547,8 +550,7 @@ def resolve_epoch(
             break
         if t_v == t:
             # A call ends normally.
-            nc = _end_call(tvi[1], t, -1, -1, acc, cdr, nc, tv, tvi, call_free, counters, (call_sess, call_t0, call_int, call_try),
-                           (a_sub, a_cell, a_start, a_rec, a_dir, b_sub, b_cell, b_start, b_rec),
+            nc = _end_call(tvi[1], t, -1, -1, acc, cdr, nc, tv, tvi, call_free, counters, calls, legs,
                            busy, busy_last, busy_area, sub_st, act_bits, k_comp, k_carried,
                            CAUSE_NONE)
             continue
@@ -613,8 +615,7 @@ def resolve_epoch(
                 # Out of coverage in a call or data session: the call drops, the sessions end.
                 k = sub_st[s, 0]
                 if k >= 0:
-                    nc = _end_call(k, t, s, c_phys, acc, cdr, nc, tv, tvi, call_free, counters, (call_sess, call_t0, call_int, call_try),
-                                   (a_sub, a_cell, a_start, a_rec, a_dir, b_sub, b_cell, b_start, b_rec),
+                    nc = _end_call(k, t, s, c_phys, acc, cdr, nc, tv, tvi, call_free, counters, calls, legs,
                                    busy, busy_last, busy_area, sub_st, act_bits, k_drop, k_carried,
                                    CAUSE_NO_COVERAGE)
                 while sub_st[s, 1] >= 0:
@@ -652,8 +653,7 @@ def resolve_epoch(
                     # Handover failure: the call drops for both parties.
                     if acc:
                         k_hfail[cur, c_new] += 1
-                    nc = _end_call(k, t, s, c_new, acc, cdr, nc, tv, tvi, call_free, counters, (call_sess, call_t0, call_int, call_try),
-                                   (a_sub, a_cell, a_start, a_rec, a_dir, b_sub, b_cell, b_start, b_rec),
+                    nc = _end_call(k, t, s, c_new, acc, cdr, nc, tv, tvi, call_free, counters, calls, legs,
                                    busy, busy_last, busy_area, sub_st, act_bits, k_drop, k_carried,
                                    CAUSE_HANDOVER)
             if sub_st[s, 1] >= 0 and c_new != c_dat:
@@ -924,6 +924,9 @@ def change_cells(t, cells, new_ch, new_bpms, new_serve, new_cover, handover, n_i
     ``handover`` is set and it has room, else dropped (cause ``cell_outage``). A smaller capacity
     does not pre-empt calls in progress: new ones are blocked until enough end. Returns
     ``(cdr_rows, location_rows)``."""
+    # The call slots' and both legs' arrays, grouped for _end_call (see there).
+    calls = (call_sess, call_t0, call_int, call_try)
+    legs = (a_sub, a_cell, a_start, a_rec, a_dir, b_sub, b_cell, b_start, b_rec)
     nc = np.int64(0)
     nl = np.int64(0)
     cur = counters[C_CUR_INT]
@@ -963,8 +966,7 @@ def change_cells(t, cells, new_ch, new_bpms, new_serve, new_cover, handover, n_i
                     k_hin[cur, tgt] += 1
                 nl = _loc_row(loc, nl, t, party, tgt, REASON_HANDOVER)
             else:
-                nc = _end_call(k, t, party, c, acc, cdr, nc, tv, tvi, call_free, counters, (call_sess, call_t0, call_int, call_try),
-                               (a_sub, a_cell, a_start, a_rec, a_dir, b_sub, b_cell, b_start, b_rec),
+                nc = _end_call(k, t, party, c, acc, cdr, nc, tv, tvi, call_free, counters, calls, legs,
                                busy, busy_last, busy_area, sub_st, act_bits, k_drop, k_carried,
                                CAUSE_CELL_OUTAGE)
                 break
