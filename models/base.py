@@ -132,11 +132,9 @@ def set_torch_threads(n: int | None = None) -> int:
         if env:
             n = int(env)
         else:
-            try:
-                n = len(os.sched_getaffinity(0))
-            except AttributeError:  # pragma: no cover - not Linux
-                n = os.cpu_count() or 1
-            n = min(n, 4)
+            from sim.kernels import cores
+
+            n = min(cores(), 4)
     n = max(1, int(n))
     torch.set_num_threads(n)
     return n

@@ -43,6 +43,7 @@ import numpy as np
 
 from sim.config import Scenario, read_toml
 from sim.errors import ConfigError, OutputError, TelcosimError
+from sim.kernels import cores
 from sim.staging import staging_folder, swap_into_place
 
 STUDY_DIR = Path(__file__).resolve().parent / "builtin" / "studies"
@@ -650,11 +651,7 @@ def _warm_up() -> None:
 
 
 def default_workers(n_runs: int) -> int:
-    try:
-        cores = len(os.sched_getaffinity(0))
-    except AttributeError:  # not on Linux
-        cores = os.cpu_count() or 1
-    return max(1, min(cores, n_runs))
+    return max(1, min(cores(), n_runs))
 
 
 @dataclass

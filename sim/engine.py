@@ -39,8 +39,8 @@ import simpy
 from . import __version__, schema
 from .config import Scenario
 from .errors import ConfigError, OutputError
-from .executors import DaskDemand, LocalDemand, local_cores, lower_thread_priority
-from .kernels import demand, resolution
+from .executors import DaskDemand, LocalDemand, lower_thread_priority
+from .kernels import cores, demand, resolution
 from .kernels.ordering import stable_time_order_and_times, take
 from .labels import RowLog, RowMatcher
 from .mobility import kernel_params, other_place_cdf, place_target
@@ -409,7 +409,7 @@ class Simulation:
                               "'telcosim run' or scenarios.runner.run_scenario (they load it)")
         shape_mult = self._shape_multipliers()
         # Threads for the per-epoch work after the shards (CSR index, counterpart cells, time order).
-        post_threads = local_cores()
+        post_threads = cores()
         post = (ThreadPoolExecutor(post_threads, thread_name_prefix="telcosim-post", initializer=lower_thread_priority)
                 if post_threads > 1 else None)
 

@@ -18,6 +18,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
+from .kernels import cores
 from .population import Population
 from .shards import (
     NO_SUB_MULT,
@@ -30,12 +31,6 @@ from .shards import (
 )
 
 
-def _class_params(inputs: DemandInputs, pop: Population) -> tuple[np.ndarray, np.ndarray]:
-    """Mobility class per subscriber (empty when nobody is of the local class) and the table of
-    each class's mobility parameters, for the mobility kernel."""
-    return pop.class_mobility(inputs.mobility)
-
-
 def _part(a: np.ndarray, lo: int, hi: int) -> np.ndarray:
     return a[lo:hi] if len(a) else a
 
@@ -43,14 +38,6 @@ def _part(a: np.ndarray, lo: int, hi: int) -> np.ndarray:
 def _ranges(n: int, size: int) -> list[tuple[int, int]]:
     size = max(1, int(size))
     return [(lo, min(n, lo + size)) for lo in range(0, n, size)]
-
-
-def local_cores() -> int:
-    """The cores this process may run on."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not on Linux
-        return os.cpu_count() or 1
 
 
 # Scheduling niceness of the threads that draw demand ahead of resolution: the resolving thread
@@ -80,12 +67,12 @@ class LocalDemand:
     def __init__(self, inputs: DemandInputs, pop: Population, state: ShardState, shard_size: int,
                  threads: int | None = None) -> None:
         self.state = state
-        threads = max(1, local_cores() if threads is None else int(threads))
+        threads = max(1, cores() if threads is None else int(threads))
         if threads > 1:
             shard_size = min(max(1, int(shard_size)), max(1, -(-pop.n // threads)))
         home, work = pop.home_cell, pop.work_cell
         sm = pop.service_activity
-        mclass, cls = _class_params(inputs, pop)
+        mclass, cls = pop.class_mobility(inputs.mobility)
         self.shards = [Shard(lo, inputs, home[lo:hi], work[lo:hi], pop.activity[lo:hi],
                              pop.contact_ptr[lo:hi + 1], pop.contact_cdf, pop.contact_idx, state.slice(lo, hi),
                              NO_SUB_MULT if sm is None else sm[lo:hi], _part(mclass, lo, hi), cls)
@@ -134,7 +121,7 @@ class DaskDemand:
         # At least one shard per worker, at most shard_size subscribers each.
         size = min(max(1, int(shard_size)), max(1, -(-pop.n // n_workers)))
         home, work = pop.home_cell, pop.work_cell
-        mclass, cls = _class_params(inputs, pop)
+        mclass, cls = pop.class_mobility(inputs.mobility)
         arrays = state.arrays()
         futures = []
         ptr = pop.contact_ptr

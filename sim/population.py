@@ -24,7 +24,7 @@ import networkx as nx
 import numpy as np
 
 from .config import PopulationConfig
-from .kernels import setup
+from .kernels import cores, setup
 from .network import Network
 from .streams import generator, kernel_key
 
@@ -245,8 +245,8 @@ def _tie_strengths(sigma: float, ptr: np.ndarray, idx: np.ndarray, key: np.uint6
         out[lo:hi] = np.exp(sigma * (np.sqrt(-2.0 * np.log(h0)) * np.cos(2.0 * np.pi * h1)))
 
     starts = range(0, len(idx), block)
-    if len(starts) > 1 and setup.cores() > 1:
-        with ThreadPoolExecutor(min(setup.cores(), len(starts)), thread_name_prefix="telcosim-setup") as pool:
+    if len(starts) > 1 and cores() > 1:
+        with ThreadPoolExecutor(min(cores(), len(starts)), thread_name_prefix="telcosim-setup") as pool:
             list(pool.map(blocks, starts))
     else:
         for lo in starts:

@@ -12,6 +12,14 @@ import os
 from pathlib import Path
 
 
+def cores() -> int:
+    """The cores this process may run on: how many threads the kernels' work is split over."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
 def _drop_stale_numba_cache() -> None:
     """numba stamps a cached kernel with its own source file only, so after an edit of a module
     whose functions other kernels inline (``rng.py`` into ``demand.py``, ...) the callers' cache

@@ -10,12 +10,12 @@ fused multiply-adds). The per-row kernels take a ``[lo, hi)`` range of rows and 
 
 from __future__ import annotations
 
-import os
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 from numba import njit
 
+from . import cores
 from .rng import _GOLDEN, _INV53, _S11, mix64
 
 _SALT0 = np.uint64(0x632BE59BD9B4E019)
@@ -23,14 +23,6 @@ _SALT1 = np.uint64(0x8CB92BA72F3D8DD7)
 
 # Below this many rows a kernel runs on the calling thread only.
 _SPLIT_MIN = 1 << 16
-
-
-def cores() -> int:
-    """The cores this process may run on."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not on Linux
-        return os.cpu_count() or 1
 
 
 def split(kernel, n: int, *args) -> None:
@@ -374,13 +366,8 @@ def pair_uniforms(lo: int, hi: int, ptr: np.ndarray, idx: np.ndarray, key: np.ui
         if y < x:
             x, y = y, x
         z = (x * _GOLDEN) ^ (y + key)
-        for t in range(2):
-            v = mix64(z ^ (_SALT0 if t == 0 else _SALT1))
-            u = (np.float64(v >> _S11) + 0.5) * _INV53
-            if t == 0:
-                h0[k - lo] = u
-            else:
-                h1[k - lo] = u
+        h0[k - lo] = (np.float64(mix64(z ^ _SALT0) >> _S11) + 0.5) * _INV53
+        h1[k - lo] = (np.float64(mix64(z ^ _SALT1) >> _S11) + 0.5) * _INV53
 
 
 @njit(cache=True, nogil=True)
