@@ -47,8 +47,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from sim import config, engine, schema
-from sim.config import Scenario
+from telcosim.sim import config, engine, schema
+from telcosim.sim.config import Scenario
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from simpy_reference import run_reference  # noqa: E402
@@ -89,7 +89,7 @@ def max_rss_bytes(who: int) -> int:
 
 def end_to_end(subscribers: int, days: int, warmup_subscribers: int, out_dir: Path, sets: list[str]) -> dict:
     """Warm-up run, then the timed end-to-end run to Parquet (what the child process does)."""
-    from sim.cli import _steady_heap
+    from telcosim.cli.args import _steady_heap
 
     _steady_heap()  # the allocator setting 'telcosim run' uses
     t0 = time.perf_counter()

@@ -33,7 +33,7 @@ sys.path.insert(0, str(ROOT))
 def truths(k: int, seed: int) -> list[dict[str, float]]:
     from scipy.stats import qmc
 
-    from models import neural as N
+    from telcosim.models import neural as N
 
     names = N.param_names()
     u = 0.1 + 0.8 * qmc.LatinHypercube(d=len(names), rng=np.random.default_rng(seed)).random(k)
@@ -42,7 +42,7 @@ def truths(k: int, seed: int) -> list[dict[str, float]]:
 
 
 def truth_targets(cache: Path, truth: dict, i: int, subscribers: int) -> dict:
-    from calibration import calibrate as C
+    from telcosim.calibration import calibrate as C
 
     path = cache / f"truth-{i}-{subscribers}.json"
     if path.is_file():
@@ -64,7 +64,7 @@ def truth_targets(cache: Path, truth: dict, i: int, subscribers: int) -> dict:
 
 
 def unit_error(name: str, est: float, truth: float) -> float:
-    from models import neural as N
+    from telcosim.models import neural as N
 
     r = N._ranges([name])
     return float(abs(N.to_unit(np.array([[est]]), r)[0, 0] - N.to_unit(np.array([[truth]]), r)[0, 0]))
@@ -82,8 +82,8 @@ def main(argv=None) -> int:
     ap.add_argument("--runs", type=int, default=200, help="prior runs of the neural surrogate")
     args = ap.parse_args(argv)
 
-    from calibration import calibrate as C
-    from models import neural as N
+    from telcosim.calibration import calibrate as C
+    from telcosim.models import neural as N
 
     args.cache_dir.mkdir(parents=True, exist_ok=True)
     res = json.loads(args.out.read_text()) if args.out.is_file() else {}

@@ -31,7 +31,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_core import city_for  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
-TELCOSIM = [sys.executable, "-m", "sim.cli"]
+TELCOSIM = [sys.executable, "-m", "telcosim.cli"]
 
 
 def _children_rss_bytes() -> int:
@@ -62,14 +62,13 @@ def run_once(subscribers: int, out: Path, extra: list[str] | None = None) -> dic
 
 def split_costs(subscribers: int) -> dict:
     """CPU seconds of demand drawing and of resolution for one day, measured in this process."""
-    from sim import config
-    from sim.engine import Simulation
-    from sim.sinks import RunWriter
+    from telcosim.sim import config
+    from telcosim.sim.engine import Simulation
+    from telcosim.sim.sinks import RunWriter
 
     sc = config.load(None, [f"population.subscribers={subscribers}", *city_for(subscribers)])
     sim = Simulation(sc)
-    import sim.engine as eng
-
+    import telcosim.sim.engine as eng
     timings = {"demand": 0.0, "resolve": 0.0}
     real_resolve = eng._Resolver.resolve
 
@@ -81,7 +80,7 @@ def split_costs(subscribers: int) -> dict:
 
     import threading
 
-    from sim import executors, shards
+    from telcosim.sim import executors, shards
 
     # Demand runs on the shard threads (one per core) and merges on the calling thread: sum the
     # CPU time of every Shard.step on whatever thread it runs, plus the calling thread's own time
@@ -108,7 +107,7 @@ def split_costs(subscribers: int) -> dict:
 
     # The epoch's ordering after the shards (CSR index, counterpart cells, sort, gathers) runs on
     # the engine's order and post threads: demand too.
-    from sim.kernels import demand as demand_kernels
+    from telcosim.sim.kernels import demand as demand_kernels
 
     ordering = [(eng, "_csr_index"), (eng, "stable_time_order_and_times"), (eng, "take"),
                 (demand_kernels, "counterpart_cells")]

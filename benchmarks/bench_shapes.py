@@ -33,7 +33,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from models import diagnostics as dg  # noqa: E402
+from telcosim.models import diagnostics as dg  # noqa: E402
 
 
 def cell_weekly_load(run_dir: Path) -> tuple[np.ndarray, np.ndarray]:
@@ -85,9 +85,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.days < 7:
         ap.error("--days must be at least 7: the statistics need a whole week")
 
-    from models import shapes
-    from scenarios.runner import run_scenario
-    from sim import config
+    from telcosim.models import shapes
+    from telcosim.scenarios.runner import run as run_scenario
+    from telcosim.sim import config
 
     _, held = shapes.split(shapes.build_dataset(args.data))
     real_loads = held.shape * np.exp(held.level)[:, None]

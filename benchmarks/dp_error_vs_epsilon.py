@@ -30,9 +30,9 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from calibration import derive_defaults as dd  # noqa: E402
-from calibration import readers as R  # noqa: E402
-from calibration.targets import compute_targets  # noqa: E402
+from telcosim.calibration import derive_defaults as dd  # noqa: E402
+from telcosim.calibration import readers as R  # noqa: E402
+from telcosim.calibration.targets import compute_targets  # noqa: E402
 
 # scalar statistics reported: (target, key in its value or None for a scalar value)
 STATS = [

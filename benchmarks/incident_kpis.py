@@ -16,8 +16,8 @@ from pathlib import Path
 import numpy as np
 import pyarrow.parquet as pq
 
-import scenarios
-from scenarios.runner import run_scenario
+from telcosim import scenarios
+from telcosim.scenarios.runner import run as run_scenario
 
 NAMES = ("stadium_event", "site_outage_peak", "backhaul_failure", "regional_disaster", "new_years_eve",
          "random_failures_week")
@@ -46,7 +46,8 @@ def main() -> None:
     for name in names:
         sc = scenarios.load(name)
         t0 = time.perf_counter()
-        run, base = run_scenario(sc, out / name, baseline_out=out / f"{name}.baseline", overwrite=True)
+        run = run_scenario(sc, out / name, baseline_out=out / f"{name}.baseline", overwrite=True)
+        base = run.baseline
         wall = time.perf_counter() - t0
         incs = _t(out / name, "incidents")
         kpi, kb = _t(out / name, "cell_kpis"), _t(out / f"{name}.baseline", "cell_kpis")

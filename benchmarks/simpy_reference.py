@@ -44,11 +44,11 @@ from dataclasses import dataclass, field
 import numpy as np
 import simpy
 
-from sim import config
-from sim.config import Scenario
-from sim.engine import Simulation
-from sim.kernels.demand import DATA, SMS_MO, SMS_MT_OFFNET, VOICE_MO
-from sim.kernels.resolution import (
+from telcosim.sim import config
+from telcosim.sim.config import Scenario
+from telcosim.sim.engine import Simulation
+from telcosim.sim.kernels.demand import DATA, SMS_MO, SMS_MT_OFFNET, VOICE_MO
+from telcosim.sim.kernels.resolution import (
     CAUSE_BUSY,
     CAUSE_HANDOVER,
     CAUSE_NO_CHANNEL,
@@ -69,15 +69,15 @@ from sim.kernels.resolution import (
     SVC_SMS,
     SVC_VOICE,
 )
-from sim.mobility import (
+from telcosim.sim.mobility import (
     VISIT_SLOTS,
     initial_places,
     kernel_params,
     other_place_cdf,
     place_target,
 )
-from sim.sessions import attempt_rates, burst_multipliers, call_duration_params
-from sim.streams import generator
+from telcosim.sim.sessions import attempt_rates, burst_multipliers, call_duration_params
+from telcosim.sim.streams import generator
 
 HOUR_MS = 3_600_000.0
 INF = math.inf
@@ -620,7 +620,7 @@ def run_reference(scenario: Scenario) -> dict:
 
 
 def main(argv: list[str] | None = None) -> None:
-    from sim import engine
+    from telcosim.sim import engine
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--subscribers", type=int, default=2000)

@@ -39,6 +39,8 @@ from typing import Any
 
 import numpy as np
 
+from telcosim.sim.errors import ConfigError
+
 MAX_DISTANCE = 3.0  # a term's distance is capped here (log: a factor e^3 ~ 20 off), so no term dominates
 PENALTY = MAX_DISTANCE  # distance of a statistic the run cannot produce (NaN)
 FIT_DAYS = 1
@@ -351,14 +353,21 @@ class FitResult:
 
 
 def base_scenario(ref: str | None, sets: list[str]):
-    import scenarios
-
-    return scenarios.load(ref, list(sets))
+    """The scenario calibration starts from. Its learned generators are honoured (the trials run
+    through the one run path); a scenario with incidents is refused, since calibration fits the
+    everyday behaviour to real statistics and an incident in every trial would bias that fit."""
+    from telcosim import scenarios
+    sc = scenarios.load(ref, list(sets))
+    if sc.incidents:
+        raise ConfigError(f"{sc.source}: incidents: calibration fits everyday behaviour, and {sc.name} has "
+                          f"{len(sc.incidents)} incident(s) that every trial would include; calibrate the "
+                          "scenario without its [[incidents]] (or the one it extends) and add them back after")
+    return sc
 
 
 def simulate(base, values: dict[str, float], subscribers: int, seed: int, workdir: Path) -> Path:
     """Run ``base`` with ``values`` (PARAMS names), ``subscribers`` subscribers, one day."""
-    from sim.engine import run
+    from telcosim.scenarios.runner import run
 
     sets = {"population.subscribers": subscribers, "time.days": FIT_DAYS, "seed": seed}
     for name, v in values.items():
@@ -371,7 +380,7 @@ def simulate(base, values: dict[str, float], subscribers: int, seed: int, workdi
 
 def _with(base, sets: dict[str, Any]):
     """``base`` with dotted keys replaced (validated by sim.config, as --set would be)."""
-    from sim import config
+    from telcosim.sim import config
 
     raw = base.to_dict()
     raw = _drop_nan(raw)
@@ -424,7 +433,7 @@ def fit(doc: dict, *, trials: int = 30, subscribers: int = 3000, seed: int = 1, 
     combination worse than a measured trial."""
     import optuna
 
-    from sim.profile import load_profile
+    from telcosim.sim.profile import load_profile
 
     sets = list(sets or [])
     base = base_scenario(scenario, sets)
@@ -534,7 +543,7 @@ def scenario_values(result: FitResult, base) -> dict[str, float]:
 
 
 def _toml_value(v: Any) -> str:
-    from scenarios.loader import _toml_value as tv
+    from telcosim.scenarios.loader import _toml_value as tv
 
     return tv(v)
 

@@ -45,7 +45,7 @@ from typing import Any
 
 import numpy as np
 
-from sim.errors import ConfigError, InputDataError
+from telcosim.sim.errors import ConfigError, InputDataError
 
 DENSITY = ("urban", "suburban", "rural")
 SERVICES = ("voice", "sms", "data")

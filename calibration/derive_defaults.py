@@ -2,7 +2,7 @@
 
 Run from the repository root::
 
-    .venv/bin/python -m calibration.derive_defaults --data ../shared/data \
+    .venv/bin/python -m telcosim.calibration.derive_defaults --data ../shared/data \
         --out sim/data/default_profile.toml
 
 The script reads the read-only data sets under ``--data`` (see its README.md),
@@ -44,7 +44,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from sim.config import MobilityConfig
+from telcosim.sim.config import MobilityConfig
 
 from .run_stats import MOVING_GAP_S
 
@@ -383,7 +383,7 @@ def record_weights() -> dict[str, float]:
     knobs (``sim/config.py``): originated calls / SMS, their on-net terminating legs and the
     off-net terminating ones; data sessions once. Redials of blocked calls are left out (under 1%
     of the records in the default run)."""
-    from sim.config import BehaviourConfig
+    from telcosim.sim.config import BehaviourConfig
 
     b = BehaviourConfig()
     return {"voice": b.voice_per_day * (1 + b.onnet_share) + b.voice_in_offnet_per_day,

@@ -10,7 +10,7 @@ from __future__ import annotations
 import sys
 from collections.abc import Iterable
 
-from sim.errors import InputDataError
+from telcosim.sim.errors import InputDataError
 
 EXIT_USAGE = 2
 

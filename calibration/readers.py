@@ -754,7 +754,7 @@ def read_cdr(path: str | Path) -> CdrTable:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    from sim.schema import DIRECTIONS, OUTCOMES, SERVICES
+    from telcosim.sim.schema import DIRECTIONS, OUTCOMES, SERVICES
 
     path = Path(path)
     problems = Problems()

@@ -49,9 +49,9 @@ from typing import Any
 
 import numpy as np
 
-from sim.errors import ConfigError, InputDataError, OutputError
-from sim.staging import staging_folder, swap_into_place
-from sim.streams import stable_hash
+from telcosim.sim.errors import ConfigError, InputDataError, OutputError
+from telcosim.sim.staging import staging_folder, swap_into_place
+from telcosim.sim.streams import stable_hash
 
 from . import coverage as cov
 from .coverage import DENSITY, DIMENSIONS, LevelTarget, Strata, Targets
@@ -125,7 +125,7 @@ def _neighbours_identical(run_dir: Path, csv: Path, net_cfg) -> bool:
     from the positions, which the CSV holds to the last bit of a double)."""
     import pyarrow.parquet as pq
 
-    from sim.network import load_cells_csv
+    from telcosim.sim.network import load_cells_csv
 
     net = load_cells_csv(csv, net_cfg)
     orig = pq.read_table(run_dir / "cells.parquet", columns=["neighbours"])["neighbours"].to_pylist()
@@ -148,7 +148,7 @@ def plan_actions(targets: Targets, before: dict, class_cells: tuple[int, ...], s
                 actions[a.key] = a
                 continue
             try:
-                from scenarios.augment import AUGMENT_KINDS
+                from telcosim.scenarios.augment import AUGMENT_KINDS
             except ImportError:  # a tree without telcosim augment
                 AUGMENT_KINDS = ()
             if t.key not in AUGMENT_KINDS:
@@ -429,8 +429,8 @@ def _rebalance_into(tmp: Path, run_dir: Path, manifest: dict, raw: dict, orig: S
                     log: Callable[[str], None], max_episodes: int = MAX_EPISODES) -> dict[str, Any]:
     import pyarrow.parquet as pq
 
-    from sim import config
-    from sim.network import load_cells_csv
+    from telcosim.sim import config
+    from telcosim.sim.network import load_cells_csv
 
     extra_dir = tmp / "extra"
     class_cells = _write_cells_csv(run_dir, extra_dir / "cells.csv")
@@ -472,7 +472,7 @@ def _rebalance_into(tmp: Path, run_dir: Path, manifest: dict, raw: dict, orig: S
                 "action": a.key, "for": [t.name for t in a.gaps], "why": a.why, "records_short_before": deficit,
                 "scenario_changes": dict(a.changes), "seed": seed}
             if a.augment_kind is None:
-                from scenarios.runner import run_scenario
+                from telcosim.scenarios.runner import run as run_scenario
 
                 log(f"round {round_no}: {name}: {a.key}: {n} subscribers ({a.why}); {deficit} records short")
                 run_scenario(sc, extra_dir / name)
@@ -484,7 +484,7 @@ def _rebalance_into(tmp: Path, run_dir: Path, manifest: dict, raw: dict, orig: S
                              records=len(strata))
                 produced = len(strata)
             else:
-                from scenarios.augment import augment
+                from telcosim.scenarios.augment import augment
 
                 log(f"round {round_no}: {name}: {a.key}: {n} episode(s) ({a.why}); {deficit} records short")
                 augment(sc, a.augment_kind, n, extra_dir / name, seed=seed)
@@ -547,8 +547,8 @@ def _write_scenario(extra_dir: Path, name: str, base: dict, raw: dict, a: Action
                     round_no: int):
     """The scenario of an extra run (or the base of an augment call), written as extra/NAME.toml
     (``telcosim run extra/NAME.toml`` remakes the run) and loaded from there."""
-    import scenarios
-    from sim import config
+    from telcosim import scenarios
+    from telcosim.sim import config
 
     sc_raw = json.loads(json.dumps(base))
     sc_raw["name"] = f"{raw.get('name', 'default')}+rebalance-{a.key}"
@@ -574,7 +574,7 @@ def _episode_strata(folder: Path, sc, net, cell_density: np.ndarray, kind: str) 
     import pandas as pd
     import pyarrow.parquet as pq
 
-    from sim.population import build_population
+    from telcosim.sim.population import build_population
 
     episodes = pq.read_table(folder / "episodes.parquet", columns=["episode_id", "seed"]).to_pylist()
     parts: list[tuple[str, Strata]] = []

@@ -10,7 +10,7 @@ profile are (``calibration/derive_defaults.py``), so that the two can be compare
   consecutive changes, ping-pong the share of changes back to the previous cell within 10 s.
 * Voice: median duration of completed calls; SMS:call ratio (records, MO only).
 
-Run: ``python -m calibration.run_stats RUN_DIR`` prints them beside the profile's real figures.
+Run: ``python -m telcosim.calibration.run_stats RUN_DIR`` prints them beside the profile's real figures.
 """
 
 from __future__ import annotations
@@ -148,7 +148,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("run_dir", type=Path)
     ap.add_argument("--json", type=Path, help="also write the figures here")
     args = ap.parse_args(argv)
-    from sim.profile import load_profile
+    from telcosim.sim.profile import load_profile
 
     raw = load_profile("default").raw
     stats = {**mobility_stats(args.run_dir), **voice_stats(args.run_dir)}

@@ -40,7 +40,7 @@ Public methods (do not override): :meth:`LearnedGenerator.fit` ``(data) -> self`
 * Sampling is always on the CPU, in ``torch.no_grad`` and eval mode, with a ``torch.Generator``
   seeded with ``seed``: the same seed gives the same arrays, before and after a save/load.
 
-``torch`` is imported lazily (inside methods): ``import models`` and ``import models.base`` do not
+``torch`` is imported lazily (inside methods): ``import telcosim.models`` and ``import telcosim.models.base`` do not
 import it, and neither may a model module at import time, so :func:`registered` can import them all.
 """
 
@@ -61,14 +61,14 @@ from typing import Any
 
 import numpy as np
 
-from sim.errors import InputDataError
+from telcosim.sim.errors import InputDataError
 
 STATE_FILE = "state_dict.pt"
 SIDECAR_FILE = "model.json"
 FORMAT = 1  # sidecar format version
 
 # Modules that define registered generators; imported by :func:`registered` (missing ones skipped).
-MODEL_MODULES = ("models.shapes", "models.behaviour", "models.neural")
+MODEL_MODULES = ("telcosim.models.shapes", "telcosim.models.behaviour", "telcosim.models.neural")
 
 _REGISTRY: dict[str, type[LearnedGenerator]] = {}
 
@@ -132,7 +132,7 @@ def set_torch_threads(n: int | None = None) -> int:
         if env:
             n = int(env)
         else:
-            from sim.kernels import cores
+            from telcosim.sim.kernels import cores
 
             n = min(cores(), 4)
     n = max(1, int(n))
@@ -210,8 +210,7 @@ def init_parameters(module, gen) -> None:
 
 
 def _version() -> str:
-    import sim
-
+    from telcosim import sim
     return sim.__version__
 
 

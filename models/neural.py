@@ -52,7 +52,7 @@ POSTERIOR_DRAWS = 4000  # draws from the ensemble mixture for the quantiles of a
 
 
 def _calib():
-    from calibration import calibrate as C
+    from telcosim.calibration import calibrate as C
 
     return C
 
@@ -407,8 +407,7 @@ class NeuralPosterior(LearnedGenerator):
 def cache_key(base, *, subscribers: int, runs: int, seed: int, hyper: dict) -> str:
     """sha256 over what determines the surrogate: resolved base scenario, run size and count,
     seed, the knobs' ranges, the statistics, the hyperparameters and telcosim's version."""
-    import sim
-
+    from telcosim import sim
     C = _calib()
     raw = C._drop_nan(base.to_dict())
     for k in ("population", "time"):
@@ -509,7 +508,7 @@ def calibrate(doc: dict, model: NeuralPosterior, *, params: list[str] | None = N
     whose ``best`` are posterior medians, and ``settings["uncertainty"]`` the per-knob posterior
     summaries. With ``check``, the start and the estimate are each run once (``subscribers``, one
     day, scenario seed ``seed``) so the report's before/after objective is measured, as the search's is."""
-    from sim.profile import load_profile
+    from telcosim.sim.profile import load_profile
 
     C = _calib()
     t0 = time.perf_counter()

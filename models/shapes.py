@@ -94,7 +94,7 @@ def weekly_items(load, *, skip_weeks=HOLIDAY_WEEKS) -> tuple[np.ndarray, np.ndar
 
 def build_dataset(data_dir: str | Path) -> ShapeDataset:
     """The weekly-shape data set from ``data_dir`` (the folder holding ``milan_hourly/``)."""
-    from calibration.readers import read_activity
+    from telcosim.calibration.readers import read_activity
 
     path = Path(data_dir) / MILAN
     if not path.is_file():
@@ -403,7 +403,7 @@ def cell_multipliers(kind: str, density: np.ndarray, seed: int) -> np.ndarray:
     2 rural). Row c = a sampled weekly shape for cell c's class (mean 1 over the 168 hours) times a
     sampled relative level exp(level_c) / mean over cells of exp(level); so the whole matrix has mean 1.
     Deterministic for ``seed``."""
-    from sim.errors import ConfigError
+    from telcosim.sim.errors import ConfigError
 
     codes = np.asarray(density)
     if codes.ndim != 1:

@@ -1,6 +1,6 @@
 """Scenarios: loading scenario files with ``extends`` inheritance, and the built-in scenarios.
 
-    from scenarios import load
+    from telcosim.scenarios import load
     sc = load("weekend", ["population.subscribers=500"])   # a built-in name or a TOML path
 """
 

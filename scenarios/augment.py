@@ -35,13 +35,13 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from sim.config import Scenario
-from sim.errors import ConfigError, OutputError
-from sim.network import build_network
-from sim.staging import staging_folder, swap_into_place
-from sim.streams import generator
+from telcosim.sim.config import Scenario
+from telcosim.sim.errors import ConfigError, OutputError
+from telcosim.sim.network import build_network
+from telcosim.sim.staging import staging_folder, swap_into_place
+from telcosim.sim.streams import generator
 
-from .runner import run_scenario
+from .runner import run as run_scenario
 
 AUGMENT_KINDS = ("site_outage", "cell_outage", "degraded_cell", "backhaul_failure", "mass_event", "emergency")
 
@@ -161,7 +161,8 @@ def augment(base: Scenario, kind: str, episodes: int, out: Path, *, seed: int = 
             inc = _sample(kind, k, base, net, g, window_before_h, window_after_h)
             ep_seed = int(g.integers(2**62))
             sc = dataclasses.replace(base, seed=ep_seed, incidents=(inc,), name=f"{base.name}-augment-{k}")
-            run, b = run_scenario(sc, work / "run", baseline_out=work / "base", overwrite=True)
+            run = run_scenario(sc, work / "run", baseline_out=work / "base", overwrite=True)
+            b = run.baseline
             info = pq.read_table(work / "run" / "incidents.parquet").to_pylist()[0]
             lo = info["start"] - dt.timedelta(hours=window_before_h)
             hi = info["end"] + dt.timedelta(hours=window_after_h)

@@ -52,11 +52,11 @@ from typing import Any
 import numpy as np
 import simpy
 
-from sim.config import Scenario
-from sim.errors import ConfigError
-from sim.perturb import CellChange, EpochDemand, Perturbations
-from sim.shards import EPOCH_MS, EPOCHS_PER_HOUR, HOUR_MS
-from sim.streams import generator
+from telcosim.sim.config import Scenario
+from telcosim.sim.errors import ConfigError
+from telcosim.sim.perturb import CellChange, EpochDemand, Perturbations
+from telcosim.sim.shards import EPOCH_MS, EPOCHS_PER_HOUR, HOUR_MS
+from telcosim.sim.streams import generator
 
 KINDS = ("cell_outage", "site_outage", "degraded_cell", "backhaul_failure", "mass_event", "emergency",
          "special_day", "random_failures")

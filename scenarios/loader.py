@@ -26,9 +26,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from sim import config
-from sim.config import Scenario, read_toml
-from sim.errors import ConfigError
+from telcosim.sim import config
+from telcosim.sim.config import Scenario, read_toml
+from telcosim.sim.errors import ConfigError
 
 BUILTIN_DIR = Path(__file__).resolve().parent / "builtin"
 EXTENDS = "extends"
@@ -229,8 +229,8 @@ def load(ref: str | Path | None, overrides: list[str] | None = None) -> Scenario
 
 def _check_incidents(sc: Scenario, label: str, prov: dict[tuple[str, ...], str]) -> None:
     """Incidents are checked against the scenario's network (cells and sites in range)."""
-    from sim.network import build_network
-    from sim.streams import generator
+    from telcosim.sim.network import build_network
+    from telcosim.sim.streams import generator
 
     from .incidents import parse
 
@@ -246,9 +246,9 @@ def _check_incidents(sc: Scenario, label: str, prov: dict[tuple[str, ...], str])
 def check(ref: str | Path, overrides: list[str] | None = None) -> list[str]:
     """Every problem of a scenario without running it: the file and its chain, and the input files
     it names (cells CSV, behaviour profile). Empty when sound."""
-    from sim.errors import TelcosimError
-    from sim.network import load_cells_csv
-    from sim.profile import load_profile
+    from telcosim.sim.errors import TelcosimError
+    from telcosim.sim.network import load_cells_csv
+    from telcosim.sim.profile import load_profile
 
     try:
         sc = load(ref, overrides)

@@ -1,5 +1,9 @@
-"""Runs with incidents: the baseline first (the same scenario and seed without incidents), then the
-run with them, labelled against it. ``--baseline`` keeps the baseline beside the run.
+"""The one run path: a scenario, with its incidents and learned generators, into a run folder.
+
+Every caller runs scenarios through :func:`run` (the CLI, the API, studies, calibration,
+rebalancing, augmentation): network and population are built once, the learned generators the
+scenario names are attached, and a scenario with incidents runs its baseline (the same scenario
+and seed without incidents) first and is labelled against it.
 
 Both runs draw the same random numbers (streams keyed by subscriber and time), so rows before the
 first incident's effect are identical and every later difference comes from the incidents. The
@@ -16,12 +20,15 @@ from pathlib import Path
 
 import numpy as np
 
-from sim.config import Scenario
-from sim.engine import DEFAULT_CHUNK, RunResult, Simulation
-from sim.errors import OutputError
-from sim.labels import RowLog, RowMatcher
-from sim.sinks import RunWriter
-from sim.streams import kernel_key
+from telcosim.models.behaviour import sample_population
+from telcosim.models.shapes import cell_multipliers
+from telcosim.sim.config import Scenario
+from telcosim.sim.engine import DEFAULT_CHECKPOINT_HOURS, DEFAULT_CHUNK, RunResult, Simulation
+from telcosim.sim.errors import ConfigError, OutputError, RunInterrupted
+from telcosim.sim.labels import RowLog, RowMatcher
+from telcosim.sim.population import activity_classes
+from telcosim.sim.sinks import RunWriter
+from telcosim.sim.streams import kernel_key
 
 from .incidents import compile_incidents
 
@@ -32,18 +39,14 @@ def baseline_path(out: Path) -> Path:
 
 
 def attach_learned(sim: Simulation) -> None:
-    """What the scenario asks of the learned generators in ``models`` (torch is imported only
-    then): the per-cell weekly shapes of ``behaviour.cell_shapes`` ("vae" / "gan"), and the
+    """What the scenario asks of the learned generators in ``telcosim.models`` (they import torch
+    only when used): the per-cell weekly shapes of ``behaviour.cell_shapes`` ("vae" / "gan"), and the
     per-service activity of every subscriber from ``population.behaviour_model``."""
     sc = sim.scenario
     if sc.behaviour.cell_shapes != "profile":
-        from models.shapes import cell_multipliers
-
         sim.cell_shapes = cell_multipliers(sc.behaviour.cell_shapes, sim.network.density, sc.seed)
         sim.learned["cell_shapes"] = {"kind": sc.behaviour.cell_shapes, "model": f"models/data/{sc.behaviour.cell_shapes}"}
     if sc.population.behaviour_model:
-        from models.behaviour import sample_population
-
         path = Path(sc.population.behaviour_model).expanduser()
         if not path.is_absolute() and not sc.source.startswith("<"):
             path = Path(sc.source).parent / path
@@ -62,8 +65,6 @@ def set_service_activity(pop, per_service: np.ndarray) -> None:
     """Give each subscriber per-service activity (n x 3: voice, SMS, data, mean 1 per column):
     ``activity`` becomes their mean (mean 1, its classes recomputed) and ``service_activity`` the
     ratios, so that activity x service_activity is the drawn rate multiplier of each service."""
-    from sim.population import activity_classes
-
     per_service = np.asarray(per_service, np.float64)
     act = per_service.mean(axis=1)
     act = act / act.mean() if act.mean() > 0 else np.ones(len(act))
@@ -73,25 +74,55 @@ def set_service_activity(pop, per_service: np.ndarray) -> None:
     pop.service_activity = ratio
 
 
-attach_cell_shapes = attach_learned  # the earlier name
-
-
-def run_scenario(scenario: Scenario, out: Path | None, *, baseline_out: Path | None = None,
-                 overwrite: bool = False, progress: Callable[[int, int], None] | None = None,
-                 chunk_subscribers: int = DEFAULT_CHUNK, workers: int | None = None,
-                 scheduler: str | None = None) -> tuple[RunResult, RunResult | None]:
-    """Run ``scenario``; with incidents, run its baseline first and label the run against it.
-    Returns (run, baseline or None). ``progress`` sees both runs as one sequence of epochs."""
+def prepare(scenario: Scenario) -> Simulation:
+    """Build the scenario's network and population (once) and attach what the layers above the
+    simulator provide: the learned generators it names and its compiled incidents."""
     sim = Simulation(scenario)
     attach_learned(sim)
-    pert = compile_incidents(sim)
+    sim.perturbations = compile_incidents(sim)
+    if sim.perturbations is not None:
+        sim.role = "incidents"
+    return sim
+
+
+def run(scenario: Scenario | Simulation, out: Path | None, *, baseline_out: Path | None = None,
+        overwrite: bool = False, resume: bool = False, progress: Callable[[int, int], None] | None = None,
+        chunk_subscribers: int = DEFAULT_CHUNK, workers: int | None = None, scheduler: str | None = None,
+        checkpoint_every: int = DEFAULT_CHECKPOINT_HOURS) -> RunResult:
+    """Run a scenario into ``out`` (None: count the rows, write nothing): the one run path of the
+    CLI, the API, studies, calibration, rebalancing and augmentation.
+
+    ``scenario`` is a loaded scenario, or a :class:`Simulation` from :func:`prepare` (built once,
+    e.g. to size a progress bar first). With incidents, the baseline (same seed, no incidents)
+    runs first and the run is labelled against it; ``baseline_out`` keeps the baseline there
+    (``result.baseline``). ``progress(done, total)`` sees both runs as one sequence of epochs.
+
+    Execution settings never change a byte of the output: ``chunk_subscribers``, ``workers`` /
+    ``scheduler`` (demand on a Dask cluster), ``checkpoint_every`` (hours) and ``resume``
+    (continue an interrupted run from its last checkpoint; not for runs with incidents, whose
+    labels need the baseline and the run whole). An interrupted run that has a checkpoint raises
+    :class:`RunInterrupted` and keeps its completed part for ``resume``.
+    """
+    sim = scenario if isinstance(scenario, Simulation) else prepare(scenario)
+    sc = sim.scenario
+    pert = sim.perturbations
     if pert is None:
-        writer = RunWriter(out, sim.metadata(), scenario.output.compression, overwrite=overwrite)
+        if baseline_out is not None:
+            raise ConfigError(f"baseline: {sc.name} has no incidents, so the run is its own baseline; "
+                              "run it without a baseline")
+        writer = RunWriter(out, sim.metadata(), sc.output.compression, overwrite=overwrite, resume=resume)
         try:
-            return sim.run(writer, progress, chunk_subscribers, workers=workers, scheduler=scheduler), None
-        except BaseException:
-            writer.abort()
+            return sim.run(writer, progress, chunk_subscribers, workers=workers, scheduler=scheduler,
+                           resume=resume, checkpoint_every=checkpoint_every)
+        except BaseException as exc:
+            writer.abort(keep_partial=True)
+            if isinstance(exc, KeyboardInterrupt) and writer.resumable():
+                raise RunInterrupted(f"interrupted; the completed part is kept hidden beside {out}: "
+                                     "continue the same run with resume") from None
             raise
+    if resume:
+        raise ConfigError(f"resume: not available for {sc.name}, a scenario with incidents (its labels need "
+                          "the baseline and the run whole); run it again without resume")
     if baseline_out is not None and out is not None and baseline_out.resolve() == out.resolve():
         raise OutputError("the baseline and the run cannot share a folder")
     n = sim.n_epochs
@@ -101,20 +132,14 @@ def run_scenario(scenario: Scenario, out: Path | None, *, baseline_out: Path | N
             return None
         return lambda done, _total: progress(offset + done, 2 * n)
 
-    base = Simulation(scenario)
-    base.role = "baseline"
-    base.cell_shapes = sim.cell_shapes
-    base.population = sim.population  # the same people, learned activity included
-    base.learned = sim.learned
+    base = sim.baseline()
     log = RowLog(pert.first_effect_ms)
-    b_writer = RunWriter(baseline_out, base.metadata(), scenario.output.compression, overwrite=overwrite)
-    writer = RunWriter(out, sim.metadata(), scenario.output.compression, overwrite=overwrite)
+    b_writer = RunWriter(baseline_out, base.metadata(), sc.output.compression, overwrite=overwrite)
+    writer = RunWriter(out, sim.metadata(), sc.output.compression, overwrite=overwrite)
     try:
         b_result = base.run(b_writer, shifted(0), chunk_subscribers, workers=workers, scheduler=scheduler,
                             checkpoint_every=0, row_log=log)
         del base
-        sim.perturbations = pert
-        sim.role = "incidents"
         result = sim.run(writer, shifted(n), chunk_subscribers, workers=workers, scheduler=scheduler,
                          checkpoint_every=0, matcher=RowMatcher(log), kpi_ref=b_result.kpi)
     except BaseException:
@@ -123,7 +148,8 @@ def run_scenario(scenario: Scenario, out: Path | None, *, baseline_out: Path | N
         if baseline_out is not None and "b_result" in locals():
             shutil.rmtree(baseline_out, ignore_errors=True)  # never a baseline without its run
         raise
-    return result, (b_result if baseline_out is not None else None)
+    result.baseline = b_result if baseline_out is not None else None
+    return result
 
 
-__all__ = ["attach_learned", "baseline_path", "run_scenario", "set_service_activity"]
+__all__ = ["attach_learned", "baseline_path", "prepare", "run", "set_service_activity"]

@@ -1,7 +1,7 @@
 """Scenario studies: one scenario run over a grid or list of variants, replicated with common
 random numbers, summarised per variant with Student-t confidence intervals and plotted.
 
-    from scenarios.study import load_study, run_study
+    from telcosim.scenarios.study import load_study, run_study
     st = load_study("studies/voice.toml")          # every problem at once, as a ConfigError
     result = run_study(st, Path("out/voice"), workers=2)
 
@@ -41,10 +41,12 @@ from typing import Any
 
 import numpy as np
 
-from sim.config import Scenario, read_toml
-from sim.errors import ConfigError, OutputError, TelcosimError
-from sim.kernels import cores
-from sim.staging import staging_folder, swap_into_place
+from telcosim.sim.config import Scenario, read_toml
+from telcosim.sim.errors import ConfigError, OutputError, TelcosimError
+from telcosim.sim.kernels import cores
+from telcosim.sim.staging import staging_folder, swap_into_place
+
+from .runner import run
 
 STUDY_DIR = Path(__file__).resolve().parent / "builtin" / "studies"
 
@@ -337,8 +339,8 @@ def load_study(ref: str | Path, *, replicates: int | None = None, seed: int | No
     every variant. ``replicates`` and ``seed`` replace the file's. Raises one
     :class:`~sim.errors.ConfigError` listing every problem: file, dotted key, bad value, what is
     allowed."""
-    import scenarios
-    from scenarios import loader
+    from telcosim import scenarios
+    from telcosim.scenarios import loader
 
     path, label = _resolve_study_ref(ref)
     if not path.exists():
@@ -610,8 +612,8 @@ def _map_problem(line: str, top: str, origins: dict[str, str], label: str, scena
 
 def _voice_channels(scenario: Scenario) -> np.ndarray:
     """Voice channels of each cell, from the network the run builds (same stream, same cells)."""
-    from sim.network import build_network
-    from sim.streams import generator
+    from telcosim.sim.network import build_network
+    from telcosim.sim.streams import generator
 
     base = None if scenario.source.startswith("<") else Path(scenario.source).parent
     return build_network(scenario.network, generator(scenario.seed, "network.layout"), base).voice_channels
@@ -621,19 +623,11 @@ def _run_one(task: tuple[int, Scenario, str | None]) -> tuple[int, str, Any]:
     """One simulator run in a worker: (index, "ok", (kpis, rows, wall_s)) or (index, "error", problems).
     A scenario with incidents runs as ``telcosim run`` runs it (its baseline first, then the run
     labelled against it); its KPIs are those of the run with the incidents."""
-    from sim.engine import run
-
     index, scenario, out = task
     dest = Path(out) if out else None
     t0 = time.perf_counter()
     try:
-        if getattr(scenario, "incidents", ()) or scenario.behaviour.cell_shapes != "profile" \
-                or scenario.population.behaviour_model:
-            from scenarios.runner import run_scenario
-
-            result, _ = run_scenario(scenario, dest)  # incidents and learned generators
-        else:
-            result = run(scenario, dest, checkpoint_every=0)
+        result = run(scenario, dest, checkpoint_every=0)
         channels = _voice_channels(scenario)
     except TelcosimError as exc:
         return index, "error", exc.problems
@@ -644,7 +638,7 @@ def _run_one(task: tuple[int, Scenario, str | None]) -> tuple[int, str, Any]:
 def _warm_up() -> None:
     """Compile (or load from numba's on-disk cache) the kernels once in this process, so that the
     worker processes started next load them from the cache instead of each compiling them."""
-    from sim import config
+    from telcosim.sim import config
 
     sc = config.load(None, ["population.subscribers=30", "network.sites=2", "network.layout='hex'"])
     _run_one((0, sc, None))
@@ -782,7 +776,7 @@ def _json_value(v: Any) -> Any:
 
 
 def summary_json(study: Study, summary, wall_s: float | None = None) -> dict[str, Any]:
-    from sim import __version__
+    from telcosim.sim import __version__
 
     variants = []
     for i, var in enumerate(study.variants):

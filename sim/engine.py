@@ -22,6 +22,7 @@ epoch process.
 from __future__ import annotations
 
 import datetime as dt
+import copy
 import hashlib
 import json
 import math
@@ -79,6 +80,8 @@ class RunResult:
     wall_s: float
     kpi: pa.Table
     stats: dict[str, float] = field(default_factory=dict)
+    # With incidents: the baseline's result (same seed, no incidents) when it was kept.
+    baseline: RunResult | None = None
 
     @property
     def records(self) -> int:
@@ -338,6 +341,14 @@ class Simulation:
             json.dumps(_jsonable(scenario.to_dict()), sort_keys=True).encode()).hexdigest()
         self.privacy_ledger = _read_ledger(scenario.privacy_ledger, base, Path(scenario.source).name)
 
+    def baseline(self) -> Simulation:
+        """The same run without incidents: the same network, population (learned activity
+        included), profile and learned shapes, not built again."""
+        base = copy.copy(self)
+        base.perturbations = None
+        base.role = "baseline"
+        return base
+
     def metadata(self) -> dict[str, str]:
         return {"telcosim.version": __version__, "telcosim.seed": str(self.scenario.seed),
                 "telcosim.scenario": self.scenario.name, "telcosim.scenario_sha256": self.scenario_hash}
@@ -401,12 +412,17 @@ class Simulation:
         up_share = sc.behaviour.data_uplink_share
         stats = {"attempts": 0}
 
+        # The simulator applies what the layers above it prepare; a scenario whose incidents or
+        # learned generators were not prepared is refused here rather than run without them.
         if sc.behaviour.cell_shapes != "profile" and self.cell_shapes is None:
             raise ConfigError(f"behaviour.cell_shapes = {sc.behaviour.cell_shapes!r} needs the learned shapes: run "
-                              "with 'telcosim run' or scenarios.runner.run_scenario (they load them)")
+                              "it with telcosim.run or 'telcosim run' (they load them)")
         if sc.population.behaviour_model and pop.service_activity is None:
-            raise ConfigError("population.behaviour_model needs the learned behaviour generator: run with "
-                              "'telcosim run' or scenarios.runner.run_scenario (they load it)")
+            raise ConfigError("population.behaviour_model needs the learned behaviour generator: run it with "
+                              "telcosim.run or 'telcosim run' (they load it)")
+        if sc.incidents and pert is None and self.role != "baseline":
+            raise ConfigError(f"{sc.name}: the scenario has {len(sc.incidents)} incident(s), which a bare "
+                              "Simulation does not apply: run it with telcosim.run or 'telcosim run'")
         shape_mult = self._shape_multipliers()
         # Threads for the per-epoch work after the shards (CSR index, counterpart cells, time order).
         post_threads = cores()
@@ -837,24 +853,4 @@ def _jsonable(obj):
     return obj
 
 
-def run(scenario: Scenario, out: Path | None, *, overwrite: bool = False,
-        progress: Callable[[int, int], None] | None = None, chunk_subscribers: int = DEFAULT_CHUNK,
-        workers: int | None = None, scheduler: str | None = None, resume: bool = False,
-        checkpoint_every: int = DEFAULT_CHECKPOINT_HOURS, perturbations: Perturbations | None = None,
-        row_log: RowLog | None = None, matcher: RowMatcher | None = None,
-        kpi_ref: pa.Table | None = None) -> RunResult:
-    """Build and run ``scenario``, writing to ``out`` (or discarding the rows when None). An
-    interrupted run keeps its hidden partial folder when it has a checkpoint, for ``resume``.
-    ``perturbations`` and the label arguments: see :meth:`Simulation.run`."""
-    sim = Simulation(scenario, perturbations)
-    writer = RunWriter(out, sim.metadata(), scenario.output.compression, overwrite=overwrite, resume=resume)
-    try:
-        return sim.run(writer, progress, chunk_subscribers, workers=workers, scheduler=scheduler,
-                       resume=resume, checkpoint_every=checkpoint_every, row_log=row_log, matcher=matcher,
-                       kpi_ref=kpi_ref)
-    except BaseException:
-        writer.abort(keep_partial=True)
-        raise
-
-
-__all__ = ["RunResult", "Simulation", "run"]
+__all__ = ["RunResult", "Simulation"]

@@ -25,3 +25,8 @@ class InputDataError(TelcosimError):
 
 class OutputError(TelcosimError):
     """The output folder cannot be written as asked."""
+
+
+class RunInterrupted(KeyboardInterrupt):
+    """A run interrupted after a checkpoint: its completed part is kept hidden beside the output
+    folder, and the same run with ``resume`` continues from it."""

@@ -107,7 +107,7 @@ def parse_profile(raw: dict[str, Any], name: str) -> Profile:
 def load_profile(ref: str, base_dir: Path | None = None) -> Profile:
     """'default' for the embedded profile, else a path (relative to ``base_dir``)."""
     if ref == "default":
-        text = resources.files("sim").joinpath("data/default_profile.toml").read_text(encoding="utf-8")
+        text = resources.files("telcosim.sim").joinpath("data/default_profile.toml").read_text(encoding="utf-8")
         return parse_profile(tomllib.loads(text), "default_profile.toml")
     path = Path(ref)
     if not path.is_absolute() and base_dir is not None:

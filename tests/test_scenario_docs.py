@@ -11,7 +11,7 @@ import tomllib
 import typing
 from pathlib import Path
 
-from sim import config
+from telcosim.sim import config
 
 DOC = Path(__file__).resolve().parents[1] / "docs" / "scenario-format.md"
 SECTIONS = ("time", "network", "population", "behaviour", "mobility", "output")

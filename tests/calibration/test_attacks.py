@@ -11,8 +11,8 @@ import math
 import numpy as np
 import pytest
 
-from calibration import attacks as A
-from calibration.readers import LocationTraces
+from telcosim.calibration import attacks as A
+from telcosim.calibration.readers import LocationTraces
 from tests.conftest import SHARED_DATA
 
 needs_data = pytest.mark.skipif(not (SHARED_DATA / "README.md").is_file(), reason="shared data not present")
@@ -131,8 +131,8 @@ def test_ledger_and_too_few_people(fake_real):
 def studentlife():
     if not (SHARED_DATA / "README.md").is_file():
         pytest.skip("shared data not present")
-    from calibration import derive_defaults as dd
-    from calibration import readers as R
+    from telcosim.calibration import derive_defaults as dd
+    from telcosim.calibration import readers as R
 
     return R.read_location_traces(SHARED_DATA / "studentlife_gps", tz=dd.STUDENTLIFE_TZ)
 

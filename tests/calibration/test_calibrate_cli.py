@@ -10,7 +10,7 @@ import tomllib
 
 import pytest
 
-from calibration import calibrate_cli as cli
+from telcosim.cli import calibrate as cli
 from tests.calibration.test_calibrate import doc, tg
 
 
@@ -82,8 +82,7 @@ def test_bad_options(tmp_path, capsys):
 
 
 def test_tiny_fit_writes_scenario_ledger_and_report(tmp_path, capsys):
-    import scenarios
-
+    from telcosim import scenarios
     t = write(tmp_path / "t.json", doc({"edges.call_duration": tg({"log_mu": 3.6, "log_sigma": 1.5, "median_s": 40.0,
                                                                     "p90_s": 250.0})}, eps=0.7))
     out = tmp_path / "cal.toml"

@@ -14,16 +14,16 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from calibration import rebalance_cli
-from calibration.coverage import (
+from telcosim.cli import rebalance as rebalance_cli
+from telcosim.calibration.coverage import (
     coverage_metrics,
     load_targets,
     parse_hours,
     read_strata,
     targets_from_dict,
 )
-from calibration.errors import EXIT_USAGE
-from sim.errors import ConfigError
+from telcosim.calibration.errors import EXIT_USAGE
+from telcosim.sim.errors import ConfigError
 
 
 def parse(argv):

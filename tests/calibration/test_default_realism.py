@@ -24,10 +24,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from calibration.derive_defaults import MILAN_HOLIDAYS
-from calibration.fidelity import evaluate
-from sim import config
-from sim.engine import run
+from telcosim.calibration.derive_defaults import MILAN_HOLIDAYS
+from telcosim.calibration.fidelity import evaluate
+from telcosim.sim import config
+from telcosim.scenarios.runner import run
 from tests.calibration.conftest import read_real_sets
 from tests.conftest import SHARED_DATA
 

@@ -6,8 +6,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from calibration.detection import AFTER, BEFORE, detection_task, real_windows, window_features
-from sim.cli import main
+from telcosim.calibration.detection import AFTER, BEFORE, detection_task, real_windows, window_features
+from telcosim.cli import main
 from tests.conftest import SHARED_DATA
 
 RAN = SHARED_DATA / "ran_updates"

@@ -9,9 +9,9 @@ import math
 import numpy as np
 import pytest
 
-from calibration import fidelity as F
-from calibration import readers as R
-from calibration.run_stats import voice_stats
+from telcosim.calibration import fidelity as F
+from telcosim.calibration import readers as R
+from telcosim.calibration.run_stats import voice_stats
 from tests.conftest import small_scenario
 
 
@@ -66,7 +66,7 @@ def test_halves_are_disjoint_complete_and_seeded():
 
 def test_real_figures_equal_the_default_profile(real_sets):
     """The real side uses the definitions of the default profile's derivation (rounded to 4 digits)."""
-    from sim.profile import load_profile
+    from telcosim.sim.profile import load_profile
 
     raw = load_profile("default").raw
     src = {d.kind: F.real_source(d) for d in real_sets}
@@ -169,7 +169,7 @@ def test_gate_follows_the_required_metrics(wrong_run, honest_doc, real_sets):
 
 
 def test_multi_day_run_gets_weekly_and_autocorrelation(tmp_path, real_sets):
-    from sim.engine import run
+    from telcosim.scenarios.runner import run
 
     out = tmp_path / "two_days"
     run(small_scenario(**{"population.subscribers": 1500, "time.days": 3}), out)

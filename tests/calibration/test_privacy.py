@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from calibration.privacy import ExactReleaser, Releaser, cap_rows
+from telcosim.calibration.privacy import ExactReleaser, Releaser, cap_rows
 
 
 def releaser(eps=1.0, delta=0.0, n=1, plan=None, disjoint=False):

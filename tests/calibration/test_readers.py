@@ -11,9 +11,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from calibration import readers as R
-from calibration.errors import DataError
-from sim.errors import TelcosimError
+from telcosim.calibration import readers as R
+from telcosim.calibration.errors import DataError
+from telcosim.sim.errors import TelcosimError
 from tests.conftest import SHARED_DATA
 
 needs_data = pytest.mark.skipif(not (SHARED_DATA / "README.md").is_file(), reason="shared data not present")

@@ -13,10 +13,10 @@ import json
 import pandas as pd
 import pytest
 
-from calibration import rebalance as rb
-from calibration import rebalance_cli
-from calibration.coverage import load_targets
-from sim.engine import run
+from telcosim.calibration import rebalance as rb
+from telcosim.cli import rebalance as rebalance_cli
+from telcosim.calibration.coverage import load_targets
+from telcosim.scenarios.runner import run
 from tests.conftest import small_scenario
 
 TARGETS = """
@@ -151,7 +151,7 @@ def test_weights_recover_the_original_distribution(rebalanced):
 
 
 def test_extra_runs_are_complete_seeded_apart_and_ids_do_not_collide(rebalanced):
-    from sim.verify import verify_run
+    from telcosim.sim.verify import verify_run
 
     run_dir, out, m = rebalanced
     gen = m["generated"]
@@ -196,7 +196,7 @@ def test_nothing_is_left_when_a_run_fails(starved, tmp_path, monkeypatch):
     def boom(*a, **k):
         raise RuntimeError("simulated failure")
 
-    monkeypatch.setattr("scenarios.runner.run_scenario", boom)
+    monkeypatch.setattr("telcosim.scenarios.runner.run_scenario", boom)
     with pytest.raises(RuntimeError):
         rb.rebalance(run_dir, load_targets(cov), out)
     assert not out.exists() and not list(tmp_path.glob(".*"))
@@ -217,7 +217,7 @@ def test_met_targets_generate_nothing_and_existing_out_is_refused(starved, tmp_p
 
 
 def test_cli_wiring_and_dry_run(starved, tmp_path, capsys):
-    from sim.cli import main as sim_main
+    from telcosim.cli import main as sim_main
 
     run_dir, cov = starved
     out = tmp_path / "out"
@@ -234,7 +234,7 @@ def test_cli_wiring_and_dry_run(starved, tmp_path, capsys):
 
 
 def test_same_input_same_output_and_capped_gaps_stay_short(starved, tmp_path):
-    from calibration.coverage import coverage_metrics
+    from telcosim.calibration.coverage import coverage_metrics
 
     run_dir, _ = starved
     night = coverage_metrics(run_dir, None)["dimensions"]["hour"]["levels"]

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from calibration.report import write_report
+from telcosim.calibration.report import write_report
 
 BROWSERS = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable")
 
@@ -40,8 +40,8 @@ def report_doc(request, small_run, small_run_b):
 
     if HAVE_DATA:
         return request.getfixturevalue("honest_doc")
-    from calibration import readers as R
-    from calibration.fidelity import evaluate
+    from telcosim.calibration import readers as R
+    from telcosim.calibration.fidelity import evaluate
 
     return evaluate(small_run[1], [R.read_cdr(small_run_b)])
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 
-from calibration.run_stats import mobility_stats, voice_stats
+from telcosim.calibration.run_stats import mobility_stats, voice_stats
 
 
 def test_statistics_of_a_small_run(small_run):

@@ -11,11 +11,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from calibration import derive_defaults as dd
-from calibration import readers as R
-from calibration.privacy import AGGREGATE_NOTE
-from calibration.run_stats import voice_stats
-from calibration.targets import (
+from telcosim.calibration import derive_defaults as dd
+from telcosim.calibration import readers as R
+from telcosim.calibration.privacy import AGGREGATE_NOTE
+from telcosim.calibration.run_stats import voice_stats
+from telcosim.calibration.targets import (
     PAIR_BIN_EDGES,
     compute_targets,
     contact_concentration_from_bins,

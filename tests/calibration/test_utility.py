@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from calibration import utility as U
+from telcosim.calibration import utility as U
 from tests.conftest import SHARED_DATA
 
 needs_data = pytest.mark.skipif(not (SHARED_DATA / "README.md").is_file(), reason="shared data not present")
@@ -69,7 +69,7 @@ def test_short_run_drops_lags_or_is_not_evaluated():
 
 def test_one_day_run_is_not_evaluated_and_outage_detector_not_asked_for(small_run):
     _, run_dir, _ = small_run
-    from calibration.readers import CellSeries
+    from telcosim.calibration.readers import CellSeries
 
     idx = pd.date_range("2024-01-01", periods=24 * 30, freq="1h")
     cells = CellSeries("mem", {"a": pd.Series(1.0 + np.sin(np.arange(len(idx))), index=idx)})
@@ -83,7 +83,7 @@ def test_one_day_run_is_not_evaluated_and_outage_detector_not_asked_for(small_ru
 
 @pytest.fixture(scope="module")
 def four_day_run(tmp_path_factory):
-    from sim.engine import run
+    from telcosim.scenarios.runner import run
     from tests.conftest import small_scenario
 
     out = tmp_path_factory.mktemp("runs4") / "four"
@@ -103,7 +103,7 @@ def test_run_series_sums_kpis_per_hour(four_day_run):
 
 @needs_data
 def test_against_lte_and_milan(four_day_run):
-    from calibration import readers as R
+    from telcosim.calibration import readers as R
 
     ds = [R.read_cell_series(SHARED_DATA / "lte_cells"),
           R.read_activity(SHARED_DATA / "milan_hourly" / "square_hourly_load.csv")]
@@ -139,7 +139,7 @@ def _persistent_series(n: int, days: int, seed: int, phi: float, shape_sd: float
 
 
 def test_persistence_stats_recover_the_autocorrelation_and_the_own_shape():
-    from calibration.derive_defaults import persistence_stats
+    from telcosim.calibration.derive_defaults import persistence_stats
 
     s = _persistent_series(200, 14, 5, 0.5, 0.2)
     st = persistence_stats(s.y, s.hour, s.weekday)
@@ -163,7 +163,7 @@ def test_persistent_training_series_transfer_better():
 @needs_data
 def test_lte_persistence_figures():
     """The LTE cells' figures the data-volume level defaults are fitted to (docs/evaluate.md)."""
-    from calibration.derive_defaults import lte_volume_persistence
+    from telcosim.calibration.derive_defaults import lte_volume_persistence
 
     st = lte_volume_persistence(SHARED_DATA)
     assert st["windows"] == 153

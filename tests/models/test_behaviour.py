@@ -17,8 +17,8 @@ import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 
-from models import base
-from models import behaviour as B
+from telcosim.models import base
+from telcosim.models import behaviour as B
 
 
 @pytest.fixture(scope="module")

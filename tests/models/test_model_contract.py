@@ -9,7 +9,7 @@ import sys
 import numpy as np
 import pytest
 
-from models import base
+from telcosim.models import base
 
 MODELS = sorted(base.registered())
 
@@ -40,8 +40,8 @@ def fitted():
 
 
 def test_import_does_not_import_torch():
-    code = ("import sys, models, models.base; from models import base; base.registered(); "
-            "import models.cli, models.diagnostics; "
+    code = ("import sys, telcosim.models, telcosim.models.base; from telcosim.models import base; base.registered(); "
+            "import telcosim.cli.models, telcosim.models.diagnostics; "
             "print('torch' in sys.modules)")
     res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert res.stdout.strip() == "False", res.stderr

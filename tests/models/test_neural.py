@@ -16,10 +16,10 @@ import tomllib
 import numpy as np
 import pytest
 
-from calibration import calibrate as C
-from calibration import calibrate_cli as cli
-from models import base
-from models import neural as N
+from telcosim.calibration import calibrate as C
+from telcosim.cli import calibrate as cli
+from telcosim.models import base
+from telcosim.models import neural as N
 
 
 def test_latent_round_trip_and_statistics_transform():
@@ -127,8 +127,7 @@ def test_cli_neural_trains_once_then_answers_from_the_cache(targets_file, tmp_pa
     assert "90% interval" in text and "privacy_ledger" in text
     sc = tomllib.loads(text)
     assert sc["mobility"]["stickiness"] == pytest.approx(fitted["mobility.stickiness"]["best"], rel=1e-5)
-    import scenarios
-
+    from telcosim import scenarios
     loaded = scenarios.load(str(out1), [])  # a valid scenario, as the search's output is
     assert loaded.mobility.stickiness == pytest.approx(sc["mobility"]["stickiness"])
     # the same network and posterior seed: the same answer

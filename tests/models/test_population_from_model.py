@@ -9,11 +9,11 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
-from scenarios.runner import run_scenario
-from sim import config
-from sim.cli import main
-from sim.engine import run
-from sim.errors import ConfigError
+from telcosim.scenarios.runner import run as run_scenario
+from telcosim.sim import config
+from telcosim.cli import main
+from telcosim.scenarios.runner import run
+from telcosim.sim.errors import ConfigError
 from tests.conftest import small_scenario
 
 
@@ -38,7 +38,7 @@ def test_population_drawn_from_the_model(model_dir, tmp_path):
     # The engine alone cannot load it: it says how.
     with pytest.raises(ConfigError, match="population.behaviour_model"):
         run(sc, None)
-    res, _ = run_scenario(sc, tmp_path / "a")
+    res = run_scenario(sc, tmp_path / "a")
     subs = pq.read_table(tmp_path / "a" / "subscribers.parquet").to_pandas()
     cdr = pq.read_table(tmp_path / "a" / "cdr").to_pandas()
     # Activity is the mean of the drawn per-service multipliers (mean 1), not the lognormal.
@@ -48,14 +48,14 @@ def test_population_drawn_from_the_model(model_dir, tmp_path):
     assert learned["epsilon"] <= 4.0 + 1e-6 and learned["data_fingerprint"].startswith("sha256:")
     assert learned["model"] == "behaviour" and learned["training_rows"] > 0
     plain = config.load(None, ["population.subscribers=3000"])
-    from sim.engine import Simulation
-    from sim.population import build_population
+    from telcosim.sim.engine import Simulation
+    from telcosim.sim.population import build_population
 
     lognormal = build_population(plain.population, Simulation(plain).network, plain.seed).activity
     assert not np.allclose(subs["activity"].to_numpy(), lognormal)
     # Per-service rates follow the drawn multipliers: data sessions per subscriber rank-correlate
     # with the subscriber's data activity.
-    from scenarios.runner import attach_learned
+    from telcosim.scenarios.runner import attach_learned
 
     sim = Simulation(sc)
     attach_learned(sim)

@@ -8,8 +8,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from models import diagnostics, shapes
-from sim.errors import ConfigError
+from telcosim.models import diagnostics, shapes
+from telcosim.sim.errors import ConfigError
 from tests.conftest import SHARED_DATA
 
 SHIPPED = {kind: shapes.DATA_DIR / kind for kind in shapes.KINDS}

@@ -8,7 +8,7 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
-from sim.cli import main
+from telcosim.cli import main
 
 
 def test_augment_writes_labelled_episodes(tmp_path, capsys):

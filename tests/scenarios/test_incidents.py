@@ -12,9 +12,9 @@ import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 
-import scenarios
-from scenarios.runner import run_scenario
-from sim.cli import main
+from telcosim import scenarios
+from telcosim.scenarios.runner import run as run_scenario
+from telcosim.cli import main
 
 SMALL = ["population.subscribers=4000"]
 
@@ -22,7 +22,7 @@ SMALL = ["population.subscribers=4000"]
 def _run(tmp_path_factory, name: str, extra: list[str] | None = None):
     sc = scenarios.load(name, SMALL + (extra or []))
     root = tmp_path_factory.mktemp(name)
-    run, base = run_scenario(sc, root / "run", baseline_out=root / "run.baseline")
+    run_scenario(sc, root / "run", baseline_out=root / "run.baseline")
     return sc, root / "run", root / "run.baseline"
 
 
@@ -268,8 +268,8 @@ def test_random_failures_are_simpy_processes_with_labels(tmp_path_factory):
     assert ids and ids <= set(fails["incident_id"])
     # Same seed, same failures.
     sc = scenarios.load("random_failures_week", SMALL + ["time.days=2", "incidents[0].mtbf_hours=150"])
-    from scenarios.incidents import compile_incidents
-    from sim.engine import Simulation
+    from telcosim.scenarios.incidents import compile_incidents
+    from telcosim.sim.engine import Simulation
 
     again = compile_incidents(Simulation(sc)).incidents
     assert [r["start_ms"] for r in again if r["kind"] == "random_failure"] == \
@@ -318,8 +318,8 @@ cap_mbps = 5
 from hypothesis import HealthCheck, given, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
 
-from scenarios.incidents import KINDS  # noqa: E402
-from sim.errors import ConfigError  # noqa: E402
+from telcosim.scenarios.incidents import KINDS  # noqa: E402
+from telcosim.sim.errors import ConfigError  # noqa: E402
 
 _JUNK = st.one_of(st.none(), st.booleans(), st.integers(-10**6, 10**6), st.floats(allow_nan=False, allow_infinity=False),
                   st.text(max_size=8), st.lists(st.integers(-5, 2000), max_size=4))
@@ -334,7 +334,7 @@ _PLANTED = {
 
 
 def _toml(v):
-    from scenarios.loader import _toml_value
+    from telcosim.scenarios.loader import _toml_value
 
     return _toml_value(v)
 

@@ -12,11 +12,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-import scenarios
-from scenarios import loader
-from sim import config
-from sim.config import Scenario
-from sim.errors import ConfigError
+from telcosim import scenarios
+from telcosim.scenarios import loader
+from telcosim.sim import config
+from telcosim.sim.config import Scenario
+from telcosim.sim.errors import ConfigError
 
 BUILTINS = ("normal_weekday", "small_city", "weekend")
 
@@ -58,7 +58,7 @@ def test_builtin_calendars_and_sizes():
 
 @pytest.mark.parametrize("name", BUILTINS)
 def test_every_builtin_runs_at_small_size(name):
-    from sim.engine import run
+    from telcosim.scenarios.runner import run
 
     sc = scenarios.load(name, ["population.subscribers=300", "time.days=1"])
     result = run(sc, None)
@@ -253,7 +253,7 @@ def test_extends_is_top_level_only(tmp_path):
 # -- relative paths ------------------------------------------------------------------------------
 
 def test_relative_paths_resolve_against_the_file_that_wrote_them(tmp_path):
-    from sim.engine import Simulation
+    from telcosim.sim.engine import Simulation
 
     cells = "cell_id,lat,lon\nA,45.0,9.0\nB,45.01,9.0\nC,45.0,9.01\n"
     _write(tmp_path / "lib" / "cells.csv", cells)

@@ -18,8 +18,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-import scenarios
-from sim.cli import main
+from telcosim import scenarios
+from telcosim.cli import main
 
 BUILTINS = ("normal_weekday", "small_city", "weekend")
 
@@ -278,7 +278,7 @@ def test_bad_files_generated(entries, parent, bad_extends):
 def test_console_script(tmp_path):
     """The installed entry point: exit codes, and no traceback for a bad file."""
     script = shutil.which("telcosim", path=str(Path(sys.executable).parent))
-    cmd = [script] if script else [sys.executable, "-m", "sim.cli"]
+    cmd = [script] if script else [sys.executable, "-m", "telcosim.cli"]
     bad = _write(tmp_path / "bad.toml", "extends = 'weekend'\n[network]\nsites = 0\n[time]\nday = 2\n")
     proc = subprocess.run([*cmd, "scenario", "check", "small_city", str(bad)], capture_output=True, text=True,
                           timeout=120)

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from sim.cli import main
+from telcosim.cli import main
 
 
 def _run(argv, capsys):
@@ -134,7 +134,7 @@ def test_bad_cells_csv(tmp_path, capsys, csv_text, needles):
 
 def test_console_script_exit_code(tmp_path):
     """The installed entry point itself: exit 2 and no traceback."""
-    proc = subprocess.run([sys.executable, "-m", "sim.cli", "run", "--out", str(tmp_path / "o"), "--subscribers", "0"],
+    proc = subprocess.run([sys.executable, "-m", "telcosim.cli", "run", "--out", str(tmp_path / "o"), "--subscribers", "0"],
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2
     assert "Traceback" not in proc.stderr and "must be a positive integer" in proc.stderr

@@ -6,9 +6,9 @@ import datetime as dt
 
 import pytest
 
-from sim import config
-from sim.config import Scenario
-from sim.errors import ConfigError
+from telcosim.sim import config
+from telcosim.sim.config import Scenario
+from telcosim.sim.errors import ConfigError
 
 
 def test_partial_table_keeps_the_other_defaults():
@@ -40,7 +40,7 @@ def test_all_malformed_overrides_reported():
 
 
 def test_manifest_window_spans_real_hours_across_a_clock_change():
-    from sim.engine import Simulation
+    from telcosim.sim.engine import Simulation
 
     sim = Simulation(config.from_dict({"time": {"start": "2024-03-31T00:00:00", "timezone": "Europe/Rome"},
                                        "population": {"subscribers": 10}}))

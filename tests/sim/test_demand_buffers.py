@@ -5,12 +5,12 @@ from __future__ import annotations
 
 import numpy as np
 
-from sim import shards
-from sim.engine import Simulation
-from sim.executors import LocalDemand
-from sim.mobility import place_target
-from sim.sessions import attempt_rates
-from sim.shards import EPOCHS_PER_HOUR, EpochInputs, ShardState
+from telcosim.sim import shards
+from telcosim.sim.engine import Simulation
+from telcosim.sim.executors import LocalDemand
+from telcosim.sim.mobility import place_target
+from telcosim.sim.sessions import attempt_rates
+from telcosim.sim.shards import EPOCHS_PER_HOUR, EpochInputs, ShardState
 from tests.conftest import small_scenario
 
 

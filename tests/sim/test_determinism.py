@@ -8,7 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from sim.engine import run
+from telcosim.scenarios.runner import run
 from tests.conftest import small_scenario
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -48,7 +48,7 @@ import sys
 from pathlib import Path
 sys.path.insert(0, {root!r})
 from tests.conftest import small_scenario
-from sim.engine import run
+from telcosim.scenarios.runner import run
 run(small_scenario(**{{"population.subscribers": 150, "network.sites": 8}}), Path({out!r}))
 """
 

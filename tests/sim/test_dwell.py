@@ -15,11 +15,11 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
 
-from calibration.derive_defaults import hop_dwell_log_sigma
-from sim import config
-from sim.engine import run
-from sim.errors import ConfigError
-from sim.kernels import demand
+from telcosim.calibration.derive_defaults import hop_dwell_log_sigma
+from telcosim.sim import config
+from telcosim.scenarios.runner import run
+from telcosim.sim.errors import ConfigError
+from telcosim.sim.kernels import demand
 from tests.conftest import small_scenario
 
 N_CELLS = 41        # a straight road of cells 0.5 km apart
@@ -109,7 +109,7 @@ def test_estimator_takes_trip_speed_spread_out_in_quadrature():
 
 
 def test_profile_records_the_data_estimate():
-    text = resources.files("sim").joinpath("data/default_profile.toml").read_text(encoding="utf-8")
+    text = resources.files("telcosim.sim").joinpath("data/default_profile.toml").read_text(encoding="utf-8")
     ho = tomllib.loads(text)["handover"]
     assert 0.5 < ho["dwell_log_sigma"] < 2.0
 

@@ -11,12 +11,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from sim.config import ByDensity, NetworkConfig
-from sim.engine import _Resolver
-from sim.kernels import demand
-from sim.kernels.resolution import C_NEXT_TICK, OUT_BLOCKED, OUT_COMPLETED
-from sim.network import build_network
-from sim.streams import generator
+from telcosim.sim.config import ByDensity, NetworkConfig
+from telcosim.sim.engine import _Resolver
+from telcosim.sim.kernels import demand
+from telcosim.sim.kernels.resolution import C_NEXT_TICK, OUT_BLOCKED, OUT_COMPLETED
+from telcosim.sim.network import build_network
+from telcosim.sim.streams import generator
 
 
 def erlang_b(c: int, a: float) -> float:

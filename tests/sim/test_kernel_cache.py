@@ -6,7 +6,7 @@ import importlib.util
 import shutil
 from pathlib import Path
 
-import sim.kernels
+import telcosim.sim.kernels
 
 
 def _load(pkg: Path) -> None:
@@ -18,7 +18,7 @@ def _load(pkg: Path) -> None:
 def test_cache_kept_while_sources_stay_and_dropped_when_one_changes(tmp_path):
     pkg = tmp_path / "kernels"
     pkg.mkdir()
-    shutil.copy(Path(sim.kernels.__file__), pkg / "__init__.py")
+    shutil.copy(Path(telcosim.sim.kernels.__file__), pkg / "__init__.py")
     (pkg / "rng.py").write_text("X = 1\n")
     cache = pkg / "__pycache__"
     cache.mkdir()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from sim.cli import main
+from telcosim.cli import main
 
 
 def test_ledger_is_copied_into_the_manifest_through_extends(tmp_path, capsys):

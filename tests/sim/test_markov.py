@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from sim.kernels import demand
-from sim.mobility import PLACE_TARGET_WEEKDAY
-from sim.streams import kernel_key
+from telcosim.sim.kernels import demand
+from telcosim.sim.mobility import PLACE_TARGET_WEEKDAY
+from telcosim.sim.streams import kernel_key
 
 
 def test_fixed_chain_occupancy_matches_stationary_distribution():

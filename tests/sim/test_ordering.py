@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from sim.kernels.ordering import stable_time_order_and_times, take
+from telcosim.sim.kernels.ordering import stable_time_order_and_times, take
 
 
 @pytest.mark.parametrize("span", [1, 2, 3, 1000, 1024, 1025, 900_000])

@@ -7,10 +7,11 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
-from sim import config
-from sim.engine import Simulation, run
-from sim.errors import ConfigError
-from sim.population import build_population
+from telcosim.sim import config
+from telcosim.sim.engine import Simulation
+from telcosim.scenarios.runner import run
+from telcosim.sim.errors import ConfigError
+from telcosim.sim.population import build_population
 from tests.conftest import small_scenario
 
 
@@ -120,8 +121,8 @@ def _arrays_digest(net, pop) -> str:
 def test_setup_arrays_are_those_of_the_python_setup(sets, digest):
     """Every network and population array, byte for byte, as the Python/networkx set-up built them
     before the kernels (digests taken from that code; a deliberate change of the model changes them)."""
-    from sim.network import build_network
-    from sim.streams import generator
+    from telcosim.sim.network import build_network
+    from telcosim.sim.streams import generator
 
     base = {"network.layout": "random", "network.sites": 30, "network.radius_km": 4.0,
             "population.subscribers": 4000}
@@ -173,8 +174,8 @@ def _grid_points(seed: int):
 def test_neighbour_graph_breaks_ties_as_networkx(case):
     """Kruskal in the kernel takes the Delaunay edges in networkx's order, so equal lengths (the
     hex layout, grids) give the same spanning tree and hence the same neighbours."""
-    from sim.network import _neighbour_csr, build_network
-    from sim.streams import generator
+    from telcosim.sim.network import _neighbour_csr, build_network
+    from telcosim.sim.streams import generator
 
     layout, sites, sectors = case
     if layout == "grid":
@@ -208,7 +209,7 @@ def test_networkx_views_match_the_csr():
 @pytest.fixture(params=[False, True], ids=["one-range", "split"])
 def splitting(request, monkeypatch):
     """Kernels on one range, or split into three ranges of a few rows each."""
-    from sim.kernels import setup
+    from telcosim.sim.kernels import setup
 
     if request.param:
         monkeypatch.setattr(setup, "_SPLIT_MIN", 7)
@@ -224,7 +225,7 @@ def _random_csr(rng, rows: int, empty_ok: bool):
 
 
 def test_in_row_draws_match_the_numpy_rule(splitting):
-    from sim.population import _draw_in_rows
+    from telcosim.sim.population import _draw_in_rows
 
     rng = np.random.default_rng(3)
     ptr, idx = _random_csr(rng, 40, empty_ok=False)
@@ -245,7 +246,7 @@ def test_in_row_draws_match_the_numpy_rule(splitting):
 
 
 def test_symmetric_csr_matches_sorted_unique_keys(splitting):
-    from sim.kernels import setup
+    from telcosim.sim.kernels import setup
 
     rng = np.random.default_rng(4)
     n = 300
@@ -261,7 +262,7 @@ def test_symmetric_csr_matches_sorted_unique_keys(splitting):
 
 
 def test_pair_uniforms_and_row_cumulative_match_numpy():
-    from sim.kernels import setup
+    from telcosim.sim.kernels import setup
 
     rng = np.random.default_rng(5)
     ptr, idx = _random_csr(rng, 60, empty_ok=True)
@@ -287,7 +288,7 @@ def test_pair_uniforms_and_row_cumulative_match_numpy():
 
 
 def test_neighbourhood_csrs_match_python_sets():
-    from sim.kernels import setup
+    from telcosim.sim.kernels import setup
 
     rng = np.random.default_rng(6)
     ptr, idx = _random_csr(rng, 50, empty_ok=True)
@@ -313,7 +314,7 @@ def test_neighbourhood_csrs_match_python_sets():
 def test_contact_kernels_match_the_numpy_rule(splitting):
     """Local cell by resident count, resident by a uniform (empty cells and the last subscriber
     clipped as the numpy code did), then local or global."""
-    from sim.kernels import setup
+    from telcosim.sim.kernels import setup
 
     rng = np.random.default_rng(8)
     n_cells, n, m = 30, 500, 4000

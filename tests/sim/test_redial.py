@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from sim.engine import run
+from telcosim.scenarios.runner import run
 from tests.conftest import read, small_scenario
 
 
@@ -97,12 +97,12 @@ def test_redialled_call_in_a_stale_cell_keeps_the_state_consistent():
     then start a data session where it is now. The call's leg and the data session then sit in
     different cells, and the next move must take each from its own cell (this used to corrupt
     the cell's data-session list and hang the run)."""
-    from sim.config import NetworkConfig
-    from sim.engine import _Resolver
-    from sim.kernels import demand
-    from sim.kernels.resolution import C_NEXT_TICK
-    from sim.network import build_network
-    from sim.streams import generator
+    from telcosim.sim.config import NetworkConfig
+    from telcosim.sim.engine import _Resolver
+    from telcosim.sim.kernels import demand
+    from telcosim.sim.kernels.resolution import C_NEXT_TICK
+    from telcosim.sim.network import build_network
+    from telcosim.sim.streams import generator
     from tests.sim.test_resolution_properties import _check_data_lists
 
     net = build_network(NetworkConfig(layout="hex", sites=2, sectors=3), generator(0, "network.layout"))

@@ -11,12 +11,12 @@ import numpy as np
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from sim.config import NetworkConfig
-from sim.engine import _Resolver, counterpart_cells_of
-from sim.kernels import demand
-from sim.kernels.resolution import C_FREE_CALLS, C_FREE_DATA, C_NEXT_TICK, SVC_DATA, SVC_VOICE
-from sim.network import build_network
-from sim.streams import generator
+from telcosim.sim.config import NetworkConfig
+from telcosim.sim.engine import _Resolver, counterpart_cells_of
+from telcosim.sim.kernels import demand
+from telcosim.sim.kernels.resolution import C_FREE_CALLS, C_FREE_DATA, C_NEXT_TICK, SVC_DATA, SVC_VOICE
+from telcosim.sim.network import build_network
+from telcosim.sim.streams import generator
 
 NET = build_network(NetworkConfig(layout="hex", sites=2, sectors=3), generator(0, "network.layout"))
 EPOCH = 3_600_000

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 from scipy import stats
 
-from sim.kernels import rng
-from sim.streams import STREAMS, generator, kernel_key, stable_hash
+from telcosim.sim.kernels import rng
+from telcosim.sim.streams import STREAMS, generator, kernel_key, stable_hash
 
 
 def test_uniforms_are_uniform_and_distinct_per_entity_and_epoch():

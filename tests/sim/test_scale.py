@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from sim.engine import run
-from sim.errors import OutputError
+from telcosim.scenarios.runner import run
+from telcosim.sim.errors import OutputError
 from tests.conftest import small_scenario
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -62,7 +62,7 @@ import sys, time
 from pathlib import Path
 sys.path.insert(0, {root!r})
 from tests.conftest import small_scenario
-from sim.engine import run
+from telcosim.scenarios.runner import run
 sc = small_scenario(**{{"population.subscribers": 2500}})
 run(sc, Path({out!r}), checkpoint_every=2, progress=lambda d, t: time.sleep(0.06))
 """

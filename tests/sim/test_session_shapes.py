@@ -11,9 +11,9 @@ import numpy as np
 import pyarrow.compute as pc
 import pytest
 
-from calibration.derive_defaults import _week, record_weights, session_shapes
-from sim.errors import InputDataError
-from sim.profile import load_profile, parse_profile
+from telcosim.calibration.derive_defaults import _week, record_weights, session_shapes
+from telcosim.sim.errors import InputDataError
+from telcosim.sim.profile import load_profile, parse_profile
 from tests.conftest import read
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from sim import sinks
+from telcosim.sim import sinks
 
 
 def _piece(lo: int, n: int) -> pa.Table:

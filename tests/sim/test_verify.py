@@ -11,10 +11,10 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
 
-from sim import cli
-from sim.engine import run
-from sim.sinks import sha256_file
-from sim.verify import verify_run
+from telcosim import cli
+from telcosim.scenarios.runner import run
+from telcosim.sim.sinks import sha256_file
+from telcosim.sim.verify import verify_run
 from tests.conftest import small_scenario
 
 

@@ -10,10 +10,10 @@ import math
 import numpy as np
 import pytest
 
-from sim.cli import main
-from sim.engine import run
-from sim.kernels.demand import volume_levels
-from sim.streams import kernel_key
+from telcosim.cli import main
+from telcosim.scenarios.runner import run
+from telcosim.sim.kernels.demand import volume_levels
+from telcosim.sim.streams import kernel_key
 from tests.conftest import read, small_scenario
 
 
@@ -89,7 +89,7 @@ def test_the_carried_level_is_the_ar1_and_the_daily_sum(hours):
     (_level_step): the transient is the AR(1) with its own keyed innovations, the habit equals the
     direct sum around the day (_ar_sum) up to rounding, for a correlation time long enough that
     the sums hit their 48 / 24 caps and short enough that they do not."""
-    from sim.kernels.demand import _ar_sum, _ar_terms, _keyed_normal, _level_seeds, _level_step
+    from telcosim.sim.kernels.demand import _ar_sum, _ar_terms, _keyed_normal, _level_seeds, _level_step
 
     key, rho = kernel_key(7, "sessions"), math.exp(-1.0 / hours)
     seed_t, seed_h = _level_seeds(key, 5)

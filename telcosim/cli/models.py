@@ -17,14 +17,14 @@ import os
 import shutil
 from pathlib import Path
 
-from sim.staging import staging_folder, swap_into_place
+from telcosim.sim.staging import staging_folder, swap_into_place
 
 KINDS = ("vae", "gan")
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
     """Add the ``models`` subcommand (with ``train`` and ``diagnose``) to an argparse subparsers object."""
-    from sim.cli import seed_value
+    from telcosim.cli.args import seed_value
 
     p = subparsers.add_parser("models", help="train and diagnose learned generators (traffic shapes)",
                               description="Learned generators: train a weekly traffic-shape model on real "
@@ -65,9 +65,9 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 
 
 def _behaviour(args) -> int:
-    from calibration.errors import report
+    from telcosim.calibration.errors import report
 
-    from . import behaviour
+    from telcosim.models import behaviour
 
     problems = []
     if not args.epsilon > 0:
@@ -131,17 +131,17 @@ def _parse_params(items: list[str], defaults: dict, problems: list[str]) -> dict
 
 
 def _load_data(data_dir: Path):
-    from . import shapes
+    from telcosim.models import shapes
 
     ds = shapes.build_dataset(data_dir)
     return shapes.split(ds)
 
 
 def _train(args) -> int:
-    from calibration.errors import report
+    from telcosim.calibration.errors import report
 
-    from . import diagnostics, shapes
-    from .base import set_torch_threads
+    from telcosim.models import diagnostics, shapes
+    from telcosim.models.base import set_torch_threads
 
     cls = shapes.ShapeVAE if args.kind == "vae" else shapes.ShapeGAN
     problems: list[str] = []
@@ -183,10 +183,10 @@ def _train(args) -> int:
 
 
 def _diagnose(args) -> int:
-    from calibration.errors import report
+    from telcosim.calibration.errors import report
 
-    from . import diagnostics, shapes
-    from .base import LearnedGenerator, read_sidecar
+    from telcosim.models import diagnostics, shapes
+    from telcosim.models.base import LearnedGenerator, read_sidecar
 
     problems = []
     if not args.data.is_dir():

@@ -13,9 +13,9 @@ import argparse
 import json
 from pathlib import Path
 
-from sim.cli import number
+from telcosim.cli.args import number
 
-from .errors import report as _report
+from telcosim.calibration.errors import report as _report
 
 KINDS = ("activity", "cells", "drive", "locations", "shares", "edges", "cdr")
 
@@ -82,10 +82,10 @@ def run(args: argparse.Namespace) -> int:
     problems = _problems(args)
     if problems:
         return _report(problems)
-    from sim.errors import TelcosimError
+    from telcosim.sim.errors import TelcosimError
 
-    from . import readers
-    from .targets import compute_targets, mask_volumes
+    from telcosim.calibration import readers
+    from telcosim.calibration.targets import compute_targets, mask_volumes
 
     datasets, problems = [], []
     for kind, path in args.data:

@@ -17,9 +17,9 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from sim.cli import number, positive_int, seed_value
+from telcosim.cli.args import number, positive_int, seed_value
 
-from .errors import report as _report
+from telcosim.calibration.errors import report as _report
 
 _count = number(integer=True, lo=200, rule="an integer >= 200 (subscribers of one extra run)")
 
@@ -54,9 +54,9 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 
 
 def _problems(args: argparse.Namespace) -> tuple[list[str], object]:
-    from sim.errors import TelcosimError
+    from telcosim.sim.errors import TelcosimError
 
-    from .coverage import check_run_dir, load_targets
+    from telcosim.calibration.coverage import check_run_dir, load_targets
 
     out = list(check_run_dir(args.run_dir))
     targets = None
@@ -84,9 +84,9 @@ def run(args: argparse.Namespace) -> int:
     problems, targets = _problems(args)
     if problems:
         return _report(problems)
-    from sim.errors import TelcosimError
+    from telcosim.sim.errors import TelcosimError
 
-    from .rebalance import plan, rebalance
+    from telcosim.calibration.rebalance import plan, rebalance
 
     if args.dry_run:
         try:

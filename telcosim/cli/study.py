@@ -16,8 +16,8 @@ import argparse
 import sys
 from pathlib import Path
 
-from sim.cli import positive_int, seed_value
-from sim.errors import ConfigError
+from telcosim.cli.args import positive_int, seed_value
+from telcosim.sim.errors import ConfigError
 
 EXIT_USAGE = 2
 
@@ -54,7 +54,7 @@ def _error(message: str) -> int:
 
 def run(args: argparse.Namespace) -> int:
     """Run ``telcosim study``; returns the exit code. Input problems raise a ConfigError."""
-    from . import study as st
+    from telcosim.scenarios import study as st
 
     if args.list:
         if args.study is not None:

@@ -20,10 +20,10 @@ import math
 import sys
 from pathlib import Path
 
-from sim.cli import positive_int, seed_value
+from telcosim.cli.args import positive_int, seed_value
 
-from .cli import _positive_float, output_file_problems
-from .errors import report as _report
+from telcosim.cli.targets import _positive_float, output_file_problems
+from telcosim.calibration.errors import report as _report
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
@@ -83,7 +83,7 @@ def _report_path(args) -> Path:
 
 
 def _problems(args: argparse.Namespace) -> list[str]:
-    from .calibrate import PARAMS
+    from telcosim.calibration.calibrate import PARAMS
 
     out = []
     if args.merge_only and args.merged_out is None:
@@ -113,9 +113,9 @@ def run(args: argparse.Namespace) -> int:
     problems = _problems(args)
     if problems:
         return _report(problems)
-    from sim.errors import TelcosimError
+    from telcosim.sim.errors import TelcosimError
 
-    from . import federate
+    from telcosim.calibration import federate
 
     try:
         merged = federate.load_and_merge(args.targets, args.weights, args.allow_exact)
@@ -131,7 +131,7 @@ def run(args: argparse.Namespace) -> int:
         return _write_all(writes, f"merged {len(args.targets)} file(s) into {args.merged_out}: "
                                   f"{len(merged['targets'])} targets")
 
-    from . import calibrate as C
+    from telcosim.calibration import calibrate as C
 
     params = None if args.params is None else [s.strip() for s in args.params.split(",") if s.strip()]
     terms, _ = C.target_terms(merged)
@@ -152,7 +152,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         if args.method == "neural":
             try:
-                from models import neural
+                from telcosim.models import neural
             except ImportError as exc:
                 return _report([f"--method neural needs torch ({exc.name} is not installed): "
                                 "pip install 'telcosim[models]'"])

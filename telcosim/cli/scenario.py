@@ -44,7 +44,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> int:
-    from . import loader
+    from telcosim.scenarios import loader
 
     if args.scenario_command == "check":
         bad = 0
