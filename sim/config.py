@@ -285,13 +285,52 @@ def _cross_checks(sc: Scenario, file: str, problems: list[str]) -> None:
             problems.append(f"{file}: behaviour.{name}: {value} is out of range (must be >= 0)")
 
 
-def from_dict(raw: dict[str, Any], file: str = "<scenario>") -> Scenario:
-    """Validate a TOML document; raise :class:`ConfigError` listing every problem."""
+# Keys that act only with some network layouts: (key, layouts where it acts, what to set instead).
+_LAYOUT_KEYS = (
+    ("cells_csv", ("csv",), "set network.layout = 'csv' to use the file, or remove network.cells_csv"),
+    ("centre_scale_km", ("random",), "it shapes the random layout only; remove it"),
+    ("sites", ("hex", "random"), "the cells CSV gives the sites; remove network.sites"),
+    ("sectors", ("hex", "random"), "the cells CSV gives the cells of each site; remove network.sectors"),
+    ("radius_km", ("hex", "random"), "the cells CSV gives the positions; remove network.radius_km"),
+)
+
+
+def _no_effect(raw: dict[str, Any], sc: Scenario, file: str, given, problems: list[str]) -> None:
+    """A key that has no effect where it is given is an error that says what to set instead. A
+    key at its default value is let through: complete dumps of a scenario (``scenario show``,
+    calibrated files) write every key."""
+    net = raw.get("network")
+    if not isinstance(net, dict):
+        return
+    defaults = NetworkConfig()
+    for key, layouts, instead in _LAYOUT_KEYS:
+        if (key in net and ("network", key) in given and sc.network.layout not in layouts
+                and getattr(sc.network, key) != getattr(defaults, key)):
+            problems.append(f"{file}: network.{key}: has no effect with network.layout = "
+                            f"{sc.network.layout!r}: {instead}")
+
+
+def _keys(raw: dict[str, Any], prefix: tuple[str, ...] = ()) -> set[tuple[str, ...]]:
+    out = set()
+    for k, v in raw.items():
+        out.add((*prefix, k))
+        if isinstance(v, dict):
+            out |= _keys(v, (*prefix, k))
+    return out
+
+
+def from_dict(raw: dict[str, Any], file: str = "<scenario>",
+              given: set[tuple[str, ...]] | None = None) -> Scenario:
+    """Validate a TOML document; raise :class:`ConfigError` listing every problem. ``given`` is
+    the set of keys the scenario itself wrote (dotted paths as tuples; default: every key of
+    ``raw``): only those are checked for having no effect, since a key inherited through
+    ``extends`` cannot be removed by the file that inherits it."""
     problems: list[str] = []
     sc = _build(Scenario, raw, "", file, problems)
     # Checks across keys run on what was valid (bad keys keep their defaults), so every
     # problem is reported in one go.
     _cross_checks(sc, file, problems)
+    _no_effect(raw, sc, file, _keys(raw) if given is None else given, problems)
     if problems:
         raise ConfigError(problems)
     return dataclasses.replace(sc, source=file)

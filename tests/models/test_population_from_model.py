@@ -9,11 +9,12 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
+from telcosim.cli import main
 from telcosim.scenarios.runner import run as run_scenario
 from telcosim.sim import config
-from telcosim.cli import main
-from telcosim.scenarios.runner import run
+from telcosim.sim.engine import Simulation
 from telcosim.sim.errors import ConfigError
+from telcosim.sim.sinks import RunWriter
 from tests.conftest import small_scenario
 
 
@@ -35,9 +36,9 @@ def test_cli_writes_a_model_with_its_epsilon(model_dir, small_run, capsys):
 
 def test_population_drawn_from_the_model(model_dir, tmp_path):
     sc = small_scenario(**{"population.subscribers": 3000, "population.behaviour_model": str(model_dir)})
-    # The engine alone cannot load it: it says how.
-    with pytest.raises(ConfigError, match="population.behaviour_model"):
-        run(sc, None)
+    # The simulator alone cannot load it (it imports no learned model): it refuses and says how.
+    with pytest.raises(ConfigError, match="population.behaviour_model needs the learned behaviour generator"):
+        Simulation(sc).run(RunWriter(None, {}, "zstd"))
     res = run_scenario(sc, tmp_path / "a")
     subs = pq.read_table(tmp_path / "a" / "subscribers.parquet").to_pandas()
     cdr = pq.read_table(tmp_path / "a" / "cdr").to_pandas()
@@ -48,7 +49,6 @@ def test_population_drawn_from_the_model(model_dir, tmp_path):
     assert learned["epsilon"] <= 4.0 + 1e-6 and learned["data_fingerprint"].startswith("sha256:")
     assert learned["model"] == "behaviour" and learned["training_rows"] > 0
     plain = config.load(None, ["population.subscribers=3000"])
-    from telcosim.sim.engine import Simulation
     from telcosim.sim.population import build_population
 
     lognormal = build_population(plain.population, Simulation(plain).network, plain.seed).activity

@@ -49,3 +49,30 @@ def test_manifest_window_spans_real_hours_across_a_clock_change():
     assert end - start == dt.timedelta(hours=24)
     # The spring-forward day: local hour 2 does not exist, so epoch 2 starts at 03:00.
     assert [sim.local_hour(e)[0] for e in range(4)] == [0, 1, 3, 4]
+
+
+@pytest.mark.parametrize(("sets", "key", "instead"), [
+    (["network.cells_csv='cells.csv'"], "network.cells_csv", "set network.layout = 'csv'"),
+    (["network.layout='hex'", "network.centre_scale_km=2.0"], "network.centre_scale_km", "random layout only"),
+    (["network.layout='csv'", "network.cells_csv='c.csv'", "network.sites=40"], "network.sites",
+     "the cells CSV gives the sites"),
+])
+def test_a_key_without_effect_is_an_error_that_says_what_to_set(sets, key, instead):
+    with pytest.raises(ConfigError) as err:
+        config.load(None, sets)
+    line = next(p for p in err.value.problems if f": {key}: has no effect" in p)
+    assert instead in line
+
+
+def test_keys_inherited_from_a_builtin_are_not_blamed_on_the_user(tmp_path):
+    from telcosim import scenarios
+
+    # small_city writes network.sites = 19 for its hex layout; a file that extends it with a
+    # cells CSV cannot remove that key, so only the keys it writes itself are checked.
+    (tmp_path / "cells.csv").write_text("cell_id,lat,lon\n0,45.0,9.0\n1,45.01,9.0\n")
+    f = tmp_path / "mine.toml"
+    f.write_text('extends = "small_city"\n[network]\nlayout = "csv"\ncells_csv = "cells.csv"\n')
+    assert scenarios.load(str(f)).network.layout == "csv"
+    f.write_text('extends = "small_city"\n[network]\nlayout = "csv"\ncells_csv = "cells.csv"\nsectors = 1\n')
+    with pytest.raises(ConfigError, match=r"mine.toml: network.sectors: has no effect with network.layout = 'csv'"):
+        scenarios.load(str(f))
