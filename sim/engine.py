@@ -947,4 +947,4 @@ def _jsonable(obj):
     return obj
 
 
-__all__ = ["RunResult", "Simulation"]
+__all__ = ["EpochLoop", "RunResult", "Simulation"]
