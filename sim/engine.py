@@ -572,11 +572,12 @@ class EpochLoop:
        events with the calls and sessions in progress in ``SLICES_PER_EPOCH`` slices, each up to
        its end time, and :meth:`emit` hands each slice's rows (labelled with the incident they
        are attributed to, when a matcher is given) to the writer, whose own thread writes them
-       while the loop goes on; the last slice of an hour closes that hour's part file. A network change at time ``t`` waits until ``e`` (the epoch
-       holding ``t``) is loaded, resolves everything before ``t``, then applies
-       (:meth:`apply_change`: calls and sessions handed over or dropped, capacities changed, and
-       a registration storm merged into ``e``'s remaining location events); the slice that
-       reaches past ``t`` resolves the rest.
+       while the loop goes on; the last slice of an hour closes that hour's part file. A
+       network change at time ``t`` waits until ``e`` (the epoch holding ``t``) is loaded,
+       resolves everything before ``t``, then applies (:meth:`apply_change`: calls and
+       sessions handed over or dropped, capacities changed, and a registration storm merged
+       into ``e``'s remaining location events); the slice that reaches past ``t`` resolves the
+       rest.
     4. **Between epochs**: progress is reported (``progress(e + 1, n_epochs)``); after every
        ``checkpoint_every`` hours (not after the last epoch, not to a discarding writer),
        :meth:`checkpoint` saves the shards', the resolver's and the changes' state and waits for
