@@ -161,7 +161,8 @@ def test_a_change_resolves_everything_before_its_time_first(outage):
         assert steps[i + 1] == ("resolve", t, e, steps[i + 1][3], True)
         assert steps[i + 2] == ("applied", t)
         # The slice the change fell into is resolved after it, up to the slice's end.
-        assert steps[i + 3][:3] == ("resolve", (t // (EPOCH_MS // SLICES_PER_EPOCH) + 1) * (EPOCH_MS // SLICES_PER_EPOCH), e)
+        slice_ms = EPOCH_MS // SLICES_PER_EPOCH
+        assert steps[i + 3][:3] == ("resolve", (t // slice_ms + 1) * slice_ms, e)
 
 
 def _settled_ms(table: str, tb) -> np.ndarray:
