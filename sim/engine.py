@@ -1,22 +1,13 @@
 """The engine: simpy drives the timeline, numba kernels do the bulk.
 
-The run window is cut into quarter-hour epochs (places are decided and rates change hourly, in
-the first epoch of each hour). A simpy process walks through them; for each epoch:
-
-1. **Demand** (per subscriber, in chunks; independent across subscribers): the mobility kernel
-   moves every subscriber through the epoch (cell changes, periodic location updates) and the
-   session kernel draws their voice, SMS and data attempts. Each subscriber's draws come from
-   counter-based streams keyed by (stream, subscriber, epoch), so chunking changes nothing.
-2. **Resolution** (network-wide, in time order): the resolution kernel merges cell changes and
-   attempts with the calls and data sessions in progress: channel admission and blocking,
-   handover or drop, processor sharing of data capacity, per-cell KPIs.
-3. **Output**: the CDR and location rows completed in the epoch go to the sink (written by a
-   background thread while the next epoch runs).
-
-After the last epoch the calls and sessions still in progress run to their end (no new demand),
-then the KPI, subscriber and cell tables and the manifest are written. Rare, stateful changes of
-the network over the timeline (incidents, failures and repairs) are simpy processes beside the
-epoch process.
+A :class:`Simulation` is one scenario built (network, population, profile); its :meth:`run`
+hands it to an :class:`EpochLoop`, whose docstring gives the step order of a run: quarter-hour
+epochs of demand (per subscriber, numba kernels over shards, drawn ahead on their own threads),
+resolved network-wide in time order (the :class:`_Resolver`'s kernel: channel admission,
+handover or drop, processor sharing, per-cell KPIs), the rows written as they are settled. Rare,
+stateful changes of the network (incidents, failures and repairs) are a simpy process beside
+the epochs. After the window, the calls and sessions in progress run to their end, then the
+KPI, subscriber and cell tables and the manifest are written.
 """
 
 from __future__ import annotations
@@ -363,7 +354,7 @@ class Simulation:
             scheduler: str | None = None, resume: bool = False,
             checkpoint_every: int = DEFAULT_CHECKPOINT_HOURS, row_log: RowLog | None = None,
             matcher: RowMatcher | None = None, kpi_ref: pa.Table | None = None) -> RunResult:
-        """Run the scenario into ``writer``.
+        """Run the scenario into ``writer`` (the loop and its step order: :class:`EpochLoop`).
 
         Execution settings, none of which changes a byte of the output: ``chunk_subscribers``
         (subscribers per demand shard: bounds memory), ``workers`` / ``scheduler`` (demand shards
@@ -376,288 +367,25 @@ class Simulation:
         id of the incident they are attributed to.
         """
         t_wall = time.perf_counter()
-        sc = self.scenario
-        pop, net = self.population, self.network
-        h0, wd0 = self.local_hour(0)
-        state = ShardState.initial(pop, h0, wd0, sc.seed)
-        b = sc.behaviour
-        res = _Resolver(net, pop.n, self.n_int, sc.network.ue_peak_mbps, sc.network.max_data_sessions,
-                        redial_key=int(kernel_key(sc.seed, "resolution")), redial_prob=b.redial_prob,
-                        redial_delay_s=b.redial_delay_mean_s, redial_max=b.redial_max,
-                        window_end_ms=self.n_epochs * EPOCH_MS,
-                        cover_key=int(kernel_key(sc.seed, "incidents.coverage")))
-        res.counters[resolution.C_NEXT_TICK] = self.interval_ms
-        pert = self.perturbations
-        changes = [] if pert is None else sorted(pert.changes, key=lambda ch: ch.t_ms)
-        done = {"changes": 0}
-        first_epoch = 0
-        if resume:
-            loaded = writer.load_checkpoint()
-            if loaded is not None:
-                arrays, meta = loaded
-                if meta["scenario_sha256"] != self.scenario_hash:
-                    raise OutputError("the interrupted run was made with another scenario or seed; "
-                                      "run again without --resume")
-                first_epoch = int(meta["epochs_done"])
-                done["changes"] = int(meta.get("changes_done", 0))
-                state = ShardState(**{k[2:]: v for k, v in arrays.items() if k.startswith("d.")})
-                res.load_state({k[2:]: v for k, v in arrays.items() if k.startswith("r.")}, meta["resolver"])
-        inputs = self._demand_inputs()
-        if workers or scheduler:
-            executor = DaskDemand(inputs, pop, state, chunk_subscribers, workers, scheduler)
-        else:
-            executor = LocalDemand(inputs, pop, state, chunk_subscribers)
-        cdr_schema = schema.cdr_schema(self.tz)
-        loc_schema = schema.locations_schema(self.tz)
-        up_share = sc.behaviour.data_uplink_share
-        stats = {"attempts": 0}
+        self._refuse_unprepared()
+        loop = EpochLoop(self, writer, progress, chunk_subscribers, workers=workers, scheduler=scheduler,
+                         resume=resume, checkpoint_every=checkpoint_every, row_log=row_log, matcher=matcher,
+                         kpi_ref=kpi_ref)
+        return loop.run(t_wall)
 
-        # The simulator applies what the layers above it prepare; a scenario whose incidents or
-        # learned generators were not prepared is refused here rather than run without them.
+    def _refuse_unprepared(self) -> None:
+        """The simulator applies what the layers above it prepare; a scenario whose incidents or
+        learned generators were not prepared is refused rather than run without them."""
+        sc = self.scenario
         if sc.behaviour.cell_shapes != "profile" and self.cell_shapes is None:
             raise ConfigError(f"behaviour.cell_shapes = {sc.behaviour.cell_shapes!r} needs the learned shapes: run "
                               "it with telcosim.run or 'telcosim run' (they load them)")
-        if sc.population.behaviour_model and pop.service_activity is None:
+        if sc.population.behaviour_model and self.population.service_activity is None:
             raise ConfigError("population.behaviour_model needs the learned behaviour generator: run it with "
                               "telcosim.run or 'telcosim run' (they load it)")
-        if sc.incidents and pert is None and self.role != "baseline":
+        if sc.incidents and self.perturbations is None and self.role != "baseline":
             raise ConfigError(f"{sc.name}: the scenario has {len(sc.incidents)} incident(s), which a bare "
                               "Simulation does not apply: run it with telcosim.run or 'telcosim run'")
-        shape_mult = self._shape_multipliers()
-        # Threads for the per-epoch work after the shards (CSR index, counterpart cells, time order).
-        post_threads = cores()
-        post = (ThreadPoolExecutor(post_threads, thread_name_prefix="telcosim-post", initializer=lower_thread_priority)
-                if post_threads > 1 else None)
-
-        def _on_post(tasks: list) -> list:
-            if post is None:
-                return [f(*a) for f, a in tasks]
-            return [fut.result() for fut in [post.submit(f, *a) for f, a in tasks]]
-
-        def draw_epoch(e: int):
-            hour, wd = self.local_hour(e // EPOCHS_PER_HOUR)
-            rates = attempt_rates(sc.behaviour, self.profile, hour, wd)
-            cell_mult, force = NO_CELL_MULT, NO_FORCE
-            if shape_mult is not None:
-                cell_mult = np.repeat(shape_mult[:, wd * 24 + hour, None], 3, axis=1)
-            if pert is not None:
-                d = pert.demand(e)
-                if d.rate_mult is not None:
-                    rates = rates * d.rate_mult
-                if d.cell_mult is not None:
-                    cell_mult = d.cell_mult if shape_mult is None else cell_mult * d.cell_mult
-                if d.force is not None:
-                    force = d.force
-            ep = EpochInputs(e, place_target(hour, wd), rates, cell_mult, force,
-                             math.log(self.profile.data_volume_factor(hour, wd)))
-            return executor.step(ep)
-
-        def order_epoch(e: int, drawn) -> tuple:
-            """The drawn epoch ready for resolution. Runs on its own thread, so that the next
-            epoch's draw (which needs only the shards' state) overlaps it."""
-            mob_ev, att_ev, start_cell = drawn.result()
-            # The callee's cell, from the location events grouped by subscriber (as drawn), and
-            # the time order (stable: ties keep subscriber order, so the merge is deterministic).
-            # The pieces are independent kernels that release the GIL: they run on the post
-            # threads side by side (the same arrays whatever the split).
-            t0 = np.int64(e * EPOCH_MS)
-            ptr, (order_m, t_m), (order_a, t_a) = _on_post([
-                (_csr_index, (mob_ev[1], pop.n)),
-                (stable_time_order_and_times, (mob_ev[0], t0, EPOCH_MS)),
-                (stable_time_order_and_times, (att_ev[0], t0, EPOCH_MS))])
-            cuts = np.linspace(0, len(att_ev[0]), post_threads + 1).round().astype(np.int64)
-            cp_cell = np.concatenate(_on_post([
-                (demand.counterpart_cells, (att_ev[3][lo:hi], att_ev[0][lo:hi], ptr, mob_ev[0], mob_ev[2], start_cell))
-                for lo, hi in zip(cuts[:-1], cuts[1:], strict=True)]))
-            del ptr
-            if pert is None:
-                start_cell = None  # only kept for registration storms
-            cols = _on_post([(take, (c, order_m)) for c in mob_ev[1:]] +
-                            [(take, (c, order_a)) for c in (*att_ev[1:], cp_cell)])
-            n_m = len(mob_ev) - 1
-            return (t_m, *cols[:n_m]), (t_a, *cols[n_m:]), start_cell
-
-        def checkpoint_due(e: int) -> bool:
-            return (checkpoint_every > 0 and not writer.discard
-                    and (e + 1) % (checkpoint_every * EPOCHS_PER_HOUR) == 0 and e + 1 < self.n_epochs)
-
-        def labels(table: str, cols: dict, t_emit: int) -> pa.Array:
-            n = len(cols["t"])
-            if matcher is None or pert is None:
-                return pa.nulls(n, pa.int32())
-            changed = matcher.changed(table, cols, t_emit)
-            ids = np.full(n, -1, np.int32)
-            if changed.any():
-                # Attributed by when the row was settled: a call an outage dropped started before it.
-                settled = cols["t"][changed]
-                if table == "cdr":
-                    settled = settled + np.round(cols["dur_s"][changed] * 1000.0).astype(np.int64)
-                ids[changed] = pert.attribute(settled, cols["cell"][changed])
-            return pa.array(ids, mask=ids < 0)
-
-        def emit(cdr: dict, loc: dict | None, final: bool = True, t_emit: int = int(resolution.INF)) -> None:
-            if row_log is not None:
-                row_log.add("cdr", cdr, t_emit)
-                if loc is not None:
-                    row_log.add("locations", loc, t_emit)
-            if writer.discard:
-                writer.rows["cdr"] = writer.rows.get("cdr", 0) + len(cdr["rec"])
-                if loc is not None:
-                    writer.rows["locations"] = writer.rows.get("locations", 0) + len(loc["t"])
-                return
-            writer.write_part("cdr", self._cdr_table(cdr, cdr_schema, labels("cdr", cdr, t_emit)), final)
-            if loc is not None:
-                writer.write_part("locations", self._loc_table(loc, loc_schema, labels("locations", loc, t_emit)),
-                                  final)
-
-        # The epoch in resolution: its events, how far they are resolved, the cells at its start.
-        cur: dict = {"e": -1, "mob": None, "att": None, "start": None, "im": 0, "ia": 0}
-
-        def advance(t_end: int, final: bool = False) -> None:
-            """Resolve the current epoch's events before ``t_end`` and write the rows."""
-            mob_ev, att_ev = cur["mob"], cur["att"]
-            im, ia = cur["im"], cur["ia"]
-            jm = int(np.searchsorted(mob_ev[0], t_end, "left"))
-            ja = int(np.searchsorted(att_ev[0], t_end, "left"))
-            # Pools for calls and data sessions: room for every attempt of the slice.
-            kinds = att_ev[2][ia:ja]
-            res.ensure_slots(int(np.count_nonzero((kinds == demand.VOICE_MO) | (kinds == demand.VOICE_MT_OFFNET))),
-                             int(np.count_nonzero(kinds == demand.DATA)))
-            cdr, loc = res.resolve(t_end, self.interval_ms, tuple(a[im:jm] for a in mob_ev),
-                                   tuple(a[ia:ja] for a in att_ev), up_share)
-            cur["im"], cur["ia"] = jm, ja
-            emit(cdr, loc, final, t_end)
-
-        def epochs(env: simpy.Environment):
-            # Demand does not depend on resolution, so the next epochs' demand is computed while
-            # this one is resolved (the kernels release the GIL): one thread draws epochs in order
-            # (the shards), another puts each drawn epoch in time order, so drawing epoch e+1
-            # overlaps ordering epoch e.
-            if first_epoch:
-                yield env.timeout(first_epoch * EPOCH_MS)
-            # Overlapping holds 1 + PIPELINE_DEPTH epochs of events in memory: for very large
-            # populations the epochs run one after the other instead (same output, bounded
-            # memory). Neither overlaps a checkpoint, which saves the live state (no copies)
-            # between two epochs.
-            depth = PIPELINE_DEPTH if pop.n <= PIPELINE_MAX_SUBSCRIBERS else 0
-            with (ThreadPoolExecutor(max_workers=1, thread_name_prefix="telcosim-demand",
-                                     initializer=lower_thread_priority) as pool,
-                  ThreadPoolExecutor(max_workers=1, thread_name_prefix="telcosim-order",
-                                     initializer=lower_thread_priority) as order_pool):
-                # Epochs whose demand is submitted (the one thread draws them in order). Demand
-                # runs up to ``depth`` epochs ahead of resolution, never past an epoch that ends
-                # with a checkpoint (the checkpoint saves the demand state as of that epoch).
-                upcoming: deque = deque()
-                nxt = first_epoch
-
-                def submit_until(last: int) -> None:
-                    nonlocal nxt
-                    while nxt <= min(last, self.n_epochs - 1):
-                        upcoming.append(order_pool.submit(order_epoch, nxt, pool.submit(draw_epoch, nxt)))
-                        nxt += 1
-
-                def may_submit_past(e: int) -> int:
-                    # The last epoch that may be drawn while epoch e is resolved.
-                    last = e + depth
-                    for c in range(e, last):
-                        if checkpoint_due(c):
-                            return c
-                    return last
-
-                submit_until(first_epoch)
-                for e in range(first_epoch, self.n_epochs):
-                    mob_ev, att_ev, start_cell = upcoming.popleft().result()
-                    checkpoint = checkpoint_due(e)
-                    submit_until(may_submit_past(e))
-                    stats["attempts"] += len(att_ev[0])
-                    cur.update(e=e, mob=mob_ev, att=att_ev, start=start_cell, im=0, ia=0)
-                    del mob_ev, att_ev, start_cell
-                    # Resolved and written in slices (row groups; each hour's make one part file,
-                    # part k = hour k): the same events in the same order as one call, with a
-                    # fraction of the output in memory at once. Network changes (simpy
-                    # processes beside this one) resolve up to their time before they apply.
-                    t0 = e * EPOCH_MS
-                    for k in range(1, SLICES_PER_EPOCH + 1):
-                        t_end = t0 + k * EPOCH_MS // SLICES_PER_EPOCH
-                        yield env.timeout(t_end - env.now)
-                        advance(t_end, final=k == SLICES_PER_EPOCH and (e + 1) % EPOCHS_PER_HOUR == 0)
-                    cur.update(mob=None, att=None, start=None)
-                    if progress is not None:
-                        progress(e + 1, self.n_epochs)
-                    if checkpoint:
-                        r_arrays, r_meta = res.state()
-                        arrays = {**{f"d.{k}": v for k, v in executor.state_arrays().items()},
-                                  **{f"r.{k}": v for k, v in r_arrays.items()}}
-                        writer.write_checkpoint(arrays, {"epochs_done": e + 1, "resolver": r_meta,
-                                                         "changes_done": done["changes"],
-                                                         "scenario_sha256": self.scenario_hash}, wait=True)
-                        del arrays, r_arrays
-                    submit_until(e + 1)
-            # Drain: calls and sessions in progress run to their end; no new demand.
-            empty_m = tuple(np.zeros(0, dt) for dt in MOB_DTYPES)
-            empty_a = (*(np.zeros(0, dt) for dt in ATT_DTYPES), np.zeros(0, np.int32), np.zeros(0, np.int32))
-            cdr, loc = res.resolve(int(resolution.INF) - 1, self.interval_ms, empty_m, empty_a, up_share)
-            assert len(loc["t"]) == 0  # nothing moves or starts after the window
-            emit(cdr, None)
-
-        def network(env: simpy.Environment):
-            # Incidents, failures and repairs: each change resolves everything before its time,
-            # then applies (calls and sessions handed over or dropped, capacities changed).
-            end_ms = self.n_epochs * EPOCH_MS
-            for ch in changes[done["changes"]:]:
-                if ch.t_ms >= end_ms:
-                    break
-                yield env.timeout(ch.t_ms - env.now)
-                while cur["e"] != ch.t_ms // EPOCH_MS or cur["mob"] is None:
-                    yield env.timeout(0)  # the epoch process loads this epoch first
-                advance(ch.t_ms)
-                # Rows at the change's time and after (the rows emitted up to it are from before).
-                emit(*res.change(ch), False, ch.t_ms + 1)
-                if len(ch.storm_cells):
-                    registration_storm(ch)
-                done["changes"] += 1
-
-        def registration_storm(ch) -> None:
-            # Everybody standing in a cell that comes back re-attaches within a minute or so: a
-            # burst of location updates, merged into the epoch's remaining location events.
-            mob_ev, im = cur["mob"], cur["im"]
-            phys = cur["start"].copy()
-            phys[mob_ev[1][:im]] = mob_ev[2][:im]  # time order: the last assignment wins
-            subs = np.flatnonzero(np.isin(phys, ch.storm_cells)).astype(np.int32)
-            if not len(subs):
-                return
-            g = generator(sc.seed, "incidents.storm", ch.t_ms)
-            t_ev = ch.t_ms + 1 + g.exponential(ch.storm_spread_ms, len(subs)).astype(np.int64)
-            t_ev = np.minimum(t_ev, (cur["e"] + 1) * EPOCH_MS - 1)
-            new = (t_ev, subs, phys[subs].astype(np.int32), np.full(len(subs), demand.KIND_ATTACH, np.int8))
-            rest = [np.concatenate([a[im:], b.astype(a.dtype)]) for a, b in zip(mob_ev, new, strict=True)]
-            order = np.argsort(rest[0], kind="stable")
-            cur["mob"] = tuple(np.concatenate([a[:im], r[order]]) for a, r in zip(mob_ev, rest, strict=True))
-
-        env = simpy.Environment()
-        env.process(epochs(env))
-        if changes:
-            env.process(network(env))
-        try:
-            env.run()
-        finally:
-            executor.close()
-            if post is not None:
-                post.shutdown()
-
-        kpi = self._kpi_table(res, kpi_ref)
-        if not writer.discard:
-            writer.write_table("cell_kpis", kpi)
-            if pert is not None:
-                writer.write_table("incidents", self._incidents_table(pert))
-            writer.write_table("subscribers", self._subscribers_table())
-            writer.write_table("cells", self._cells_table())
-        else:
-            writer.rows["cell_kpis"] = kpi.num_rows
-        wall = time.perf_counter() - t_wall
-        out = writer.commit(self.manifest(wall))
-        stats["wall_s"] = wall
-        return RunResult(out, dict(writer.rows), wall, kpi, stats)
 
     def _shape_multipliers(self) -> np.ndarray | None:
         """Per-cell rate multipliers that make each cell's load follow its own learned weekly shape
@@ -819,6 +547,373 @@ class Simulation:
         }
 
 
+class EpochLoop:
+    """One run of a :class:`Simulation` into a :class:`RunWriter`: its epochs, the network changes
+    among them, the drain and the tables. Build it, then :meth:`run` it (once).
+
+    The window is cut into epochs of ``EPOCH_MS`` (a quarter hour); two simpy processes share the
+    timeline, :meth:`epochs` and, when the run has incidents, :meth:`network_changes`. Step order,
+    for each epoch ``e``:
+
+    1. **Draw** (:meth:`draw`, on the one ``telcosim-demand`` thread): the demand executor moves
+       every subscriber through ``e`` and draws their attempts. Epochs are drawn in order, each
+       exactly once, since each continues the shards' state from the one before. Each
+       subscriber's draws come from counter-based streams keyed by (stream, subscriber, epoch),
+       so the chunking into shards changes nothing.
+    2. **Order** (:meth:`order`, on the one ``telcosim-order`` thread, its pieces fanned out on
+       the ``telcosim-post`` threads): each attempt's counterpart cell, then both event streams
+       in time order (stable: ties keep subscriber order). Ordering ``e`` overlaps drawing
+       ``e + 1``.
+       Steps 1 and 2 run ahead of resolution by up to ``PIPELINE_DEPTH`` epochs (none above
+       ``PIPELINE_MAX_SUBSCRIBERS`` subscribers, to bound memory), but never past an epoch that
+       ends with a checkpoint, which saves the shards' live state as of that epoch. These threads
+       run at lowered priority, so resolution comes first.
+    3. **Resolve** (:meth:`resolve_until`, on the simpy thread): the resolver merges ``e``'s
+       events with the calls and sessions in progress in ``SLICES_PER_EPOCH`` slices, each up to
+       its end time, and :meth:`emit` hands each slice's rows (labelled with the incident they
+       are attributed to, when a matcher is given) to the writer, whose own thread writes them
+       while the loop goes on; the last slice of an hour closes that hour's part file. A
+       network change at time ``t`` waits until ``e`` (the epoch holding ``t``) is loaded,
+       resolves everything before ``t``, then applies (:meth:`apply_change`: calls and
+       sessions handed over or dropped, capacities changed, and a registration storm merged
+       into ``e``'s remaining location events); the slice that reaches past ``t`` resolves the
+       rest.
+    4. **Between epochs**: progress is reported (``progress(e + 1, n_epochs)``); after every
+       ``checkpoint_every`` hours (not after the last epoch, not to a discarding writer),
+       :meth:`checkpoint` saves the shards', the resolver's and the changes' state and waits for
+       the write; only then are epochs past ``e`` submitted for drawing.
+
+    After the last epoch, :meth:`drain` runs the calls and sessions still in progress to their
+    end (no new demand), and :meth:`finish` writes the KPI, incident, subscriber and cell tables
+    and the manifest.
+    """
+
+    def __init__(self, sim: Simulation, writer: RunWriter, progress: Callable[[int, int], None] | None = None,
+                 chunk_subscribers: int = DEFAULT_CHUNK, *, workers: int | None = None,
+                 scheduler: str | None = None, resume: bool = False,
+                 checkpoint_every: int = DEFAULT_CHECKPOINT_HOURS, row_log: RowLog | None = None,
+                 matcher: RowMatcher | None = None, kpi_ref: pa.Table | None = None) -> None:
+        """The settings are :meth:`Simulation.run`'s. Builds the resolver and the demand state
+        (or loads both from the writer's checkpoint with ``resume``) and starts the demand
+        executor and the post threads, which :meth:`run` closes."""
+        self.sim, self.writer, self.progress = sim, writer, progress
+        self.checkpoint_every = checkpoint_every
+        self.row_log, self.matcher, self.kpi_ref = row_log, matcher, kpi_ref
+        sc, pop, net = sim.scenario, sim.population, sim.network
+        b = sc.behaviour
+        self.res = _Resolver(net, pop.n, sim.n_int, sc.network.ue_peak_mbps, sc.network.max_data_sessions,
+                             redial_key=int(kernel_key(sc.seed, "resolution")), redial_prob=b.redial_prob,
+                             redial_delay_s=b.redial_delay_mean_s, redial_max=b.redial_max,
+                             window_end_ms=sim.n_epochs * EPOCH_MS,
+                             cover_key=int(kernel_key(sc.seed, "incidents.coverage")))
+        self.res.counters[resolution.C_NEXT_TICK] = sim.interval_ms
+        self.pert = sim.perturbations
+        self.changes = [] if self.pert is None else sorted(self.pert.changes, key=lambda ch: ch.t_ms)
+        # Network changes applied so far (the next one is changes[changes_done]).
+        self.changes_done = 0
+        self.first_epoch = 0
+        state = None
+        if resume:
+            loaded = writer.load_checkpoint()
+            if loaded is not None:
+                arrays, meta = loaded
+                if meta["scenario_sha256"] != sim.scenario_hash:
+                    raise OutputError("the interrupted run was made with another scenario or seed; "
+                                      "run again without --resume")
+                self.first_epoch = int(meta["epochs_done"])
+                self.changes_done = int(meta.get("changes_done", 0))
+                state = ShardState(**{k[2:]: v for k, v in arrays.items() if k.startswith("d.")})
+                self.res.load_state({k[2:]: v for k, v in arrays.items() if k.startswith("r.")}, meta["resolver"])
+        if state is None:
+            h0, wd0 = sim.local_hour(0)
+            state = ShardState.initial(pop, h0, wd0, sc.seed)
+        self.shape_mult = sim._shape_multipliers()
+        self.cdr_schema = schema.cdr_schema(sim.tz)
+        self.loc_schema = schema.locations_schema(sim.tz)
+        self.up_share = b.data_uplink_share
+        self.stats: dict[str, float] = {"attempts": 0}
+        # The epoch in resolution: its time-ordered events, how far each stream is resolved
+        # (im, ia), and everybody's cell at its start (kept for registration storms).
+        self.epoch = -1
+        self.mob: tuple | None = None
+        self.att: tuple | None = None
+        self.start_cell: np.ndarray | None = None
+        self.im = self.ia = 0
+        # The draw-and-order pipeline (see the class docstring): epochs submitted, oldest first,
+        # and the next epoch to submit; the two single-thread pools live while epochs() runs.
+        self.depth = PIPELINE_DEPTH if pop.n <= PIPELINE_MAX_SUBSCRIBERS else 0
+        self.upcoming: deque = deque()
+        self.next_draw = self.first_epoch
+        self._draw_pool: ThreadPoolExecutor | None = None
+        self._order_pool: ThreadPoolExecutor | None = None
+        inputs = sim._demand_inputs()
+        if workers or scheduler:
+            self.executor = DaskDemand(inputs, pop, state, chunk_subscribers, workers, scheduler)
+        else:
+            self.executor = LocalDemand(inputs, pop, state, chunk_subscribers)
+        # Threads for the per-epoch work after the shards (CSR index, counterpart cells, time order).
+        self.post_threads = cores()
+        self.post = (ThreadPoolExecutor(self.post_threads, thread_name_prefix="telcosim-post",
+                                        initializer=lower_thread_priority)
+                     if self.post_threads > 1 else None)
+
+    def run(self, t_wall: float | None = None) -> RunResult:
+        """Run the timeline, then :meth:`finish`; ``t_wall`` (``time.perf_counter()``) is when
+        the run began, for the manifest's wall time (default: now)."""
+        t_wall = time.perf_counter() if t_wall is None else t_wall
+        env = simpy.Environment()
+        env.process(self.epochs(env))
+        if self.changes:
+            env.process(self.network_changes(env))
+        try:
+            env.run()
+        finally:
+            self.executor.close()
+            if self.post is not None:
+                self.post.shutdown()
+        return self.finish(t_wall)
+
+    # --- steps 1 and 2: demand, drawn and ordered ahead of resolution -------------------------
+
+    def draw(self, e: int) -> tuple:
+        """Epoch ``e``'s demand from the executor (step 1): (location events, attempts, the cells
+        at the epoch's start), grouped by subscriber. Its inputs: the hour's place targets and
+        rates, times the learned per-cell shapes and the incidents' demand changes."""
+        sim, pert = self.sim, self.pert
+        hour, wd = sim.local_hour(e // EPOCHS_PER_HOUR)
+        rates = attempt_rates(sim.scenario.behaviour, sim.profile, hour, wd)
+        cell_mult, force = NO_CELL_MULT, NO_FORCE
+        if self.shape_mult is not None:
+            cell_mult = np.repeat(self.shape_mult[:, wd * 24 + hour, None], 3, axis=1)
+        if pert is not None:
+            d = pert.demand(e)
+            if d.rate_mult is not None:
+                rates = rates * d.rate_mult
+            if d.cell_mult is not None:
+                cell_mult = d.cell_mult if self.shape_mult is None else cell_mult * d.cell_mult
+            if d.force is not None:
+                force = d.force
+        ep = EpochInputs(e, place_target(hour, wd), rates, cell_mult, force,
+                         math.log(sim.profile.data_volume_factor(hour, wd)))
+        return self.executor.step(ep)
+
+    def order(self, e: int, drawn) -> tuple:
+        """Epoch ``e``'s drawn events ready for resolution (step 2): (location events, attempts
+        with their counterpart's cell, the cells at the epoch's start or None without
+        incidents), both streams in time order."""
+        mob_ev, att_ev, start_cell = drawn.result()
+        # The callee's cell comes from the location events grouped by subscriber (as drawn); the
+        # time order is stable (ties keep subscriber order), so the merge is deterministic. The
+        # pieces are independent kernels that release the GIL: they run on the post threads side
+        # by side, the same arrays whatever the split.
+        t0 = np.int64(e * EPOCH_MS)
+        ptr, (order_m, t_m), (order_a, t_a) = self._on_post([
+            (_csr_index, (mob_ev[1], self.sim.population.n)),
+            (stable_time_order_and_times, (mob_ev[0], t0, EPOCH_MS)),
+            (stable_time_order_and_times, (att_ev[0], t0, EPOCH_MS))])
+        cuts = np.linspace(0, len(att_ev[0]), self.post_threads + 1).round().astype(np.int64)
+        cp_cell = np.concatenate(self._on_post([
+            (demand.counterpart_cells, (att_ev[3][lo:hi], att_ev[0][lo:hi], ptr, mob_ev[0], mob_ev[2], start_cell))
+            for lo, hi in zip(cuts[:-1], cuts[1:], strict=True)]))
+        del ptr
+        if self.pert is None:
+            start_cell = None
+        cols = self._on_post([(take, (c, order_m)) for c in mob_ev[1:]] +
+                             [(take, (c, order_a)) for c in (*att_ev[1:], cp_cell)])
+        n_m = len(mob_ev) - 1
+        return (t_m, *cols[:n_m]), (t_a, *cols[n_m:]), start_cell
+
+    def _on_post(self, tasks: list) -> list:
+        if self.post is None:
+            return [f(*a) for f, a in tasks]
+        return [fut.result() for fut in [self.post.submit(f, *a) for f, a in tasks]]
+
+    def submit_until(self, last: int) -> None:
+        """Submit the epochs up to ``last`` (within the window) for drawing, then ordering."""
+        while self.next_draw <= min(last, self.sim.n_epochs - 1):
+            e = self.next_draw
+            self.upcoming.append(self._order_pool.submit(self.order, e, self._draw_pool.submit(self.draw, e)))
+            self.next_draw += 1
+
+    def last_drawable(self, e: int) -> int:
+        """The last epoch that may be drawn while epoch ``e`` is resolved: ``depth`` ahead, but
+        not past a checkpoint."""
+        last = e + self.depth
+        for c in range(e, last):
+            if self.checkpoint_due(c):
+                return c
+        return last
+
+    def checkpoint_due(self, e: int) -> bool:
+        """Whether a checkpoint follows epoch ``e``."""
+        return (self.checkpoint_every > 0 and not self.writer.discard
+                and (e + 1) % (self.checkpoint_every * EPOCHS_PER_HOUR) == 0 and e + 1 < self.sim.n_epochs)
+
+    # --- step 3: resolution and rows --------------------------------------------------------
+
+    def epochs(self, env: simpy.Environment):
+        """The simpy process of the epochs: steps 1 to 4 of the class docstring for each."""
+        n_epochs = self.sim.n_epochs
+        if self.first_epoch:
+            yield env.timeout(self.first_epoch * EPOCH_MS)
+        with (ThreadPoolExecutor(max_workers=1, thread_name_prefix="telcosim-demand",
+                                 initializer=lower_thread_priority) as draw_pool,
+              ThreadPoolExecutor(max_workers=1, thread_name_prefix="telcosim-order",
+                                 initializer=lower_thread_priority) as order_pool):
+            self._draw_pool, self._order_pool = draw_pool, order_pool
+            self.submit_until(self.first_epoch)
+            for e in range(self.first_epoch, n_epochs):
+                mob, att, start_cell = self.upcoming.popleft().result()
+                checkpoint = self.checkpoint_due(e)
+                self.submit_until(self.last_drawable(e))
+                self.stats["attempts"] += len(att[0])
+                self.epoch, self.mob, self.att, self.start_cell, self.im, self.ia = e, mob, att, start_cell, 0, 0
+                del mob, att, start_cell
+                # Slices are row groups (each hour's make one part file, part k = hour k): the
+                # same events in the same order as one call, a fraction of the output in memory.
+                t0 = e * EPOCH_MS
+                for k in range(1, SLICES_PER_EPOCH + 1):
+                    t_end = t0 + k * EPOCH_MS // SLICES_PER_EPOCH
+                    yield env.timeout(t_end - env.now)
+                    self.resolve_until(t_end, final=k == SLICES_PER_EPOCH and (e + 1) % EPOCHS_PER_HOUR == 0)
+                self.mob = self.att = self.start_cell = None
+                if self.progress is not None:
+                    self.progress(e + 1, n_epochs)
+                if checkpoint:
+                    self.checkpoint(e)
+                self.submit_until(e + 1)
+            self._draw_pool = self._order_pool = None
+        self.drain()
+
+    def resolve_until(self, t_end: int, final: bool = False) -> None:
+        """Resolve the current epoch's events before ``t_end`` and emit the rows (``final``:
+        they close the hour's part file)."""
+        mob, att = self.mob, self.att
+        im, ia = self.im, self.ia
+        jm = int(np.searchsorted(mob[0], t_end, "left"))
+        ja = int(np.searchsorted(att[0], t_end, "left"))
+        # Pools for calls and data sessions: room for every attempt of the slice.
+        kinds = att[2][ia:ja]
+        self.res.ensure_slots(int(np.count_nonzero((kinds == demand.VOICE_MO) | (kinds == demand.VOICE_MT_OFFNET))),
+                              int(np.count_nonzero(kinds == demand.DATA)))
+        cdr, loc = self.res.resolve(t_end, self.sim.interval_ms, tuple(a[im:jm] for a in mob),
+                                    tuple(a[ia:ja] for a in att), self.up_share)
+        self.im, self.ia = jm, ja
+        self.emit(cdr, loc, final, t_end)
+
+    def emit(self, cdr: dict, loc: dict | None, final: bool = True, t_emit: int = int(resolution.INF)) -> None:
+        """Hand rows to the row log and the writer; ``t_emit``: everything before it is resolved."""
+        writer = self.writer
+        if self.row_log is not None:
+            self.row_log.add("cdr", cdr, t_emit)
+            if loc is not None:
+                self.row_log.add("locations", loc, t_emit)
+        if writer.discard:
+            writer.rows["cdr"] = writer.rows.get("cdr", 0) + len(cdr["rec"])
+            if loc is not None:
+                writer.rows["locations"] = writer.rows.get("locations", 0) + len(loc["t"])
+            return
+        sim = self.sim
+        writer.write_part("cdr", sim._cdr_table(cdr, self.cdr_schema, self.labels("cdr", cdr, t_emit)), final)
+        if loc is not None:
+            writer.write_part("locations", sim._loc_table(loc, self.loc_schema, self.labels("locations", loc, t_emit)),
+                              final)
+
+    def labels(self, table: str, cols: dict, t_emit: int) -> pa.Array:
+        """Each row's incident id: the incident a row the baseline does not have is attributed
+        to; null for the rest, and for all rows without a matcher."""
+        n = len(cols["t"])
+        if self.matcher is None or self.pert is None:
+            return pa.nulls(n, pa.int32())
+        changed = self.matcher.changed(table, cols, t_emit)
+        ids = np.full(n, -1, np.int32)
+        if changed.any():
+            # Attributed by when the row was settled: a call an outage dropped started before it.
+            settled = cols["t"][changed]
+            if table == "cdr":
+                settled = settled + np.round(cols["dur_s"][changed] * 1000.0).astype(np.int64)
+            ids[changed] = self.pert.attribute(settled, cols["cell"][changed])
+        return pa.array(ids, mask=ids < 0)
+
+    # --- network changes --------------------------------------------------------------------
+
+    def network_changes(self, env: simpy.Environment):
+        """The simpy process of incidents, failures and repairs: each change in time order
+        (those of the window not applied before a resume), at its time."""
+        end_ms = self.sim.n_epochs * EPOCH_MS
+        for ch in self.changes[self.changes_done:]:
+            if ch.t_ms >= end_ms:
+                break
+            yield env.timeout(ch.t_ms - env.now)
+            while self.epoch != ch.t_ms // EPOCH_MS or self.mob is None:
+                yield env.timeout(0)  # the epoch process loads this epoch first
+            self.apply_change(ch)
+
+    def apply_change(self, ch) -> None:
+        """Resolve everything before the change's time, then apply it (a
+        :class:`sim.perturb.CellChange`) and its registration storm."""
+        self.resolve_until(ch.t_ms)
+        # Rows at the change's time and after (the rows emitted up to it are from before).
+        self.emit(*self.res.change(ch), False, ch.t_ms + 1)
+        if len(ch.storm_cells):
+            self.registration_storm(ch)
+        self.changes_done += 1
+
+    def registration_storm(self, ch) -> None:
+        """Everybody standing in a cell that comes back re-attaches within a minute or so: a
+        burst of location updates, merged into the epoch's remaining location events."""
+        mob, im = self.mob, self.im
+        phys = self.start_cell.copy()
+        phys[mob[1][:im]] = mob[2][:im]  # time order: the last assignment wins
+        subs = np.flatnonzero(np.isin(phys, ch.storm_cells)).astype(np.int32)
+        if not len(subs):
+            return
+        g = generator(self.sim.scenario.seed, "incidents.storm", ch.t_ms)
+        t_ev = ch.t_ms + 1 + g.exponential(ch.storm_spread_ms, len(subs)).astype(np.int64)
+        t_ev = np.minimum(t_ev, (self.epoch + 1) * EPOCH_MS - 1)
+        new = (t_ev, subs, phys[subs].astype(np.int32), np.full(len(subs), demand.KIND_ATTACH, np.int8))
+        rest = [np.concatenate([a[im:], b.astype(a.dtype)]) for a, b in zip(mob, new, strict=True)]
+        order = np.argsort(rest[0], kind="stable")
+        self.mob = tuple(np.concatenate([a[:im], r[order]]) for a, r in zip(mob, rest, strict=True))
+
+    # --- step 4 and the end -----------------------------------------------------------------
+
+    def checkpoint(self, e: int) -> None:
+        """Save the state after epoch ``e`` (the shards', the resolver's, the changes applied)
+        and wait for the write: the arrays are the live ones, which the next epoch changes."""
+        r_arrays, r_meta = self.res.state()
+        arrays = {**{f"d.{k}": v for k, v in self.executor.state_arrays().items()},
+                  **{f"r.{k}": v for k, v in r_arrays.items()}}
+        self.writer.write_checkpoint(arrays, {"epochs_done": e + 1, "resolver": r_meta,
+                                              "changes_done": self.changes_done,
+                                              "scenario_sha256": self.sim.scenario_hash}, wait=True)
+
+    def drain(self) -> None:
+        """After the window: calls and sessions in progress run to their end; no new demand."""
+        empty_m = tuple(np.zeros(0, dtype) for dtype in MOB_DTYPES)
+        empty_a = (*(np.zeros(0, dtype) for dtype in ATT_DTYPES), np.zeros(0, np.int32), np.zeros(0, np.int32))
+        cdr, loc = self.res.resolve(int(resolution.INF) - 1, self.sim.interval_ms, empty_m, empty_a, self.up_share)
+        assert len(loc["t"]) == 0  # nothing moves or starts after the window
+        self.emit(cdr, None)
+
+    def finish(self, t_wall: float) -> RunResult:
+        """Write the KPI, incident, subscriber and cell tables and the manifest; commit."""
+        sim, writer = self.sim, self.writer
+        kpi = sim._kpi_table(self.res, self.kpi_ref)
+        if not writer.discard:
+            writer.write_table("cell_kpis", kpi)
+            if self.pert is not None:
+                writer.write_table("incidents", sim._incidents_table(self.pert))
+            writer.write_table("subscribers", sim._subscribers_table())
+            writer.write_table("cells", sim._cells_table())
+        else:
+            writer.rows["cell_kpis"] = kpi.num_rows
+        wall = time.perf_counter() - t_wall
+        out = writer.commit(sim.manifest(wall))
+        self.stats["wall_s"] = wall
+        return RunResult(out, dict(writer.rows), wall, kpi, self.stats)
+
+
 def _read_ledger(path: str, base: Path | None, file: str) -> dict | None:
     if not path:
         return None
@@ -853,4 +948,4 @@ def _jsonable(obj):
     return obj
 
 
-__all__ = ["RunResult", "Simulation"]
+__all__ = ["EpochLoop", "RunResult", "Simulation"]
