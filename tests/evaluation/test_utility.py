@@ -1,4 +1,4 @@
-"""TSTR cell-load forecasting (calibration/utility.py): features, the ratio rule, a control series
+"""TSTR cell-load forecasting (evaluation/utility.py): features, the ratio rule, a control series
 that must fail it, a run too short to learn from, and the real LTE / Milan sets end to end."""
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from telcosim.calibration import utility as U
+from telcosim.evaluation import utility as U
 from tests.conftest import SHARED_DATA
 
 needs_data = pytest.mark.skipif(not (SHARED_DATA / "README.md").is_file(), reason="shared data not present")
@@ -69,7 +69,7 @@ def test_short_run_drops_lags_or_is_not_evaluated():
 
 def test_one_day_run_is_not_evaluated_and_outage_detector_not_asked_for(small_run):
     _, run_dir, _ = small_run
-    from telcosim.calibration.readers import CellSeries
+    from telcosim.realdata.readers import CellSeries
 
     idx = pd.date_range("2024-01-01", periods=24 * 30, freq="1h")
     cells = CellSeries("mem", {"a": pd.Series(1.0 + np.sin(np.arange(len(idx))), index=idx)})
@@ -103,7 +103,7 @@ def test_run_series_sums_kpis_per_hour(four_day_run):
 
 @needs_data
 def test_against_lte_and_milan(four_day_run):
-    from telcosim.calibration import readers as R
+    from telcosim.realdata import readers as R
 
     ds = [R.read_cell_series(SHARED_DATA / "lte_cells"),
           R.read_activity(SHARED_DATA / "milan_hourly" / "square_hourly_load.csv")]

@@ -13,9 +13,9 @@ import json
 import pandas as pd
 import pytest
 
-from telcosim.calibration import rebalance as rb
 from telcosim.cli import rebalance as rebalance_cli
-from telcosim.calibration.coverage import load_targets
+from telcosim.evaluation import rebalance as rb
+from telcosim.evaluation.coverage import load_targets
 from telcosim.scenarios.runner import run
 from tests.conftest import small_scenario
 
@@ -234,7 +234,7 @@ def test_cli_wiring_and_dry_run(starved, tmp_path, capsys):
 
 
 def test_same_input_same_output_and_capped_gaps_stay_short(starved, tmp_path):
-    from telcosim.calibration.coverage import coverage_metrics
+    from telcosim.evaluation.coverage import coverage_metrics
 
     run_dir, _ = starved
     night = coverage_metrics(run_dir, None)["dimensions"]["hour"]["levels"]

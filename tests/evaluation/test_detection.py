@@ -6,8 +6,14 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from telcosim.calibration.detection import AFTER, BEFORE, detection_task, real_windows, window_features
 from telcosim.cli import main
+from telcosim.evaluation.detection import (
+    AFTER,
+    BEFORE,
+    detection_task,
+    real_windows,
+    window_features,
+)
 from tests.conftest import SHARED_DATA
 
 RAN = SHARED_DATA / "ran_updates"
