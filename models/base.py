@@ -41,13 +41,13 @@ Public methods (do not override): :meth:`LearnedGenerator.fit` ``(data) -> self`
   seeded with ``seed``: the same seed gives the same arrays, before and after a save/load.
 
 ``torch`` is imported lazily (inside methods): ``import telcosim.models`` and ``import telcosim.models.base`` do not
-import it, and neither may a model module at import time, so :func:`registered` can import them all.
+import it, and neither may a model module at import time: ``import telcosim.models`` imports every model module,
+so that :func:`registered` knows them all, and must stay cheap.
 """
 
 from __future__ import annotations
 
 import hashlib
-import importlib
 import json
 import math
 import os
@@ -68,9 +68,6 @@ from telcosim.sim.kernels import cores
 STATE_FILE = "state_dict.pt"
 SIDECAR_FILE = "model.json"
 FORMAT = 1  # sidecar format version
-
-# Modules that define registered generators; imported by :func:`registered` (missing ones skipped).
-MODEL_MODULES = ("telcosim.models.shapes", "telcosim.models.behaviour", "telcosim.calibration.neural")
 
 _REGISTRY: dict[str, type[LearnedGenerator]] = {}
 
@@ -98,18 +95,10 @@ def register(name: str) -> Callable[[type[LearnedGenerator]], type[LearnedGenera
     return deco
 
 
-def _import_model_modules() -> None:
-    for mod in MODEL_MODULES:
-        try:
-            importlib.import_module(mod)
-        except ModuleNotFoundError as exc:
-            if exc.name != mod:  # the module exists but something it imports is missing: a real error
-                raise
-
-
 def registered() -> dict[str, type[LearnedGenerator]]:
-    """Every registered generator, by name (sorted), after importing the known model modules."""
-    _import_model_modules()
+    """Every registered generator, by name (sorted): the package's own (``telcosim.models``
+    imports its model modules) and those of modules above it once imported
+    (``telcosim.calibration.neural``: ``neural-calibration``)."""
     return {k: _REGISTRY[k] for k in sorted(_REGISTRY)}
 
 
