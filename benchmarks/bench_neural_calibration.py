@@ -7,7 +7,7 @@
    Latin hypercube); each is run once (``--subscribers``, one day, scenario seed 5000 + i) and its
    exact targets are taken (``calibration.calibrate.targets_from_run``).
 2. Search: ``calibration.calibrate.fit`` on each targets document, all 8 knobs, ``--trials`` runs.
-3. Neural: the surrogate (``models.neural.train_or_load``: ``--runs`` prior runs, cached) answers
+3. Neural: the surrogate (``calibration.neural.train_or_load``: ``--runs`` prior runs, cached) answers
    each targets document; the answer is timed.
 4. Errors per knob: |estimate - truth| as a share of the knob's range (log scale for log knobs),
    and whether the neural 90% interval covers the truth.
@@ -33,7 +33,7 @@ sys.path.insert(0, str(ROOT))
 def truths(k: int, seed: int) -> list[dict[str, float]]:
     from scipy.stats import qmc
 
-    from telcosim.models import neural as N
+    from telcosim.calibration import neural as N
 
     names = N.param_names()
     u = 0.1 + 0.8 * qmc.LatinHypercube(d=len(names), rng=np.random.default_rng(seed)).random(k)
@@ -64,7 +64,7 @@ def truth_targets(cache: Path, truth: dict, i: int, subscribers: int) -> dict:
 
 
 def unit_error(name: str, est: float, truth: float) -> float:
-    from telcosim.models import neural as N
+    from telcosim.calibration import neural as N
 
     r = N._ranges([name])
     return float(abs(N.to_unit(np.array([[est]]), r)[0, 0] - N.to_unit(np.array([[truth]]), r)[0, 0]))
@@ -83,7 +83,7 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
 
     from telcosim.calibration import calibrate as C
-    from telcosim.models import neural as N
+    from telcosim.calibration import neural as N
 
     args.cache_dir.mkdir(parents=True, exist_ok=True)
     res = json.loads(args.out.read_text()) if args.out.is_file() else {}

@@ -31,8 +31,8 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from telcosim.calibration import derive_defaults as dd  # noqa: E402
-from telcosim.calibration import readers as R  # noqa: E402
 from telcosim.calibration.targets import compute_targets  # noqa: E402
+from telcosim.realdata import readers as R  # noqa: E402
 
 # scalar statistics reported: (target, key in its value or None for a scalar value)
 STATS = [

@@ -47,7 +47,6 @@ def main() -> None:
         sc = scenarios.load(name)
         t0 = time.perf_counter()
         run = run_scenario(sc, out / name, baseline_out=out / f"{name}.baseline", overwrite=True)
-        base = run.baseline
         wall = time.perf_counter() - t0
         incs = _t(out / name, "incidents")
         kpi, kb = _t(out / name, "cell_kpis"), _t(out / f"{name}.baseline", "cell_kpis")

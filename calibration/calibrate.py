@@ -32,14 +32,28 @@ import math
 import shutil
 import tempfile
 import time
+import tomllib
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
 
+from telcosim import scenarios
+from telcosim.realdata import readers as R
+from telcosim.scenarios.loader import _toml_value
+from telcosim.scenarios.runner import run
+from telcosim.sim import config
 from telcosim.sim.errors import ConfigError
+from telcosim.sim.profile import load_profile
+
+from . import targets as T
+from .privacy import ExactReleaser
+from .run_stats import MOVING_GAP_S, mobility_stats
+from .targets import _clean, compute_targets, tv_distance
 
 MAX_DISTANCE = 3.0  # a term's distance is capped here (log: a factor e^3 ~ 20 off), so no term dominates
 PENALTY = MAX_DISTANCE  # distance of a statistic the run cannot produce (NaN)
@@ -218,10 +232,8 @@ def _hourly_profiles(c, volume: np.ndarray | None = None) -> dict[str, list[floa
 
 
 def _record_bytes(run_dir: Path) -> np.ndarray | None:
-    """bytes_up + bytes_down per CDR row, in the order :func:`calibration.readers.read_cdr` reads
+    """bytes_up + bytes_down per CDR row, in the order :func:`realdata.readers.read_cdr` reads
     them (the same files and row order), or None when the run has no such columns."""
-    import pyarrow.parquet as pq
-
     src = run_dir / "cdr" if (run_dir / "cdr").is_dir() else run_dir
     try:
         t = pq.read_table(src, columns=["bytes_up", "bytes_down"])
@@ -234,11 +246,6 @@ def _record_bytes(run_dir: Path) -> np.ndarray | None:
 
 def run_statistics(run_dir: Path, groups: set[str] | None = None) -> dict[str, Any]:
     """The statistics of a run folder, named as :data:`STATS`, with the targets' definitions."""
-    from . import readers as R
-    from . import targets as T
-    from .privacy import ExactReleaser
-    from .run_stats import mobility_stats
-
     groups = {"cdr", "mobility", "profile"} if groups is None else groups
     out: dict[str, Any] = {}
     if groups & {"cdr", "profile"}:
@@ -274,11 +281,6 @@ def run_statistics(run_dir: Path, groups: set[str] | None = None) -> dict[str, A
 def _dwell_p90(run_dir: Path) -> float:
     """90th percentile of the dwell between cell changes while moving (run_stats' definition of
     the median, which it does not export)."""
-    import pyarrow.compute as pc
-    import pyarrow.parquet as pq
-
-    from .run_stats import MOVING_GAP_S
-
     loc = pq.read_table(run_dir / "locations", columns=["subscriber_id", "time", "reason"])
     reason = np.asarray(loc.column("reason").to_pylist())
     keep = np.isin(reason, ["cell_change", "handover"])
@@ -294,8 +296,6 @@ def _dwell_p90(run_dir: Path) -> float:
 def distance(kind: str, syn: Any, tgt: Any) -> float:
     """One term's distance (see the module docstring); NaN when the run has no figure."""
     if kind == "tv":
-        from .fidelity import tv_distance
-
         if syn is None or tgt is None:
             return float("nan")
         return tv_distance(syn, tgt)
@@ -356,7 +356,6 @@ def base_scenario(ref: str | None, sets: list[str]):
     """The scenario calibration starts from. Its learned generators are honoured (the trials run
     through the one run path); a scenario with incidents is refused, since calibration fits the
     everyday behaviour to real statistics and an incident in every trial would bias that fit."""
-    from telcosim import scenarios
     sc = scenarios.load(ref, list(sets))
     if sc.incidents:
         raise ConfigError(f"{sc.source}: incidents: calibration fits everyday behaviour, and {sc.name} has "
@@ -367,8 +366,6 @@ def base_scenario(ref: str | None, sets: list[str]):
 
 def simulate(base, values: dict[str, float], subscribers: int, seed: int, workdir: Path) -> Path:
     """Run ``base`` with ``values`` (PARAMS names), ``subscribers`` subscribers, one day."""
-    from telcosim.scenarios.runner import run
-
     sets = {"population.subscribers": subscribers, "time.days": FIT_DAYS, "seed": seed}
     for name, v in values.items():
         sets.update(PARAMS[name].overrides(v, base))
@@ -380,8 +377,6 @@ def simulate(base, values: dict[str, float], subscribers: int, seed: int, workdi
 
 def _with(base, sets: dict[str, Any]):
     """``base`` with dotted keys replaced (validated by sim.config, as --set would be)."""
-    from telcosim.sim import config
-
     raw = base.to_dict()
     raw = _drop_nan(raw)
     config.apply_overrides(raw, [(k.split("."), v) for k, v in sets.items()])
@@ -431,9 +426,7 @@ def fit(doc: dict, *, trials: int = 30, subscribers: int = 3000, seed: int = 1, 
     ("confirmation"); the result is whichever of that run and the best single trial has the
     lower total objective, so weak cross-effects (speed on the radius of gyration) cannot make the
     combination worse than a measured trial."""
-    import optuna
-
-    from telcosim.sim.profile import load_profile
+    import optuna  # lazy: optuna is slow to import and only the search needs it
 
     sets = list(sets or [])
     base = base_scenario(scenario, sets)
@@ -542,12 +535,6 @@ def scenario_values(result: FitResult, base) -> dict[str, float]:
     return out
 
 
-def _toml_value(v: Any) -> str:
-    from telcosim.scenarios.loader import _toml_value as tv
-
-    return tv(v)
-
-
 def calibrated_toml(result: FitResult, base, name: str, merged: dict, sidecar_name: str,
                     sidecar_sha: str, scenario_ref: str | None) -> str:
     """The calibrated scenario: the fitted keys (and the fit's --set keys), with the privacy ledger
@@ -604,8 +591,6 @@ def calibrated_toml(result: FitResult, base, name: str, merged: dict, sidecar_na
 
 
 def _parse(text: str) -> Any:
-    import tomllib
-
     try:
         return tomllib.loads(f"v = {text}")["v"]
     except tomllib.TOMLDecodeError:
@@ -650,9 +635,6 @@ def targets_from_run(run_dir: Path) -> dict:
     """A targets document from a telcosim run, EXACT (no noise; tests only, never to publish):
     the cdr.* targets of :func:`calibration.targets.compute_targets` on the run's CDRs, and
     mobility / handover targets (``locations.*``, ``drive.*`` names) from run_stats' figures."""
-    from . import readers as R
-    from .targets import compute_targets
-
     doc = compute_targets([R.read_cdr(run_dir)], exact=True)
     st = run_statistics(Path(run_dir), {"mobility"})
     note = "from a telcosim run's location trace (calibration.run_stats definitions); exact, tests only"
@@ -672,6 +654,4 @@ def targets_from_run(run_dir: Path) -> dict:
         "drive.dwell_time_s": tg({"median": st["dwell_time_s.median"], "p90": st["dwell_time_s.p90"]}),
         "drive.ping_pong_share": tg(st["ping_pong_share"]),
     })
-    from .targets import _clean
-
     return _clean(doc)

@@ -44,7 +44,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from telcosim.sim.config import MobilityConfig
+from telcosim.sim.config import BehaviourConfig, MobilityConfig
 
 from .run_stats import MOVING_GAP_S
 
@@ -279,7 +279,7 @@ def lte_data_volume(data: Path) -> dict:
 
 def lte_volume_persistence(data: Path, days: int = 14, step_days: int = 7) -> dict:
     """How persistent the LTE cells' hourly data volume is around its own weekly shape, measured
-    the way a run's cell series are used (``calibration.utility``): each cell's year cut into
+    the way a run's cell series are used (``evaluation.utility``): each cell's year cut into
     ``days``-long windows (every ``step_days``; windows with > 10% hours missing skipped), each
     window divided by its own mean. The residual of an hour is its value less the window's mean at
     that hour of day and day type (Mon-Fri, Sat, Sun), scaled by sqrt(n / (n - 1)) for the n
@@ -320,7 +320,7 @@ def lte_volume_persistence(data: Path, days: int = 14, step_days: int = 7) -> di
 def persistence_stats(Y: np.ndarray, hours: np.ndarray, wdays: np.ndarray) -> dict:
     """The statistics of :func:`lte_volume_persistence` for series ``Y`` (series x hours, each
     x its own mean, NaN = missing) with local ``hours`` and ``wdays`` (Mon=0) per column: also
-    for a run's cells (``calibration.utility.run_series``)."""
+    for a run's cells (``evaluation.utility.run_series``)."""
     dtype = np.where(wdays < 5, 0, wdays - 4)
     key = dtype * 24 + hours
     resid = np.full_like(Y, np.nan)
@@ -383,8 +383,6 @@ def record_weights() -> dict[str, float]:
     knobs (``sim/config.py``): originated calls / SMS, their on-net terminating legs and the
     off-net terminating ones; data sessions once. Redials of blocked calls are left out (under 1%
     of the records in the default run)."""
-    from telcosim.sim.config import BehaviourConfig
-
     b = BehaviourConfig()
     return {"voice": b.voice_per_day * (1 + b.onnet_share) + b.voice_in_offnet_per_day,
             "sms": b.sms_per_day * (1 + b.onnet_share) + b.sms_in_offnet_per_day,

@@ -68,7 +68,7 @@ class Ledger:
 
 
 def _dp():
-    import opendp.prelude as dp
+    import opendp.prelude as dp  # lazy: opendp is slow to import; only noisy releases need it
 
     dp.enable_features("contrib")
     return dp
@@ -222,6 +222,7 @@ def _linear_scale(chain, d_in, eps: float) -> float:
 def _search(make, d_in, d_out) -> float:
     """Smallest scale (to 1e-9 relative) whose measurement passes OpenDP's ``check(d_in, d_out)``:
     a bracket found by doubling, then bisection."""
+    # lazy: opendp is slow to import; only noisy releases need it
     from opendp.mod import OpenDPException
 
     def ok(scale):

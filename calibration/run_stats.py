@@ -25,6 +25,8 @@ import numpy as np
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from telcosim.sim.profile import load_profile
+
 SAMPLE_S = 600
 MOVING_GAP_S = 300
 PING_PONG_S = 10
@@ -148,7 +150,6 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("run_dir", type=Path)
     ap.add_argument("--json", type=Path, help="also write the figures here")
     args = ap.parse_args(argv)
-    from telcosim.sim.profile import load_profile
 
     raw = load_profile("default").raw
     stats = {**mobility_stats(args.run_dir), **voice_stats(args.run_dir)}

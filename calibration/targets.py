@@ -1,6 +1,6 @@
 """Calibration targets: summary statistics of real data, as one JSON-serialisable document.
 
-:func:`compute_targets` takes the objects of :mod:`calibration.readers` and returns::
+:func:`compute_targets` takes the objects of :mod:`realdata.readers` and returns::
 
     {"schema_version": 1,
      "sources": {kind: {"path", "level": "aggregate" | "individual", "privacy_unit"}},
@@ -27,7 +27,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from . import readers as R
+from telcosim.realdata import readers as R
+
 from .derive_defaults import (
     EARTH_RADIUS_M,
     GRID_M,
@@ -114,6 +115,17 @@ def _clean(x: Any) -> Any:
     if isinstance(x, float):
         return float(f"{x:.6g}") if math.isfinite(x) else None
     return x
+
+
+def tv_distance(p, q) -> float:
+    """Total variation distance of two non-negative shapes over the entries finite in both, each
+    renormalised to sum 1: 0 = same shape, 1 = disjoint. The distance of a diurnal-profile target
+    to a run's profile, for the fit and for the fidelity report alike."""
+    p, q = np.asarray(p, float), np.asarray(q, float)
+    ok = np.isfinite(p) & np.isfinite(q)
+    if not ok.any() or p[ok].sum() <= 0 or q[ok].sum() <= 0:
+        return float("nan")
+    return float(0.5 * np.abs(p[ok] / p[ok].sum() - q[ok] / q[ok].sum()).sum())
 
 
 def _shape(v) -> list[float] | None:

@@ -1,0 +1,7 @@
+"""Learned generators (torch, imported lazily) and their registry (:mod:`telcosim.models.base`).
+
+Importing the package imports its model modules, so every generator they define is registered."""
+
+from . import behaviour, shapes
+
+__all__ = ["behaviour", "shapes"]

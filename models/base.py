@@ -41,13 +41,13 @@ Public methods (do not override): :meth:`LearnedGenerator.fit` ``(data) -> self`
   seeded with ``seed``: the same seed gives the same arrays, before and after a save/load.
 
 ``torch`` is imported lazily (inside methods): ``import telcosim.models`` and ``import telcosim.models.base`` do not
-import it, and neither may a model module at import time, so :func:`registered` can import them all.
+import it, and neither may a model module at import time: ``import telcosim.models`` imports every model module,
+so that :func:`registered` knows them all, and must stay cheap.
 """
 
 from __future__ import annotations
 
 import hashlib
-import importlib
 import json
 import math
 import os
@@ -61,14 +61,13 @@ from typing import Any
 
 import numpy as np
 
+from telcosim import sim
 from telcosim.sim.errors import InputDataError
+from telcosim.sim.kernels import cores
 
 STATE_FILE = "state_dict.pt"
 SIDECAR_FILE = "model.json"
 FORMAT = 1  # sidecar format version
-
-# Modules that define registered generators; imported by :func:`registered` (missing ones skipped).
-MODEL_MODULES = ("telcosim.models.shapes", "telcosim.models.behaviour", "telcosim.models.neural")
 
 _REGISTRY: dict[str, type[LearnedGenerator]] = {}
 
@@ -96,18 +95,10 @@ def register(name: str) -> Callable[[type[LearnedGenerator]], type[LearnedGenera
     return deco
 
 
-def _import_model_modules() -> None:
-    for mod in MODEL_MODULES:
-        try:
-            importlib.import_module(mod)
-        except ModuleNotFoundError as exc:
-            if exc.name != mod:  # the module exists but something it imports is missing: a real error
-                raise
-
-
 def registered() -> dict[str, type[LearnedGenerator]]:
-    """Every registered generator, by name (sorted), after importing the known model modules."""
-    _import_model_modules()
+    """Every registered generator, by name (sorted): the package's own (``telcosim.models``
+    imports its model modules) and those of modules above it once imported
+    (``telcosim.calibration.neural``: ``neural-calibration``)."""
     return {k: _REGISTRY[k] for k in sorted(_REGISTRY)}
 
 
@@ -125,15 +116,13 @@ def get(name: str) -> type[LearnedGenerator]:
 def set_torch_threads(n: int | None = None) -> int:
     """Set torch's intra-op threads (default: ``TELCOSIM_TORCH_THREADS`` or the CPUs available,
     at most 4); returns the number set. Imports torch."""
-    import torch
+    import torch  # lazy: torch is optional and slow to import
 
     if n is None:
         env = os.environ.get("TELCOSIM_TORCH_THREADS")
         if env:
             n = int(env)
         else:
-            from telcosim.sim.kernels import cores
-
             n = min(cores(), 4)
     n = max(1, int(n))
     torch.set_num_threads(n)
@@ -142,7 +131,7 @@ def set_torch_threads(n: int | None = None) -> int:
 
 def train_device() -> str:
     """``"cuda"`` when a GPU is usable (and ``TELCOSIM_DEVICE`` does not say ``cpu``), else ``"cpu"``."""
-    import torch
+    import torch  # lazy: torch is optional and slow to import
 
     want = os.environ.get("TELCOSIM_DEVICE", "").strip().lower()
     if want == "cpu":
@@ -194,7 +183,7 @@ def _check_seed(seed: Any) -> int:
 def init_parameters(module, gen) -> None:
     """(Re)initialise every ``Linear``, ``Conv`` and ``Embedding`` layer of ``module`` as torch's own
     ``reset_parameters`` does, but drawing from the ``torch.Generator`` ``gen`` instead of the global RNG."""
-    import torch
+    import torch  # lazy: torch is optional and slow to import
     import torch.nn as nn
 
     with torch.no_grad():
@@ -210,7 +199,6 @@ def init_parameters(module, gen) -> None:
 
 
 def _version() -> str:
-    from telcosim import sim
     return sim.__version__
 
 
@@ -268,7 +256,7 @@ class LearnedGenerator:
 
     def fit(self, data: Any) -> LearnedGenerator:
         """Train on ``data`` (array or dict of arrays); returns ``self``."""
-        import torch
+        import torch  # lazy: torch is optional and slow to import
 
         arrays = _as_arrays(data)
         fingerprint = data_fingerprint(data)
@@ -303,7 +291,7 @@ class LearnedGenerator:
 
     def sample(self, n: int, *, seed: int) -> Any:
         """``n`` items drawn on the CPU; the same ``seed`` gives the same arrays."""
-        import torch
+        import torch  # lazy: torch is optional and slow to import
 
         if not self.fitted:
             raise ModelError(f"model {self.name!r}: not fitted or loaded; call fit() or load() first")
@@ -340,7 +328,7 @@ class LearnedGenerator:
 
     def save(self, directory: str | os.PathLike) -> Path:
         """Write ``state_dict.pt`` and ``model.json`` to ``directory`` (created or replaced whole)."""
-        import torch
+        import torch  # lazy: torch is optional and slow to import
 
         if not self.fitted:
             raise ModelError(f"model {self.name!r}: nothing to save; fit() it first")
@@ -370,7 +358,7 @@ class LearnedGenerator:
     def load(cls, directory: str | os.PathLike) -> LearnedGenerator:
         """Read a folder written by :meth:`save`. On the base class, the sidecar's model name picks
         the class; on a subclass, the sidecar must name that class's model."""
-        import torch
+        import torch  # lazy: torch is optional and slow to import
 
         d = Path(directory)
         side = read_sidecar(d)

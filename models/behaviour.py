@@ -23,12 +23,17 @@ Torch is imported lazily (inside functions), as :mod:`models.base` requires.
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import math
+import warnings
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pandas as pd
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
 
 from .base import LearnedGenerator, ModelError, register
 
@@ -59,8 +64,6 @@ DAY_HOURS = tuple(range(9, 17))  # local hours that locate work
 
 def _window(run_dir: Path) -> tuple[int, int, str] | None:
     """(start, end) of the run window in Unix seconds and its time zone, from the manifest."""
-    import datetime as dt
-
     try:
         w = json.loads((run_dir / "manifest.json").read_text())["window"]
         return (int(dt.datetime.fromisoformat(w["start"]).timestamp()),
@@ -116,10 +119,6 @@ def subscriber_features(run_dir: str | Path) -> Any:
     window in days (the same for everyone; the rates' denominator). Raises
     :class:`models.base.ModelError` (one line) for a folder that is not a run.
     """
-    import pandas as pd
-    import pyarrow.compute as pc
-    import pyarrow.parquet as pq
-
     run_dir = Path(run_dir)
     missing = [p for p in ("cdr", "locations", "cells.parquet", "subscribers.parquet") if not (run_dir / p).exists()]
     if missing:
@@ -253,7 +252,7 @@ def _inverse(name: str, z: np.ndarray, transforms: dict) -> np.ndarray:
 
 
 def _flow_class():
-    import torch
+    import torch  # lazy: torch is optional and slow to import
     from torch import nn
     from torch.nn import functional as F
 
@@ -398,9 +397,7 @@ class BehaviourGenerator(LearnedGenerator):
         return np.stack(cols, axis=1)
 
     def _fit(self, data, device, rng) -> None:
-        import warnings
-
-        import torch
+        import torch  # lazy: torch is optional and slow to import
         from opacus import PrivacyEngine
         from torch.utils.data import DataLoader, TensorDataset
 
@@ -459,7 +456,7 @@ class BehaviourGenerator(LearnedGenerator):
                     delattr(p, attr)
 
     def _sample(self, n, gen):
-        import torch
+        import torch  # lazy: torch is optional and slow to import
 
         d = len(FEATURES)
         eps = torch.randn(n, d, generator=gen)

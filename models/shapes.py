@@ -5,7 +5,7 @@ hour of week 0 = Monday 00:00 local time) and a level, the log of the mean hourl
 condition is the area's density class, 0 urban, 1 suburban, 2 rural.
 
 Data (see docs/models.md): the Milan grid squares of ``milan_hourly`` (Telecom Italia Big Data
-Challenge, Barlacchi et al. 2015), read with :func:`calibration.readers.read_activity`. Weeks
+Challenge, Barlacchi et al. 2015), read with :func:`realdata.readers.read_activity`. Weeks
 Monday..Sunday with no missing day; the Christmas week (23-29 Dec 2013) is left out as a holiday
 week. Density class = tertile of the square's mean hourly load over its complete weeks (the
 squares have equal area, so mean load is activity density): the busiest third urban, the middle
@@ -23,8 +23,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 
-from .base import LearnedGenerator, ModelError, init_parameters, register
+from telcosim.realdata.readers import read_activity
+from telcosim.sim.errors import ConfigError
+
+from .base import LearnedGenerator, ModelError, _check_seed, init_parameters, register
 
 HOURS = 168
 DENSITY = ("urban", "suburban", "rural")
@@ -72,8 +76,6 @@ def weekly_items(load, *, skip_weeks=HOLIDAY_WEEKS) -> tuple[np.ndarray, np.ndar
     """Split an hourly load table (index local time, one column per area) into complete Monday..Sunday
     weeks. Returns (loads (n, 168), area ids, week Mondays, mean load per item); weeks with any missing
     hour, zero total or in ``skip_weeks`` are left out."""
-    import pandas as pd
-
     idx = pd.DatetimeIndex(load.index)
     start = idx.min().normalize()
     start = start + pd.Timedelta(days=(7 - start.weekday()) % 7)
@@ -94,8 +96,6 @@ def weekly_items(load, *, skip_weeks=HOLIDAY_WEEKS) -> tuple[np.ndarray, np.ndar
 
 def build_dataset(data_dir: str | Path) -> ShapeDataset:
     """The weekly-shape data set from ``data_dir`` (the folder holding ``milan_hourly/``)."""
-    from telcosim.calibration.readers import read_activity
-
     path = Path(data_dir) / MILAN
     if not path.is_file():
         raise ModelError(f"{Path(data_dir)}: no {MILAN}; expected the shared data folder "
@@ -145,7 +145,7 @@ def postprocess(raw: np.ndarray) -> np.ndarray:
 
 
 def _mlp(sizes, act="silu", final=None):
-    import torch.nn as nn
+    import torch.nn as nn  # lazy: torch is optional and slow to import
 
     layers = []
     for i in range(len(sizes) - 1):
@@ -183,7 +183,7 @@ class _ShapeModel(LearnedGenerator):
                                       [max(float(sd[HOURS]), 1e-6)]])
 
     def _norm_buffers(self, module) -> None:
-        import torch
+        import torch  # lazy: torch is optional and slow to import
 
         mean = getattr(self, "_mean", np.zeros(self.spec["dim"]))
         scale = getattr(self, "_scale", np.ones(self.spec["dim"]))
@@ -191,7 +191,7 @@ class _ShapeModel(LearnedGenerator):
         module.register_buffer("x_scale", torch.as_tensor(scale, dtype=torch.float32))
 
     def _tensors(self, data, device):
-        import torch
+        import torch  # lazy: torch is optional and slow to import
 
         x = np.column_stack([data["shape"], data["level"]]).astype(np.float32)
         xt = torch.as_tensor(x, device=device)
@@ -204,7 +204,7 @@ class _ShapeModel(LearnedGenerator):
         raise NotImplementedError
 
     def _generate(self, codes: np.ndarray, gen) -> dict[str, np.ndarray]:
-        import torch
+        import torch  # lazy: torch is optional and slow to import
 
         n = len(codes)
         z = torch.randn(n, self.params["latent"], generator=gen)
@@ -215,7 +215,7 @@ class _ShapeModel(LearnedGenerator):
                 "density": np.asarray(codes, dtype=np.int64)}
 
     def _sample(self, n, gen):
-        import torch
+        import torch  # lazy: torch is optional and slow to import
 
         share = torch.as_tensor(self.spec["class_share"], dtype=torch.float64)
         codes = (torch.multinomial(share, n, replacement=True, generator=gen).numpy()
@@ -224,7 +224,7 @@ class _ShapeModel(LearnedGenerator):
 
     def sample_conditional(self, density, *, seed: int) -> dict[str, np.ndarray]:
         """One item per entry of ``density`` (class codes), CPU, deterministic for ``seed``."""
-        import torch
+        import torch  # lazy: torch is optional and slow to import
 
         codes = np.asarray(density)
         if codes.ndim != 1 or (codes.size and (codes.dtype.kind not in "iu" or codes.min() < 0
@@ -233,7 +233,6 @@ class _ShapeModel(LearnedGenerator):
                              f"({', '.join(f'{i} {d}' for i, d in enumerate(DENSITY))})")
         if not self.fitted:
             raise ModelError(f"model {self.name!r}: not fitted or loaded")
-        from .base import _check_seed
 
         gen = torch.Generator(device="cpu")
         gen.manual_seed(_check_seed(seed))
@@ -269,7 +268,7 @@ class ShapeVAE(_ShapeModel):
     tiny_params = {"latent": 4, "hidden": 32, "epochs": 3, "batch": 16}
 
     def _build(self):
-        import torch
+        import torch  # lazy: torch is optional and slow to import
         import torch.nn as nn
 
         d, k, h, z = self.spec["dim"], len(DENSITY), self.params["hidden"], self.params["latent"]
@@ -279,7 +278,7 @@ class ShapeVAE(_ShapeModel):
         return m
 
     def _decode(self, z, c, gen=None):
-        import torch
+        import torch  # lazy: torch is optional and slow to import
 
         mu = self.module["dec"](torch.cat([z, c], dim=1))
         if gen is None or not self.params.get("noise", True):
@@ -288,7 +287,7 @@ class ShapeVAE(_ShapeModel):
         return mu + eps * torch.exp(self.module.log_sigma)
 
     def _fit(self, data, device, rng) -> None:
-        import torch
+        import torch  # lazy: torch is optional and slow to import
 
         x, c = self._tensors(data, device)
         p, gen = self.params, self.train_generator
@@ -328,7 +327,7 @@ class ShapeGAN(_ShapeModel):
     tiny_params = {"latent": 4, "hidden": 32, "steps": 4, "critic_steps": 2, "batch": 16}
 
     def _build(self):
-        import torch.nn as nn
+        import torch.nn as nn  # lazy: torch is optional and slow to import
 
         d, k, h, z = self.spec["dim"], len(DENSITY), self.params["hidden"], self.params["latent"]
         m = nn.ModuleDict({"gen": _mlp([z + k, h, h, d])})  # the critic lives only while training
@@ -336,12 +335,12 @@ class ShapeGAN(_ShapeModel):
         return m
 
     def _decode(self, z, c, gen=None):
-        import torch
+        import torch  # lazy: torch is optional and slow to import
 
         return self.module["gen"](torch.cat([z, c], dim=1))
 
     def _fit(self, data, device, rng) -> None:
-        import torch
+        import torch  # lazy: torch is optional and slow to import
 
         x, c = self._tensors(data, device)
         p, gen = self.params, self.train_generator
@@ -403,8 +402,6 @@ def cell_multipliers(kind: str, density: np.ndarray, seed: int) -> np.ndarray:
     2 rural). Row c = a sampled weekly shape for cell c's class (mean 1 over the 168 hours) times a
     sampled relative level exp(level_c) / mean over cells of exp(level); so the whole matrix has mean 1.
     Deterministic for ``seed``."""
-    from telcosim.sim.errors import ConfigError
-
     codes = np.asarray(density)
     if codes.ndim != 1:
         raise ConfigError(f"cell_multipliers: density must be a 1-d array of class codes, got shape {codes.shape}")

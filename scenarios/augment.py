@@ -161,8 +161,7 @@ def augment(base: Scenario, kind: str, episodes: int, out: Path, *, seed: int = 
             inc = _sample(kind, k, base, net, g, window_before_h, window_after_h)
             ep_seed = int(g.integers(2**62))
             sc = dataclasses.replace(base, seed=ep_seed, incidents=(inc,), name=f"{base.name}-augment-{k}")
-            run = run_scenario(sc, work / "run", baseline_out=work / "base", overwrite=True)
-            b = run.baseline
+            run_scenario(sc, work / "run", baseline_out=work / "base", overwrite=True)
             info = pq.read_table(work / "run" / "incidents.parquet").to_pylist()[0]
             lo = info["start"] - dt.timedelta(hours=window_before_h)
             hi = info["end"] + dt.timedelta(hours=window_after_h)

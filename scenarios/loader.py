@@ -28,7 +28,12 @@ from typing import Any
 
 from telcosim.sim import config
 from telcosim.sim.config import Scenario, read_toml
-from telcosim.sim.errors import ConfigError
+from telcosim.sim.errors import ConfigError, TelcosimError
+from telcosim.sim.network import build_network, load_cells_csv
+from telcosim.sim.profile import load_profile
+from telcosim.sim.streams import generator
+
+from .incidents import parse
 
 BUILTIN_DIR = Path(__file__).resolve().parent / "builtin"
 EXTENDS = "extends"
@@ -239,10 +244,6 @@ def _given(ref: str | Path, overrides: list[str] | None, label: str,
 
 def _check_incidents(sc: Scenario, label: str, prov: dict[tuple[str, ...], str]) -> None:
     """Incidents are checked against the scenario's network (cells and sites in range)."""
-    from telcosim.sim.network import build_network
-    from telcosim.sim.streams import generator
-
-    from .incidents import parse
 
     net = build_network(sc.network, generator(sc.seed, "network.layout"), Path(sc.source).parent)
     try:
@@ -256,10 +257,6 @@ def _check_incidents(sc: Scenario, label: str, prov: dict[tuple[str, ...], str])
 def check(ref: str | Path, overrides: list[str] | None = None) -> list[str]:
     """Every problem of a scenario without running it: the file and its chain, and the input files
     it names (cells CSV, behaviour profile). Empty when sound."""
-    from telcosim.sim.errors import TelcosimError
-    from telcosim.sim.network import load_cells_csv
-    from telcosim.sim.profile import load_profile
-
     try:
         sc = load(ref, overrides)
     except ConfigError as exc:

@@ -24,12 +24,14 @@ how many.
 
 from __future__ import annotations
 
+import concurrent.futures as cf
 import dataclasses
 import datetime as dt
 import difflib
 import itertools
 import json
 import math
+import multiprocessing
 import os
 import re
 import shutil
@@ -40,11 +42,19 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
 
+from telcosim import scenarios
+from telcosim.scenarios import loader
+from telcosim.sim import __version__, config
 from telcosim.sim.config import Scenario, read_toml
 from telcosim.sim.errors import ConfigError, OutputError, TelcosimError
 from telcosim.sim.kernels import cores
+from telcosim.sim.network import build_network
 from telcosim.sim.staging import staging_folder, swap_into_place
+from telcosim.sim.streams import generator
 
 from .runner import run
 
@@ -125,7 +135,7 @@ def run_kpis(kpi_table, rows: dict[str, int], voice_channels: np.ndarray) -> dic
 def ci95(values) -> dict[str, float]:
     """mean, sample sd (ddof 1), n and the two-sided 95% Student-t interval of the mean of the
     finite ``values`` (NaNs are left out). sd and the interval are NaN when n < 2."""
-    from scipy.stats import t
+    from scipy.stats import t  # lazy: scipy.stats takes seconds to import
 
     x = np.asarray(values, dtype=np.float64)
     x = x[np.isfinite(x)]
@@ -339,9 +349,6 @@ def load_study(ref: str | Path, *, replicates: int | None = None, seed: int | No
     every variant. ``replicates`` and ``seed`` replace the file's. Raises one
     :class:`~sim.errors.ConfigError` listing every problem: file, dotted key, bad value, what is
     allowed."""
-    from telcosim import scenarios
-    from telcosim.scenarios import loader
-
     path, label = _resolve_study_ref(ref)
     if not path.exists():
         hint = f"built-in studies: {', '.join(builtin_studies())}" if builtin_studies() else ""
@@ -612,9 +619,6 @@ def _map_problem(line: str, top: str, origins: dict[str, str], label: str, scena
 
 def _voice_channels(scenario: Scenario) -> np.ndarray:
     """Voice channels of each cell, from the network the run builds (same stream, same cells)."""
-    from telcosim.sim.network import build_network
-    from telcosim.sim.streams import generator
-
     base = None if scenario.source.startswith("<") else Path(scenario.source).parent
     return build_network(scenario.network, generator(scenario.seed, "network.layout"), base).voice_channels
 
@@ -638,8 +642,6 @@ def _run_one(task: tuple[int, Scenario, str | None]) -> tuple[int, str, Any]:
 def _warm_up() -> None:
     """Compile (or load from numba's on-disk cache) the kernels once in this process, so that the
     worker processes started next load them from the cache instead of each compiling them."""
-    from telcosim.sim import config
-
     sc = config.load(None, ["population.subscribers=30", "network.sites=2", "network.layout='hex'"])
     _run_one((0, sc, None))
 
@@ -669,9 +671,6 @@ def run_study(study: Study, out: Path, *, workers: int | None = None, keep_runs:
               plots: bool = True) -> StudyResult:
     """Run every (variant, replicate) of ``study`` and write ``out`` atomically: runs.parquet,
     runs.csv, summary.csv, summary.json, plots/<kpi>.svg and study.toml (a copy of the file)."""
-    import concurrent.futures as cf
-    import multiprocessing
-
     t0 = time.perf_counter()
     tmp = _prepare_out(out, overwrite)
     try:
@@ -727,8 +726,6 @@ def run_study(study: Study, out: Path, *, workers: int | None = None, keep_runs:
 # -- outputs -----------------------------------------------------------------------------------------
 
 def _runs_frame(study: Study, seeds: list[int], results: list[Any]):
-    import pandas as pd
-
     rows = []
     for i, var in enumerate(study.variants):
         for r, s in enumerate(seeds):
@@ -751,8 +748,6 @@ def _runs_frame(study: Study, seeds: list[int], results: list[Any]):
 
 def summarize(study: Study, runs):
     """Per variant and KPI: mean, sd, n and the 95% Student-t interval (one row each)."""
-    import pandas as pd
-
     rows = []
     for i, var in enumerate(study.variants):
         sel = runs[runs["variant"] == var.name]
@@ -776,8 +771,6 @@ def _json_value(v: Any) -> Any:
 
 
 def summary_json(study: Study, summary, wall_s: float | None = None) -> dict[str, Any]:
-    from telcosim.sim import __version__
-
     variants = []
     for i, var in enumerate(study.variants):
         sel = summary[summary["variant"] == var.name]
@@ -798,9 +791,6 @@ def summary_json(study: Study, summary, wall_s: float | None = None) -> dict[str
 
 
 def _write_outputs(study: Study, runs, summary, tmp: Path, plots: bool) -> None:
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
     table = pa.Table.from_pandas(runs, preserve_index=False)
     meta = {b"telcosim.study": study.name.encode(), b"telcosim.study_seed": str(study.seed).encode()}
     pq.write_table(table.replace_schema_metadata({**(table.schema.metadata or {}), **meta}),
@@ -840,7 +830,7 @@ def _numeric(values: list[Any]) -> bool:
 def plot_kpi(study: Study, summary, kpi: str, path: Path, fmt: str = "svg") -> None:
     """KPI mean with 95% CI error bars against the first varied parameter; one line per level of
     the other parameters (grid), or one point per variant when the variants vary several keys."""
-    import matplotlib as mpl
+    import matplotlib as mpl  # lazy: matplotlib is slow to import; only figures need it
     from matplotlib.figure import Figure  # no pyplot: no global figure state, no backend switch
 
     sel = summary[summary["kpi"] == kpi]

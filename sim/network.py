@@ -18,6 +18,7 @@ from pathlib import Path
 
 import networkx as nx
 import numpy as np
+from scipy.spatial import Delaunay, QhullError, cKDTree
 
 from .config import NetworkConfig
 from .errors import InputDataError
@@ -130,8 +131,6 @@ def _density_class(x: np.ndarray, y: np.ndarray, cfg: NetworkConfig) -> np.ndarr
 
 
 def _nearest_other_distance(x: np.ndarray, y: np.ndarray) -> np.ndarray:
-    from scipy.spatial import cKDTree
-
     if len(x) < 2:
         return np.ones(len(x))
     d, _ = cKDTree(np.column_stack([x, y])).query(np.column_stack([x, y]), k=2)
@@ -170,8 +169,6 @@ def _neighbour_csr(cx: np.ndarray, cy: np.ndarray, site: np.ndarray) -> tuple[np
     parts_a = [order[:-1][chain].astype(np.int64)]
     parts_b = [order[1:][chain].astype(np.int64)]
     if n >= 4:
-        from scipy.spatial import Delaunay, QhullError
-
         pts = np.column_stack([cx, cy])
         try:
             tri = Delaunay(pts)

@@ -7,6 +7,7 @@ documents the same tables.
 
 from __future__ import annotations
 
+import numpy as np
 import pyarrow as pa
 
 SERVICES = ("voice", "sms", "data")
@@ -123,8 +124,6 @@ def cells_schema() -> pa.Schema:
 
 def dictionary_array(codes, vocabulary: tuple) -> pa.DictionaryArray:
     """Codes (numpy int) to a dictionary column; a None entry of the vocabulary means null."""
-    import numpy as np
-
     codes = np.asarray(codes, dtype=np.int8)
     values = [v for v in vocabulary if v is not None]
     if vocabulary[0] is None:

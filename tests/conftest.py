@@ -7,8 +7,8 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
-from telcosim.sim import config
 from telcosim.scenarios.runner import run
+from telcosim.sim import config
 
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 

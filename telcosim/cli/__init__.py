@@ -21,7 +21,7 @@ from telcosim.cli import rebalance as rebalance_cli
 from telcosim.cli import scenario as scenario_cli
 from telcosim.cli import study as study_cli
 from telcosim.cli import targets as targets_cli
-from telcosim.cli.args import EXIT_USAGE, Parser, number, positive_int, seed_value
+from telcosim.cli.args import EXIT_USAGE, Parser, positive_int, seed_value
 from telcosim.scenarios.runner import baseline_path, prepare
 from telcosim.scenarios.runner import run as run_scenario
 from telcosim.sim import __version__

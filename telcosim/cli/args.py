@@ -1,9 +1,12 @@
 """Argument types shared by every ``telcosim`` command: a parser whose errors are one line and
-exit 2, and numbers checked against a range with a message that names the rule."""
+exit 2, numbers checked against a range with a message that names the rule, and :func:`report`,
+which prints input problems the same way."""
 
 from __future__ import annotations
 
 import argparse
+import sys
+from collections.abc import Iterable
 
 EXIT_USAGE = 2
 
@@ -36,7 +39,14 @@ def number(*, integer: bool = False, lo: float | None = None, hi: float | None =
     return parse
 
 
+def report(problems: Iterable[str]) -> int:
+    """Print input problems one per line (as every telcosim command does) and return exit code 2."""
+    for line in problems:
+        print(f"telcosim: error: {line}", file=sys.stderr)
+    return EXIT_USAGE
+
+
 positive_int = number(integer=True, lo=0, lo_open=True, rule="a positive integer")
 seed_value = number(integer=True, lo=0, hi=2**63 - 1, rule="between 0 and 2^63-1")
 
-__all__ = ["EXIT_USAGE", "Parser", "number", "positive_int", "seed_value"]
+__all__ = ["EXIT_USAGE", "Parser", "number", "positive_int", "report", "seed_value"]

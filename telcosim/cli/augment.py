@@ -5,15 +5,16 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from telcosim import scenarios
 from telcosim.cli.args import number, positive_int, seed_value
+from telcosim.scenarios.augment import AUGMENT_KINDS, augment
+from telcosim.sim.summary import progress_bar
 
 _hours = number(lo=0, hi=12, rule="0 to 12 hours")
 _rate = number(lo=0, lo_open=True, rule="a rate per year > 0")
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
-    from telcosim.scenarios.augment import AUGMENT_KINDS
-
     p = subparsers.add_parser(
         "augment", help="generate labelled incident episodes (with their baselines) for training detectors",
         description="Draw N incidents of one kind from documented distributions, run each on a copy of a "
@@ -37,10 +38,6 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> int:
-    from telcosim import scenarios
-    from telcosim.sim.summary import progress_bar
-
-    from telcosim.scenarios.augment import augment
 
     base = scenarios.load(args.scenario, args.overrides)
     with progress_bar(args.episodes, disable=args.quiet) as advance:

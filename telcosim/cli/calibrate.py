@@ -20,10 +20,13 @@ import math
 import sys
 from pathlib import Path
 
+from telcosim.calibration import calibrate as C
+from telcosim.calibration import federate, neural
+from telcosim.calibration.calibrate import PARAMS
 from telcosim.cli.args import positive_int, seed_value
-
+from telcosim.cli.args import report as _report
 from telcosim.cli.targets import _positive_float, output_file_problems
-from telcosim.calibration.errors import report as _report
+from telcosim.sim.errors import TelcosimError
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
@@ -42,7 +45,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--trials", type=positive_int, default=30, help="simulator runs of the search (default 30)")
     p.add_argument("--subscribers", type=positive_int, default=None,
                    help="subscribers of each fit run, one day (default 3000; --method neural: 1000)")
-    # --method neural (models/neural.py): an amortised posterior network, trained once per setting
+    # --method neural (calibration/neural.py): an amortised posterior network, trained once per setting
     p.add_argument("--method", choices=("search", "neural"), default="search",
                    help="search: optuna TPE over simulator runs (default); neural: a posterior network "
                         "trained on prior runs (cached), answers in seconds, with 90%% intervals")
@@ -83,8 +86,6 @@ def _report_path(args) -> Path:
 
 
 def _problems(args: argparse.Namespace) -> list[str]:
-    from telcosim.calibration.calibrate import PARAMS
-
     out = []
     if args.merge_only and args.merged_out is None:
         out.append("--merge-only needs --merged-out FILE")
@@ -113,9 +114,6 @@ def run(args: argparse.Namespace) -> int:
     problems = _problems(args)
     if problems:
         return _report(problems)
-    from telcosim.sim.errors import TelcosimError
-
-    from telcosim.calibration import federate
 
     try:
         merged = federate.load_and_merge(args.targets, args.weights, args.allow_exact)
@@ -131,7 +129,6 @@ def run(args: argparse.Namespace) -> int:
         return _write_all(writes, f"merged {len(args.targets)} file(s) into {args.merged_out}: "
                                   f"{len(merged['targets'])} targets")
 
-    from telcosim.calibration import calibrate as C
 
     params = None if args.params is None else [s.strip() for s in args.params.split(",") if s.strip()]
     terms, _ = C.target_terms(merged)
@@ -151,11 +148,6 @@ def run(args: argparse.Namespace) -> int:
 
     try:
         if args.method == "neural":
-            try:
-                from telcosim.models import neural
-            except ImportError as exc:
-                return _report([f"--method neural needs torch ({exc.name} is not installed): "
-                                "pip install 'telcosim[models]'"])
             result = neural.run_cli(args, merged, params, progress)
         else:
             result = C.fit(merged, trials=args.trials, subscribers=args.subscribers or 3000, seed=args.seed,

@@ -13,13 +13,22 @@ nothing written. Wired into ``sim/cli.py`` by :func:`add_parser` and :func:`run`
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from pathlib import Path
 
+from telcosim.calibration.targets import _clean
 from telcosim.cli.args import number, positive_int
-
+from telcosim.cli.args import report as _report
 from telcosim.cli.targets import KINDS, _data_spec, repeated_kind_problems, tz_and_holiday_problems
-from telcosim.calibration.errors import report as _report
+from telcosim.evaluation import attacks, fidelity
+from telcosim.evaluation.coverage import coverage_metrics
+from telcosim.evaluation.detection import detection_task
+from telcosim.evaluation.fidelity import SPEC_BY_NAME, check_run_folder
+from telcosim.evaluation.report import write_report
+from telcosim.evaluation.utility import evaluate_outage_detector, evaluate_utility
+from telcosim.realdata import readers
+from telcosim.sim.errors import TelcosimError
 
 EXIT_GATE = 1
 
@@ -84,12 +93,9 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 
 
 def _problems(args: argparse.Namespace) -> list[str]:
-    from telcosim.calibration.fidelity import SPEC_BY_NAME
-
     out = []
     kinds = [k for k, _ in args.real]
     out += repeated_kind_problems("--real", kinds)
-    from telcosim.calibration.fidelity import check_run_folder
 
     out.extend(check_run_folder(args.synthetic))
     if args.require is not None:
@@ -120,15 +126,11 @@ def _problems(args: argparse.Namespace) -> list[str]:
 
 
 def _clean_json(x):
-    from telcosim.calibration.targets import _clean
-
     return _clean(x)
 
 
 def _privacy(args: argparse.Namespace, real, attacks) -> dict:
     """The privacy section: the run's trajectories against ``real`` split by person."""
-    import json
-
     manifest = json.loads((args.synthetic / "manifest.json").read_text(encoding="utf-8"))
     led = ((manifest.get("privacy_ledger") or {}).get("ledger") or {})
     budget = (led.get("budget") or {}).get("epsilon")
@@ -144,10 +146,6 @@ def _privacy(args: argparse.Namespace, real, attacks) -> dict:
 def run(args: argparse.Namespace) -> int:
     """Run ``telcosim evaluate``; returns the exit code (0, 1 for a failed gate, 2 for bad input)."""
     problems = _problems(args)
-    from telcosim.sim.errors import TelcosimError
-
-    from telcosim.calibration import fidelity, readers
-    from telcosim.calibration.report import write_report
 
     datasets = []
     for kind, path in args.real:
@@ -184,27 +182,18 @@ def run(args: argparse.Namespace) -> int:
     except (TelcosimError, ValueError) as exc:
         return _report(getattr(exc, "problems", [str(exc)]))
     if args.utility:
-        from telcosim.calibration.utility import evaluate_utility
-
         doc["utility"] = _clean_json(evaluate_utility(args.synthetic, datasets, holidays=holidays, model=args.utility_model))
     if args.coverage is not None:
-        from telcosim.calibration.coverage import coverage_metrics
-
         try:
             doc["coverage"] = coverage_metrics(args.synthetic, args.coverage)
         except TelcosimError as exc:
             return _report(exc.problems)
     if args.utility_augment is not None:
-        from telcosim.calibration.detection import detection_task
-        from telcosim.calibration.utility import evaluate_outage_detector
-
         doc.setdefault("utility", {"tasks": {}, "summary": {"tasks": 0, "evaluated": 0, "passed": 0, "failed": [],
                                                             "rule": "see the outage detector"}, "model": "-"})
         doc["utility"]["outage_detector"] = _clean_json(evaluate_outage_detector(
             detection_task(args.utility_augment, args.utility_steps), args.utility_augment, args.utility_steps))
     if private is not None:
-        from telcosim.calibration import attacks
-
         try:
             doc["privacy"] = _clean_json(_privacy(args, private, attacks))
         except attacks.AttackError as exc:

@@ -17,6 +17,9 @@ import os
 import shutil
 from pathlib import Path
 
+from telcosim.cli.args import report, seed_value
+from telcosim.models import behaviour, diagnostics, shapes
+from telcosim.models.base import LearnedGenerator, read_sidecar, set_torch_threads
 from telcosim.sim.staging import staging_folder, swap_into_place
 
 KINDS = ("vae", "gan")
@@ -24,8 +27,6 @@ KINDS = ("vae", "gan")
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
     """Add the ``models`` subcommand (with ``train`` and ``diagnose``) to an argparse subparsers object."""
-    from telcosim.cli.args import seed_value
-
     p = subparsers.add_parser("models", help="train and diagnose learned generators (traffic shapes)",
                               description="Learned generators: train a weekly traffic-shape model on real "
                                           "data, or diagnose a trained one (docs/models.md).")
@@ -65,10 +66,6 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 
 
 def _behaviour(args) -> int:
-    from telcosim.calibration.errors import report
-
-    from telcosim.models import behaviour
-
     problems = []
     if not args.epsilon > 0:
         problems.append(f"--epsilon: {args.epsilon} is out of range (must be > 0)")
@@ -131,18 +128,11 @@ def _parse_params(items: list[str], defaults: dict, problems: list[str]) -> dict
 
 
 def _load_data(data_dir: Path):
-    from telcosim.models import shapes
-
     ds = shapes.build_dataset(data_dir)
     return shapes.split(ds)
 
 
 def _train(args) -> int:
-    from telcosim.calibration.errors import report
-
-    from telcosim.models import diagnostics, shapes
-    from telcosim.models.base import set_torch_threads
-
     cls = shapes.ShapeVAE if args.kind == "vae" else shapes.ShapeGAN
     problems: list[str] = []
     params = _parse_params(args.params, cls.defaults, problems)
@@ -183,11 +173,6 @@ def _train(args) -> int:
 
 
 def _diagnose(args) -> int:
-    from telcosim.calibration.errors import report
-
-    from telcosim.models import diagnostics, shapes
-    from telcosim.models.base import LearnedGenerator, read_sidecar
-
     problems = []
     if not args.data.is_dir():
         problems.append(f"--data {args.data}: not a folder; expected the shared data folder (../shared/data)")

@@ -18,8 +18,10 @@ import argparse
 from pathlib import Path
 
 from telcosim.cli.args import number, positive_int, seed_value
-
-from telcosim.calibration.errors import report as _report
+from telcosim.cli.args import report as _report
+from telcosim.evaluation.coverage import check_run_dir, load_targets
+from telcosim.evaluation.rebalance import plan, rebalance
+from telcosim.sim.errors import TelcosimError
 
 _count = number(integer=True, lo=200, rule="an integer >= 200 (subscribers of one extra run)")
 
@@ -54,10 +56,6 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 
 
 def _problems(args: argparse.Namespace) -> tuple[list[str], object]:
-    from telcosim.sim.errors import TelcosimError
-
-    from telcosim.calibration.coverage import check_run_dir, load_targets
-
     out = list(check_run_dir(args.run_dir))
     targets = None
     try:
@@ -84,9 +82,6 @@ def run(args: argparse.Namespace) -> int:
     problems, targets = _problems(args)
     if problems:
         return _report(problems)
-    from telcosim.sim.errors import TelcosimError
-
-    from telcosim.calibration.rebalance import plan, rebalance
 
     if args.dry_run:
         try:

@@ -14,6 +14,8 @@ from __future__ import annotations
 import argparse
 import sys
 
+from telcosim.scenarios import loader
+
 EXIT_USAGE = 2
 
 
@@ -44,8 +46,6 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> int:
-    from telcosim.scenarios import loader
-
     if args.scenario_command == "check":
         bad = 0
         for ref in args.files:

@@ -16,7 +16,18 @@ import argparse
 import sys
 from pathlib import Path
 
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+
 from telcosim.cli.args import positive_int, seed_value
+from telcosim.scenarios import study as st
 from telcosim.sim.errors import ConfigError
 
 EXIT_USAGE = 2
@@ -54,8 +65,6 @@ def _error(message: str) -> int:
 
 def run(args: argparse.Namespace) -> int:
     """Run ``telcosim study``; returns the exit code. Input problems raise a ConfigError."""
-    from telcosim.scenarios import study as st
-
     if args.list:
         if args.study is not None:
             return _error(f"--list takes no study file (got {args.study!r})")
@@ -77,15 +86,6 @@ def run(args: argparse.Namespace) -> int:
               f"= {study.n_runs} runs of {study.scenario_ref})")
         return 0
 
-    from rich.console import Console
-    from rich.progress import (
-        BarColumn,
-        MofNCompleteColumn,
-        Progress,
-        TextColumn,
-        TimeElapsedColumn,
-        TimeRemainingColumn,
-    )
 
     bar = Progress(TextColumn(f"study {study.name}"), BarColumn(), MofNCompleteColumn(), TextColumn("runs"),
                    TimeElapsedColumn(), TimeRemainingColumn(), console=Console(stderr=True),

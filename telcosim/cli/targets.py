@@ -11,11 +11,15 @@ from __future__ import annotations
 
 import argparse
 import json
+import zoneinfo
+from datetime import date
 from pathlib import Path
 
+from telcosim.calibration.targets import compute_targets, mask_volumes
 from telcosim.cli.args import number
-
-from telcosim.calibration.errors import report as _report
+from telcosim.cli.args import report as _report
+from telcosim.realdata import readers
+from telcosim.sim.errors import TelcosimError
 
 KINDS = ("activity", "cells", "drive", "locations", "shares", "edges", "cdr")
 
@@ -82,10 +86,6 @@ def run(args: argparse.Namespace) -> int:
     problems = _problems(args)
     if problems:
         return _report(problems)
-    from telcosim.sim.errors import TelcosimError
-
-    from telcosim.calibration import readers
-    from telcosim.calibration.targets import compute_targets, mask_volumes
 
     datasets, problems = [], []
     for kind, path in args.data:
@@ -122,9 +122,6 @@ def run(args: argparse.Namespace) -> int:
 
 def tz_and_holiday_problems(args) -> list[str]:
     """Problems of the --tz and --holidays options (shared by targets and evaluate)."""
-    import zoneinfo
-    from datetime import date
-
     out = []
     if args.tz is not None:
         try:

@@ -1,7 +1,7 @@
 """The embedded default against the shared real data: the realism must-shows it meets.
 
 The default run (``telcosim run``: 50,000 subscribers x 1 day) and, for the weekend/weekday ratio,
-the same with ``time.days = 7`` are evaluated by ``calibration.fidelity.evaluate`` against the
+the same with ``time.days = 7`` are evaluated by ``evaluation.fidelity.evaluate`` against the
 shared sets, so the synthetic and the real figures come from the same code. Asserted here: the
 must-shows the default meets (docs/calibration.md, "The default against the real data", lists
 them all with the ones it does not meet and why):
@@ -25,11 +25,11 @@ import numpy as np
 import pytest
 
 from telcosim.calibration.derive_defaults import MILAN_HOLIDAYS
-from telcosim.calibration.fidelity import evaluate
-from telcosim.sim import config
+from telcosim.evaluation.fidelity import evaluate
 from telcosim.scenarios.runner import run
-from tests.calibration.conftest import read_real_sets
+from telcosim.sim import config
 from tests.conftest import SHARED_DATA
+from tests.evaluation.conftest import read_real_sets
 
 pytestmark = [pytest.mark.slow,
               pytest.mark.skipif(not (SHARED_DATA / "README.md").is_file(), reason="shared data not present")]

@@ -10,9 +10,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from telcosim.calibration import readers as R
 from telcosim.calibration.targets import MASK_REFERENCE_PAIRS, compute_targets, mask_volumes
 from telcosim.cli import main as sim_main
+from telcosim.realdata import readers as R
 
 
 def _activity(scale: float) -> R.ActivityTable:

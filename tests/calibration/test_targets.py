@@ -12,7 +12,6 @@ import pandas as pd
 import pytest
 
 from telcosim.calibration import derive_defaults as dd
-from telcosim.calibration import readers as R
 from telcosim.calibration.privacy import AGGREGATE_NOTE
 from telcosim.calibration.run_stats import voice_stats
 from telcosim.calibration.targets import (
@@ -21,6 +20,7 @@ from telcosim.calibration.targets import (
     contact_concentration_from_bins,
     holiday_effect,
 )
+from telcosim.realdata import readers as R
 from tests.conftest import SHARED_DATA
 
 pytestmark = pytest.mark.skipif(not (SHARED_DATA / "README.md").is_file(), reason="shared data not present")

@@ -8,9 +8,9 @@ import json
 
 import pytest
 
-from telcosim.cli import targets as cli
-from telcosim.calibration.errors import EXIT_USAGE
 from telcosim.cli import main as sim_main
+from telcosim.cli import targets as cli
+from telcosim.cli.args import EXIT_USAGE
 from tests.conftest import SHARED_DATA
 
 needs_data = pytest.mark.skipif(not (SHARED_DATA / "README.md").is_file(), reason="shared data not present")

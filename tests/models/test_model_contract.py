@@ -9,6 +9,7 @@ import sys
 import numpy as np
 import pytest
 
+from telcosim.calibration import neural  # noqa: F401  (registers neural-calibration, defined above models)
 from telcosim.models import base
 
 MODELS = sorted(base.registered())

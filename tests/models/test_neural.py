@@ -1,4 +1,4 @@
-"""Neural calibration (models/neural.py) and ``telcosim calibrate --method neural``.
+"""Neural calibration (calibration/neural.py) and ``telcosim calibrate --method neural``.
 
 Quick checks only: the transforms, the posterior network on a made-up problem where the answer is
 known (it must beat the prior and give prior-wide intervals when told nothing), and the CLI end to
@@ -17,9 +17,9 @@ import numpy as np
 import pytest
 
 from telcosim.calibration import calibrate as C
+from telcosim.calibration import neural as N
 from telcosim.cli import calibrate as cli
 from telcosim.models import base
-from telcosim.models import neural as N
 
 
 def test_latent_round_trip_and_statistics_transform():

@@ -1,4 +1,4 @@
-"""TSTR cell-load forecasting (calibration/utility.py): features, the ratio rule, a control series
+"""TSTR cell-load forecasting (evaluation/utility.py): features, the ratio rule, a control series
 that must fail it, a run too short to learn from, and the real LTE / Milan sets end to end."""
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from telcosim.calibration import utility as U
+from telcosim.evaluation import utility as U
 from tests.conftest import SHARED_DATA
 
 needs_data = pytest.mark.skipif(not (SHARED_DATA / "README.md").is_file(), reason="shared data not present")
@@ -69,7 +69,7 @@ def test_short_run_drops_lags_or_is_not_evaluated():
 
 def test_one_day_run_is_not_evaluated_and_outage_detector_not_asked_for(small_run):
     _, run_dir, _ = small_run
-    from telcosim.calibration.readers import CellSeries
+    from telcosim.realdata.readers import CellSeries
 
     idx = pd.date_range("2024-01-01", periods=24 * 30, freq="1h")
     cells = CellSeries("mem", {"a": pd.Series(1.0 + np.sin(np.arange(len(idx))), index=idx)})
@@ -103,7 +103,7 @@ def test_run_series_sums_kpis_per_hour(four_day_run):
 
 @needs_data
 def test_against_lte_and_milan(four_day_run):
-    from telcosim.calibration import readers as R
+    from telcosim.realdata import readers as R
 
     ds = [R.read_cell_series(SHARED_DATA / "lte_cells"),
           R.read_activity(SHARED_DATA / "milan_hourly" / "square_hourly_load.csv")]
@@ -169,3 +169,34 @@ def test_lte_persistence_figures():
     assert st["windows"] == 153
     assert st["acf1"] == pytest.approx(0.338, abs=0.002) and st["decay_per_hour"] == pytest.approx(0.392, abs=0.002)
     assert st["shape_sd"] == pytest.approx(0.228, abs=0.002) and st["resid_sd"] == pytest.approx(0.682, abs=0.002)
+
+
+def _daily_series(rng, n_series: int, days: int, noise: float) -> U.Series:
+    """Series with a daily cycle (peak in the afternoon) and noise, hours from a Monday 00:00."""
+    hours = np.arange(days * 24)
+    cycle = 1.0 + 0.8 * np.sin(2 * np.pi * (hours % 24 - 9) / 24)
+    y = cycle[None, :] * rng.uniform(0.5, 2.0, (n_series, 1)) + rng.normal(0, noise, (n_series, len(hours)))
+    return U.Series(np.clip(y, 0.01, None), hours % 24, (hours // 24) % 7, [f"s{i}" for i in range(n_series)])
+
+
+def test_forecaster_trained_on_the_real_series_themselves_passes():
+    """Known answer: synthetic training series that are the real training split give the same
+    model, so the MAE ratio is exactly 1 and the task passes."""
+    rng = np.random.default_rng(0)
+    train, test = _daily_series(rng, 20, 21, 0.05), _daily_series(rng, 20, 21, 0.05)
+    r = U.forecast_task(train, train, test, horizon=1)
+    assert r["ratio_mae"] == pytest.approx(1.0)
+    assert r["status"] == "pass"
+
+
+def test_forecaster_trained_on_noise_fails():
+    """Clearly different synthetic data (flat level plus large noise, no daily cycle) teaches a
+    forecaster that misses the real cycle: MAE ratio well above the limit, the task fails."""
+    rng = np.random.default_rng(0)
+    train, test = _daily_series(rng, 20, 21, 0.05), _daily_series(rng, 20, 21, 0.05)
+    hours = np.arange(21 * 24)
+    noise = U.Series(np.clip(1.0 + rng.normal(0, 1.0, (20, len(hours))), 0.01, None), hours % 24,
+                     (hours // 24) % 7, [f"n{i}" for i in range(20)])
+    r = U.forecast_task(noise, train, test, horizon=1)
+    assert r["ratio_mae"] > 2 * U.RATIO_LIMIT
+    assert r["status"] == "fail"

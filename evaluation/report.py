@@ -1,4 +1,4 @@
-"""The fidelity report: ``metrics.json`` (the document of :func:`calibration.fidelity.evaluate`) and
+"""The fidelity report: ``metrics.json`` (the document of :func:`evaluation.fidelity.evaluate`) and
 ``report.html``, one self-contained page (plots as inline SVG drawn with matplotlib, no script,
 no network access).
 
@@ -32,13 +32,13 @@ STATUS_TEXT = {"pass": "pass", "fail": "FAIL", "not_evaluated": "n/a"}
 
 
 def _figure(w: float, h: float):
-    from matplotlib.figure import Figure
+    from matplotlib.figure import Figure  # lazy: matplotlib is slow to import; only figures need it
 
     return Figure(figsize=(w, h), layout="constrained")
 
 
 def _svg(fig) -> str:
-    import matplotlib
+    import matplotlib  # lazy: matplotlib is slow to import; only figures need it
 
     buf = io.StringIO()
     with matplotlib.rc_context({"svg.fonttype": "none", "svg.hashsalt": "telcosim", "font.size": 9}):
@@ -477,7 +477,7 @@ def _extra_cards(doc: dict) -> str:
 
 
 def coverage_section(c: dict) -> str:
-    """Coverage of strata against the targets (calibration.coverage.coverage_metrics)."""
+    """Coverage of strata against the targets (evaluation.coverage.coverage_metrics)."""
     e = html.escape
     rows = ["<table id='coverage-table'><thead><tr><th>stratum</th><th>records</th><th>share</th>"
             "<th>target</th><th>status</th><th>records missing</th></tr></thead><tbody>"]

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from telcosim.calibration.report import write_report
+from telcosim.evaluation.report import write_report
 
 BROWSERS = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable")
 
@@ -36,12 +36,12 @@ def _chromium(browser: str, tmp_path: Path, *args: str) -> subprocess.CompletedP
 def report_doc(request, small_run, small_run_b):
     """The small run's report: against the shared real sets when present, else against the CDRs of
     the same scenario with another seed (``--real cdr=``), so that CI renders a report either way."""
-    from tests.calibration.conftest import HAVE_DATA
+    from tests.evaluation.conftest import HAVE_DATA
 
     if HAVE_DATA:
         return request.getfixturevalue("honest_doc")
-    from telcosim.calibration import readers as R
-    from telcosim.calibration.fidelity import evaluate
+    from telcosim.evaluation.fidelity import evaluate
+    from telcosim.realdata import readers as R
 
     return evaluate(small_run[1], [R.read_cdr(small_run_b)])
 

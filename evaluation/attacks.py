@@ -53,6 +53,12 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+from scipy.spatial import cKDTree
+
+from telcosim.calibration import targets as T
+from telcosim.calibration.privacy import Releaser, _dp, cap_rows
 
 SLOT_S = 600  # sampling grid (s)
 MAX_CARRY_SLOTS = 6  # a position is carried forward for at most an hour
@@ -139,7 +145,7 @@ def _centre(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 def from_location_traces(loc) -> Trajectories:
-    """A :class:`calibration.readers.LocationTraces` (fixes with accuracy <= 250 m) as trajectories."""
+    """A :class:`realdata.readers.LocationTraces` (fixes with accuracy <= 250 m) as trajectories."""
     ok = ~(loc.accuracy > MAX_ACCURACY_M)
     lat, lon = loc.lat[ok], loc.lon[ok]
     lat0 = float(np.median(lat)) if len(lat) else 0.0
@@ -153,9 +159,6 @@ def from_location_traces(loc) -> Trajectories:
 def from_run(run_dir: Path, max_persons: int = MAX_SYNTHETIC_PERSONS, seed: int = SPLIT_SEED) -> Trajectories:
     """A run's location rows as trajectories of at most ``max_persons`` subscribers (a seeded sample),
     positions from ``cells.parquet`` (site x_km, y_km), times in the run's local time."""
-    import pyarrow.compute as pc
-    import pyarrow.parquet as pq
-
     run_dir = Path(run_dir)
     cells = pq.read_table(run_dir / "cells.parquet", columns=["cell_id", "x_km", "y_km"]).to_pandas()
     n_sub = pq.ParquetFile(run_dir / "subscribers.parquet").metadata.num_rows
@@ -281,7 +284,7 @@ def traces(tr: Trajectories) -> dict[int, set]:
 
 def wilson(k: int, n: int, conf: float = CONFIDENCE) -> tuple[float, float, float]:
     """(rate, low, high): the success rate and its Wilson score interval."""
-    from scipy.stats import norm
+    from scipy.stats import norm  # lazy: scipy.stats takes seconds to import
 
     if n == 0:
         return float("nan"), 0.0, 1.0
@@ -312,7 +315,7 @@ def risk(main: tuple[int, int], control: tuple[int, int], conf: float = CONFIDEN
 
 
 def clopper_pearson(k: int, n: int, conf: float = CONFIDENCE) -> tuple[float, float]:
-    from scipy.stats import beta
+    from scipy.stats import beta  # lazy: scipy.stats takes seconds to import
 
     a = 1 - conf
     lo = 0.0 if k == 0 else float(beta.ppf(a / 2, k, n - k + 1))
@@ -322,7 +325,7 @@ def clopper_pearson(k: int, n: int, conf: float = CONFIDENCE) -> tuple[float, fl
 
 def auc(pos: np.ndarray, neg: np.ndarray) -> float:
     """Area under the ROC curve of scores ``pos`` (members) against ``neg`` (ties count half)."""
-    from scipy.stats import rankdata
+    from scipy.stats import rankdata  # lazy: scipy.stats takes seconds to import
 
     if not len(pos) or not len(neg):
         return float("nan")
@@ -340,8 +343,6 @@ def _scale(ref: pd.DataFrame, cols) -> np.ndarray:
 
 
 def _nn(ref: np.ndarray, q: np.ndarray, k: int = 1) -> tuple[np.ndarray, np.ndarray]:
-    from scipy.spatial import cKDTree
-
     d, i = cKDTree(ref).query(q, k=k)
     return np.asarray(d), np.asarray(i)
 
@@ -598,8 +599,6 @@ def unicity(train_tr: Trajectories, hold_tr: Trajectories, syn_tr: Trajectories,
 
 def _quantile_measurement(candidates, alpha: float, scale: float):
     """The measurement of :meth:`calibration.privacy.Releaser.quantile` at a given scale."""
-    from .privacy import _dp
-
     dp = _dp()
     return dp.m.make_private_quantile(dp.vector_domain(dp.atom_domain(T=float, nan=False)), dp.symmetric_distance(),
                                       dp.max_divergence(), candidates=sorted({float(c) for c in candidates}),
@@ -652,9 +651,6 @@ def canary_audit(train_loc, epsilon: float, trials: int = CANARY_TRIALS, broken:
     contribute, each with the largest radius of the public candidate grid. ``broken`` audits a
     deliberately wrong release (noise calibrated for one row per person: the cap forgotten), the
     control that the audit can catch a violation."""
-    from . import targets as T
-    from .privacy import Releaser, cap_rows
-
     days, _ = T._user_days(train_loc)
     keep = cap_rows(days.user.to_numpy(), T.LOC_DAYS_PER_USER, order=days.day.to_numpy())
     rg = days.rg.to_numpy(float)[keep]

@@ -1,18 +1,15 @@
-"""Errors of the calibration readers: every problem of an input is collected, then raised at once.
+"""Errors of the real-data readers: every problem of an input is collected, then raised at once.
 
 :class:`DataError` is a :class:`sim.errors.InputDataError` (so a ``TelcosimError``): the CLI prints
-its ``problems`` one per line and exits with code 2, never a traceback. A message names the file,
+its ``problems`` one per line and exits with code 2 (:func:`telcosim.cli.args.report`), never a traceback. A message names the file,
 the column and row (or key), the bad value and what is allowed.
 """
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Iterable
 
 from telcosim.sim.errors import InputDataError
-
-EXIT_USAGE = 2
 
 MAX_EXAMPLES = 3  # bad rows quoted in one message; the rest are counted
 
@@ -59,10 +56,3 @@ class Problems:
 def _plain(v):
     """numpy scalars as plain Python values, so messages read ``'x'`` and ``-3``, not ``np.int64(-3)``."""
     return v.item() if hasattr(v, "item") else v
-
-
-def report(problems: Iterable[str]) -> int:
-    """Print input problems one per line (as every telcosim command does) and return exit code 2."""
-    for line in problems:
-        print(f"telcosim: error: {line}", file=sys.stderr)
-    return EXIT_USAGE

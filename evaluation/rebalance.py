@@ -1,6 +1,6 @@
 """Rebalancing: fill the under-represented strata of a run with targeted extra simulation.
 
-:func:`rebalance` reads a run folder and a ``coverage.toml`` (:mod:`calibration.coverage`), finds
+:func:`rebalance` reads a run folder and a ``coverage.toml`` (:mod:`evaluation.coverage`), finds
 the flagged gaps and, round by round, runs the simulator on the run's own scenario with changed
 settings, keeping from each extra run only the records that fall in the gaps it was made for:
 
@@ -38,6 +38,8 @@ actions above are designed for (docs/rebalance.md).
 from __future__ import annotations
 
 import dataclasses
+import html
+import io
 import json
 import math
 import shutil
@@ -48,8 +50,17 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
 
+from telcosim import scenarios
+from telcosim.scenarios.augment import AUGMENT_KINDS, augment
+from telcosim.scenarios.runner import run as run_scenario
+from telcosim.sim import config
 from telcosim.sim.errors import ConfigError, InputDataError, OutputError
+from telcosim.sim.network import load_cells_csv
+from telcosim.sim.population import build_population
 from telcosim.sim.staging import staging_folder, swap_into_place
 from telcosim.sim.streams import stable_hash
 
@@ -104,8 +115,6 @@ def _scenario_raw(manifest: dict, run_dir: Path) -> dict[str, Any]:
 def _write_cells_csv(run_dir: Path, path: Path) -> tuple[int, ...]:
     """The run's cells as a cells CSV (same ids, positions, classes and capacities); returns the
     number of cells per density class."""
-    import pyarrow.parquet as pq
-
     t = pq.read_table(run_dir / "cells.parquet").to_pandas()
     lines = ["cell_id,site_id,lat,lon,azimuth_deg,voice_channels,data_mbps,density"]
     for r in t.itertuples(index=False):
@@ -123,9 +132,6 @@ def _write_cells_csv(run_dir: Path, path: Path) -> tuple[int, ...]:
 def _neighbours_identical(run_dir: Path, csv: Path, net_cfg) -> bool:
     """Whether the network rebuilt from the CSV has the run's neighbour graph (it is recomputed
     from the positions, which the CSV holds to the last bit of a double)."""
-    import pyarrow.parquet as pq
-
-    from telcosim.sim.network import load_cells_csv
 
     net = load_cells_csv(csv, net_cfg)
     orig = pq.read_table(run_dir / "cells.parquet", columns=["neighbours"])["neighbours"].to_pylist()
@@ -147,13 +153,8 @@ def plan_actions(targets: Targets, before: dict, class_cells: tuple[int, ...], s
                                                      "outside incidents")
                 actions[a.key] = a
                 continue
-            try:
-                from telcosim.scenarios.augment import AUGMENT_KINDS
-            except ImportError:  # a tree without telcosim augment
-                AUGMENT_KINDS = ()
             if t.key not in AUGMENT_KINDS:
-                made = (f"it makes episodes of {', '.join(AUGMENT_KINDS)} only" if AUGMENT_KINDS
-                        else "it is not available here")
+                made = f"it makes episodes of {', '.join(AUGMENT_KINDS)} only"
                 unfillable.append({"gap": t.name, "reason": f"extra incident episodes come from 'telcosim augment', "
                                    f"and {made}: no {t.key!r} episodes can be made (nothing is faked)"})
                 continue
@@ -258,8 +259,6 @@ def plan(run_dir: str | Path, targets: Targets, max_subscribers: int | None = No
          max_episodes: int = MAX_EPISODES) -> dict[str, Any]:
     """What :func:`rebalance` would do first, without simulating: the coverage, the gaps that
     cannot be filled, and each action with the size of its first extra run (estimated)."""
-    import pyarrow.parquet as pq
-
     run_dir = Path(run_dir)
     orig = cov.read_strata(run_dir)
     before = cov.evaluate(orig, targets, source="original")
@@ -427,10 +426,6 @@ def _set(raw: dict, dotted: str, value: Any) -> None:
 def _rebalance_into(tmp: Path, run_dir: Path, manifest: dict, raw: dict, orig: Strata, before: dict,
                     targets: Targets, max_rounds: int, max_subscribers: int | None, salt: int,
                     log: Callable[[str], None], max_episodes: int = MAX_EPISODES) -> dict[str, Any]:
-    import pyarrow.parquet as pq
-
-    from telcosim.sim import config
-    from telcosim.sim.network import load_cells_csv
 
     extra_dir = tmp / "extra"
     class_cells = _write_cells_csv(run_dir, extra_dir / "cells.csv")
@@ -472,8 +467,6 @@ def _rebalance_into(tmp: Path, run_dir: Path, manifest: dict, raw: dict, orig: S
                 "action": a.key, "for": [t.name for t in a.gaps], "why": a.why, "records_short_before": deficit,
                 "scenario_changes": dict(a.changes), "seed": seed}
             if a.augment_kind is None:
-                from telcosim.scenarios.runner import run as run_scenario
-
                 log(f"round {round_no}: {name}: {a.key}: {n} subscribers ({a.why}); {deficit} records short")
                 run_scenario(sc, extra_dir / name)
                 strata = cov.read_strata(extra_dir / name)
@@ -484,8 +477,6 @@ def _rebalance_into(tmp: Path, run_dir: Path, manifest: dict, raw: dict, orig: S
                              records=len(strata))
                 produced = len(strata)
             else:
-                from telcosim.scenarios.augment import augment
-
                 log(f"round {round_no}: {name}: {a.key}: {n} episode(s) ({a.why}); {deficit} records short")
                 augment(sc, a.augment_kind, n, extra_dir / name, seed=seed)
                 parts, produced = _episode_strata(extra_dir / name, sc, net, cell_density, a.augment_kind)
@@ -547,9 +538,6 @@ def _write_scenario(extra_dir: Path, name: str, base: dict, raw: dict, a: Action
                     round_no: int):
     """The scenario of an extra run (or the base of an augment call), written as extra/NAME.toml
     (``telcosim run extra/NAME.toml`` remakes the run) and loaded from there."""
-    from telcosim import scenarios
-    from telcosim.sim import config
-
     sc_raw = json.loads(json.dumps(base))
     sc_raw["name"] = f"{raw.get('name', 'default')}+rebalance-{a.key}"
     sc_raw["seed"] = seed
@@ -571,10 +559,6 @@ def _episode_strata(folder: Path, sc, net, cell_density: np.ndarray, kind: str) 
     """The records of each augment episode attributed to its incident, as strata (one part per
     episode: each episode is its own run, with its own subscribers and record ids); and the
     number of records of the episodes' incident runs."""
-    import pandas as pd
-    import pyarrow.parquet as pq
-
-    from telcosim.sim.population import build_population
 
     episodes = pq.read_table(folder / "episodes.parquet", columns=["episode_id", "seed"]).to_pylist()
     parts: list[tuple[str, Strata]] = []
@@ -636,9 +620,6 @@ def _gap_status(before, after, unfillable, actions, generated, max_rounds) -> li
 
 def _write_records(tmp: Path, orig: Strata, kept: list[Strata], sources: list[tuple[str, int]], combined: Strata,
                    weights: np.ndarray) -> None:
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
     names = ["original", *[name for name, _ in sources]]
     src = np.concatenate([np.full(len(p), i, np.int32) for i, p in enumerate([orig, *kept])])
     offsets = np.asarray([0, *[off for _, off in sources]], np.int64)
@@ -657,9 +638,6 @@ def _write_records(tmp: Path, orig: Strata, kept: list[Strata], sources: list[tu
 
 
 def _write_strata_weights(tmp: Path, table: dict, vocab: dict) -> None:
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
     dec = _decode_key(table["key"], vocab)
     cols = {d: pa.array(dec[d]) for d in DIMENSIONS}
     cols["hour"] = pa.array([int(h) for h in dec["hour"]], pa.int8())
@@ -669,8 +647,6 @@ def _write_strata_weights(tmp: Path, table: dict, vocab: dict) -> None:
 
 
 def _svg(fig) -> str:
-    import io
-
     buf = io.StringIO()
     fig.savefig(buf, format="svg", bbox_inches="tight")
     text = buf.getvalue()
@@ -680,10 +656,10 @@ def _svg(fig) -> str:
 def _charts(doc: dict) -> list[str]:
     """One SVG per dimension that has a target: share of each level before, after, and after
     weighting, with the min_share targets of single levels marked."""
-    import matplotlib
+    import matplotlib  # lazy: matplotlib is slow to import; only figures need it
 
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # lazy: matplotlib is slow to import; only figures need it
 
     dims = list(dict.fromkeys(i["dimension"] for i in doc["before"]["strata"]))
     out = []
@@ -722,8 +698,6 @@ def _charts(doc: dict) -> list[str]:
 
 def write_html(path: Path, doc: dict, generated: list[dict]) -> None:
     """A self-contained page: the gaps, what was generated, and the charts (inline SVG)."""
-    import html
-
     def pct(x):
         return f"{100 * x:.2f}%"
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import re
 
-from telcosim.calibration.report import fmt, render_html, write_report
+from telcosim.evaluation.report import fmt, render_html, write_report
 
 
 def test_page_is_self_contained_and_summarises_first(honest_doc):
@@ -60,7 +60,7 @@ def test_cell_formatting():
 
 
 def test_utility_and_privacy_sections_render(honest_doc):
-    from telcosim.calibration import report
+    from telcosim.evaluation import report
 
     doc = dict(honest_doc)
     doc["utility"] = {"model": "ridge", "seed": 1, "sets": {"cells": {

@@ -9,9 +9,9 @@ import math
 import numpy as np
 import pytest
 
-from telcosim.calibration import fidelity as F
-from telcosim.calibration import readers as R
 from telcosim.calibration.run_stats import voice_stats
+from telcosim.evaluation import fidelity as F
+from telcosim.realdata import readers as R
 from tests.conftest import small_scenario
 
 

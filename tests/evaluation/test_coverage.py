@@ -15,14 +15,14 @@ import pyarrow.parquet as pq
 import pytest
 
 from telcosim.cli import rebalance as rebalance_cli
-from telcosim.calibration.coverage import (
+from telcosim.cli.args import EXIT_USAGE
+from telcosim.evaluation.coverage import (
     coverage_metrics,
     load_targets,
     parse_hours,
     read_strata,
     targets_from_dict,
 )
-from telcosim.calibration.errors import EXIT_USAGE
 from telcosim.sim.errors import ConfigError
 
 

@@ -3,7 +3,7 @@
 Every reader validates its input completely before returning: each problem (unreadable file,
 missing column, unparsable time, negative count, duplicated row or key, mixed time zones, bad
 value) becomes one message naming the file, the column and line (or key), the bad value and what
-is allowed; all messages of a call are raised together as one :class:`calibration.errors.DataError`.
+is allowed; all messages of a call are raised together as one :class:`realdata.errors.DataError`.
 CSV line numbers count the header as line 1.
 
 Each reader returns a small frozen dataclass that records ``individual_level``: True when rows
@@ -28,12 +28,17 @@ cdr       :func:`read_cdr`                   a telcosim run's CDRs       individ
 
 from __future__ import annotations
 
+import datetime as _dt
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from telcosim.sim.schema import DIRECTIONS, OUTCOMES, SERVICES
 
 from .errors import Problems
 
@@ -306,8 +311,6 @@ def _times(raw: pd.Series, path: Path, column: str, problems: Problems, *, fmt: 
 
 def _fixed_offset(text: str):
     """A ``+HH:MM`` / ``-HH:MM`` offset as a fixed tzinfo."""
-    import datetime as _dt
-
     sign = 1 if text[0] == "+" else -1
     return _dt.timezone(sign * _dt.timedelta(hours=int(text[1:3]), minutes=int(text[4:6])))
 
@@ -751,10 +754,6 @@ def read_cdr(path: str | Path) -> CdrTable:
     vocabularies, no null subscriber or time, no negative or non-finite duration, no record_id
     twice.
     """
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
-    from telcosim.sim.schema import DIRECTIONS, OUTCOMES, SERVICES
 
     path = Path(path)
     problems = Problems()

@@ -36,6 +36,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import os
 import shutil
 import tempfile
 import time
@@ -45,31 +46,28 @@ from typing import Any
 
 import numpy as np
 
-from .base import SIDECAR_FILE, LearnedGenerator, ModelError, register
+from telcosim import sim
+from telcosim.calibration import calibrate as C
+from telcosim.models.base import SIDECAR_FILE, LearnedGenerator, ModelError, register
+from telcosim.sim.profile import load_profile
 
 QUANTILES = (0.05, 0.5, 0.95)  # the interval (5%, 95%) and the estimate (median)
 POSTERIOR_DRAWS = 4000  # draws from the ensemble mixture for the quantiles of an answer
 
 
-def _calib():
-    from telcosim.calibration import calibrate as C
-
-    return C
-
-
 def param_names() -> list[str]:
-    return list(_calib().PARAMS)
+    return list(C.PARAMS)
 
 
 def stat_names() -> list[str]:
     """The scalar statistics the network reads (the STATS of the search, profiles left out)."""
-    return [s.name for s in _calib().STATS if s.group != "profile"]
+    return [s.name for s in C.STATS if s.group != "profile"]
 
 
 def stat_groups() -> dict[str, str]:
     """Statistic -> masking group: call durations, other CDR figures, location figures, handovers."""
     out = {}
-    for s in _calib().STATS:
+    for s in C.STATS:
         if s.group == "profile":
             continue
         if s.name.startswith("call_duration"):
@@ -91,7 +89,7 @@ EDGE = 1e-3  # positions in the range are kept in [EDGE, 1 - EDGE] before the lo
 
 
 def _ranges(names: list[str]) -> list[tuple[float, float, bool]]:
-    P = _calib().PARAMS
+    P = C.PARAMS
     return [(P[n].low, P[n].high, P[n].log) for n in names]
 
 
@@ -126,7 +124,6 @@ def from_latent(z: np.ndarray, ranges) -> np.ndarray:
 def stat_transform(names: list[str], values: np.ndarray) -> np.ndarray:
     """Statistics (rows x stats) on the scale of their distance: log for ``log`` terms, as is for
     ``abs`` terms; NaN (missing, or not positive where a log is taken) stays NaN."""
-    C = _calib()
     v = np.asarray(values, np.float64).copy()
     for j, n in enumerate(names):
         if C.STAT_BY_NAME[n].distance == "log":
@@ -144,7 +141,7 @@ def stat_transform(names: list[str], values: np.ndarray) -> np.ndarray:
 def prior_design(n: int, names: list[str], seed: int) -> np.ndarray:
     """``n`` knob vectors from the prior (uniform / log-uniform over the public ranges), a seeded
     Latin hypercube (every knob's range covered evenly with few runs)."""
-    from scipy.stats import qmc
+    from scipy.stats import qmc  # lazy: scipy.stats takes seconds to import
 
     u = qmc.LatinHypercube(d=len(names), rng=np.random.default_rng(seed)).random(n)
     return from_unit(u, _ranges(names))
@@ -157,7 +154,6 @@ def simulate_training_set(n_runs: int, *, subscribers: int = 1000, seed: int = 0
     "stats": runs x statistics, "seeds": runs}``. Run ``i`` uses scenario seed ``seed * 100003 + i + 1``.
     With ``partial`` (an .npz path), the runs done so far are saved there every few runs and a
     later call with the same arguments continues from them."""
-    C = _calib()
     names, snames = param_names(), stat_names()
     base = C.base_scenario(scenario, list(sets or []))
     theta = prior_design(n_runs, names, seed)
@@ -203,7 +199,7 @@ def simulate_training_set(n_runs: int, *, subscribers: int = 1000, seed: int = 0
 
 
 def _ensemble_class():
-    import torch
+    import torch  # lazy: torch is optional and slow to import
     from torch import nn
 
     class Ensemble(nn.Module):
@@ -252,10 +248,10 @@ class NeuralPosterior(LearnedGenerator):
             raise ModelError(f"model 'neural-calibration': training data must be a dict with 'params' (runs x "
                              f"knobs) and 'stats' (runs x statistics); got {got}")
         pn, sn = self._names()
-        unknown = [n for n in pn if n not in _calib().PARAMS]
+        unknown = [n for n in pn if n not in C.PARAMS]
         if unknown:
             raise ModelError(f"model 'neural-calibration': hyperparameter 'params': unknown knob(s) {unknown}")
-        unknown = [n for n in sn if n not in _calib().STAT_BY_NAME]
+        unknown = [n for n in sn if n not in C.STAT_BY_NAME]
         if unknown:
             raise ModelError(f"model 'neural-calibration': hyperparameter 'stats': unknown statistic(s) {unknown}")
         P, S = np.asarray(data["params"], np.float64), np.asarray(data["stats"], np.float64)
@@ -301,7 +297,7 @@ class NeuralPosterior(LearnedGenerator):
         return base * keep
 
     def _fit(self, data, device, rng) -> None:
-        import torch
+        import torch  # lazy: torch is optional and slow to import
 
         P = np.asarray(data["params"], np.float64)
         x, mask = self._inputs(np.asarray(data["stats"], np.float64))
@@ -342,7 +338,7 @@ class NeuralPosterior(LearnedGenerator):
 
     # -- answers -----------------------------------------------------------------------------------
     def _mixture(self, stats: np.ndarray):
-        import torch
+        import torch  # lazy: torch is optional and slow to import
 
         x, mask = self._inputs(stats)
         self.module.eval()
@@ -351,7 +347,7 @@ class NeuralPosterior(LearnedGenerator):
         return mean[:, 0].double(), logvar[:, 0].double()  # members x knobs
 
     def _draws(self, stats: np.ndarray, n: int, gen) -> np.ndarray:
-        import torch
+        import torch  # lazy: torch is optional and slow to import
 
         mean, logvar = self._mixture(stats)
         members = mean.shape[0]
@@ -366,7 +362,7 @@ class NeuralPosterior(LearnedGenerator):
     def posterior(self, stats: dict[str, float], *, seed: int = 0, draws: int = POSTERIOR_DRAWS) -> dict[str, dict]:
         """Per knob: ``median`` (the estimate), ``mean``, ``sd``, ``q05``, ``q95`` of the posterior
         given ``stats`` (statistic name -> value in its own unit; absent or NaN = unknown)."""
-        import torch
+        import torch  # lazy: torch is optional and slow to import
 
         if not self.fitted:
             raise ModelError("model 'neural-calibration': not fitted or loaded")
@@ -407,8 +403,6 @@ class NeuralPosterior(LearnedGenerator):
 def cache_key(base, *, subscribers: int, runs: int, seed: int, hyper: dict) -> str:
     """sha256 over what determines the surrogate: resolved base scenario, run size and count,
     seed, the knobs' ranges, the statistics, the hyperparameters and telcosim's version."""
-    from telcosim import sim
-    C = _calib()
     raw = C._drop_nan(base.to_dict())
     for k in ("population", "time"):
         raw.get(k, {}).pop("subscribers" if k == "population" else "days", None)
@@ -424,7 +418,6 @@ def train_or_load(cache_dir: str | Path, *, runs: int = 120, subscribers: int = 
                   progress: Callable[[str], None] | None = None) -> tuple[NeuralPosterior, dict]:
     """The surrogate for these settings: loaded from ``cache_dir`` when it was trained before,
     else simulated, trained and saved there. Returns (model, info: key, folder, loaded?, seconds)."""
-    C = _calib()
     hyper = dict(hyper or {})
     base = C.base_scenario(scenario, list(sets or []))
     # the simulations depend on the settings only; the network also on its hyperparameters
@@ -482,7 +475,6 @@ def train_or_load(cache_dir: str | Path, *, runs: int = 120, subscribers: int = 
 def target_statistics(doc: dict) -> tuple[dict[str, float], list[str]]:
     """The scalar statistics of a targets document (a statistic found in several targets: their
     weighted mean on the distance's scale) and the search's notes on targets left out."""
-    C = _calib()
     terms, notes = C.target_terms(doc)
     acc: dict[str, list[tuple[float, float]]] = {}
     names = set(stat_names())
@@ -508,9 +500,6 @@ def calibrate(doc: dict, model: NeuralPosterior, *, params: list[str] | None = N
     whose ``best`` are posterior medians, and ``settings["uncertainty"]`` the per-knob posterior
     summaries. With ``check``, the start and the estimate are each run once (``subscribers``, one
     day, scenario seed ``seed``) so the report's before/after objective is measured, as the search's is."""
-    from telcosim.sim.profile import load_profile
-
-    C = _calib()
     t0 = time.perf_counter()
     sets = list(sets or [])
     base = C.base_scenario(scenario, sets)
@@ -582,7 +571,7 @@ def calibrate(doc: dict, model: NeuralPosterior, *, params: list[str] | None = N
 def interval_comment(result) -> list[str]:
     """TOML comment lines with each fitted knob's 90% interval (added to the calibrated scenario)."""
     unc = result.settings.get("uncertainty", {})
-    lines = ["# Neural calibration (models/neural.py): estimate = posterior median; 90% interval (5%-95%):"]
+    lines = ["# Neural calibration (calibration/neural.py): estimate = posterior median; 90% interval (5%-95%):"]
     for n, u in unc.items():
         lines.append(f"#   {n} = {u['median']:.4g}  [{u['q05']:.4g}, {u['q95']:.4g}]  sd {u['sd']:.3g}")
     return lines
@@ -596,8 +585,6 @@ def with_intervals(toml: str, result) -> str:
 
 
 def default_cache_dir() -> Path:
-    import os
-
     root = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
     return Path(root) / "telcosim" / "neural"
 

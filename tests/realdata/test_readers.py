@@ -11,8 +11,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from telcosim.calibration import readers as R
-from telcosim.calibration.errors import DataError
+from telcosim.realdata import readers as R
+from telcosim.realdata.errors import DataError
 from telcosim.sim.errors import TelcosimError
 from tests.conftest import SHARED_DATA
 

@@ -97,6 +97,7 @@ def real_windows(ran_dir: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 
 
 def _fit(x: np.ndarray, y: np.ndarray):
+    # lazy: scikit-learn is slow to import; only this task needs it
     from sklearn.linear_model import LogisticRegression
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
@@ -106,6 +107,7 @@ def _fit(x: np.ndarray, y: np.ndarray):
 
 def detection_task(augment_dir: Path, ran_dir: Path, seed: int = 0) -> dict:
     """TSTR vs TRTR ROC AUC of the step-change detector on held-out real carriers."""
+    # lazy: scikit-learn is slow to import; only this task needs it
     from sklearn.metrics import roc_auc_score
 
     xs, ys = synthetic_windows(augment_dir, seed=seed)

@@ -29,7 +29,7 @@ The unit of coverage is the CDR record: a level's *share* is its records over al
 
 A level below its target is *flagged* (``"under"``). :func:`coverage_metrics` gives the JSON-able
 summary that the evaluate report (or anybody) can show; :func:`read_strata` and :func:`evaluate`
-are the parts the rebalancing loop (:mod:`calibration.rebalance`) uses, also for several sources
+are the parts the rebalancing loop (:mod:`evaluation.rebalance`) uses, also for several sources
 combined and weighted.
 """
 
@@ -44,6 +44,10 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.dataset as ds
+import pyarrow.parquet as pq
 
 from telcosim.sim.errors import ConfigError, InputDataError
 
@@ -267,8 +271,6 @@ def check_run_dir(run_dir: Path) -> list[str]:
 
 def _dict_codes(col, vocab: tuple[str, ...], what: str) -> np.ndarray:
     """Codes into ``vocab`` of a (dictionary or string) pyarrow column."""
-    import pyarrow as pa
-
     col = col.combine_chunks() if hasattr(col, "combine_chunks") else col
     if not pa.types.is_dictionary(col.type):
         col = col.dictionary_encode()
@@ -284,10 +286,6 @@ def _dict_codes(col, vocab: tuple[str, ...], what: str) -> np.ndarray:
 def read_strata(run_dir: str | Path) -> Strata:
     """The strata of every CDR record of a run folder. Raises :class:`InputDataError` (one line
     per problem) when the folder is not a readable run."""
-    import pandas as pd
-    import pyarrow.dataset as ds
-    import pyarrow.parquet as pq
-
     run_dir = Path(run_dir)
     problems = check_run_dir(run_dir)
     if problems:
@@ -343,8 +341,6 @@ def _incident_codes(run_dir: Path, n: int, ids: np.ndarray | None):
     """Incident kind codes (0 = none) of the CDR rows (``ids``: their incident_id, -1 for null;
     None without the column), the vocabulary, and whether incident data was there at all (with a
     note on what was missing)."""
-    import pyarrow.parquet as pq
-
     path = run_dir / "incidents.parquet"
     if not path.is_file() and ids is None:
         return ((NO_INCIDENT,), np.zeros(n, np.int16), False,

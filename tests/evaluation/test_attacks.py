@@ -1,4 +1,4 @@
-"""Privacy attacks (calibration/attacks.py): the statistics, the per-person-day records, and the
+"""Privacy attacks (evaluation/attacks.py): the statistics, the per-person-day records, and the
 controls: a deliberately leaky synthetic set (the training people's traces copied with small
 jitter) must be flagged as high risk by every attack, and by the canary audit a deliberately
 broken DP release; an honest set (other people of the same kind) must pass. Run on generated
@@ -11,8 +11,8 @@ import math
 import numpy as np
 import pytest
 
-from telcosim.calibration import attacks as A
-from telcosim.calibration.readers import LocationTraces
+from telcosim.evaluation import attacks as A
+from telcosim.realdata.readers import LocationTraces
 from tests.conftest import SHARED_DATA
 
 needs_data = pytest.mark.skipif(not (SHARED_DATA / "README.md").is_file(), reason="shared data not present")
@@ -132,7 +132,7 @@ def studentlife():
     if not (SHARED_DATA / "README.md").is_file():
         pytest.skip("shared data not present")
     from telcosim.calibration import derive_defaults as dd
-    from telcosim.calibration import readers as R
+    from telcosim.realdata import readers as R
 
     return R.read_location_traces(SHARED_DATA / "studentlife_gps", tz=dd.STUDENTLIFE_TZ)
 

@@ -1,11 +1,11 @@
 """Fidelity of a telcosim run against real data: metrics, real-vs-real baselines and tolerances.
 
-:func:`evaluate` compares one run folder with real data sets read by :mod:`calibration.readers`
+:func:`evaluate` compares one run folder with real data sets read by :mod:`realdata.readers`
 (the ``KIND`` names of ``telcosim targets``) and returns one JSON-ready document (``metrics.json``
 of ``telcosim evaluate``). For every metric of :data:`SPECS`:
 
 * the **synthetic value** comes from the run: CDR figures from its ``cdr/`` parts (read with
-  :func:`calibration.readers.read_cdr`), data volume from ``cell_kpis.parquet``, mobility and
+  :func:`realdata.readers.read_cdr`), data volume from ``cell_kpis.parquet``, mobility and
   handover figures from :func:`calibration.run_stats.mobility_stats`;
 * the **real value** from the first real set given among the metric's ``kinds``; definitions are
   those of :mod:`calibration.targets` (whose helpers are called: ``activity_targets``,
@@ -40,10 +40,12 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import pyarrow.parquet as pq
 
-from . import readers as R
-from . import run_stats as RS
-from . import targets as T
+from telcosim.calibration import run_stats as RS
+from telcosim.calibration import targets as T
+from telcosim.calibration.targets import tv_distance
+from telcosim.realdata import readers as R
 
 SCHEMA_VERSION = 1
 SPLITS = 5  # seeded half-splits per real set; the baseline is the median distance over them
@@ -188,18 +190,8 @@ def _mean_one(v) -> list[float] | None:
     return list(np.where(ok, v / v[ok].mean(), np.nan))
 
 
-def tv_distance(p, q) -> float:
-    """Total variation distance of two non-negative shapes over the entries finite in both, each
-    renormalised to sum 1: 0 = same shape, 1 = disjoint."""
-    p, q = np.asarray(p, float), np.asarray(q, float)
-    ok = np.isfinite(p) & np.isfinite(q)
-    if not ok.any() or p[ok].sum() <= 0 or q[ok].sum() <= 0:
-        return float("nan")
-    return float(0.5 * np.abs(p[ok] / p[ok].sum() - q[ok] / q[ok].sum()).sum())
-
-
 def ks_distance(a, b) -> float:
-    from scipy.stats import ks_2samp
+    from scipy.stats import ks_2samp  # lazy: scipy.stats takes seconds to import
 
     a, b = np.asarray(a, float), np.asarray(b, float)
     a, b = a[np.isfinite(a)], b[np.isfinite(b)]
@@ -451,8 +443,6 @@ def run_window(manifest: dict) -> Window:
 
 def kpi_volume(run_dir: Path, window: Window) -> np.ndarray:
     """cells x hours matrix of data_volume_mb (downlink MB served) from cell_kpis.parquet."""
-    import pyarrow.parquet as pq
-
     k = pq.read_table(run_dir / "cell_kpis.parquet", columns=["interval_start", "cell_id", "data_volume_mb"])
     cells = pq.read_table(run_dir / "cells.parquet", columns=["cell_id"]).column("cell_id").to_numpy()
     t = pd.Series(k.column("interval_start").to_pandas())
@@ -479,8 +469,6 @@ class Synthetic:
 
 
 def synthetic_features(run_dir: Path) -> Synthetic:
-    from .run_stats import mobility_stats
-
     run_dir = Path(run_dir)
     manifest, c = read_run(run_dir)
     window = run_window(manifest)
@@ -490,7 +478,7 @@ def synthetic_features(run_dir: Path) -> Synthetic:
     hourly, weekly = _profiles(vol.sum(axis=0), window.t0)
     run["hourly_profile.data"], run["weekly_profile.data"] = hourly, weekly
     run.update(_load_features(vol, "data"))
-    mob = mobility_stats(run_dir)
+    mob = RS.mobility_stats(run_dir)
     run.update({"radius_of_gyration_median": mob["rg_km_median"], "radius_of_gyration_p90": mob["rg_km_p90"],
                 "distinct_locations_per_day": mob["distinct_locations_day_median"],
                 "top_location_share": mob["top_location_share_median"],

@@ -13,9 +13,9 @@ import json
 import pandas as pd
 import pytest
 
-from telcosim.calibration import rebalance as rb
 from telcosim.cli import rebalance as rebalance_cli
-from telcosim.calibration.coverage import load_targets
+from telcosim.evaluation import rebalance as rb
+from telcosim.evaluation.coverage import load_targets
 from telcosim.scenarios.runner import run
 from tests.conftest import small_scenario
 
@@ -196,7 +196,7 @@ def test_nothing_is_left_when_a_run_fails(starved, tmp_path, monkeypatch):
     def boom(*a, **k):
         raise RuntimeError("simulated failure")
 
-    monkeypatch.setattr("telcosim.scenarios.runner.run", boom)
+    monkeypatch.setattr(rb, "run_scenario", boom)  # the extra runs go through it
     with pytest.raises(RuntimeError):
         rb.rebalance(run_dir, load_targets(cov), out)
     assert not out.exists() and not list(tmp_path.glob(".*"))
@@ -234,7 +234,7 @@ def test_cli_wiring_and_dry_run(starved, tmp_path, capsys):
 
 
 def test_same_input_same_output_and_capped_gaps_stay_short(starved, tmp_path):
-    from telcosim.calibration.coverage import coverage_metrics
+    from telcosim.evaluation.coverage import coverage_metrics
 
     run_dir, _ = starved
     night = coverage_metrics(run_dir, None)["dimensions"]["hour"]["levels"]

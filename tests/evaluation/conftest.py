@@ -19,7 +19,7 @@ HAVE_DATA = (SHARED_DATA / "README.md").is_file()
 
 def read_real_sets():
     from telcosim.calibration import derive_defaults as dd
-    from telcosim.calibration import readers as R
+    from telcosim.realdata import readers as R
 
     return [R.read_shares(SHARED_DATA / "nodobo"), R.read_cell_series(SHARED_DATA / "lte_cells"),
             R.read_activity(SHARED_DATA / "milan_hourly" / "square_hourly_load.csv"),
@@ -68,7 +68,7 @@ def wrong_run(small_run, tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def honest_doc(small_run, real_sets):
-    from telcosim.calibration.fidelity import evaluate
+    from telcosim.evaluation.fidelity import evaluate
 
     _, out, _ = small_run
     return evaluate(out, real_sets)
@@ -76,7 +76,7 @@ def honest_doc(small_run, real_sets):
 
 @pytest.fixture(scope="session")
 def wrong_doc(wrong_run, real_sets):
-    from telcosim.calibration.fidelity import evaluate
+    from telcosim.evaluation.fidelity import evaluate
 
     return evaluate(wrong_run, real_sets)
 

@@ -29,12 +29,13 @@ next hour, 24 h before for next day) is given for scale. A task **passes** when 
 at most :data:`RATIO_LIMIT` (1.25).
 
 The second utility task of issue #6, a step-change detector trained on ``telcosim augment``
-outage episodes and tested on real step changes, is in :mod:`calibration.detection`; evaluate
+outage episodes and tested on real step changes, is in :mod:`evaluation.detection`; evaluate
 runs it with ``--utility-augment`` and ``--utility-steps`` (:func:`evaluate_outage_detector`).
 """
 
 from __future__ import annotations
 
+import json
 import math
 import warnings
 from pathlib import Path
@@ -42,6 +43,9 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import pyarrow.parquet as pq
+
+from .fidelity import run_window
 
 RATIO_LIMIT = 1.25
 MIN_TARGET_HOURS = 48  # target hours per synthetic series left after the largest lag
@@ -55,7 +59,7 @@ DETECTOR_RATIO_LIMIT = 0.8  # ROC AUC trained on synthetic >= 0.8 x trained on r
 
 
 def evaluate_outage_detector(result: dict, augment_dir, steps_dir) -> dict:
-    """Status of the step-change detection task (:func:`calibration.detection.detection_task`)."""
+    """Status of the step-change detection task (:func:`evaluation.detection.detection_task`)."""
     ok = result["auc_ratio"] >= DETECTOR_RATIO_LIMIT
     return {**result, "status": "pass" if ok else "fail", "augment": str(augment_dir), "real": str(steps_dir),
             "rule": f"ROC AUC trained on synthetic >= {DETECTOR_RATIO_LIMIT:g} x trained on real (held-out real carriers)",
@@ -116,11 +120,7 @@ def normalise(y: np.ndarray, by: np.ndarray | None = None) -> np.ndarray:
 def run_series(run_dir: Path, what: str) -> Series:
     """The run's per-cell hourly load from ``cell_kpis.parquet``: ``what`` = "data"
     (data_volume_mb) or "all" (voice_attempts + sms + data_sessions), summed per local hour."""
-    import json
 
-    import pyarrow.parquet as pq
-
-    from .fidelity import run_window
 
     run_dir = Path(run_dir)
     manifest = json.loads((run_dir / "manifest.json").read_text(encoding="utf-8"))
@@ -215,10 +215,12 @@ def design(s: Series, lags: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray, np
 
 def make_model(name: str = "ridge", seed: int = SPLIT_SEED):
     if name == "ridge":
+        # lazy: scikit-learn is slow to import; only this task needs it
         from sklearn.linear_model import Ridge
 
         return Ridge(alpha=1.0)
     if name == "hgb":
+        # lazy: scikit-learn is slow to import; only this task needs it
         from sklearn.ensemble import HistGradientBoostingRegressor
 
         return HistGradientBoostingRegressor(max_iter=200, learning_rate=0.1, random_state=seed)
