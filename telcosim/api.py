@@ -24,8 +24,9 @@ import pyarrow as pa
 import pyarrow.dataset as ds
 
 from telcosim import scenarios
-from telcosim.calibration import fidelity, readers
-from telcosim.calibration.report import write_report
+from telcosim.evaluation import fidelity
+from telcosim.evaluation.report import write_report
+from telcosim.realdata import readers
 from telcosim.scenarios import augment as _augment
 from telcosim.scenarios import study as _study
 from telcosim.scenarios.loader import _toml_value
