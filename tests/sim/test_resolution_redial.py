@@ -103,7 +103,7 @@ def test_redialled_call_in_a_stale_cell_keeps_the_state_consistent():
     from telcosim.sim.kernels.resolution import C_NEXT_TICK
     from telcosim.sim.network import build_network
     from telcosim.sim.streams import generator
-    from tests.sim.test_resolution_properties import _check_data_lists
+    from tests.sim.test_resolution import _check_data_lists
 
     net = build_network(NetworkConfig(layout="hex", sites=2, sectors=3), generator(0, "network.layout"))
     hour = 3_600_000
