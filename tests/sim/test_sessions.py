@@ -1,6 +1,6 @@
-"""A subscriber's data-volume level (behaviour.data_volume_level_*, data_volume_habit_share): its
-correlation over hours and days, the per-session volume law it leaves unchanged, and the same bytes
-whatever the chunk size."""
+"""Sessions (sim/sessions.py, the sessions kernel): a subscriber's data-volume level
+(behaviour.data_volume_level_*, data_volume_habit_share): its correlation over hours and days, the
+per-session volume law it leaves unchanged, and the same bytes whatever the chunk size."""
 
 from __future__ import annotations
 
