@@ -1,4 +1,5 @@
-"""Local demand shards stepped by several threads: the same events as one thread, in the same order."""
+"""Where demand shards run (sim/executors.py): local shards stepped by several threads give the same
+events as one thread, in the same order; Dask workers give the same run bytes as one process."""
 
 from __future__ import annotations
 
@@ -37,3 +38,18 @@ def test_threads_do_not_change_the_events():
         for (m0, a0, s0), (m1, a1, s1) in zip(ref, got, strict=True):
             for x, y in zip((*m0, *a0, s0), (*m1, *a1, s1), strict=True):
                 np.testing.assert_array_equal(x, y)
+
+
+def test_one_and_two_dask_workers_match_a_single_process(tmp_path):
+    import json
+
+    from telcosim.scenarios.runner import run
+
+    def files(out):
+        return json.loads((out / "manifest.json").read_text())["files"]
+
+    sc = small_scenario(**{"population.subscribers": 2500})
+    run(sc, tmp_path / "local")
+    run(sc, tmp_path / "w1", workers=1, chunk_subscribers=700)
+    run(sc, tmp_path / "w2", workers=2, chunk_subscribers=700)
+    assert files(tmp_path / "w1") == files(tmp_path / "local") == files(tmp_path / "w2")

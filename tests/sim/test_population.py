@@ -1,5 +1,9 @@
-"""The local mobility class (population.local_share): anchors on the home site, the share drawn as
-asked, other subscribers' draws untouched, and in a run a local without outings stays on their site."""
+"""The population (sim/population.py) and its set-up kernels (sim/kernels/setup.py).
+
+The local mobility class (population.local_share): anchors on the home site, the share drawn as
+asked, other subscribers' draws untouched, and in a run a local without outings stays on their site.
+The set-up: every network and population array pinned to a digest, the networkx views equal to the
+CSRs, and each set-up kernel equal to the plain numpy / Python rule it implements."""
 
 from __future__ import annotations
 
@@ -119,8 +123,9 @@ def _arrays_digest(net, pop) -> str:
      "a3c45be4de1928a5"),
 ])
 def test_setup_arrays_are_those_of_the_python_setup(sets, digest):
-    """Every network and population array, byte for byte, as the Python/networkx set-up built them
-    before the kernels (digests taken from that code; a deliberate change of the model changes them)."""
+    """Every network and population array, byte for byte, pinned to a digest, so that any change in
+    what the set-up builds shows here (a deliberate change of the model changes the digests: pin
+    the new ones)."""
     from telcosim.sim.network import build_network
     from telcosim.sim.streams import generator
 
@@ -131,61 +136,6 @@ def test_setup_arrays_are_those_of_the_python_setup(sets, digest):
     net = build_network(sc.network, generator(sc.seed, "network.layout"))
     pop = build_population(sc.population, net, sc.seed)
     assert _arrays_digest(net, pop) == digest
-
-
-def _reference_neighbours(cx, cy, site):
-    """The neighbour rule with networkx, as sim.network built it before the kernels."""
-    import networkx as nx
-    from scipy.spatial import Delaunay
-
-    n = len(cx)
-    g = nx.Graph()
-    g.add_nodes_from(range(n))
-    order = np.argsort(site, kind="stable")
-    for a, b in zip(order[:-1], order[1:], strict=True):
-        if site[a] == site[b]:
-            g.add_edge(int(a), int(b))
-    edges = set()
-    for s in Delaunay(np.column_stack([cx, cy])).simplices:
-        for i in range(3):
-            a, b = int(s[i]), int(s[(i + 1) % 3])
-            edges.add((min(a, b), max(a, b)))
-    full = nx.Graph()
-    full.add_nodes_from(range(n))
-    for a, b in edges:
-        full.add_edge(a, b, weight=float(np.hypot(cx[a] - cx[b], cy[a] - cy[b])))
-    med = {c: float(np.median([full[c][m]["weight"] for m in full[c]])) if len(full[c]) else 0.0 for c in range(n)}
-    g.add_edges_from((a, b) for a, b, d in full.edges(data=True) if d["weight"] <= 2.0 * min(med[a], med[b]))
-    g.add_edges_from(nx.minimum_spanning_edges(full, data=False))
-    return [sorted(g.neighbors(c)) for c in range(n)]
-
-
-def _grid_points(seed: int):
-    """Cells on an integer grid: many equal edge lengths and cocircular points."""
-    rng = np.random.default_rng(seed)
-    side = int(rng.integers(4, 16))
-    pts = rng.choice(side * side, size=int(rng.integers(4, side * side)), replace=False)
-    cx, cy = (pts % side).astype(float), (pts // side).astype(float)
-    return cx, cy, np.arange(len(cx), dtype=np.int32) // int(rng.integers(1, 4))
-
-
-@pytest.mark.parametrize("case", [("hex", 19, 3), ("hex", 61, 1), ("hex", 100, 6), ("random", 5, 3),
-                                  ("random", 60, 1), ("random", 150, 3), *[("grid", s, 0) for s in range(6)]])
-def test_neighbour_graph_breaks_ties_as_networkx(case):
-    """Kruskal in the kernel takes the Delaunay edges in networkx's order, so equal lengths (the
-    hex layout, grids) give the same spanning tree and hence the same neighbours."""
-    from telcosim.sim.network import _neighbour_csr, build_network
-    from telcosim.sim.streams import generator
-
-    layout, sites, sectors = case
-    if layout == "grid":
-        cx, cy, site = _grid_points(sites)
-    else:
-        sc = config.load(None, [f"network.layout='{layout}'", f"network.sites={sites}", f"network.sectors={sectors}"])
-        net = build_network(sc.network, generator(sc.seed, "network.layout"))
-        cx, cy, site = net.cx_km, net.cy_km, net.site_id
-    ptr, idx = _neighbour_csr(cx, cy, site)
-    assert [idx[ptr[c]:ptr[c + 1]].tolist() for c in range(len(cx))] == _reference_neighbours(cx, cy, site)
 
 
 def test_networkx_views_match_the_csr():
@@ -312,8 +262,8 @@ def test_neighbourhood_csrs_match_python_sets():
 
 
 def test_contact_kernels_match_the_numpy_rule(splitting):
-    """Local cell by resident count, resident by a uniform (empty cells and the last subscriber
-    clipped as the numpy code did), then local or global."""
+    """Local cell by resident count, resident by a uniform (a pick in an empty cell, or past the
+    last subscriber, is clipped to the last valid index), then local or global."""
     from telcosim.sim.kernels import setup
 
     rng = np.random.default_rng(8)

@@ -1,6 +1,6 @@
-"""A subscriber's data-volume level (behaviour.data_volume_level_*, data_volume_habit_share): its
-correlation over hours and days, the per-session volume law it leaves unchanged, and the same bytes
-whatever the chunk size."""
+"""Sessions (sim/sessions.py, the sessions kernel): a subscriber's data-volume level
+(behaviour.data_volume_level_*, data_volume_habit_share): its correlation over hours and days, the
+per-session volume law it leaves unchanged, and the same bytes whatever the chunk size."""
 
 from __future__ import annotations
 
@@ -62,7 +62,7 @@ def test_level_keeps_the_session_law_and_the_bytes_for_any_chunk_size(tmp_path):
     # Each session still lognormal(mu, sigma) (the run's hourly mu shift aside): same spread with
     # the level as without it.
     assert len(lv) > 5000 and np.std(lv) == pytest.approx(np.std(lv0), rel=0.05)
-    # ... but a subscriber's sessions in one hour now share a level: the within-(subscriber, hour)
+    # ... but with it a subscriber's sessions in one hour share a level: the within-(subscriber, hour)
     # spread is smaller than the overall one.
     data = data.assign(lv=lv, hour=data["start_time"].dt.floor("h"))
     g = data.groupby(["subscriber_id", "hour"])["lv"]

@@ -1,6 +1,7 @@
-"""Serving-cell dwell dispersion while moving (``mobility.dwell_log_sigma``): each hop's crossing
-time is multiplied by a mean-one lognormal factor, so dwells spread out while the mean time per
-hop (distance / speed), the route and the handovers per trip stay as they were."""
+"""Mobility while moving (sim/mobility.py, the mobility kernel): the serving-cell dwell dispersion
+(``mobility.dwell_log_sigma``). Each hop's crossing time is multiplied by a mean-one lognormal
+factor, so dwells spread out while the mean time per hop (distance / speed), the route and the
+handovers per trip stay as they were."""
 
 from __future__ import annotations
 

@@ -95,15 +95,15 @@ def test_redials_raise_attempts_under_congestion(tmp_path):
 def test_redialled_call_in_a_stale_cell_keeps_the_state_consistent():
     """A redial is set up in the cell of its first attempt; its party may have moved since and
     then start a data session where it is now. The call's leg and the data session then sit in
-    different cells, and the next move must take each from its own cell (this used to corrupt
-    the cell's data-session list and hang the run)."""
+    different cells, and the next move must take each from its own cell (taking both from one
+    cell corrupts that cell's data-session list and hangs the run)."""
     from telcosim.sim.config import NetworkConfig
     from telcosim.sim.engine import _Resolver
     from telcosim.sim.kernels import demand
     from telcosim.sim.kernels.resolution import C_NEXT_TICK
     from telcosim.sim.network import build_network
     from telcosim.sim.streams import generator
-    from tests.sim.test_resolution_properties import _check_data_lists
+    from tests.sim.test_resolution import _check_data_lists
 
     net = build_network(NetworkConfig(layout="hex", sites=2, sectors=3), generator(0, "network.layout"))
     hour = 3_600_000
