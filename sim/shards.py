@@ -35,7 +35,7 @@ from .kernels.sessions import (
 from .mobility import VISIT_SLOTS, initial_places
 from .population import Population
 
-# Epochs are a quarter of an hour: a quarter of the events in flight at once. Places are still
+# Epochs are a quarter of an hour: a quarter of the events in flight at once. Places are
 # decided hourly (in the first epoch of each hour) and rates change hourly.
 HOUR_MS = 3_600_000
 EPOCHS_PER_HOUR = 4

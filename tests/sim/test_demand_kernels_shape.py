@@ -5,11 +5,14 @@ that grows past the bound fails here before anybody calls it."""
 from __future__ import annotations
 
 import ast
+import pickle
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 import telcosim.sim.kernels
+from telcosim.sim.kernels import mobility, sessions
 
 KERNELS = Path(telcosim.sim.kernels.__file__).resolve().parent
 MAX_PARAMETERS = 25
@@ -46,3 +49,14 @@ def test_no_kernel_takes_more_than_25_parameters(path):
 def test_the_check_sees_the_kernels():
     names = {name for p in SOURCES for name, _ in _kernels(p)}
     assert {"mobility_epoch", "sessions_epoch", "volume_levels", "attempt_cells", "seed_state"} <= names
+
+
+def test_grouped_inputs_pickle():
+    """Shards are built on remote workers from pickled inputs: the groups travel as they are."""
+    a = np.arange(3.0)
+    for group in (mobility.CellMap(a, a, a, a, a), mobility.MobilityEpoch(1, 0, 900_000, True, a, a),
+                  sessions.SessionEpoch(1, 0, 900_000, False, a, a, a, 0.5)):
+        back = pickle.loads(pickle.dumps(group))
+        assert type(back) is type(group) and back._fields == group._fields
+        for x, y in zip(back, group, strict=True):
+            np.testing.assert_array_equal(x, y)

@@ -1,6 +1,6 @@
 """Serving-cell dwell dispersion while moving (``mobility.dwell_log_sigma``): each hop's crossing
 time is multiplied by a mean-one lognormal factor, so dwells spread out while the mean time per
-hop (distance / speed), the route and the handovers per trip stay as they were."""
+hop (distance / speed), the route and the handovers per trip stay those of the plain crossing times."""
 
 from __future__ import annotations
 
