@@ -10,7 +10,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 import telcosim.sim.kernels
 from telcosim.sim.kernels import mobility, sessions
 
