@@ -9,7 +9,7 @@ telcosim (its random numbers come from ``numpy.random.Generator`` streams, not f
 counter-based ones), only to follow the same model, so its rows per subscriber-day should be
 close to telcosim's.
 
-The model, as in ``sim/kernels/demand.py`` and ``sim/kernels/resolution.py``:
+The model, as in ``sim/kernels/mobility.py``, ``sim/kernels/sessions.py`` and ``sim/kernels/resolution.py``:
 
 * Mobility: every hour a subscriber keeps their place (home / work / other) with probability
   ``stickiness``, else redraws it from the hour's target distribution; a new place starts a trip
@@ -81,7 +81,7 @@ from telcosim.sim.streams import generator
 
 HOUR_MS = 3_600_000.0
 INF = math.inf
-MAX_HOP_MS = 86_400_000.0  # as sim.kernels.demand._MAX_HOP_MS: a dwell factor never parks a trip for days
+MAX_HOP_MS = 86_400_000.0  # as sim.kernels.mobility._MAX_HOP_MS: a dwell factor never parks a trip for days
 HOME, WORK, OTHER = 0, 1, 2
 # Index of the reference's own streams (telcosim uses index 0 and 1 of "mobility").
 STREAM_INDEX = 1000
@@ -280,7 +280,7 @@ class ReferenceModel:
 
     def distance(self, a: int, b: int) -> float:
         dx, dy = self.cx[b] - self.cx[a], self.cy[b] - self.cy[a]
-        return math.sqrt(dx * dx + dy * dy)  # as telcosim's mobility kernel (demand._dist)
+        return math.sqrt(dx * dx + dy * dy)  # as telcosim's mobility kernel (mobility._dist)
 
     def explore(self, cur: int, s: int) -> int:
         """A new "other" place: anywhere (by work weight) or a few random neighbour hops away

@@ -1,5 +1,5 @@
 """Mobility: where subscribers want to be, hour by hour, and where they start (their state across
-epochs is :class:`sim.shards.ShardState`; the kernel is :func:`sim.kernels.demand.mobility_epoch`).
+epochs is :class:`sim.shards.ShardState`; the kernel is :func:`sim.kernels.mobility.mobility_epoch`).
 
 Each hour a subscriber keeps their place (home / work / other) with probability ``stickiness``,
 otherwise redraws it from the hour's target distribution below: a time-inhomogeneous Markov chain

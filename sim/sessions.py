@@ -3,7 +3,7 @@
 Rates per service come from the scenario's per-day figures times the profile's day-of-week and
 hour-of-day shapes (local time); each subscriber scales them by their activity level and by a
 two-state burst process (active / quiet) so that inter-event times are bursty, as in real CDRs.
-The kernel is :func:`sim.kernels.demand.sessions_epoch`.
+The kernel is :func:`sim.kernels.sessions.sessions_epoch`.
 """
 
 from __future__ import annotations

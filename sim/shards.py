@@ -13,11 +13,29 @@ from dataclasses import dataclass, field, fields
 
 import numpy as np
 
-from .kernels import demand
+from .kernels.demand import attempt_cells
+from .kernels.mobility import (
+    CellMap,
+    LocationRows,
+    MobilityEpoch,
+    MobilityParams,
+    Travellers,
+    Trips,
+    mobility_epoch,
+    periodic_phases,
+)
+from .kernels.sessions import (
+    AttemptRows,
+    Callers,
+    SessionClocks,
+    SessionEpoch,
+    SessionParams,
+    sessions_epoch,
+)
 from .mobility import VISIT_SLOTS, initial_places
 from .population import Population
 
-# Epochs are a quarter of an hour: a quarter of the events in flight at once. Places are still
+# Epochs are a quarter of an hour: a quarter of the events in flight at once. Places are
 # decided hourly (in the first epoch of each hour) and rates change hourly.
 HOUR_MS = 3_600_000
 EPOCHS_PER_HOUR = 4
@@ -57,6 +75,26 @@ class DemandInputs:
     data_level_rho: float = 0.0
     data_habit_share: float = 0.0  # of that level, the daily habit (behaviour.data_volume_habit_share)
 
+    def cells(self) -> CellMap:
+        """The network as the mobility kernel sees it."""
+        return CellMap(self.cx_km, self.cy_km, self.nbr_ptr, self.nbr_idx, self.other_cdf)
+
+    def mobility_params(self, classes: np.ndarray) -> MobilityParams:
+        """The mobility kernel's parameters, with the mobility classes' table ``classes``
+        (:meth:`sim.population.Population.class_mobility`)."""
+        m = self.mobility
+        return MobilityParams(
+            m["stickiness"], m["rho"], m["gamma"], m["hops_mean"], m["global_share"], m["speed_mu"],
+            m["speed_sigma"], m["pp_prob"], m["pp_dwell_ms"], m["dwell_sigma"], np.int64(self.periodic_ms),
+            np.int64(HOUR_MS), classes)
+
+    def session_params(self) -> SessionParams:
+        """The session kernel's parameters."""
+        return SessionParams(
+            self.burst_on_mult, self.burst_off_mult, self.burst_on_ms, self.burst_off_ms, self.onnet_share,
+            self.voice_mu, self.voice_sigma, self.voice_max_ms, self.data_mu, self.data_sigma,
+            self.data_level_share, self.data_level_rho, self.data_habit_share)
+
 
 NO_CELL_MULT = np.ones((0, 3))
 NO_SUB_MULT = np.ones((0, 3))
@@ -95,7 +133,7 @@ class ShardState:
     burst_on: np.ndarray     # int8: in an active (bursty) period
     burst_next: np.ndarray   # int64 ms of the next burst switch; -1 before the first epoch
     clock: np.ndarray        # float64: unit hazard left before the next attempt; -1 before the first epoch
-    vol_t: np.ndarray        # float64: data-volume level, its transient moving sum (demand.sessions_epoch)
+    vol_t: np.ndarray        # float64: data-volume level, its transient moving sum (sim.kernels.volume_level)
     vol_h: np.ndarray        # float64: data-volume level, its daily-habit moving sum
     vol_hour: np.ndarray     # int64: the clock hour vol_t / vol_h are for; -1 before the first epoch
 
@@ -113,6 +151,15 @@ class ShardState:
     def arrays(self) -> dict[str, np.ndarray]:
         return {f.name: getattr(self, f.name) for f in fields(self)}
 
+    def trips(self) -> Trips:
+        """The mobility kernel's part (the same arrays: its writes land here)."""
+        return Trips(self.cur_cell, self.place, self.dest, self.next_hop_t, self.speed_kmh, self.visit_cell,
+                     self.visit_count, self.n_seen)
+
+    def clocks(self) -> SessionClocks:
+        """The session kernel's part (the same arrays: its writes land here)."""
+        return SessionClocks(self.burst_on, self.burst_next, self.clock, self.vol_t, self.vol_h, self.vol_hour)
+
     def slice(self, lo: int, hi: int) -> ShardState:
         """A view of subscribers lo..hi-1 (writes go through to this state)."""
         return ShardState(**{k: v[lo:hi] for k, v in self.arrays().items()})
@@ -128,46 +175,41 @@ class Shard:
         self.first = first
         self.count = len(home)
         self.inputs = inputs
-        self.home, self.work, self.activity = home, work, activity
-        # Per-service rate multipliers (voice, SMS, data) per subscriber, or none.
-        self.sub_mult = sub_mult
-        # Mobility class per subscriber (empty: none) and each class's outing factor, stickiness,
-        # exploration hops mean and global jump share (sim.population.Population.class_mobility).
-        self.mclass, self.cls = mclass, cls
-        self.contact_ptr, self.contact_cdf, self.contact_idx = contact_ptr, contact_cdf, contact_idx
         self.state = state
-        # Each subscriber's phase of periodic location updates (fixed for the run).
-        self.phase = demand.periodic_phases(inputs.mob_key, first, self.count, np.int64(inputs.periodic_ms))
+        # The kernels' fixed inputs, grouped once: the network and both models' parameters
+        # (``cls``: each mobility class's outing factor, stickiness, exploration hops mean and
+        # global jump share, sim.population.Population.class_mobility), and the subscribers'
+        # attributes: home and work cells, mobility class (empty: none), phase of periodic
+        # location updates; activity, per-service rate multipliers (empty: none), contacts.
+        self.cells, self.mob_params, self.ses_params = inputs.cells(), inputs.mobility_params(cls), inputs.session_params()
+        phase = periodic_phases(inputs.mob_key, first, self.count, np.int64(inputs.periodic_ms))
+        self.travellers = Travellers(first, home, work, mclass, phase)
+        self.callers = Callers(first, activity, sub_mult, contact_ptr, contact_cdf, contact_idx)
 
     def step(self, ep: EpochInputs):
         """Draw one epoch: ``((t, sub, cell, kind), (t, sub, kind, counterpart, duration_ms, bytes,
         cell), start_cell)``: location events and attempts grouped by subscriber in id order, and
         the cell each subscriber started the epoch in."""
-        d, st, m = self.inputs, self.state, self.inputs.mobility
+        d, st = self.inputs, self.state
         e = ep.epoch
         start_cell = st.cur_cell.copy()
         t0, t1 = e * EPOCH_MS, (e + 1) * EPOCH_MS
+        first_of_hour = e % EPOCHS_PER_HOUR == 0
         cap = 2 * self.count + 64
-        force = _dense_force(ep.force, self.first, self.count)
         # One subscriber's location rows in an epoch are bounded: hops are at least a second
         # apart and write at most three rows each, plus the periodic updates.
         room = 3 * (EPOCH_MS // 1000 + 1) + (EPOCH_MS // d.periodic_ms + 1 if d.periodic_ms > 0 else 0) + 8
-        mob = _fill(lambda lo, n, bufs: demand.mobility_epoch(
-            d.mob_key, self.first, self.count, lo, n, np.int64(room), e, t0, t1, e % EPOCHS_PER_HOUR == 0,
-            np.int64(HOUR_MS), ep.place_target, m["stickiness"], m["rho"],
-            m["gamma"], m["hops_mean"], m["global_share"], d.other_cdf, m["speed_mu"], m["speed_sigma"],
-            m["pp_prob"], m["pp_dwell_ms"], m["dwell_sigma"], np.int64(d.periodic_ms), d.cx_km, d.cy_km, d.nbr_ptr, d.nbr_idx,
-            self.home, self.work, force, self.mclass, self.cls, st.cur_cell, st.place, st.dest, st.next_hop_t, st.speed_kmh,
-            st.visit_cell, st.visit_count, st.n_seen, self.phase, *bufs), self.count, max(cap, 2 * room), MOB_DTYPES)
-        att = _fill(lambda lo, n, bufs: demand.sessions_epoch(
-            d.ses_key, self.first, self.count, lo, n, e, e % EPOCHS_PER_HOUR == 0, t0, t1, ep.rates, start_cell, ep.cell_mult,
-            self.sub_mult,
-            self.activity, st.burst_on,
-            st.burst_next, st.clock, d.burst_on_mult, d.burst_off_mult, d.burst_on_ms, d.burst_off_ms, d.onnet_share,
-            self.contact_ptr, self.contact_cdf, self.contact_idx, d.voice_mu, d.voice_sigma, d.voice_max_ms,
-            d.data_mu + ep.data_mu_shift, d.data_sigma, d.data_level_share, d.data_level_rho, d.data_habit_share,
-            st.vol_t, st.vol_h, st.vol_hour, *bufs), self.count, cap, ATT_DTYPES)
-        cells = demand.attempt_cells(self.first, start_cell, mob[1], mob[0], mob[2], att[1], att[0])
+        mob_ep = MobilityEpoch(e, t0, t1, first_of_hour, ep.place_target, _dense_force(ep.force, self.first, self.count))
+        trips, pi_own = st.trips(), np.empty(ep.place_target.shape[0])
+        mob = _fill(lambda lo, n, bufs: mobility_epoch(
+            d.mob_key, self.cells, self.mob_params, self.travellers, trips, mob_ep, LocationRows(*bufs), lo, n,
+            np.int64(room), pi_own), self.count, max(cap, 2 * room), MOB_DTYPES)
+        ses_ep = SessionEpoch(e, t0, t1, first_of_hour, ep.rates, start_cell, ep.cell_mult, ep.data_mu_shift)
+        clocks, own = st.clocks(), np.empty(ep.rates.shape[0])
+        att = _fill(lambda lo, n, bufs: sessions_epoch(
+            d.ses_key, self.ses_params, self.callers, clocks, ses_ep, AttemptRows(*bufs), lo, n, own),
+            self.count, cap, ATT_DTYPES)
+        cells = attempt_cells(self.first, start_cell, mob[1], mob[0], mob[2], att[1], att[0])
         return mob, (*att, cells), start_cell
 
     def state_arrays(self) -> dict[str, np.ndarray]:

@@ -20,7 +20,7 @@ from telcosim.calibration.derive_defaults import hop_dwell_log_sigma
 from telcosim.sim import config
 from telcosim.scenarios.runner import run
 from telcosim.sim.errors import ConfigError
-from telcosim.sim.kernels import demand
+from telcosim.sim.kernels import mobility
 from tests.conftest import small_scenario
 
 N_CELLS = 41        # a straight road of cells 0.5 km apart
@@ -47,19 +47,25 @@ def _trips(sigma: float, first: int = 0, count: int = SUBS):
     room = 3 * N_CELLS + 8
     cap = count * room
     out = (np.zeros(cap, np.int64), np.zeros(cap, np.int32), np.zeros(cap, np.int32), np.zeros(cap, np.int8))
-    one, none_i = np.ones(1), np.zeros(0, np.int32)
-    no_class, class_table = np.zeros(0, np.int8), np.ones((1, 4))  # no mobility classes
-    n, done = demand.mobility_epoch(
-        np.uint64(12345), first, count, 0, 0, np.int64(room), 7, np.int64(0), np.int64(30 * 86_400_000),
-        False, np.int64(3_600_000), np.array([1.0, 0.0, 0.0]), 1.0, 0.5, 0.2, 2.0, 0.0,
-        np.cumsum(one), math.log(SPEED_KMH), 0.0, 0.0, 4000.0, sigma, np.int64(0),
-        cx, cy, ptr, idx, np.zeros(count, np.int32), np.zeros(count, np.int32), none_i, no_class, class_table,
-        np.zeros(count, np.int32), np.zeros(count, np.int8), np.full(count, N_CELLS - 1, np.int32),
-        np.zeros(count, np.int64), np.full(count, SPEED_KMH), np.full((count, 4), -1, np.int32),
-        np.zeros((count, 4), np.int32), np.zeros(count, np.int32), np.zeros(count, np.int64), *out)
+    cells = mobility.CellMap(cx, cy, ptr, idx, np.ones(1))
+    params = mobility.MobilityParams(
+        stickiness=1.0, rho=0.5, gamma=0.2, hops_mean=2.0, global_share=0.0, speed_mu=math.log(SPEED_KMH),
+        speed_sigma=0.0, pp_prob=0.0, pp_dwell_ms=4000.0, dwell_sigma=sigma, periodic_ms=np.int64(0),
+        trip_span_ms=np.int64(3_600_000), classes=np.ones((1, 4)))  # no ping-pongs, no periodic updates, no classes
+    travellers = mobility.Travellers(first, np.zeros(count, np.int32), np.zeros(count, np.int32), np.zeros(0, np.int8),
+                                     np.zeros(count, np.int64))
+    trips = mobility.Trips(
+        cur_cell=np.zeros(count, np.int32), place=np.zeros(count, np.int8), dest=np.full(count, N_CELLS - 1, np.int32),
+        next_hop_t=np.zeros(count, np.int64), speed_kmh=np.full(count, SPEED_KMH),
+        visit_cell=np.full((count, 4), -1, np.int32), visit_count=np.zeros((count, 4), np.int32),
+        n_seen=np.zeros(count, np.int32))
+    ep = mobility.MobilityEpoch(epoch=7, t0=np.int64(0), t1=np.int64(30 * 86_400_000), decide=False,
+                                place_target=np.array([1.0, 0.0, 0.0]), force=np.zeros(0, np.int32))
+    n, done = mobility.mobility_epoch(np.uint64(12345), cells, params, travellers, trips, ep,
+                                      mobility.LocationRows(*out), 0, 0, np.int64(room), np.empty(3))
     assert done == count
     t, sub, cell, kind = (a[:n] for a in out)
-    assert (kind == demand.KIND_CHANGE).all()
+    assert (kind == mobility.KIND_CHANGE).all()
     return t, sub, cell
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from telcosim.sim.kernels import demand
+from telcosim.sim.kernels import mobility
 from telcosim.sim.mobility import PLACE_TARGET_WEEKDAY
 from telcosim.sim.streams import kernel_key
 
@@ -14,7 +14,7 @@ def test_fixed_chain_occupancy_matches_stationary_distribution():
     pi = np.array([0.5, 0.3, 0.2])
     s = 0.6
     steps = 400
-    chain = demand.place_chain(kernel_key(11, "mobility"), 2000, steps, np.tile(pi, (steps, 1)), s, 2)
+    chain = mobility.place_chain(kernel_key(11, "mobility"), 2000, steps, np.tile(pi, (steps, 1)), s, 2)
     tail = chain[:, 100:].ravel()
     occupancy = np.bincount(tail, minlength=3) / tail.size
     # Effective sample size is reduced by the chain's autocorrelation s: n (1 - s) / (1 + s).
@@ -34,7 +34,7 @@ def test_time_inhomogeneous_chain_follows_its_periodic_law():
     s = 0.55
     days = 30
     pis = np.tile(PLACE_TARGET_WEEKDAY, (days, 1))
-    chain = demand.place_chain(kernel_key(12, "mobility"), 3000, 24 * days, pis, s, 0)
+    chain = mobility.place_chain(kernel_key(12, "mobility"), 3000, 24 * days, pis, s, 0)
     d = np.array([1.0, 0.0, 0.0])
     for _ in range(50):
         for h in range(24):

@@ -12,7 +12,7 @@ import pytest
 
 from telcosim.cli import main
 from telcosim.scenarios.runner import run
-from telcosim.sim.kernels.demand import volume_levels
+from telcosim.sim.kernels.volume_level import volume_levels
 from telcosim.sim.streams import kernel_key
 from tests.conftest import read, small_scenario
 
@@ -89,18 +89,24 @@ def test_the_carried_level_is_the_ar1_and_the_daily_sum(hours):
     (_level_step): the transient is the AR(1) with its own keyed innovations, the habit equals the
     direct sum around the day (_ar_sum) up to rounding, for a correlation time long enough that
     the sums hit their 48 / 24 caps and short enough that they do not."""
-    from telcosim.sim.kernels.demand import _ar_sum, _ar_terms, _keyed_normal, _level_seeds, _level_step
+    from telcosim.sim.kernels.volume_level import (
+        _ar_sum,
+        _keyed_normal,
+        _level_step,
+        ar_terms,
+        level_seeds,
+    )
 
     key, rho = kernel_key(7, "sessions"), math.exp(-1.0 / hours)
-    seed_t, seed_h = _level_seeds(key, 5)
+    seed_t, seed_h = level_seeds(key, 5)
     start = 1_000_000
-    k, norm = _ar_terms(rho, 0)
+    k, norm = ar_terms(rho, 0)
     v = want = _ar_sum(seed_t, start, rho, 0)
     for h in range(start + 1, start + 200):
         v = _level_step(seed_t, h, v, rho, k, norm, 0)
         want = rho * want + math.sqrt(1 - rho * rho) * _keyed_normal(seed_t, h, 0)
         assert v == want
-    k, norm = _ar_terms(rho, 24)
+    k, norm = ar_terms(rho, 24)
     v = _ar_sum(seed_h, start % 24, rho, 24)
     for h in range(start + 1, start + 200):
         v = _level_step(seed_h, h % 24, v, rho, k, norm, 24)
