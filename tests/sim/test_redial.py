@@ -95,8 +95,8 @@ def test_redials_raise_attempts_under_congestion(tmp_path):
 def test_redialled_call_in_a_stale_cell_keeps_the_state_consistent():
     """A redial is set up in the cell of its first attempt; its party may have moved since and
     then start a data session where it is now. The call's leg and the data session then sit in
-    different cells, and the next move must take each from its own cell (this used to corrupt
-    the cell's data-session list and hang the run)."""
+    different cells, and the next move must take each from its own cell (moving both from one
+    cell would corrupt the other cell's data-session list and hang the run)."""
     from telcosim.sim.config import NetworkConfig
     from telcosim.sim.engine import _Resolver
     from telcosim.sim.kernels import demand
