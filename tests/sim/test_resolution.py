@@ -50,13 +50,13 @@ def _check_data_lists(res):
     """Every data session in progress is in its cell's list exactly once, and the counts agree."""
     seen = 0
     for c in range(NET.n_cells):
-        j, steps = res.cell_head[c], 0
+        j, steps = res.sharing.head[c], 0
         while j >= 0:
-            assert res.ds_cell[j] == c
+            assert res.sessions.cell[j] == c
             steps += 1
             assert steps <= res.n_data, "a cycle in a cell's data-session list"
-            j = res.ds_cnext[j]
-        assert steps == res.n_d[c]
+            j = res.sessions.cnext[j]
+        assert steps == res.sharing.n_sess[c]
         seen += steps
     assert seen == res.active_data()
 
@@ -71,8 +71,8 @@ def test_resolution_invariants(world, redial_prob):
     # sessions have moved on: the state must stay consistent.
     res = _Resolver(NET, n_subs, n_int, ue_peak_mbps=20.0, redial_key=5, redial_prob=redial_prob,
                     redial_delay_s=120.0, redial_max=3, window_end_ms=EPOCH)
-    res.cap_ch[:] = caps
-    res.cap_bpms[:] = np.asarray(data_caps) * 1e6 / 8 / 1000
+    res.channels.cap[:] = caps
+    res.sharing.cap_bpms[:] = np.asarray(data_caps) * 1e6 / 8 / 1000
     res.counters[C_NEXT_TICK] = interval
     cols = [np.asarray([a[i] for a in att], np.int64) for i in range(6)]
     # The serving cell of each attempt: its subscriber's latest move at or before it.
@@ -91,8 +91,8 @@ def test_resolution_invariants(world, redial_prob):
     cdr = {k: np.concatenate([cdr1[k], cdr2[k]]) for k in cdr1}
 
     # Everything in progress ended and was released.
-    assert (res.busy == 0).all() and (res.n_d == 0).all()
-    assert (res.sub_state == -1).all() and (res.act_bits == 0).all()
+    assert (res.channels.busy == 0).all() and (res.sharing.n_sess == 0).all()
+    assert (res.subs.st == -1).all() and (res.subs.bits == 0).all()
     assert res.counters[C_FREE_CALLS] == res.n_calls and res.counters[C_FREE_DATA] == res.n_data
     # Conservation per cell and interval, and agreement with the CDR.
     k = res.kpi

@@ -69,7 +69,7 @@ def test_blocking_matches_erlang_b(channels, offered):
     assert abs(carried - offered * (1 - expected)) <= 3 * se_c + 0.01 * offered
     # Busy channels never exceed the cell's channels, and all are released at the end.
     assert res.kpi["busy_peak"].max() <= channels
-    assert res.busy[0] == 0
+    assert res.channels.busy[0] == 0
 
 
 def test_erlang_b_formula_reference_values():

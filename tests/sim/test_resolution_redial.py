@@ -95,8 +95,8 @@ def test_redials_raise_attempts_under_congestion(tmp_path):
 def test_redialled_call_in_a_stale_cell_keeps_the_state_consistent():
     """A redial is set up in the cell of its first attempt; its party may have moved since and
     then start a data session where it is now. The call's leg and the data session then sit in
-    different cells, and the next move must take each from its own cell (taking both from one
-    cell corrupts that cell's data-session list and hangs the run)."""
+    different cells, and the next move must take each from its own cell (moving both from one
+    cell would corrupt the other cell's data-session list and hang the run)."""
     from telcosim.sim.config import NetworkConfig
     from telcosim.sim.engine import _Resolver
     from telcosim.sim.kernels import demand
@@ -121,7 +121,7 @@ def test_redialled_call_in_a_stale_cell_keeps_the_state_consistent():
     res.ensure_slots(2, 1)
     cdr, _ = res.resolve(hour, hour, tuple(m_cols), tuple(a_cols), 0.1)
     _check_data_lists(res)
-    assert res.n_d.sum() == 1 and res.ds_cell[res.sub_state[0, 1]] == 2
+    assert res.sharing.n_sess.sum() == 1 and res.sessions.cell[res.subs.st[0, 1]] == 2
     # The redialled call connected once 1 was free, in cell 0 where it was first dialled, and
     # followed its party to cell 2; the data session (started in cell 1) did too.
     done = (cdr["sub"] == 0) & (cdr["svc"] == 0) & (cdr["out"] == 0)
