@@ -12,8 +12,8 @@ KPI, subscriber and cell tables and the manifest are written.
 
 from __future__ import annotations
 
-import datetime as dt
 import copy
+import datetime as dt
 import hashlib
 import json
 import math

@@ -39,7 +39,7 @@ def test_population_drawn_from_the_model(model_dir, tmp_path):
     # The simulator alone cannot load it (it imports no learned model): it refuses and says how.
     with pytest.raises(ConfigError, match="population.behaviour_model needs the learned behaviour generator"):
         Simulation(sc).run(RunWriter(None, {}, "zstd"))
-    res = run_scenario(sc, tmp_path / "a")
+    run_scenario(sc, tmp_path / "a")
     subs = pq.read_table(tmp_path / "a" / "subscribers.parquet").to_pandas()
     cdr = pq.read_table(tmp_path / "a" / "cdr").to_pandas()
     # Activity is the mean of the drawn per-service multipliers (mean 1), not the lognormal.

@@ -8,8 +8,8 @@ import json
 import numpy as np
 import pytest
 
-from telcosim.models import base, shapes
 from telcosim.cli import main
+from telcosim.models import base, shapes
 from tests.conftest import SHARED_DATA
 
 

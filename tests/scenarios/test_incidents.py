@@ -13,8 +13,8 @@ import pyarrow.parquet as pq
 import pytest
 
 from telcosim import scenarios
-from telcosim.scenarios.runner import run as run_scenario
 from telcosim.cli import main
+from telcosim.scenarios.runner import run as run_scenario
 
 SMALL = ["population.subscribers=4000"]
 

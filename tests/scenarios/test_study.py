@@ -21,8 +21,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from scipy import stats
 
-from telcosim.scenarios import study as S
 from telcosim.cli import main
+from telcosim.scenarios import study as S
 from telcosim.sim.config import BehaviourConfig
 
 # A congested town small enough for a run in a fraction of a second: few channels, busy callers.

@@ -11,6 +11,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+
+from telcosim import scenarios
 from telcosim.scenarios.runner import prepare, run
 from telcosim.sim.engine import (
     EPOCH_MS,
@@ -20,8 +22,6 @@ from telcosim.sim.engine import (
     EpochLoop,
 )
 from telcosim.sim.sinks import RunWriter
-
-from telcosim import scenarios
 from tests.conftest import read, small_scenario
 
 SUBSCRIBERS = 600

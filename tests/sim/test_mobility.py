@@ -17,8 +17,8 @@ import pyarrow.parquet as pq
 import pytest
 
 from telcosim.calibration.derive_defaults import hop_dwell_log_sigma
-from telcosim.sim import config
 from telcosim.scenarios.runner import run
+from telcosim.sim import config
 from telcosim.sim.errors import ConfigError
 from telcosim.sim.kernels import mobility
 from tests.conftest import small_scenario

@@ -11,9 +11,9 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
+from telcosim.scenarios.runner import run
 from telcosim.sim import config
 from telcosim.sim.engine import Simulation
-from telcosim.scenarios.runner import run
 from telcosim.sim.errors import ConfigError
 from telcosim.sim.population import build_population
 from tests.conftest import small_scenario

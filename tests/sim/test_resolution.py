@@ -14,7 +14,13 @@ from hypothesis import strategies as st
 from telcosim.sim.config import NetworkConfig
 from telcosim.sim.engine import _Resolver, counterpart_cells_of
 from telcosim.sim.kernels import demand
-from telcosim.sim.kernels.resolution import C_FREE_CALLS, C_FREE_DATA, C_NEXT_TICK, SVC_DATA, SVC_VOICE
+from telcosim.sim.kernels.resolution import (
+    C_FREE_CALLS,
+    C_FREE_DATA,
+    C_NEXT_TICK,
+    SVC_DATA,
+    SVC_VOICE,
+)
 from telcosim.sim.network import build_network
 from telcosim.sim.streams import generator
 
