@@ -1,7 +1,5 @@
-"""telcosim: synthetic telecom traffic by simulation.
-
-A discrete-event simulator of a cellular network and its subscribers (simpy timeline, numba
-kernels) that writes CDRs, location traces and cell KPIs to Parquet, reproducibly from one seed.
-"""
+"""The simulator: a cellular network and its subscribers, a simpy timeline and numba kernels,
+writing CDRs, location traces and cell KPIs to Parquet, reproducibly from one seed. It imports
+none of the other telcosim packages."""
 
 __version__ = "0.1.0"

@@ -6,6 +6,7 @@ telcosim, so what imports there is exactly what the wheel installs."""
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import sys
 import sysconfig
@@ -28,9 +29,16 @@ def fresh(tmp_path_factory):
     # The test environment's dependencies, as a plain path entry: its .pth files (the editable
     # telcosim among them) are not processed there.
     Path(site, "deps.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
+    # Built from a copy of the tracked files, so the build leaves nothing in the working tree.
+    src = root / "src"
+    files = subprocess.run(["git", "ls-files", "-z"], cwd=ROOT, capture_output=True, check=True).stdout
+    for rel in filter(None, files.decode().split("\0")):
+        if (ROOT / rel).is_file():
+            (src / rel).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(ROOT / rel, src / rel)
     wheel_dir = root / "wheel"
     subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q",
-                    "-w", str(wheel_dir), str(ROOT)], check=True, capture_output=True)
+                    "-w", str(wheel_dir), str(src)], check=True, capture_output=True)
     wheel = next(wheel_dir.glob("telcosim-*.whl"))
     subprocess.run([sys.executable, "-m", "pip", "--python", str(py), "install", "--no-deps", "-q", str(wheel)],
                    check=True, capture_output=True)

@@ -22,7 +22,7 @@ def cores() -> int:
 
 def _drop_stale_numba_cache() -> None:
     """numba stamps a cached kernel with its own source file only, so after an edit of a module
-    whose functions other kernels inline (``rng.py`` into ``demand.py``, ...) the callers' cache
+    whose functions other kernels inline (``rng.py`` into ``mobility.py`` and ``sessions.py``, ...) the callers' cache
     would still hold the old code. Keep a digest of all kernel sources beside the cache and drop
     the cache when it changes. The package's import name is part of the digest: a cached kernel
     names the module it was compiled in, so a cache made under another name fails to load. Quiet where the folder is not writable (an installed package,

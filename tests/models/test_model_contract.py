@@ -113,7 +113,7 @@ def test_save_load_round_trip_and_sidecar(name, fitted, tmp_path):
     side = json.loads((out / base.SIDECAR_FILE).read_text())
     assert side["model"] == name
     assert side["hyperparameters"] == json.loads(json.dumps(model.params))
-    assert side["telcosim_version"] == __import__("sim").__version__
+    assert side["telcosim_version"] == __import__("telcosim").__version__
     assert side["data_fingerprint"] == base.data_fingerprint(data)
     assert side["data_fingerprint"].startswith("sha256:") and len(side["data_fingerprint"]) == 71
     assert side["training_seconds"] > 0
