@@ -7,13 +7,13 @@ Usage::
 
 It measures, in one invocation:
 
-(a) **End-to-end**: ``sim.engine.run`` for N subscribers writing the Parquet run folder, from the
+(a) **End-to-end**: the run path (``telcosim.scenarios.runner.run``) for N subscribers writing the Parquet run folder, from the
     scenario to the committed folder (set-up, simulation, Parquet writing, checksums). This runs
     in a child process so that its peak RSS (``ru_maxrss`` of that process) is the figure of a
     real run and is not inflated by the other measurements. The child first does a small warm-up
     run so that numba's JIT compilation (or loading its on-disk cache) is excluded from the
     timing; the warm-up is reported on its own.
-(b) **Simulation itself**: the same N-subscriber run to a null sink (``engine.run(scenario,
+(b) **Simulation itself**: the same N-subscriber run to a null sink (``run(scenario,
     None)``: rows are produced, counted and discarded), in this process after its own warm-up.
 (c) **A plain-simpy reference** of the same model (``benchmarks/simpy_reference.py``) on M
     subscribers (it is slow). Rates are per row, so they compare across sizes; the warm-up of (b)
@@ -47,6 +47,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from telcosim.cli import _steady_heap
+from telcosim.scenarios.runner import run
 from telcosim.sim import config, engine, schema
 from telcosim.sim.config import Scenario
 
@@ -89,16 +91,14 @@ def max_rss_bytes(who: int) -> int:
 
 def end_to_end(subscribers: int, days: int, warmup_subscribers: int, out_dir: Path, sets: list[str]) -> dict:
     """Warm-up run, then the timed end-to-end run to Parquet (what the child process does)."""
-    from telcosim.cli.args import _steady_heap
-
     _steady_heap()  # the allocator setting 'telcosim run' uses
     t0 = time.perf_counter()
-    engine.run(scenario(warmup_subscribers, days, sets), out_dir / "warmup", overwrite=True)
+    run(scenario(warmup_subscribers, days, sets), out_dir / "warmup", overwrite=True)
     warmup_s = time.perf_counter() - t0
     run_dir = out_dir / "run"
     c0 = time.process_time()
     t0 = time.perf_counter()
-    result = engine.run(scenario(subscribers, days, sets), run_dir, overwrite=True)
+    result = run(scenario(subscribers, days, sets), run_dir, overwrite=True)
     wall = time.perf_counter() - t0
     return {"wall_s": wall, "cpu_s": time.process_time() - c0, "run_s": result.wall_s, "setup_s": wall - result.wall_s,
             "warmup_s": warmup_s, "warmup_subscribers": warmup_subscribers, "rows": rows_of(result),
@@ -307,11 +307,11 @@ def main(argv: list[str] | None = None) -> None:
 
     print("(b) null sink ...", file=sys.stderr, flush=True)
     t0 = time.perf_counter()
-    warm = engine.run(ref_sc, None)  # warm-up; also telcosim's rows at the reference's size
+    warm = run(ref_sc, None)  # warm-up; also telcosim's rows at the reference's size
     figures["warmup_m"] = {"wall_s": time.perf_counter() - t0, "rows": rows_of(warm)}
     c0 = time.process_time()
     t0 = time.perf_counter()
-    result = engine.run(sc, None)
+    result = run(sc, None)
     wall = time.perf_counter() - t0
     figures["null_sink"] = {"wall_s": wall, "cpu_s": time.process_time() - c0, "run_s": result.wall_s,
                             "setup_s": wall - result.wall_s,

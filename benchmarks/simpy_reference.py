@@ -609,7 +609,7 @@ class ReferenceModel:
 
 def run_reference(scenario: Scenario) -> dict:
     """Run the reference on ``scenario``; the wall time includes the set-up (as telcosim's
-    ``engine.run`` does)."""
+    telcosim's run path does)."""
     t0 = time.perf_counter()
     model = ReferenceModel(scenario)
     setup = time.perf_counter() - t0
@@ -620,7 +620,7 @@ def run_reference(scenario: Scenario) -> dict:
 
 
 def main(argv: list[str] | None = None) -> None:
-    from telcosim.sim import engine
+    from telcosim.scenarios.runner import run
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--subscribers", type=int, default=2000)
@@ -628,7 +628,7 @@ def main(argv: list[str] | None = None) -> None:
     args = ap.parse_args(argv)
     sc = config.load(None, [f"population.subscribers={args.subscribers}", f"time.days={args.days}"])
     ref = run_reference(sc)
-    res = engine.run(sc, None)
+    res = run(sc, None)
     sub_days = args.subscribers * args.days
     print(f"{args.subscribers:,} subscribers x {args.days} day(s); rows per subscriber-day:")
     print(f"  simpy reference: cdr {ref['cdr_rows'] / sub_days:6.2f}  locations {ref['location_rows'] / sub_days:6.2f}"
