@@ -1,6 +1,8 @@
 """Fidelity metrics: distances and statistics on inputs with known answers, real figures equal to
-the default profile's derivation, and controls: a scrambled run fails what it should, a run of the
-same model with another seed passes against the first one's CDRs, tolerances come from the halves."""
+the default profile's derivation, evaluations with known outcomes (the run against its own CDRs:
+distance 0, pass; against a copy changed in known ways: the distance worked out by hand, the
+tolerance rule, fail, the gate), and controls: a scrambled run fails what it should, a run of the
+same model with another seed passes against the first one's CDRs."""
 
 from __future__ import annotations
 
@@ -27,6 +29,10 @@ def test_distances_on_known_inputs():
     assert F.distance("rel", 3.0, 2.0) == pytest.approx(0.5)
     assert F.distance("rel", 3.0, 2.0, ref=4.0) == pytest.approx(0.25)
     assert F.distance("abs", 0.2, 0.5) == pytest.approx(0.3)
+    assert F.distance("tv", [1, 1], [1, 3]) == pytest.approx(0.25)
+    assert F.distance("ks", [1, 2, 3, 4], [3, 4, 5, 6]) == pytest.approx(0.5)  # CDFs differ by 1/2 at 2..4
+    assert math.isnan(F.distance("rel", 1.0, 0.0)) and math.isnan(F.distance("abs", None, 1.0))
+    assert math.isnan(F.ks_distance([np.nan], [1.0]))
 
 
 def test_burstiness_regular_poisson_and_bursty():
@@ -56,9 +62,53 @@ def test_autocorrelation_of_a_daily_cycle():
     assert math.isnan(F.acf_median(x[:, :40], 24))  # shorter than 2 x lag
 
 
+def test_autocorrelation_on_known_series():
+    alternating = np.tile([1.0, -1.0], 4)  # lag 1: -1, lag 2: +1
+    # deviations -+1/2 in pairs: the 7 lag-1 products are +,-,+,-,+,-,+ x 1/4, mean 1/28, over the
+    # variance 1/4: 1/7; lag 2: every product -1/4, so -1
+    pairs = np.tile([0.0, 0.0, 1.0, 1.0], 2)
+    flat = np.full(8, 3.0)  # zero variance: left out
+    x = np.vstack([alternating, pairs, flat])
+    assert F.acf_median(x, 1) == pytest.approx((-1 + 1 / 7) / 2)
+    assert F.acf_median(x, 2) == pytest.approx(0.0)
+    assert F.acf_median(x[:2], 4) == pytest.approx(1.0)  # lag 4 = one full period of both: +1 each
+    assert F.acf_median(np.vstack([alternating, alternating, pairs]), 1) == pytest.approx(-1.0)
+
+
+def test_cell_load_helpers_on_known_matrices():
+    x = np.array([[1.0, 3.0, np.nan], [0.0, 0.0, 0.0], [2.0, np.nan, 2.0]])
+    # rows over their means (2, 0: left out, 2), finite values pooled in row order
+    assert F.normalised_loads(x).tolist() == [0.5, 1.5, 1.0, 1.0]
+    # var (ddof 1) / mean: [1, 3] -> 2 / 2, [2, 2, 2] -> 0, [4, 8] -> 8 / 6; [0, 0] and [5] left out
+    rows = [[1.0, 3.0, np.nan], [2.0, 2.0, 2.0], [4.0, np.nan, 8.0], [0.0, 0.0, np.nan], [5.0, np.nan, np.nan]]
+    assert F.dispersion_median(np.array(rows)) == pytest.approx(1.0)
+    assert F.dispersion_median(np.array([[4.0, 8.0], [1.0, 3.0]])) == pytest.approx((4 / 3 + 1) / 2)
+    assert math.isnan(F.dispersion_median(np.zeros((2, 3))))
+
+
+def test_week_coverage_and_folding():
+    monday = np.datetime64("2024-03-04T00:00:00", "s")
+    cov = F.week_coverage(F.Window(monday, 72))
+    assert cov.tolist() == [1] * 72 + [0] * 96
+    sunday = F.week_coverage(F.Window(np.datetime64("2024-03-10T00:00:00", "s"), 48))  # wraps to Monday
+    assert sunday[144:].tolist() == [1] * 24 and sunday[:24].tolist() == [1] * 24 and sunday.sum() == 48
+    # Monday's shape h + 1, every other day flat 1: weights 1 (Monday) and 3 (Tuesday) give
+    # ((h + 1) + 3) / 4, i.e. (h + 4) / 15.5 once normalised to mean 1
+    weekly = np.ones(168)
+    weekly[:24] = np.arange(1, 25)
+    k = np.zeros(168)
+    k[:24], k[24:48] = 1, 3
+    assert F.fold_weekly(weekly, k) == pytest.approx((np.arange(24) + 4) / 15.5)
+    weekly[24 + 5] = np.nan  # a missing Tuesday hour: hour 5 is Monday's alone
+    folded = np.asarray(F.fold_weekly(weekly, k))
+    assert folded[5] / folded[0] == pytest.approx(6 / ((1 * 1 + 3 * 1) / 4))
+    assert F.fold_weekly(weekly, np.r_[np.ones(23), np.zeros(145)]) is None  # hour 23 never covered
+
+
 def test_halves_are_disjoint_complete_and_seeded():
     units = np.arange(35)
     a, b = F.halves(units, 11, 0)
+    assert len(a) == 17 and len(b) == 18
     assert len(set(a) & set(b)) == 0 and sorted(np.r_[a, b]) == list(units)
     assert np.array_equal(F.halves(units, 11, 0)[0], a)
     assert not np.array_equal(F.halves(units, 11, 1)[0], a)
@@ -91,6 +141,100 @@ def test_run_cdr_figures_agree_with_run_stats(small_run):
     assert syn.info["days"] == 1 and syn.info["subscribers"] == 4000
     for svc in ("voice", "sms", "data", "all"):
         assert np.mean(syn.run[f"hourly_profile.{svc}"]) == pytest.approx(1.0)
+
+
+def near(x):
+    """Equality up to the document's rounding (floats to 6 significant digits)."""
+    return pytest.approx(x, rel=1e-5, abs=1e-9)
+
+
+CDR_METRICS = ("hourly_profile.voice", "hourly_profile.sms", "hourly_profile.data", "hourly_profile.all",
+               "cell_load_distribution.all", "cell_load_p90.all", "cell_load_exceedance.all", "over_dispersion.all",
+               "call_duration_median", "call_duration_distribution", "sms_call_ratio", "contact_concentration",
+               "burstiness")
+
+
+@pytest.fixture(scope="module")
+def run_cdr(small_run):
+    return R.read_cdr(small_run[1])
+
+
+def test_run_against_its_own_cdrs_passes_at_distance_zero(small_run, run_cdr):
+    """The run's CDRs as the real set go through the same code: every CDR metric is at distance 0,
+    passes, and its tolerance is max(2 x median split distance, floor) (tail: the fixed one)."""
+    doc = F.evaluate(small_run[1], [run_cdr], required=["call_duration_median", "sms_call_ratio"])
+    m = doc["metrics"]
+    for name in CDR_METRICS:
+        v, spec = m[name], F.SPEC_BY_NAME[name]
+        assert v["source"] == "cdr" and v["status"] == "pass", (name, v)
+        assert v["distance"] == 0.0, name
+        per = v["baseline"]["per_split"]
+        assert len(per) == F.SPLITS and v["baseline"]["distance"] == near(np.median(per)), name
+        want = spec.tail if spec.tail is not None else max(2 * np.median(per), spec.floor)
+        assert v["tolerance"] == near(want), name
+    # both branches of max(2 x baseline, floor) occur among them
+    ruled = [n for n in CDR_METRICS if F.SPEC_BY_NAME[n].tail is None]
+    assert any(m[n]["tolerance"] > m[n]["floor"] for n in ruled)
+    assert any(m[n]["tolerance"] == m[n]["floor"] for n in ruled)
+    assert m["cell_load_p90.all"]["tolerance"] == 0.10 and "fixed" in m["cell_load_p90.all"]["tolerance_rule"]
+    assert doc["summary"]["required_failed"] == [] and doc["summary"]["gate"] == "pass"
+    assert doc["summary"]["failed_metrics"] == []
+
+
+def test_real_set_built_to_differ_fails_by_the_known_distance(small_run, run_cdr):
+    """The run's CDRs with durations doubled and every record moved into 14:00-15:00 of its day:
+    the call duration median is off by exactly 1/2 (relative to the real 2m), the voice profile
+    by 1 - p(14) / 24 (total variation against a one-hot profile), the exceedance share of the
+    real set is 1/24; the durations' split baseline is recomputed here with pandas."""
+    import dataclasses
+
+    import pandas as pd
+
+    c = run_cdr
+    day = c.start_time.astype("datetime64[D]").astype("datetime64[ms]")
+    within_hour = (c.start_time - day).astype(np.int64) % 3_600_000
+    real = dataclasses.replace(c, duration_s=2 * c.duration_s,
+                               start_time=day + np.timedelta64(14 * 3600, "s") + within_hour.astype("timedelta64[ms]"))
+    doc = F.evaluate(small_run[1], [real], required=["call_duration_median", "sms_call_ratio",
+                                                     "hourly_profile.voice"])
+    m, s = doc["metrics"], doc["summary"]
+
+    df = pd.DataFrame({"sub": c.subscriber_id, "dur": 2 * c.duration_s,
+                       "done": (c.service == "voice") & (c.direction == "mo") & (c.outcome == "completed")
+                       & (c.duration_s > 0)})
+    done = df[df.done]
+    syn_median, real_median = done.dur.median() / 2, done.dur.median()
+    d = m["call_duration_median"]
+    assert d["synthetic"] == near(syn_median) and d["real"] == near(real_median)
+    assert d["distance"] == near(0.5)
+    per = []
+    for i in range(F.SPLITS):
+        a, b = F.halves(np.unique(c.subscriber_id), F.SPLIT_SEED, i)
+        ma, mb = done.dur[done["sub"].isin(a)].median(), done.dur[done["sub"].isin(b)].median()
+        per.append(abs(ma - mb) / real_median)
+    assert d["baseline"]["per_split"] == near(per)
+    assert d["tolerance"] == near(max(2 * np.median(per), 0.10)) and d["tolerance"] < 0.5
+    assert d["status"] == "fail"
+
+    v = m["hourly_profile.voice"]
+    assert v["real"] == near([0.0] * 14 + [24.0] + [0.0] * 9)
+    assert v["distance"] == near(1 - v["synthetic"][14] / 24)
+    # every half is one-hot at 14:00 too: a baseline of 0, so the floor is the tolerance
+    assert v["baseline"]["distance"] == 0.0 and v["tolerance"] == F.SPEC_BY_NAME["hourly_profile.voice"].floor
+    assert v["status"] == "fail"
+
+    e = m["cell_load_exceedance.all"]
+    assert e["real"] == near(1 / 24)
+    assert e["distance"] == near(abs(e["synthetic"] - 1 / 24) * 24)
+    assert e["tolerance"] == 0.20 and e["baseline"]["distance"] == near(0.0)  # tail rule: fixed
+    assert e["status"] == ("pass" if e["distance"] <= 0.20 else "fail")
+
+    # what the changes do not touch stays at distance 0
+    assert m["sms_call_ratio"]["distance"] == 0.0 and m["sms_call_ratio"]["status"] == "pass"
+    assert m["contact_concentration"]["distance"] == 0.0
+    assert s["required_failed"] == ["call_duration_median", "hourly_profile.voice"]
+    assert s["gate"] == "fail"
+    assert set(s["failed_metrics"]) >= {"call_duration_median", "hourly_profile.voice", "hourly_profile.all"}
 
 
 PROFILES = ("hourly_profile.voice", "hourly_profile.sms")  # "all" against Milan is far off either way
@@ -158,6 +302,8 @@ def test_gate_follows_the_required_metrics(wrong_run, honest_doc, real_sets):
     syn = F.synthetic_features(wrong_run)
     doc = F.evaluate(wrong_run, shares, required=["hourly_profile.voice"], synthetic=syn)
     assert doc["summary"]["gate"] == "fail" and doc["summary"]["required_failed"] == ["hourly_profile.voice"]
+    v = doc["metrics"]["hourly_profile.voice"]  # Nodobo shares cannot be split: the floor is the tolerance
+    assert v["baseline"] is None and v["tolerance"] == 0.05 and v["distance"] > 0.05
     # an explicitly required metric that cannot be evaluated fails the gate; a default one is listed
     doc = F.evaluate(wrong_run, shares, required=["burstiness"], synthetic=syn)
     assert doc["summary"]["gate"] == "fail" and doc["summary"]["required_not_evaluated"] == ["burstiness"]
@@ -178,7 +324,15 @@ def test_multi_day_run_gets_weekly_and_autocorrelation(tmp_path, real_sets):
     m = doc["metrics"]
     for name in ("weekly_profile.voice", "weekly_profile.data", "weekly_profile.all", "autocorr_24h.all",
                  "autocorr_24h.data"):
-        assert m[name]["status"] in ("pass", "fail") and math.isfinite(m[name]["distance"]), name
+        assert m[name]["status"] == ("pass" if m[name]["distance"] <= m[name]["tolerance"] else "fail"), name
+    # the distances are those of the values the document shows
+    for svc in ("voice", "data", "all"):
+        w = doc["plots"]["weekly"][svc]
+        assert m[f"weekly_profile.{svc}"]["distance"] == pytest.approx(
+            F.tv_distance(np.asarray(w["synthetic"], float), np.asarray(w["real"], float)), rel=1e-4)
+    for svc in ("all", "data"):
+        a = m[f"autocorr_24h.{svc}"]
+        assert a["distance"] == pytest.approx(abs(a["synthetic"] - a["real"]), rel=1e-4, abs=1e-6)
     assert m["autocorr_168h.all"]["status"] == "not_evaluated" and "336 h" in m["autocorr_168h.all"]["note"]
     # the weekly shape compares only the hours of week the run covers (3 of 7 days)
     syn_weekly = np.asarray(doc["plots"]["weekly"]["voice"]["synthetic"], float)
