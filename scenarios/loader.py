@@ -295,7 +295,8 @@ def _toml_value(v: Any) -> str:
 
 def dumps(scenario: Scenario, header: str = "") -> str:
     """The scenario as TOML, every key: loading the text gives the same scenario. Unset (NaN)
-    values, which TOML files cannot give, are written as comments."""
+    values, which TOML files cannot give, and network keys that have no effect with the
+    scenario's layout (whose value then stays the default) are written as comments."""
     lines = [f"# {h}" for h in header.splitlines()]
     sections: list[tuple[str, dict[str, Any]]] = []
     incidents = []
@@ -308,10 +309,13 @@ def dumps(scenario: Scenario, header: str = "") -> str:
             sections.append((key, value))
         else:
             lines.append(f"{key} = {_toml_value(value)}")
+    idle = set(config.idle_network_keys(scenario))
     for name, table in sections:
         lines += ["", f"[{name}]"]
         for key, value in table.items():
-            if isinstance(value, float) and math.isnan(value):
+            if name == "network" and key in idle:
+                lines.append(f"# {key} = {_toml_value(value)}   # no effect with layout = {scenario.network.layout!r}")
+            elif isinstance(value, float) and math.isnan(value):
                 lines.append(f"# {key} = nan   # unset: taken from the behaviour profile")
             else:
                 lines.append(f"{key} = {_toml_value(value)}")

@@ -295,6 +295,12 @@ _LAYOUT_KEYS = (
 )
 
 
+def idle_network_keys(sc: Scenario) -> list[str]:
+    """The network keys that have no effect with the scenario's layout (complete dumps leave them
+    out, so that the dump loads as the user's own file would)."""
+    return [key for key, layouts, _ in _LAYOUT_KEYS if sc.network.layout not in layouts]
+
+
 def _no_effect(raw: dict[str, Any], sc: Scenario, file: str, given, problems: list[str]) -> None:
     """A key that has no effect where it is given is an error that says what to set instead. A
     key at its default value is let through: complete dumps of a scenario (``scenario show``,
@@ -322,15 +328,17 @@ def _keys(raw: dict[str, Any], prefix: tuple[str, ...] = ()) -> set[tuple[str, .
 def from_dict(raw: dict[str, Any], file: str = "<scenario>",
               given: set[tuple[str, ...]] | None = None) -> Scenario:
     """Validate a TOML document; raise :class:`ConfigError` listing every problem. ``given`` is
-    the set of keys the scenario itself wrote (dotted paths as tuples; default: every key of
-    ``raw``): only those are checked for having no effect, since a key inherited through
-    ``extends`` cannot be removed by the file that inherits it."""
+    the set of keys the user wrote (dotted paths as tuples): those are also checked for having
+    no effect where they are given. None (a complete scenario rebuilt from a manifest, a
+    calibrated file, a study variant) checks none: such documents hold every key, and a key
+    inherited through ``extends`` cannot be removed by the file that inherits it."""
     problems: list[str] = []
     sc = _build(Scenario, raw, "", file, problems)
     # Checks across keys run on what was valid (bad keys keep their defaults), so every
     # problem is reported in one go.
     _cross_checks(sc, file, problems)
-    _no_effect(raw, sc, file, _keys(raw) if given is None else given, problems)
+    if given is not None:
+        _no_effect(raw, sc, file, given, problems)
     if problems:
         raise ConfigError(problems)
     return dataclasses.replace(sc, source=file)
@@ -410,9 +418,12 @@ def load(path: str | Path | None, overrides: list[str] | None = None) -> Scenari
     if bad:
         raise ConfigError(bad)
     if path is None:
-        return from_dict(apply_overrides({}, parsed_overrides), "<default>") if parsed_overrides else Scenario()
+        if not parsed_overrides:
+            return Scenario()
+        raw = apply_overrides({}, parsed_overrides)
+        return from_dict(raw, "<default>", given=_keys(raw))
     p = Path(path)
     name = p.name
-    raw = read_toml(p, name, str(path))
-    sc = from_dict(apply_overrides(raw, parsed_overrides), name)
+    raw = apply_overrides(read_toml(p, name, str(path)), parsed_overrides)
+    sc = from_dict(raw, name, given=_keys(raw))
     return dataclasses.replace(sc, source=str(p.resolve()))
