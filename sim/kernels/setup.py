@@ -1,11 +1,12 @@
 """Kernels of a run's set-up: the neighbour graph of the network and the population's arrays.
 
-They replace Python loops and long chains of numpy passes in :mod:`sim.network` and
-:mod:`sim.population` with single passes that give exactly the same arrays: the random draws stay
-with the numpy Generators of the callers (same streams, same call order and sizes), and every float
-operation here is the one the numpy code did, in the same order (no fastmath, so no contraction into
-fused multiply-adds). The per-row kernels take a ``[lo, hi)`` range of rows and release the GIL, so
-:func:`split` can run them on several threads; their results do not depend on the split.
+Single passes over arrays for :mod:`telcosim.sim.network` and :mod:`telcosim.sim.population`.
+The random draws stay with the numpy Generators of the callers (named streams, fixed call order
+and sizes), so the arrays depend only on the seed; float operations keep a fixed order (no
+fastmath, so no contraction into fused multiply-adds), so they are the same on every machine. The
+tests check each kernel against a plain numpy or networkx statement of its rule. The per-row
+kernels take a ``[lo, hi)`` range of rows and release the GIL, so :func:`split` can run them on
+several threads; their results do not depend on the split.
 """
 
 from __future__ import annotations
