@@ -108,6 +108,7 @@ class DaskDemand:
 
     def __init__(self, inputs: DemandInputs, pop: Population, state: ShardState, shard_size: int,
                  workers: int | None = None, scheduler: str | None = None) -> None:
+        # lazy: distributed is slow to import; only Dask runs need it
         from distributed import Client, LocalCluster
 
         if scheduler:

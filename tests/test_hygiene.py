@@ -134,6 +134,23 @@ def test_lazy_imports_only_of_heavy_optional_libraries():
     assert not offenders, "\n".join(offenders)
 
 
+def test_lazy_imports_say_why():
+    """Each import inside a function says why it is lazy (``# lazy: ...`` on its line, or above
+    the block of imports it belongs to), so a reader can tell a deliberate lazy import from a
+    hidden dependency."""
+    offenders = []
+    for path in _sources(*PACKAGES):
+        lines = path.read_text().splitlines()
+        for module, line, in_function in _imports(path):
+            i = line - 1
+            while i > 0 and "# lazy:" not in lines[i] and lines[i - 1].strip().startswith(("import ", "from ")):
+                i -= 1
+            said = "# lazy:" in lines[i] or (i > 0 and "# lazy:" in lines[i - 1])
+            if in_function and not said:
+                offenders.append(f"{path.relative_to(ROOT)}:{line}: {module}")
+    assert not offenders, "\n".join(offenders)
+
+
 def test_import_resolution_sees_relative_and_nested_imports():
     """The checks above find what they look for: a relative import two levels up, one inside a
     method, and a guarded TYPE_CHECKING import at module level."""
