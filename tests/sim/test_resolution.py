@@ -22,6 +22,7 @@ from telcosim.sim.kernels.resolution import (
     SVC_VOICE,
 )
 from telcosim.sim.network import build_network
+from telcosim.sim.shards import ATT_DTYPES, MOB_DTYPES
 from telcosim.sim.streams import generator
 
 NET = build_network(NetworkConfig(layout="hex", sites=2, sectors=3), generator(0, "network.layout"))
@@ -80,19 +81,20 @@ def test_resolution_invariants(world, redial_prob):
     res.channels.cap[:] = caps
     res.sharing.cap_bpms[:] = np.asarray(data_caps) * 1e6 / 8 / 1000
     res.counters[C_NEXT_TICK] = interval
-    cols = [np.asarray([a[i] for a in att], np.int64) for i in range(6)]
+    # The engine's column types (sim.shards), so the kernels run as compiled for a real run.
+    cols = [np.asarray([a[i] for a in att], dt) for i, dt in enumerate(ATT_DTYPES)]
     # The serving cell of each attempt: its subscriber's latest move at or before it.
     cols.append(np.asarray([max(((m[0], m[2]) for m in mob if m[1] == a[1] and m[0] <= a[0]),
                                 default=(-1, start[a[1]]))[1] for a in att], np.int32))
-    mcols = [np.asarray([m[i] for m in mob], np.int64) for i in range(3)] + [np.zeros(len(mob), np.int64)]
+    mcols = [np.asarray([m[i] for m in mob], dt) for i, dt in enumerate(MOB_DTYPES[:3])] + [np.zeros(len(mob), MOB_DTYPES[3])]
     cols.append(counterpart_cells_of(tuple(mcols), cols[0], cols[3], np.asarray(start, np.int32)))
     kinds = cols[2]
     res.ensure_slots(int(np.isin(kinds, [demand.VOICE_MO, demand.VOICE_MT_OFFNET]).sum()),
                      int((kinds == demand.DATA).sum()))
     cdr1, loc1 = res.resolve(EPOCH, interval, tuple(mcols), tuple(cols), 0.1)
     _check_data_lists(res)
-    empty_m = tuple(np.zeros(0, np.int64) for _ in range(4))
-    empty_a = (*(np.zeros(0, np.int64) for _ in range(6)), np.zeros(0, np.int32), np.zeros(0, np.int32))
+    empty_m = tuple(np.zeros(0, dt) for dt in MOB_DTYPES)
+    empty_a = (*(np.zeros(0, dt) for dt in ATT_DTYPES), np.zeros(0, np.int32), np.zeros(0, np.int32))
     cdr2, loc2 = res.resolve(2**62 - 1, interval, empty_m, empty_a, 0.1)
     cdr = {k: np.concatenate([cdr1[k], cdr2[k]]) for k in cdr1}
 
