@@ -16,6 +16,7 @@ from telcosim.sim.engine import _Resolver
 from telcosim.sim.kernels import demand
 from telcosim.sim.kernels.resolution import C_NEXT_TICK, OUT_BLOCKED, OUT_COMPLETED
 from telcosim.sim.network import build_network
+from telcosim.sim.shards import ATT_DTYPES, MOB_DTYPES
 from telcosim.sim.streams import generator
 
 
@@ -40,10 +41,12 @@ def simulate_loss_system(channels: int, offered: float, calls: int, seed: int):
     res = _Resolver(net, calls, n_int=1, ue_peak_mbps=10.0)
     res.counters[C_NEXT_TICK] = 2**62  # one KPI interval covering everything
     res.ensure_slots(calls, 0)
-    subs = np.arange(calls, dtype=np.int64)
-    att = (t, subs, np.full(calls, demand.VOICE_MT_OFFNET, np.int64), np.full(calls, -1, np.int64),
-           dur, np.zeros(calls, np.int64), np.zeros(calls, np.int32), np.full(calls, -1, np.int32))
-    empty_m = tuple(np.zeros(0, np.int64) for _ in range(4))
+    # The engine's column types (sim.shards), so the kernels run as compiled for a real run.
+    t_, sub_, kind_, cp_, dur_, vol_ = ATT_DTYPES
+    att = (t.astype(t_), np.arange(calls, dtype=sub_), np.full(calls, demand.VOICE_MT_OFFNET, kind_),
+           np.full(calls, -1, cp_), dur.astype(dur_), np.zeros(calls, vol_), np.zeros(calls, np.int32),
+           np.full(calls, -1, np.int32))
+    empty_m = tuple(np.zeros(0, dt) for dt in MOB_DTYPES)
     cdr, _ = res.resolve(2**62 - 1, 2**62, empty_m, att, 0.0)
     order = np.argsort(cdr["t"], kind="stable")
     blocked = cdr["out"][order] == OUT_BLOCKED
