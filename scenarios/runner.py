@@ -117,8 +117,8 @@ def run(scenario: Scenario | Simulation, out: Path | None, *, baseline_out: Path
         except BaseException as exc:
             writer.abort(keep_partial=True)
             if isinstance(exc, KeyboardInterrupt) and writer.resumable():
-                raise RunInterrupted(f"interrupted; the completed part is kept hidden beside {out}: "
-                                     "continue the same run with resume") from None
+                raise RunInterrupted(f"interrupted; the completed part is kept hidden beside {out}: continue "
+                                     "it with the same command plus --resume (resume=True from Python)") from None
             raise
     if resume:
         raise ConfigError(f"resume: not available for {sc.name}, a scenario with incidents (its labels need "

@@ -153,9 +153,6 @@ def run(scenario: str | Path | Scenario | None, out: str | Path, *,
     called after each quarter-hour epoch."""
     sc = _scenario(scenario, overrides, seed, subscribers, days)
     out = Path(out)
-    if baseline and not sc.incidents:
-        raise ConfigError(f"baseline: {sc.name} has no incidents, so the run is its own baseline; "
-                          "run it with baseline=False")
     _run(sc, out, baseline_out=baseline_path(out) if baseline else None, overwrite=overwrite, resume=resume,
          progress=progress, chunk_subscribers=chunk_subscribers, workers=workers, scheduler=scheduler)
     return Run(out)
