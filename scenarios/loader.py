@@ -223,7 +223,7 @@ def load(ref: str | Path | None, overrides: list[str] | None = None) -> Scenario
         return config.load(None, overrides)
     raw, label, path, prov = _resolve(ref, overrides)
     try:
-        sc = config.from_dict(raw, label, given=_given(ref, overrides, label, prov))
+        sc = config.from_dict(raw, label, given=_given(overrides, label, prov))
     except ConfigError as exc:
         raise ConfigError(_attribute(exc.problems, label, prov)) from None
     sc = dataclasses.replace(sc, source=str(path))
@@ -232,8 +232,7 @@ def load(ref: str | Path | None, overrides: list[str] | None = None) -> Scenario
     return sc
 
 
-def _given(ref: str | Path, overrides: list[str] | None, label: str,
-           prov: dict[tuple[str, ...], str]) -> set[tuple[str, ...]]:
+def _given(overrides: list[str] | None, label: str, prov: dict[tuple[str, ...], str]) -> set[tuple[str, ...]]:
     """The keys the user wrote: the overrides, and the loaded file's own keys unless it is a
     built-in (whose keys the user cannot remove)."""
     given = {tuple(keys[: i + 1]) for keys, _ in _parse_overrides(overrides) for i in range(len(keys))}

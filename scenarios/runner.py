@@ -85,6 +85,17 @@ def prepare(scenario: Scenario) -> Simulation:
     return sim
 
 
+def refuse_unsupported(sc: Scenario, *, baseline: bool, resume: bool) -> None:
+    """What :func:`run` cannot honour, refused from the scenario alone (before anything is built):
+    a baseline of a run without incidents, and resuming a run with incidents."""
+    if baseline and not sc.incidents:
+        raise ConfigError(f"baseline: {sc.name} has no incidents, so the run is its own baseline; "
+                          "run it without a baseline")
+    if resume and sc.incidents:
+        raise ConfigError(f"resume: not available for {sc.name}, a scenario with incidents (its labels need "
+                          "the baseline and the run whole); run it again without resume")
+
+
 def run(scenario: Scenario | Simulation, out: Path | None, *, baseline_out: Path | None = None,
         overwrite: bool = False, resume: bool = False, progress: Callable[[int, int], None] | None = None,
         chunk_subscribers: int = DEFAULT_CHUNK, workers: int | None = None, scheduler: str | None = None,
@@ -103,13 +114,12 @@ def run(scenario: Scenario | Simulation, out: Path | None, *, baseline_out: Path
     labels need the baseline and the run whole). An interrupted run that has a checkpoint raises
     :class:`RunInterrupted` and keeps its completed part for ``resume``.
     """
+    refuse_unsupported(scenario.scenario if isinstance(scenario, Simulation) else scenario,
+                       baseline=baseline_out is not None, resume=resume)
     sim = scenario if isinstance(scenario, Simulation) else prepare(scenario)
     sc = sim.scenario
     pert = sim.perturbations
     if pert is None:
-        if baseline_out is not None:
-            raise ConfigError(f"baseline: {sc.name} has no incidents, so the run is its own baseline; "
-                              "run it without a baseline")
         writer = RunWriter(out, sim.metadata(), sc.output.compression, overwrite=overwrite, resume=resume)
         try:
             return sim.run(writer, progress, chunk_subscribers, workers=workers, scheduler=scheduler,
@@ -120,9 +130,6 @@ def run(scenario: Scenario | Simulation, out: Path | None, *, baseline_out: Path
                 raise RunInterrupted(f"interrupted; the completed part is kept hidden beside {out}: continue "
                                      "it with the same command plus --resume (resume=True from Python)") from None
             raise
-    if resume:
-        raise ConfigError(f"resume: not available for {sc.name}, a scenario with incidents (its labels need "
-                          "the baseline and the run whole); run it again without resume")
     if baseline_out is not None and out is not None and baseline_out.resolve() == out.resolve():
         raise OutputError("the baseline and the run cannot share a folder")
     n = sim.n_epochs
@@ -152,4 +159,4 @@ def run(scenario: Scenario | Simulation, out: Path | None, *, baseline_out: Path
     return result
 
 
-__all__ = ["attach_learned", "baseline_path", "prepare", "run", "set_service_activity"]
+__all__ = ["attach_learned", "baseline_path", "prepare", "refuse_unsupported", "run", "set_service_activity"]

@@ -301,16 +301,12 @@ def idle_network_keys(sc: Scenario) -> list[str]:
     return [key for key, layouts, _ in _LAYOUT_KEYS if sc.network.layout not in layouts]
 
 
-def _no_effect(raw: dict[str, Any], sc: Scenario, file: str, given, problems: list[str]) -> None:
+def _no_effect(sc: Scenario, file: str, given: set[tuple[str, ...]], problems: list[str]) -> None:
     """A key that has no effect where it is given is an error that says what to set instead. A
-    key at its default value is let through: complete dumps of a scenario (``scenario show``,
-    calibrated files) write every key."""
-    net = raw.get("network")
-    if not isinstance(net, dict):
-        return
+    key written at its default value is let through: it changes nothing either way."""
     defaults = NetworkConfig()
     for key, layouts, instead in _LAYOUT_KEYS:
-        if (key in net and ("network", key) in given and sc.network.layout not in layouts
+        if (sc.network.layout not in layouts and ("network", key) in given
                 and getattr(sc.network, key) != getattr(defaults, key)):
             problems.append(f"{file}: network.{key}: has no effect with network.layout = "
                             f"{sc.network.layout!r}: {instead}")
@@ -338,7 +334,7 @@ def from_dict(raw: dict[str, Any], file: str = "<scenario>",
     # problem is reported in one go.
     _cross_checks(sc, file, problems)
     if given is not None:
-        _no_effect(raw, sc, file, given, problems)
+        _no_effect(sc, file, given, problems)
     if problems:
         raise ConfigError(problems)
     return dataclasses.replace(sc, source=file)

@@ -22,10 +22,10 @@ from telcosim.cli import scenario as scenario_cli
 from telcosim.cli import study as study_cli
 from telcosim.cli import targets as targets_cli
 from telcosim.cli.args import EXIT_USAGE, Parser, positive_int, seed_value
-from telcosim.scenarios.runner import baseline_path, prepare
+from telcosim.scenarios.runner import baseline_path, prepare, refuse_unsupported
 from telcosim.scenarios.runner import run as run_scenario
 from telcosim.sim import __version__
-from telcosim.sim.errors import ConfigError, RunInterrupted, TelcosimError
+from telcosim.sim.errors import RunInterrupted, TelcosimError
 from telcosim.sim.summary import print_summary, progress_bar
 from telcosim.sim.verify import verify_run
 
@@ -92,11 +92,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
     if args.days is not None:
         overrides.append(f"time.days={args.days}")
     scenario = scenarios.load(args.scenario, overrides)
-    if args.baseline and not scenario.incidents:
-        raise ConfigError("--baseline: the scenario has no incidents, so the run is its own baseline")
-    if args.resume and scenario.incidents:
-        raise ConfigError("--resume: not available for a scenario with incidents (its labels need the "
-                          "baseline and the run whole); run it again without --resume")
+    refuse_unsupported(scenario, baseline=args.baseline, resume=args.resume)
     sim = prepare(scenario)
     epochs = sim.n_epochs * (2 if sim.perturbations is not None else 1)
     with progress_bar(epochs, disable=args.quiet) as advance:

@@ -66,3 +66,17 @@ def test_the_baseline_result_is_kept_only_when_asked(tmp_path):
     alone = runner.run(sc, tmp_path / "b")
     assert alone.baseline is None and not (tmp_path / "b.base").exists()
     assert alone.rows == kept.rows
+
+
+@pytest.mark.parametrize(("name", "flag", "says"), [
+    ("small_city", "--baseline", "baseline: small_city has no incidents"),
+    ("site_outage_peak", "--resume", "resume: not available for site_outage_peak"),
+])
+def test_the_command_refuses_before_building_anything(tmp_path, monkeypatch, capsys, name, flag, says):
+    def built(*a, **k):
+        raise AssertionError("the population was built before the refusal")
+
+    monkeypatch.setattr(engine, "build_population", built)
+    code = main(["run", name, "--out", str(tmp_path / "run"), flag, "--quiet", *[a for s in SMALL for a in ("--set", s)]])
+    assert code == 2 and says in capsys.readouterr().err
+    assert not list(tmp_path.iterdir())
