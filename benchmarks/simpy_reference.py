@@ -48,7 +48,7 @@ from telcosim.sim import config
 from telcosim.sim.config import Scenario
 from telcosim.sim.engine import Simulation
 from telcosim.sim.kernels.demand import DATA, SMS_MO, SMS_MT_OFFNET, VOICE_MO
-from telcosim.sim.kernels.resolution import (
+from telcosim.sim.kernels.records import (
     CAUSE_BUSY,
     CAUSE_HANDOVER,
     CAUSE_NO_CHANNEL,

@@ -49,24 +49,17 @@ from numba.extending import intrinsic
 
 from . import data, voice
 from .demand import DATA, KIND_ATTACH, KIND_PERIODIC, SMS_MO, SMS_MT_OFFNET, VOICE_MO
-from .records import (  # noqa: F401  (re-exported: the codes and columns of the records)
-    CAUSE_BUSY,
+from .records import (
     CAUSE_CELL_OUTAGE,
     CAUSE_HANDOVER,
-    CAUSE_NO_CHANNEL,
     CAUSE_NO_COVERAGE,
     CAUSE_NONE,
-    CAUSE_REMOTE_BLOCKED,
-    CAUSE_REMOTE_DROP,
     CAUSE_REMOTE_NO_COVERAGE,
     CAUSE_SESSION_LIMIT,
-    CDR_DTYPES,
     DIR_MO,
     DIR_MT,
-    LOC_DTYPES,
     OUT_BLOCKED,
     OUT_COMPLETED,
-    OUT_DROPPED,
     OUT_FAILED,
     REASON_ATTACH,
     REASON_CELL_CHANGE,
@@ -81,19 +74,14 @@ from .records import (  # noqa: F401  (re-exported: the codes and columns of the
     loc_row,
 )
 from .rng import next_uniform, seed_state
-from .state import (  # noqa: F401  (re-exported: the counters' layout)
+from .state import (
     C_CUR_INT,
-    C_FREE_CALLS,
-    C_FREE_DATA,
-    C_FREE_REDIALS,
     C_NEXT_REC,
     C_NEXT_SESS,
     C_NEXT_TICK,
     INF,
-    N_COUNTERS,
     is_active,
 )
-from .trees import tree_init, tree_set  # noqa: F401  (re-exported)
 
 # Attempts ahead whose parties' state rows are prefetched: far enough for the load to arrive
 # before the attempt is reached, near enough for the row to still be in cache then.

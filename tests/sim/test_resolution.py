@@ -14,13 +14,8 @@ from hypothesis import strategies as st
 from telcosim.sim.config import NetworkConfig
 from telcosim.sim.engine import _Resolver, counterpart_cells_of
 from telcosim.sim.kernels import demand
-from telcosim.sim.kernels.resolution import (
-    C_FREE_CALLS,
-    C_FREE_DATA,
-    C_NEXT_TICK,
-    SVC_DATA,
-    SVC_VOICE,
-)
+from telcosim.sim.kernels.records import SVC_DATA, SVC_VOICE
+from telcosim.sim.kernels.state import C_FREE_CALLS, C_FREE_DATA, C_NEXT_TICK
 from telcosim.sim.network import build_network
 from telcosim.sim.shards import ATT_DTYPES, MOB_DTYPES
 from telcosim.sim.streams import generator

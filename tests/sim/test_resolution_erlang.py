@@ -14,7 +14,8 @@ import pytest
 from telcosim.sim.config import ByDensity, NetworkConfig
 from telcosim.sim.engine import _Resolver
 from telcosim.sim.kernels import demand
-from telcosim.sim.kernels.resolution import C_NEXT_TICK, OUT_BLOCKED, OUT_COMPLETED
+from telcosim.sim.kernels.records import OUT_BLOCKED, OUT_COMPLETED
+from telcosim.sim.kernels.state import C_NEXT_TICK
 from telcosim.sim.network import build_network
 from telcosim.sim.shards import ATT_DTYPES, MOB_DTYPES
 from telcosim.sim.streams import generator

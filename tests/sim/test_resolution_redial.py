@@ -100,7 +100,7 @@ def test_redialled_call_in_a_stale_cell_keeps_the_state_consistent():
     from telcosim.sim.config import NetworkConfig
     from telcosim.sim.engine import _Resolver
     from telcosim.sim.kernels import demand
-    from telcosim.sim.kernels.resolution import C_NEXT_TICK
+    from telcosim.sim.kernels.state import C_NEXT_TICK
     from telcosim.sim.network import build_network
     from telcosim.sim.streams import generator
     from tests.sim.test_resolution import _check_data_lists
