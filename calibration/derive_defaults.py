@@ -44,6 +44,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from telcosim.realdata import splits
 from telcosim.sim.config import BehaviourConfig, MobilityConfig
 
 from .run_stats import MOVING_GAP_S
@@ -64,6 +65,9 @@ SOURCES = {
     "studentlife_gps": "StudentLife GPS (Dartmouth, 2013), Wang et al., UbiComp 2014",
     "irish_5g": "Irish 5G drive and static traces (Cork, 2019-2020), "
     "Raca et al., MMSys 2020, GPL-3.0",
+    "national_aggregates": "NMHH (Hungarian regulator), Mobile Market Report press release, 21 Dec 2022 "
+    "(calls per SIM, 2021); KSH (Hungarian Central Statistical Office) STADAT table 4.7.3 (outgoing mobile "
+    "calls, minutes and SMS, 2020)",
     "app_profiles": "Sandvine Mobile Internet Phenomena Report 2021 (digitized hourly "
     "shares, from an AGPL-3.0 package's data), reference only",
 }
@@ -83,6 +87,18 @@ MAX_ACCURACY_M = 250.0  # StudentLife: drop fixes less accurate than one grid ce
 MIN_FIXES_PER_DAY = 20
 EARTH_RADIUS_M = 6_371_008.8
 PING_PONG_S = 10.0
+
+
+def kept(units, part: str) -> np.ndarray:
+    """Mask of the ``units`` (str ids, as :mod:`telcosim.realdata.splits` names them) that the
+    derivation uses: the fit part (``part = "fit"``, the default: the check part is left for
+    ``telcosim evaluate``) or every unit (``"all"``)."""
+    units = [str(u) for u in units]
+    if part == "all":
+        return np.ones(len(units), dtype=bool)
+    if part != "fit":
+        raise ValueError(f"part {part!r}: expected 'fit' or 'all'")
+    return ~splits.in_check(units)
 
 
 # --------------------------------------------------------------------------
@@ -172,7 +188,7 @@ def shifted_to_midnight(df: pd.DataFrame, col: str, hour_col: str = "Hour") -> n
 # --------------------------------------------------------------------------
 
 
-def milan_activity(data: Path) -> dict:
+def milan_activity(data: Path, part: str = "fit") -> dict:
     """Hour-of-day / day-of-week shape of Milan CDR activity (all services).
 
     * Hours are local time (CET; no DST change between Nov 1 and Jan 1).
@@ -188,6 +204,7 @@ def milan_activity(data: Path) -> dict:
       median over the squares with at least 7 valid days.
     """
     df = pd.read_csv(data / "milan_hourly" / "square_hourly_load.csv", index_col=0)
+    df = df.loc[:, kept(df.columns, part)]  # squares of the part (splits: unit = square)
     df.index = pd.to_datetime(df.index)
     day = df.index.normalize()
     keep = ~day.isin(MILAN_HOLIDAYS)
@@ -233,7 +250,29 @@ def milan_activity(data: Path) -> dict:
 # --------------------------------------------------------------------------
 
 
-def lte_data_volume(data: Path) -> dict:
+def lte_series(data: Path, part: str = "fit") -> list[tuple[str, pd.Series]]:
+    """Each LTE cell's hourly MB series (sorted, duplicates dropped), restricted to its 28-day
+    blocks of the part (:mod:`telcosim.realdata.splits`: unit = cell and block, blocks counted from
+    the first day of any cell)."""
+    files = sorted((data / "lte_cells").glob("cell_*_hourly.csv"))
+    if not files:
+        raise FileNotFoundError("no lte_cells/cell_*_hourly.csv")
+    out = []
+    for f in files:
+        d = pd.read_csv(f)
+        t = pd.to_datetime(d["DateTime"], format="%m/%d/%Y %H:%M")
+        s = pd.Series(d["Traffic"].to_numpy(dtype=float), index=t).sort_index()
+        out.append((f.stem.split("_")[1], s[~s.index.duplicated()]))
+    start = min(s.index.min() for _, s in out).normalize()
+    res = []
+    for cell, s in out:
+        blocks = splits.cell_blocks(s, start)
+        m = kept([f"{cell}:{b}" for b in blocks], part)
+        res.append((cell, s[m]))
+    return res
+
+
+def lte_data_volume(data: Path, part: str = "fit") -> dict:
     """Hourly data-volume shape of the three LTE cells.
 
     * ``DateTime`` is M/D/YYYY H:MM, taken as local time; ~0.3% hours are absent
@@ -246,15 +285,10 @@ def lte_data_volume(data: Path) -> dict:
     * ``hourly_log_sigma``: std of log(hourly MB) over all hours of a cell (the
       diurnal cycle included), median over the three cells.
     """
-    files = sorted((data / "lte_cells").glob("cell_*_hourly.csv"))
-    if not files:
-        raise FileNotFoundError("no lte_cells/cell_*_hourly.csv")
+    cells = lte_series(data, part)
     wd, we, alld, dows, sigmas = [], [], [], [], []
-    for f in files:
-        d = pd.read_csv(f)
-        t = pd.to_datetime(d["DateTime"], format="%m/%d/%Y %H:%M")
-        s = pd.Series(d["Traffic"].to_numpy(dtype=float), index=t).sort_index()
-        s = s[~s.index.duplicated()].dropna()
+    for _, s in cells:
+        s = s.dropna()
         weekend = s.index.day_of_week >= 5
         wd.append(mean_one(s[~weekend].groupby(s.index.hour[~weekend]).mean().reindex(range(24))))
         we.append(mean_one(s[weekend].groupby(s.index.hour[weekend]).mean().reindex(range(24))))
@@ -273,11 +307,11 @@ def lte_data_volume(data: Path) -> dict:
         "hourly_log_sigma": float(np.median(sigmas)),
         "_trough_hour": int(np.argmin(shape_all)),
         "_sigmas": sigmas,
-        "_cells": [f.stem.split("_")[1] for f in files],
+        "_cells": [c for c, _ in cells],
     }
 
 
-def lte_volume_persistence(data: Path, days: int = 14, step_days: int = 7) -> dict:
+def lte_volume_persistence(data: Path, days: int = 14, step_days: int = 7, part: str = "fit") -> dict:
     """How persistent the LTE cells' hourly data volume is around its own weekly shape, measured
     the way a run's cell series are used (``evaluation.utility``): each cell's year cut into
     ``days``-long windows (every ``step_days``; windows with > 10% hours missing skipped), each
@@ -295,16 +329,9 @@ def lte_volume_persistence(data: Path, days: int = 14, step_days: int = 7) -> di
     Targets for ``behaviour.data_volume_level_*`` and ``data_volume_habit_share`` (fitted by
     simulation, see docs/evaluate.md).
     """
-    files = sorted((data / "lte_cells").glob("cell_*_hourly.csv"))
-    if not files:
-        raise FileNotFoundError("no lte_cells/cell_*_hourly.csv")
     L = days * 24
     wins, hours, wdays = [], None, None
-    for f in files:
-        d = pd.read_csv(f)
-        t = pd.to_datetime(d["DateTime"], format="%m/%d/%Y %H:%M")
-        s = pd.Series(d["Traffic"].to_numpy(dtype=float), index=t).sort_index()
-        s = s[~s.index.duplicated()]
+    for _, s in lte_series(data, part):
         idx = pd.date_range(s.index.min().floor("D"), s.index.max(), freq="1h")
         y = s.reindex(idx).to_numpy(float)
         # windows start on the same weekday (a whole number of weeks apart) so they share a calendar
@@ -378,15 +405,66 @@ def nodobo_services(data: Path) -> dict:
 # --------------------------------------------------------------------------
 
 
-def record_weights() -> dict[str, float]:
-    """Expected CDR records per subscriber-day (activity 1) of each service with the default
-    knobs (``sim/config.py``): originated calls / SMS, their on-net terminating legs and the
-    off-net terminating ones; data sessions once. Redials of blocked calls are left out (under 1%
-    of the records in the default run)."""
-    b = BehaviourConfig()
-    return {"voice": b.voice_per_day * (1 + b.onnet_share) + b.voice_in_offnet_per_day,
-            "sms": b.sms_per_day * (1 + b.onnet_share) + b.sms_in_offnet_per_day,
-            "data": b.data_per_day}
+# Published national aggregates for the "general" population (operator scale, all subscribers).
+# Hungary is the one market with primary figures for calls, minutes and SMS on the same base:
+NMHH_CALLS_PER_SIM_MONTH = 74.0  # NMHH (Hungarian regulator), Mobile Market Report press release of
+# 21 Dec 2022: in 2021 about 9.5 million voice SIMs made 8.5 billion calls, 74 calls per SIM per month
+KSH_CALLS_2020_M = 1955 + 1840 + 2089 + 1967  # KSH (Hungarian Central Statistical Office) STADAT table
+KSH_SMS_2020_M = 464 + 386 + 441 + 443  # 4.7.3, 2020 quarters: outgoing mobile calls (million) and SMS
+KSH_MINUTES_2020_M = 6325 + 6582 + 6702 + 7023  # (million) and call minutes (million)
+NATIONAL_MEAN_CALL_S = {"HU 2020 (KSH 4.7.3)": 60.0 * KSH_MINUTES_2020_M / KSH_CALLS_2020_M,
+                        "US 2010 H1 (CTIA survey, as reported)": 100.0,
+                        "15 Vodafone markets 2012 (as reported)": 100.0}
+DAYS_PER_MONTH = 365.0 / 12.0
+POPULATIONS = ("general", "students")
+DATA_PER_DAY = 15.0  # data sessions per subscriber-day: no public set counts them; telcosim's choice
+ALL_RECORDS_TV_GOAL = 0.03  # all records' hour-of-week shape kept this close (TV) to Milan's: 60% of
+# the evaluation's floor (0.05) for hourly_profile.all
+
+
+# Evaluation metrics (evaluation/fidelity.py) whose real figures each profile takes from the data.
+GATE = {
+    "general": ["hourly_profile.voice", "hourly_profile.sms", "hourly_profile.data", "hourly_profile.all",
+                "weekly_profile.all", "call_duration_median", "call_duration_distribution", "contact_concentration",
+                "handover_rate_moving", "ping_pong_share", "move_probability"],
+    "students": ["hourly_profile.voice", "hourly_profile.sms", "hourly_profile.data", "weekly_profile.voice",
+                 "weekly_profile.sms", "call_duration_median", "call_duration_distribution", "sms_call_ratio",
+                 "contact_concentration", "handover_rate_moving", "ping_pong_share", "move_probability"],
+}
+
+
+def population_rates(population: str, cph: dict) -> dict:
+    """Per-day rates at activity 1 of a population, each with its source.
+
+    * ``general``: originated calls from NMHH (74 per SIM and month), SMS per call from KSH 2020
+      (SMS / outgoing calls = 0.22: messaging apps have replaced most SMS);
+    * ``students``: the same calls per day (the student sets count only calls among participants,
+      a lower bound), SMS per call from Copenhagen's fit part (students' phones are SMS-heavy).
+    Calls and SMS received from outside the network balance those sent out of it:
+    ``(1 - onnet_share)`` x originated, with the scenario's default on-net share.
+    """
+    onnet = BehaviourConfig().onnet_share
+    voice = NMHH_CALLS_PER_SIM_MONTH / DAYS_PER_MONTH
+    if population == "general":
+        ratio, ratio_src = KSH_SMS_2020_M / KSH_CALLS_2020_M, "KSH 2020 SMS / outgoing calls"
+    elif population == "students":
+        ratio, ratio_src = cph["sms_call_ratio"], "Copenhagen SMS rows / call rows (fit part)"
+    else:
+        raise ValueError(f"population {population!r}: expected one of {', '.join(POPULATIONS)}")
+    sms = ratio * voice
+    return {"voice_per_day": voice, "sms_per_day": sms, "data_per_day": DATA_PER_DAY,
+            "voice_in_offnet_per_day": (1 - onnet) * voice, "sms_in_offnet_per_day": (1 - onnet) * sms,
+            "_sms_call_ratio": ratio, "_ratio_source": ratio_src, "_onnet": onnet}
+
+
+def record_weights(rates: dict) -> dict[str, float]:
+    """Expected CDR records per subscriber-day (activity 1) of each service with these rates:
+    originated calls / SMS, their on-net terminating legs and the off-net terminating ones; data
+    sessions once. Redials of blocked calls are left out (under 1% of the records in a default run)."""
+    on = rates["_onnet"]
+    return {"voice": rates["voice_per_day"] * (1 + on) + rates["voice_in_offnet_per_day"],
+            "sms": rates["sms_per_day"] * (1 + on) + rates["sms_in_offnet_per_day"],
+            "data": rates["data_per_day"]}
 
 
 def _week(hour_weekday, hour_weekend, day_of_week) -> np.ndarray:
@@ -395,44 +473,61 @@ def _week(hour_weekday, hour_weekend, day_of_week) -> np.ndarray:
     return np.array([dw[d] * (he if d >= 5 else hw) for d in range(7)])
 
 
-def session_shapes(nod: dict, milan: dict, lte: dict, weights: dict[str, float] | None = None) -> dict:
-    """Count shapes of the three services, so that all records together follow Milan.
+def _tv(a: np.ndarray, b: np.ndarray) -> float:
+    a, b = np.ravel(a) / np.sum(a), np.ravel(b) / np.sum(b)
+    return 0.5 * float(np.abs(a - b).sum())
 
-    Milan's load (Telecom Italia, operator scale) counts every CDR event of every service
-    together; Nodobo (27 students) has per-service hourly shapes for calls and SMS; the LTE
-    cells give data *volume*, not session counts. So:
 
-    * voice and SMS keep Nodobo's hour-of-day shapes (weekday, weekend) but take Milan's
-      day-of-week cycle: the students' week (Friday and Saturday calls +31% / +49%) is not an
-      operator's (weekend -12%);
-    * data sessions are what Milan's load leaves after the voice and SMS records, hour of week by
-      hour of week, with the default knobs' record weights (:func:`record_weights`): ``data(h) =
-      (W * milan(h) - w_voice * voice(h) - w_sms * sms(h)) / w_data``, all factors mean 1;
-    * the data volume per session then follows ``lte(h) / data(h)`` (the engine's hour-of-week
+def session_shapes(nod: dict, milan: dict, lte: dict, app: np.ndarray, weights: dict[str, float],
+                   population: str = "general") -> dict:
+    """Count shapes of the three services.
+
+    * Voice and SMS keep Nodobo's hour-of-day shapes (weekday, weekend). Their day of week is
+      Milan's for the general population (an operator's week: weekend -12%) and Nodobo's own for
+      students (Friday and Saturday calls +31% / +49%).
+    * Data sessions are app usage: Sandvine's mean hourly shape over application categories
+      (``app``), on Milan's day of week, blended with what Milan's all-services load leaves after
+      the voice and SMS records (``data(h) = (W milan(h) - w_voice voice(h) - w_sms sms(h)) /
+      w_data`` with the general population's record weights): ``(1 - a) app + a residual``, with
+      ``a`` the smallest share (steps of 0.01) that keeps all records together within
+      ``ALL_RECORDS_TV_GOAL`` of Milan's hour-of-week shape. App usage alone is deeper at night and
+      later in the day than Milan's records (TV about 0.09); the residual alone carries no app
+      behaviour (r = 0.6 with app usage).
+    * The data volume per session then follows ``lte(h) / data(h)`` (the engine's hour-of-week
       shift of the lognormal mu), so data volume still has the LTE cells' shape.
-
-    Returns the three services' ``hour_weekday / hour_weekend / day_of_week`` and the residual's
-    minimum (it must stay positive; the weights are those of the default knobs).
     """
-    w = record_weights() if weights is None else weights
+    w = weights
     total = sum(w.values())
     m = _week(milan["hour_weekday"], milan["hour_weekend"], milan["day_of_week"])
-    dow = milan["day_of_week"]
-    v = _week(nod["voice"]["hour_weekday"], nod["voice"]["hour_weekend"], dow)
-    s = _week(nod["sms"]["hour_weekday"], nod["sms"]["hour_weekend"], dow)
+    mdow = np.asarray(milan["day_of_week"], float)
+    v = _week(nod["voice"]["hour_weekday"], nod["voice"]["hour_weekend"], mdow)
+    s = _week(nod["sms"]["hour_weekday"], nod["sms"]["hour_weekend"], mdow)
     resid = (total * m - w["voice"] * v - w["sms"] * s) / w["data"]
     if resid.min() <= 0:
-        raise ValueError(f"data sessions' residual shape is not positive (min {resid.min():.3g}): the voice and SMS "
-                         "records would exceed Milan's load in some hour")
-    day = resid.mean(axis=1)
-    out = {svc: {"hour_weekday": nod[svc]["hour_weekday"], "hour_weekend": nod[svc]["hour_weekend"],
-                 "day_of_week": np.asarray(dow, float)} for svc in ("voice", "sms")}
-    out["data"] = {"hour_weekday": resid[:5].mean(axis=0) / day[:5].mean(),
-                   "hour_weekend": resid[5:].mean(axis=0) / day[5:].mean(),
-                   "day_of_week": day}
-    out["_min_residual"] = float(resid.min())
+        raise ValueError(f"Milan's load less the voice and SMS records is not positive (min {resid.min():.3g})")
+    app_w = _week(app, app, mdow)
+    alpha, d = 1.0, resid
+    for a in np.round(np.arange(0.0, 1.0001, 0.01), 2):
+        cand = (1 - a) * app_w + a * resid
+        if _tv(w["voice"] * v + w["sms"] * s + w["data"] * cand, m) <= ALL_RECORDS_TV_GOAL:
+            alpha, d = float(a), cand
+            break
+    day = d.mean(axis=1)
+    out = {}
+    for svc in ("voice", "sms"):
+        dow = mdow if population == "general" else nod[svc]["day_of_week"]
+        out[svc] = {"hour_weekday": nod[svc]["hour_weekday"], "hour_weekend": nod[svc]["hour_weekend"],
+                    "day_of_week": np.asarray(dow, float)}
+    out["data"] = {"hour_weekday": d[:5].mean(axis=0) / day[:5].mean(),
+                   "hour_weekend": d[5:].mean(axis=0) / day[5:].mean(), "day_of_week": day}
+    hw = mean_one(out["data"]["hour_weekday"])
+    out["_alpha"] = alpha
+    out["_tv_all_vs_milan"] = _tv(w["voice"] * v + w["sms"] * s + w["data"] * d, m)
+    out["_tv_app_only"] = _tv(w["voice"] * v + w["sms"] * s + w["data"] * app_w, m)
+    out["_r_app"] = float(np.corrcoef(hw, mean_one(app))[0, 1])
+    out["_night_ratio"] = float(hw[2:5].max() / hw.max())
     out["_weights"] = w
-    vol = _week(lte["hour_weekday"], lte["hour_weekend"], lte["day_of_week"]) / resid
+    vol = _week(lte["hour_weekday"], lte["hour_weekend"], lte["day_of_week"]) / d
     out["_volume_factor_range"] = (float(vol.min()), float(vol.max()))
     return out
 
@@ -444,7 +539,33 @@ def session_shapes(nod: dict, milan: dict, lte: dict, weights: dict[str, float] 
 COPENHAGEN_DAYS = 28  # "4 weeks"; timestamps are stripped in this copy
 
 
-def copenhagen(data: Path) -> dict:
+def duration_mixture(answered: np.ndarray, iters: int = 2000) -> dict:
+    """Two-lognormal mixture of answered call durations (s), maximum likelihood by EM in log space.
+
+    Copenhagen's answered calls have a mode of very short calls (2-6 s: a voicemail greeting, a
+    "call you back") under a broad lognormal of conversations; one lognormal fitted to both puts
+    its median at 25 s against the data's 29-30 s and misses the distribution (KS ~0.09). Two
+    components: ``short_share`` of calls lognormal(``short_log_mu``, ``short_log_sigma``), the rest
+    lognormal(``log_mu``, ``log_sigma``). EM starts from fixed quantiles (no random numbers) and
+    runs a fixed number of iterations, so the result is deterministic.
+    """
+    x = np.log(answered)
+    w = np.array([0.2, 0.8])
+    m = np.quantile(x, [0.1, 0.6])
+    sd = np.array([0.5, 1.0])
+    for _ in range(iters):
+        dens = w[:, None] * np.exp(-0.5 * ((x[None, :] - m[:, None]) / sd[:, None]) ** 2) / sd[:, None]
+        r = dens / dens.sum(axis=0, keepdims=True)
+        w = r.mean(axis=1)
+        m = (r * x).sum(axis=1) / r.sum(axis=1)
+        sd = np.sqrt((r * (x[None, :] - m[:, None]) ** 2).sum(axis=1) / r.sum(axis=1))
+    i, j = (0, 1) if m[0] < m[1] else (1, 0)
+    mean = float(w[i] * np.exp(m[i] + sd[i] ** 2 / 2) + w[j] * np.exp(m[j] + sd[j] ** 2 / 2))
+    return {"short_share": float(w[i]), "short_log_mu": float(m[i]), "short_log_sigma": float(sd[i]),
+            "log_mu": float(m[j]), "log_sigma": float(sd[j]), "mean_s": mean}
+
+
+def copenhagen(data: Path, part: str = "fit") -> dict:
     """Call/SMS volumes, call duration fit and contact concentration.
 
     Conventions:
@@ -470,6 +591,10 @@ def copenhagen(data: Path) -> dict:
     calls = pd.read_csv(data / "copenhagen" / "calls.csv", sep=";")
     sms = pd.read_csv(data / "copenhagen" / "sms.csv", sep=";")
     people = pd.unique(pd.concat([calls.Source, calls.Target, sms.Source, sms.Target]))
+    # the part's people (unit = person as caller / sender) and the calls and SMS they made
+    people = people[kept(people, part)]
+    calls = calls[kept(calls.Source, part)]
+    sms = sms[kept(sms.Source, part)]
     n_people = len(people)
 
     answered = calls.loc[calls.Weight > 1, "Weight"].to_numpy(dtype=float)
@@ -500,6 +625,7 @@ def copenhagen(data: Path) -> dict:
         top3.append(c[:3].sum() / c.sum())
 
     return {
+        "duration_mixture": duration_mixture(answered),
         "duration_log_mu": float(logw.mean()),
         "duration_log_sigma": float(logw.std(ddof=0)),
         "duration_median_s": float(np.median(answered)),
@@ -528,7 +654,16 @@ def copenhagen(data: Path) -> dict:
 STUDENTLIFE_TZ = "America/New_York"  # Dartmouth, Hanover NH
 
 
-def studentlife_mobility(data: Path) -> dict:
+def studentlife_files(data: Path, part: str = "fit") -> list[Path]:
+    """The users' files of the part (unit = user, ``gps_u00.csv.gz`` -> ``u00``)."""
+    files = sorted((data / "studentlife_gps").glob("gps_u*.csv.gz"))
+    if not files:
+        raise FileNotFoundError("no studentlife_gps/gps_u*.csv.gz")
+    m = kept([f.name.removeprefix("gps_").split(".")[0] for f in files], part)
+    return [f for f, k in zip(files, m, strict=True) if k]
+
+
+def studentlife_mobility(data: Path, part: str = "fit") -> dict:
     """Daily mobility figures per user-day from StudentLife location fixes.
 
     Method:
@@ -549,9 +684,7 @@ def studentlife_mobility(data: Path) -> dict:
       differs (h = 23 compares with 00 of the next day); ``move_probability_mean``
       is the mean of the 24 hourly values.
     """
-    files = sorted((data / "studentlife_gps").glob("gps_u*.csv.gz"))
-    if not files:
-        raise FileNotFoundError("no studentlife_gps/gps_u*.csv.gz")
+    files = studentlife_files(data, part)
     lat0 = math.radians(43.7)
     m_per_deg = math.pi / 180 * EARTH_RADIUS_M
     rg, n_loc, top_share = [], [], []
@@ -612,7 +745,7 @@ def studentlife_mobility(data: Path) -> dict:
     }
 
 
-def studentlife_rg_on_sites(data: Path, spacing_km: float = 0.75) -> dict:
+def studentlife_rg_on_sites(data: Path, spacing_km: float = 0.75, part: str = "fit") -> dict:
     """Radius of gyration of the StudentLife user-days as a cell network would see them.
 
     A diagnostic for the comparison with a run, whose positions are site positions: every fix
@@ -621,7 +754,7 @@ def studentlife_rg_on_sites(data: Path, spacing_km: float = 0.75) -> dict:
     default network: 120 sites within 9 km, denser at the centre), and the daily rg is computed
     from those positions. Four fixed lattice offsets (no random numbers), figures averaged.
     """
-    files = sorted((data / "studentlife_gps").glob("gps_u*.csv.gz"))
+    files = studentlife_files(data, part)
     m_per_deg = math.pi / 180 * EARTH_RADIUS_M
     lat0 = math.radians(43.7)
     days = []
@@ -694,7 +827,7 @@ def hop_dwell_log_sigma(dwell_s, speed_log_sigma: float) -> dict:
             "sigma": math.sqrt(max(total * total - speed_log_sigma * speed_log_sigma, 0.0))}
 
 
-def irish_handover(data: Path) -> dict:
+def irish_handover(data: Path, part: str = "fit") -> dict:
     """Serving-cell changes and throughput from the Irish 5G traces.
 
     * Serving cell = RAWCELLID (ECI, unique); a handover = a change of RAWCELLID
@@ -718,6 +851,9 @@ def irish_handover(data: Path) -> dict:
     root = data / "irish_5g"
     driving = sorted(root.glob("*/Driving/**/*.csv"))
     static = sorted(root.glob("*/Static/**/*.csv"))
+    # traces of the part (unit = trace, named by its file's stem as the reader names it)
+    driving = [f for f, k in zip(driving, kept([f.stem for f in driving], part), strict=True) if k]
+    static = [f for f, k in zip(static, kept([f.stem for f in static], part), strict=True) if k]
     if not driving or not static:
         raise FileNotFoundError("no irish_5g Driving/Static traces")
     n_ho = n_pp = 0
@@ -825,6 +961,10 @@ def fmt_float(x: float) -> str:
     return _fmt_dec(_dec4(float(x)))
 
 
+def fmt_list_str(values) -> str:
+    return "[" + ", ".join(fmt_str(v) for v in values) + "]"
+
+
 def fmt_shape(values) -> str:
     return "[" + ", ".join(_fmt_dec(d) for d in shape4(values)) + "]"
 
@@ -837,68 +977,87 @@ def fmt_str(s: str) -> str:
     return '"' + s.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
-def render_toml(r: dict, with_app_mix: bool) -> str:
+def render_toml(r: dict) -> str:
     """Assemble the TOML text from the derived figures in ``r``."""
-    m, lte, nod, cph = r["milan"], r["lte"], r["nodobo"], r["copenhagen"]
+    m, lte, cph = r["milan"], r["lte"], r["copenhagen"]
     mob, ho = r["mobility"], r["handover"]
-    used = ["milan_hourly", "lte_cells", "nodobo", "copenhagen", "studentlife_gps", "irish_5g"]
-    if with_app_mix:
-        used.append("app_profiles")
+    used = ["milan_hourly", "lte_cells", "nodobo", "copenhagen", "studentlife_gps", "irish_5g", "national_aggregates"]
+    used.append("app_profiles")
     L: list[str] = []
     a = L.append
-    a("# telcosim embedded default behaviour profile.")
+    pop = r["population"]
+    rates, ses = r["rates"], r["sessions"]
+    w = ses["_weights"]
+    a(f"# telcosim embedded behaviour profile: {pop!r} population.")
     a("# GENERATED by calibration/derive_defaults.py from the public data sets listed in")
     a("# [sources]; do not edit by hand, re-run the script instead. Derived figures only,")
     a("# no raw rows. Floats have 4 significant digits; every shape vector has mean exactly")
     a("# 1.0 (hour vectors: index 0 = 00:00-00:59 local time; day_of_week: Mon..Sun).")
     a("")
     a("version = 1")
-    a('name = "default"')
-    a(
-        "description = "
-        + fmt_str(
-            "Default per-subscriber behaviour derived from public telecom data: session counts "
-            "by hour of week (Nodobo voice and SMS hours, Milan all-services activity), data volume "
-            "by hour of week (LTE cells), "
-            "call durations and social structure (Copenhagen), daily mobility (StudentLife) and "
-            "handover statistics (Irish 5G)."
-        )
-    )
+    a(f"name = {fmt_str(pop)}")
+    desc = {"general": "An operator's general population: calls per day, SMS per call (national aggregates, Hungary) "
+                       "and the week (Milan) of all subscribers",
+            "students": "Students' phones, as the student studies saw them: SMS-heavy (Copenhagen's SMS per call) "
+                        "and with the students' own week (Nodobo)"}[pop]
+    a("description = " + fmt_str(
+        f"{desc}; session counts by hour (Nodobo voice and SMS hours, app usage for data sessions, Milan for all "
+        "records together), data volume by hour of week (LTE cells), call durations and social structure "
+        "(Copenhagen), daily mobility (StudentLife) and handover statistics (Irish 5G)."))
     a("")
     a("[sources]  # data set -> citation; every `source` below names one of these keys")
     for k in used:
         a(f"{k} = {fmt_str(SOURCES[k])}")
+    fp = r["fit_part"]
+    a("")
+    a("[fit_part]  # which rows the figures come from: the fit part of every real set (realdata/splits.py); the")
+    a("# check part is left for `telcosim evaluate`. Published aggregates (Nodobo, app usage, national figures) whole.")
+    a(f"part = {fmt_str(fp['part'])}")
+    a(f"salt = {fmt_str(fp['salt'])}")
+    a(f"check_share = {fmt_float(fp['check_share'])}")
 
-    # services: session counts (voice and SMS hours from Nodobo, every service on Milan's week,
-    # data sessions the residual of Milan's load; see session_shapes)
-    ses = r.get("sessions") or session_shapes(nod, m, lte)
-    w = ses["_weights"]
+    a("")
+    a("[rates]  # per subscriber-day at activity 1 (the behaviour.*_per_day knobs take these unless set)")
+    a('source = "national_aggregates"')
+    a(f"voice_per_day = {fmt_float(rates['voice_per_day'])}  # originated calls: NMHH 2021, "
+      f"{NMHH_CALLS_PER_SIM_MONTH:g} calls per SIM per month")
+    a(f"sms_per_day = {fmt_float(rates['sms_per_day'])}  # originated SMS: {fmt_float(rates['_sms_call_ratio'])} "
+      f"per call ({rates['_ratio_source']})")
+    a(f"data_per_day = {fmt_float(rates['data_per_day'])}  # data sessions: no public set counts them "
+      "(telcosim's choice)")
+    a(f"voice_in_offnet_per_day = {fmt_float(rates['voice_in_offnet_per_day'])}  # received from other networks: "
+      f"balances those sent to them, (1 - onnet_share {rates['_onnet']:g}) x originated")
+    a(f"sms_in_offnet_per_day = {fmt_float(rates['sms_in_offnet_per_day'])}  # the same for SMS")
+
     notes = {
-        "voice": "Nodobo hourly-weekday/-weekend.csv `Calls` (% of calls per hour, reordered "
-        "from 04..03 to 00..23); day of week: Milan's (as [activity_total])",
-        "sms": "Nodobo hourly-weekday/-weekend.csv `Messages` (% of SMS per hour, reordered "
-        "from 04..03 to 00..23); day of week: Milan's (as [activity_total])",
+        "voice": "Nodobo hourly-weekday/-weekend.csv `Calls` (% of calls per hour, reordered from 04..03 to 00..23)",
+        "sms": "Nodobo hourly-weekday/-weekend.csv `Messages` (% of SMS per hour, reordered from 04..03 to 00..23)",
     }
+    week = "Milan's (as [activity_total])" if pop == "general" else "Nodobo's daily-all.csv (the students' week)"
     for svc in ("voice", "sms"):
         a("")
-        a(f"[services.{svc}]  # {notes[svc]}")
+        a(f"[services.{svc}]  # {notes[svc]}; day of week: {week}")
         a('source = "nodobo"')
         a(f"hour_weekday = {fmt_shape(ses[svc]['hour_weekday'])}")
         a(f"hour_weekend = {fmt_shape(ses[svc]['hour_weekend'])}")
         a(f"day_of_week = {fmt_shape(ses[svc]['day_of_week'])}")
     a("")
-    a(
-        "[services.data]  # data SESSIONS per hour: Milan's all-services load (hour of week) less the "
-        "voice and SMS records above, with the default knobs' records per subscriber-day"
-    )
-    a(
-        f"# (voice {fmt_float(w['voice'])}, SMS {fmt_float(w['sms'])}, data {fmt_float(w['data'])}); "
-        "the volume per session follows [data_volume] / this shape, so data volume keeps the LTE cells' shape"
-    )
-    a('source = "milan_hourly"')
+    a("[services.data]  # data SESSIONS per hour: app usage ([app_mix], on Milan's day of week) blended with Milan's "
+      "all-services load less the voice and SMS records")
+    a(f"# of the general population (records per subscriber-day: voice {fmt_float(w['voice'])}, SMS "
+      f"{fmt_float(w['sms'])}, data {fmt_float(w['data'])}): (1 - a) app + a residual, a = {ses['_alpha']:g}, the "
+      f"smallest that keeps all records within TV {ALL_RECORDS_TV_GOAL:g} of Milan's week")
+    a(f"# (TV {ses['_tv_all_vs_milan']:.4f}; app usage alone {ses['_tv_app_only']:.4f}). Weekday shape: r = "
+      f"{ses['_r_app']:.3f} with app usage, night (02-04) at {ses['_night_ratio']:.3f} of the busiest hour.")
+    a("# The volume per session follows [data_volume] / this shape, so data volume keeps the LTE cells' shape.")
+    a('source = "app_profiles"')
     a(f"hour_weekday = {fmt_shape(ses['data']['hour_weekday'])}")
     a(f"hour_weekend = {fmt_shape(ses['data']['hour_weekend'])}")
     a(f"day_of_week = {fmt_shape(ses['data']['day_of_week'])}")
+    a("")
+    a("[gate]  # the evaluation metrics whose real figures this profile takes from the data: `telcosim evaluate "
+      "--gate` requires them by default")
+    a(f"required = {fmt_list_str(GATE[pop])}")
 
     a("")
     a(
@@ -943,16 +1102,26 @@ def render_toml(r: dict, with_app_mix: bool) -> str:
     )
 
     a("")
+    mix = cph["duration_mixture"]
+    a("")
     a(
         "[voice]  # Copenhagen calls.csv; Weight = call duration (s); Weight <= 1 is taken as a "
         "missed call (probable, not documented)"
     )
     a('source = "copenhagen"')
-    a(
-        f"duration_log_mu = {fmt_float(cph['duration_log_mu'])}  # lognormal ML fit of duration (s), "
-        "answered calls only (Weight > 1)"
-    )
-    a(f"duration_log_sigma = {fmt_float(cph['duration_log_sigma'])}")
+    a("# answered calls (Weight > 1): a mixture of two lognormals, maximum likelihood (derive_defaults.duration_mixture):")
+    a("# short calls (voicemail, call-backs) and conversations")
+    a(f"duration_short_share = {fmt_float(mix['short_share'])}")
+    a(f"duration_short_log_mu = {fmt_float(mix['short_log_mu'])}")
+    a(f"duration_short_log_sigma = {fmt_float(mix['short_log_sigma'])}")
+    a(f"duration_log_mu = {fmt_float(mix['log_mu'])}  # conversations (behaviour.call_duration_log_mu / _sigma "
+      "replace these two)")
+    a(f"duration_log_sigma = {fmt_float(mix['log_sigma'])}")
+    nat = ", ".join(f"{k} {v:.0f} s" for k, v in NATIONAL_MEAN_CALL_S.items())
+    a(f"duration_mean_s = {fmt_float(mix['mean_s'])}  # of the mixture; published national means: {nat}")
+    a(f"single_lognormal_log_mu = {fmt_float(cph['duration_log_mu'])}  # for reference: one lognormal fitted to "
+      "the same calls")
+    a(f"single_lognormal_log_sigma = {fmt_float(cph['duration_log_sigma'])}")
     a(f"duration_median_s = {fmt_float(cph['duration_median_s'])}  # empirical, answered calls")
     a(f"missed_share = {fmt_float(cph['missed_share'])}  # share of call rows with Weight <= 1")
     a(
@@ -1075,15 +1244,14 @@ def render_toml(r: dict, with_app_mix: bool) -> str:
     )
     a(f"dl_mbps_median_driving = {fmt_float(ho['dl_mbps_median_driving'])}")
 
-    if with_app_mix:
-        am = r["app_mix"]
-        a("")
-        a(
-            f"[app_mix]  # Sandvine MIP 2021 hourly share per application category "
-            f"({am['_n_categories']} categories), each normalised to mean 1, then averaged"
-        )
-        a('source = "app_profiles"')
-        a(f"data_hour_shape = {fmt_shape(am['data_hour_shape'])}")
+    am = r["app_mix"]
+    a("")
+    a(
+        f"[app_mix]  # Sandvine MIP 2021 hourly share per application category "
+        f"({am['_n_categories']} categories), each normalised to mean 1, then averaged"
+    )
+    a('source = "app_profiles"')
+    a(f"data_hour_shape = {fmt_shape(am['data_hour_shape'])}")
     return "\n".join(L) + "\n"
 
 
@@ -1124,20 +1292,29 @@ def readme_comparison(r: dict) -> list[tuple[str, float, str]]:
          if "rg_on_sites" in r else [])
 
 
-def derive(data: Path, with_app_mix: bool = True) -> dict:
-    """Compute every figure; returns a dict of per-data-set result dicts."""
+def derive(data: Path, population: str = "general", part: str = "fit") -> dict:
+    """Compute every figure of a population's profile from the ``part`` of each real set."""
     r = {
-        "milan": milan_activity(data),
-        "lte": lte_data_volume(data),
+        "population": population,
+        "milan": milan_activity(data, part),
+        "lte": lte_data_volume(data, part),
         "nodobo": nodobo_services(data),
-        "copenhagen": copenhagen(data),
-        "mobility": studentlife_mobility(data),
-        "handover": irish_handover(data),
+        "copenhagen": copenhagen(data, part),
+        "mobility": studentlife_mobility(data, part),
+        "handover": irish_handover(data, part),
+        "app_mix": app_mix(data),
+        "fit_part": {"part": part, "salt": splits.SALT, "check_share": splits.CHECK_SHARE},
     }
-    if with_app_mix:
-        r["app_mix"] = app_mix(data)
-    r["rg_on_sites"] = studentlife_rg_on_sites(data)  # console diagnostic, not written to the TOML
+    r["rates"] = population_rates(population, r["copenhagen"])
+    # data sessions' shape is the general population's blend whatever the profile (phones' app use)
+    general = record_weights(population_rates("general", r["copenhagen"]))
+    r["sessions"] = session_shapes(r["nodobo"], r["milan"], r["lte"], r["app_mix"]["data_hour_shape"], general,
+                                   population)
+    r["rg_on_sites"] = studentlife_rg_on_sites(data, part=part)  # console diagnostic, not written to the TOML
     return r
+
+
+PROFILE_FILES = {"general": "sim/data/default_profile.toml", "students": "sim/data/students_profile.toml"}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -1148,28 +1325,29 @@ def main(argv: list[str] | None = None) -> int:
         default=Path("../shared/data"),
         help="folder holding the public data sets (default ../shared/data)",
     )
-    ap.add_argument(
-        "--out",
-        type=Path,
-        default=Path("sim/data/default_profile.toml"),
-        help="TOML file to write (default sim/data/default_profile.toml)",
-    )
-    ap.add_argument(
-        "--no-app-mix",
-        action="store_true",
-        help="leave out the optional [app_mix] section (Sandvine, reference only)",
-    )
+    ap.add_argument("--population", choices=POPULATIONS, default="general",
+                    help="which profile to derive (default general)")
+    ap.add_argument("--part", choices=("fit", "all"), default="fit",
+                    help="rows of each real set to use: the fit part (default; the check part is left for "
+                         "`telcosim evaluate`) or all")
+    ap.add_argument("--out", type=Path, default=None,
+                    help="TOML file to write (default: the embedded profile of the population, " +
+                         ", ".join(PROFILE_FILES.values()) + ")")
     ap.add_argument("--quiet", action="store_true", help="do not print the README comparison")
     args = ap.parse_args(argv)
 
     if not (args.data / "README.md").is_file():
         ap.error(f"{args.data} does not look like the shared data folder (no README.md)")
-    results = derive(args.data, with_app_mix=not args.no_app_mix)
-    text = render_toml(results, with_app_mix=not args.no_app_mix)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(text, encoding="utf-8")
+    out = args.out or Path(PROFILE_FILES[args.population])
+    results = derive(args.data, args.population, args.part)
+    text = render_toml(results)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(text, encoding="utf-8")
     if not args.quiet:
-        print(f"wrote {args.out}")
+        ses = results["sessions"]
+        print(f"wrote {out}")
+        print(f"data sessions: a = {ses['_alpha']:g}, all records TV {ses['_tv_all_vs_milan']:.4f} "
+              f"(app only {ses['_tv_app_only']:.4f}), r app {ses['_r_app']:.3f}, night {ses['_night_ratio']:.3f}")
         print(f"{'figure':40s} {'derived':>10s}  README")
         for name, val, ref in readme_comparison(results):
             print(f"{name:40s} {sig4(val):>10g}  {ref}")

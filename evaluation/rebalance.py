@@ -181,9 +181,12 @@ def plan_actions(targets: Targets, before: dict, class_cells: tuple[int, ...], s
             s = t.key
             rates = {"voice": ("voice_per_day", "voice_in_offnet_per_day"), "sms": ("sms_per_day", "sms_in_offnet_per_day"),
                      "data": ("data_per_day",)}[s]
-            defaults = {"voice_per_day": 2.5, "voice_in_offnet_per_day": 1.0, "sms_per_day": 4.0,
-                        "sms_in_offnet_per_day": 2.0, "data_per_day": 15.0}
-            values = {r: float(beh.get(r, defaults[r])) for r in rates}
+            # the manifest's scenario holds the rates the run used (the profile's where it set none)
+            missing = [r for r in rates if not isinstance(beh.get(r), (int, float))]
+            if missing:
+                raise InputDataError(f"the run's manifest has no behaviour.{missing[0]} (a run from an older "
+                                     "telcosim: re-run it)")
+            values = {r: float(beh[r]) for r in rates}
             if not any(v > 0 for v in values.values()):
                 unfillable.append({"gap": t.name, "reason": f"the scenario makes no {s} records "
                                    f"({', '.join(f'behaviour.{r} = 0' for r in rates)})"})

@@ -74,6 +74,12 @@ class NetworkConfig:
     data_mbps: ByDensity = _by_density(150, 100, 50, "downlink data capacity per cell (Mbps) by density class")
     max_data_sessions: int = _f(200, "most data sessions a cell serves at once; a new one beyond is blocked", lo=1)
     ue_peak_mbps: float = _f(50.0, "peak downlink rate of one data session alone in a cell (Mbps)", lo=0, lo_open=True)
+    # Huang et al., "A Close Examination of Performance and Power Characteristics of 4G LTE
+    # Networks", MobiSys 2012, Table 3: the RRC_CONNECTED tail a commercial LTE network kept after
+    # the last packet, 11.576 s.
+    rrc_inactivity_s: float = _f(11.576, "time a data session stays connected after its last byte before the network "
+                                 "releases it (RRC inactivity timer): a completed data record's duration is its "
+                                 "transfer time plus this; radio capacity is used during the transfer only", lo=0)
 
 
 @dataclass(frozen=True)
@@ -100,18 +106,27 @@ class PopulationConfig:
 
 @dataclass(frozen=True)
 class BehaviourConfig:
-    profile: str = _f("default", "behaviour profile: 'default' (embedded, derived from real data) or a path to a profile TOML")
-    voice_per_day: float = _f(2.5, "mobile-originated calls per subscriber per day (activity 1)", lo=0)
-    sms_per_day: float = _f(4.0, "mobile-originated SMS per subscriber per day (activity 1)", lo=0)
-    data_per_day: float = _f(15.0, "data sessions per subscriber per day (activity 1)", lo=0)
-    voice_in_offnet_per_day: float = _f(1.0, "calls received from outside the network per subscriber per day", lo=0)
-    sms_in_offnet_per_day: float = _f(2.0, "SMS received from outside the network per subscriber per day", lo=0)
+    profile: str = _f("default", "behaviour profile: 'general' (= 'default': an operator's subscribers) or 'students' "
+                      "(the student studies' SMS-heavy phones), both embedded and derived from real data, or a path "
+                      "to a profile TOML")
+    voice_per_day: float = _f(float("nan"), "mobile-originated calls per subscriber per day (activity 1; default: "
+                              "the profile's [rates])", lo=0)
+    sms_per_day: float = _f(float("nan"), "mobile-originated SMS per subscriber per day (activity 1; default: the "
+                            "profile's [rates])", lo=0)
+    data_per_day: float = _f(float("nan"), "data sessions per subscriber per day (activity 1; default: the "
+                             "profile's [rates])", lo=0)
+    voice_in_offnet_per_day: float = _f(float("nan"), "calls received from outside the network per subscriber per "
+                                        "day (default: the profile's [rates])", lo=0)
+    sms_in_offnet_per_day: float = _f(float("nan"), "SMS received from outside the network per subscriber per day "
+                                      "(default: the profile's [rates])", lo=0)
     onnet_share: float = _f(0.7, "share of originated calls and SMS that go to a contact on this network", lo=0, hi=1)
     burst_on_mean_min: float = _f(20.0, "mean length of an active (bursty) period", lo=0, lo_open=True)
     burst_off_mean_min: float = _f(100.0, "mean length of a quiet period", lo=0, lo_open=True)
     burst_multiplier: float = _f(4.0, "rate multiplier while active (quiet rate follows so the mean is 1)", lo=1)
-    call_duration_log_mu: float = _f(float("nan"), "lognormal mu of call durations in s (default: from the profile)")
-    call_duration_log_sigma: float = _f(float("nan"), "lognormal sigma of call durations (default: from the profile)")
+    call_duration_log_mu: float = _f(float("nan"), "lognormal mu of conversations' durations in s (default: from "
+                                     "the profile, whose short-call share, if any, is kept)")
+    call_duration_log_sigma: float = _f(float("nan"), "lognormal sigma of conversations' durations (default: from "
+                                        "the profile)")
     call_duration_max_s: float = _f(10800.0, "longest call (s)", lo=1, hi=86400)
     # sigma fitted with the level below to the LTE cells' hourly residual sd (docs/evaluate.md); mu moved
     # with it so that the mean volume e^(mu + sigma^2 / 2) stays e^17 (~24 MB), as with 15.0 and 2.0 before.

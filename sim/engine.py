@@ -13,6 +13,7 @@ KPI, subscriber and cell tables and the manifest are written.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import datetime as dt
 import hashlib
 import json
@@ -41,7 +42,7 @@ from .perturb import Perturbations
 from .population import Population, build_population
 from .profile import Profile, load_profile
 from .resolver import Resolver as _Resolver
-from .sessions import attempt_rates, burst_multipliers, call_duration_params
+from .sessions import attempt_rates, burst_multipliers, call_duration_params, resolve_behaviour
 from .shards import (
     ATT_DTYPES,
     EPOCH_MS,
@@ -102,6 +103,10 @@ class Simulation:
         self.network: Network = build_network(scenario.network, generator(seed, "network.layout"), base)
         self.population: Population = build_population(scenario.population, self.network, seed)
         self.profile: Profile = load_profile(scenario.behaviour.profile, base)
+        # per-day rates the scenario leaves unset come from the profile ([rates]); the run, its
+        # baseline and its manifest see the resolved figures
+        self.scenario = scenario = dataclasses.replace(
+            scenario, behaviour=resolve_behaviour(scenario.behaviour, self.profile))
         tz = scenario.time.timezone
         self.tz = tz
         self.start = scenario.time.start_datetime()
@@ -201,7 +206,7 @@ class Simulation:
     def _demand_inputs(self) -> DemandInputs:
         sc, net = self.scenario, self.network
         on, off = burst_multipliers(sc.behaviour)
-        v_mu, v_sigma = call_duration_params(sc.behaviour, self.profile)
+        v_mu, v_sigma, *v_short = call_duration_params(sc.behaviour, self.profile)
         return DemandInputs(
             mob_key=kernel_key(sc.seed, "mobility"), ses_key=kernel_key(sc.seed, "sessions"),
             cx_km=net.cx_km, cy_km=net.cy_km, nbr_ptr=net.nbr_ptr, nbr_idx=net.nbr_idx.astype(np.int64),
@@ -214,7 +219,7 @@ class Simulation:
             data_sigma=sc.behaviour.data_volume_log_sigma,
             data_level_share=sc.behaviour.data_volume_level_share,
             data_level_rho=math.exp(-1.0 / sc.behaviour.data_volume_level_hours),
-            data_habit_share=sc.behaviour.data_volume_habit_share)
+            data_habit_share=sc.behaviour.data_volume_habit_share, voice_short=tuple(v_short))
 
     # --- tables -----------------------------------------------------------------------------
 
@@ -224,11 +229,14 @@ class Simulation:
     def _cdr_table(self, o: dict, sch: pa.Schema, incident: pa.Array) -> pa.Table:
         # Rows come in the order their records were completed (deterministic); not re-sorted.
         cp = o["cp"]
+        # A completed data session is released after the RRC inactivity timer (network.rrc_inactivity_s)
+        tail = self.scenario.network.rrc_inactivity_s
+        dur = o["dur_s"] + tail * ((o["svc"] == schema.SERVICES.index("data")) & (o["out"] == schema.OUTCOMES.index("completed"))) if tail else o["dur_s"]
         return pa.Table.from_arrays([
             pa.array(o["rec"]), pa.array(o["sess"]), pa.array(o["sub"]), pa.array(cp, mask=cp < 0),
             schema.dictionary_array(o["svc"], schema.SERVICES),
             schema.dictionary_array(o["dir"], schema.DIRECTIONS),
-            self._ts(o["t"]), pa.array(o["dur_s"]), pa.array(o["up"]), pa.array(o["down"]),
+            self._ts(o["t"]), pa.array(dur), pa.array(o["up"]), pa.array(o["down"]),
             pa.array(o["cell"]), pa.array(o["end"]),
             schema.dictionary_array(o["out"], schema.OUTCOMES),
             schema.dictionary_array(o["cause"], schema.CAUSES), pa.array(o["redial"]), incident,
@@ -316,7 +324,10 @@ class Simulation:
             "scenario_sha256": self.scenario_hash,
             "seed": sc.seed,
             "window": {"start": self.start.isoformat(), "end": end.isoformat(), "timezone": self.tz},
-            "profile": {"name": self.profile.name, "sources": self.profile.sources},
+            # gate_required: the evaluation metrics the profile takes from real data (telcosim evaluate
+            # --gate requires them by default)
+            "profile": {"name": self.profile.name, "sources": self.profile.sources,
+                        "gate_required": list(self.profile.gate_required) if self.profile.gate_required else None},
             "network": {"cells": self.network.n_cells, "sites": int(self.network.site_id.max()) + 1},
             # The calibration's privacy ledger (what the real data cost, per target), when the
             # scenario came from 'telcosim calibrate'.

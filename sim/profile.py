@@ -1,9 +1,12 @@
 """Behaviour profiles: the hour-of-day and day-of-week shapes of each service, and the
 distributions that come from data rather than from the scenario's knobs.
 
-The embedded default (``sim/data/default_profile.toml``) holds figures derived from the public
-data sets it names (``calibration/derive_defaults.py`` recomputes it); a calibrated profile from
-``telcosim calibrate`` has the same layout.
+Two profiles are embedded, one per population (``behaviour.profile``): ``general`` (the default,
+also called ``default``: an operator's subscribers, ``sim/data/default_profile.toml``) and
+``students`` (the student studies' SMS-heavy phones, ``sim/data/students_profile.toml``). Both hold
+figures derived from the fit part of the public data sets they name
+(``calibration/derive_defaults.py`` recomputes them); a calibrated profile from ``telcosim
+calibrate`` has the same layout.
 """
 
 from __future__ import annotations
@@ -19,6 +22,9 @@ import numpy as np
 from .errors import InputDataError
 
 SERVICES = ("voice", "sms", "data")
+EMBEDDED = {"general": "data/default_profile.toml", "default": "data/default_profile.toml",
+            "students": "data/students_profile.toml"}
+RATE_KEYS = ("voice_per_day", "sms_per_day", "data_per_day", "voice_in_offnet_per_day", "sms_in_offnet_per_day")
 
 
 @dataclass(frozen=True)
@@ -44,6 +50,17 @@ class Profile:
     # [data_volume]: the hour-of-week shape of data VOLUME, when it differs from the data
     # sessions' count shape ([services.data]); None: the volume follows the session count.
     volume: ServiceShape | None = None
+    # [rates]: per-day rates at activity 1 (keys of RATE_KEYS) that the behaviour.*_per_day knobs
+    # take when not set; empty when the profile has none (the knobs must then be set).
+    rates: dict[str, float] = field(default_factory=dict)
+    # [voice] short-call component of the call-duration mixture: this share of answered calls is
+    # lognormal(short_mu, short_sigma), the rest lognormal(call_duration_log_mu, _sigma); share 0: one lognormal.
+    call_short_share: float = 0.0
+    call_short_log_mu: float = 0.0
+    call_short_log_sigma: float = 0.0
+    # [gate] required: the evaluation metrics whose real figures the profile takes from data
+    # (``telcosim evaluate --gate`` requires them by default); None when the profile does not say.
+    gate_required: tuple[str, ...] | None = None
 
     def data_volume_factor(self, hour: int, weekday: int) -> float:
         """Mean volume of a data session in this local hour, relative to the run's mean: the volume
@@ -93,6 +110,30 @@ def parse_profile(raw: dict[str, Any], name: str) -> Profile:
     if not isinstance(mu, (int, float)) or not isinstance(sigma, (int, float)) or sigma < 0:
         problems.append(f"{name}: voice.duration_log_mu / duration_log_sigma: expected numbers (sigma >= 0)")
         mu, sigma = 0.0, 0.0
+    short = [voice.get(k, 0.0) for k in ("duration_short_share", "duration_short_log_mu", "duration_short_log_sigma")]
+    if not all(isinstance(x, (int, float)) for x in short) or not 0 <= short[0] < 1 or short[2] < 0:
+        problems.append(f"{name}: voice.duration_short_share (0 <= share < 1), duration_short_log_mu and "
+                        "duration_short_log_sigma (>= 0): expected numbers")
+        short = [0.0, 0.0, 0.0]
+    rates: dict[str, float] = {}
+    rr = raw.get("rates", {})
+    if not isinstance(rr, dict):
+        problems.append(f"{name}: rates: expected a table")
+        rr = {}
+    for k in RATE_KEYS:
+        if k in rr:
+            v = rr[k]
+            if not isinstance(v, (int, float)) or v < 0:
+                problems.append(f"{name}: rates.{k}: expected a number >= 0, got {v!r}")
+            else:
+                rates[k] = float(v)
+    unknown = sorted(set(rr) - set(RATE_KEYS) - {"source"})
+    if unknown:
+        problems.append(f"{name}: rates: unknown key(s) {', '.join(unknown)}; allowed: {', '.join(RATE_KEYS)}")
+    gate = raw.get("gate", {}).get("required") if isinstance(raw.get("gate"), dict) else None
+    if gate is not None and (not isinstance(gate, list) or not all(isinstance(g, str) for g in gate)):
+        problems.append(f"{name}: gate.required: expected a list of metric names")
+        gate = None
     if problems:
         raise InputDataError(problems)
     if volume is not None and "data" in shapes:
@@ -101,14 +142,16 @@ def parse_profile(raw: dict[str, Any], name: str) -> Profile:
             raise InputDataError(f"{name}: services.data: every hour and day must be > 0 when the profile has a "
                                  "[data_volume] table (the volume per session is the volume shape over the count shape)")
     return Profile(str(raw.get("name", name)), shapes, float(mu), float(sigma),
-                   dict(raw.get("sources", {})), raw, volume)
+                   dict(raw.get("sources", {})), raw, volume, rates, float(short[0]), float(short[1]), float(short[2]),
+                   tuple(gate) if gate is not None else None)
 
 
 def load_profile(ref: str, base_dir: Path | None = None) -> Profile:
-    """'default' for the embedded profile, else a path (relative to ``base_dir``)."""
-    if ref == "default":
-        text = resources.files("telcosim.sim").joinpath("data/default_profile.toml").read_text(encoding="utf-8")
-        return parse_profile(tomllib.loads(text), "default_profile.toml")
+    """An embedded profile by name (``general`` = ``default``, ``students``), else a path (relative
+    to ``base_dir``)."""
+    if ref in EMBEDDED:
+        text = resources.files("telcosim.sim").joinpath(EMBEDDED[ref]).read_text(encoding="utf-8")
+        return parse_profile(tomllib.loads(text), Path(EMBEDDED[ref]).name)
     path = Path(ref)
     if not path.is_absolute() and base_dir is not None:
         path = base_dir / path

@@ -74,6 +74,8 @@ class DemandInputs:
     data_level_share: float = 0.0
     data_level_rho: float = 0.0
     data_habit_share: float = 0.0  # of that level, the daily habit (behaviour.data_volume_habit_share)
+    # short-call component of call durations (the profile's [voice] duration_short_*): share, mu, sigma
+    voice_short: tuple[float, float, float] = (0.0, 0.0, 0.0)
 
     def cells(self) -> CellMap:
         """The network as the mobility kernel sees it."""
@@ -93,7 +95,7 @@ class DemandInputs:
         return SessionParams(
             self.burst_on_mult, self.burst_off_mult, self.burst_on_ms, self.burst_off_ms, self.onnet_share,
             self.voice_mu, self.voice_sigma, self.voice_max_ms, self.data_mu, self.data_sigma,
-            self.data_level_share, self.data_level_rho, self.data_habit_share)
+            self.data_level_share, self.data_level_rho, self.data_habit_share, *self.voice_short)
 
 
 NO_CELL_MULT = np.ones((0, 3))

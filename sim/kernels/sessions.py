@@ -42,7 +42,7 @@ class SessionParams(NamedTuple):
     on_mean_ms: float     # mean sojourn (ms) active / quiet
     off_mean_ms: float
     onnet_share: float    # share of originated calls and SMS that go to a contact
-    voice_mu: float       # log-duration (s) of a call: lognormal mu, sigma
+    voice_mu: float       # log-duration (s) of a conversation: lognormal mu, sigma
     voice_sigma: float
     voice_max_ms: float   # longest call
     data_mu: float        # log-volume (bytes) of a data session: lognormal mu, sigma
@@ -50,6 +50,9 @@ class SessionParams(NamedTuple):
     level_share: float    # share of the log-volume's variance that is the hourly level (0: none)
     level_rho: float      # the level's hour-to-hour correlation
     habit_share: float    # share of the level that is the daily habit
+    voice_short_share: float = 0.0  # share of calls that are short (voicemail, call-backs): lognormal
+    voice_short_mu: float = 0.0     # (short_mu, short_sigma) instead of (voice_mu, voice_sigma)
+    voice_short_sigma: float = 0.0
 
 
 class Callers(NamedTuple):
@@ -150,6 +153,7 @@ def sessions_epoch(key, params, callers, clocks, ep, out, lo, n, own):
                                                         params.voice_max_ms)
     data_mu, data_sigma = params.data_mu + ep.data_mu_shift, params.data_sigma
     level_share, level_rho, habit_share = params.level_share, params.level_rho, params.habit_share
+    short_share, short_mu, short_sigma = params.voice_short_share, params.voice_short_mu, params.voice_short_sigma
     first, activity, sub_mult = callers.first, callers.activity, callers.sub_mult
     contact_ptr, contact_cdf, contact_idx = callers.contact_ptr, callers.contact_cdf, callers.contact_idx
     count = activity.shape[0]
@@ -240,8 +244,13 @@ def sessions_epoch(key, params, callers, clocks, ep, out, lo, n, own):
                             st, u = next_uniform(st)
                             cp = contact_idx[search_cdf(contact_cdf, lo_c, hi_c, u)]
                     if kind == VOICE_MO or kind == VOICE_MT_OFFNET:
-                        st, x = next_lognormal(st, voice_mu, voice_sigma)
-                        dur = np.int64(min(max(x * 1000.0, 1000.0), voice_max_ms))
+                        st, u = next_uniform(st)
+                        if u < short_share:
+                            st, x = next_lognormal(st, short_mu, short_sigma)
+                        else:
+                            st, x = next_lognormal(st, voice_mu, voice_sigma)
+                        # whole seconds, as switches bill and CDRs record them
+                        dur = np.int64(min(max(math.floor(x + 0.5), 1.0) * 1000.0, voice_max_ms))
                     elif kind == DATA:
                         if level_share > 0.0:
                             if not lvl_done:

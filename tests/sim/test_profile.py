@@ -1,8 +1,9 @@
 """Session count shapes and the data volume per session by hour (profile [data_volume]).
 
-The default profile's data sessions fill Milan's all-services load after the voice and SMS
-records (calibration/derive_defaults.py::session_shapes), and the volume per session follows
-the LTE volume shape over that count shape, so data volume per hour keeps the LTE shape.
+The embedded profiles' data sessions are app usage moved towards what Milan's all-services load
+leaves after the voice and SMS records, just enough for all records to follow Milan
+(calibration/derive_defaults.py::session_shapes); the volume per session follows the LTE volume
+shape over that count shape, so data volume per hour keeps the LTE shape.
 """
 
 from __future__ import annotations
@@ -11,7 +12,14 @@ import numpy as np
 import pyarrow.compute as pc
 import pytest
 
-from telcosim.calibration.derive_defaults import _week, record_weights, session_shapes
+from telcosim.calibration.derive_defaults import (
+    ALL_RECORDS_TV_GOAL,
+    _tv,
+    _week,
+    population_rates,
+    record_weights,
+    session_shapes,
+)
 from telcosim.sim.errors import InputDataError
 from telcosim.sim.profile import load_profile, parse_profile
 from tests.conftest import read
@@ -31,29 +39,63 @@ def _inputs(seed=0):
     return nod, milan, lte
 
 
-def test_all_records_follow_milan_hour_by_hour_of_week():
+def _total(ses, w):
+    return sum(w[s] * _week(ses[s]["hour_weekday"], ses[s]["hour_weekend"], ses[s]["day_of_week"])
+               for s in ("voice", "sms", "data"))
+
+
+def test_data_sessions_are_app_usage_moved_towards_milan_just_enough():
     nod, milan, lte = _inputs()
+    rng = np.random.default_rng(5)
+    app = _shape(rng, 24, 0.1)
     w = {"voice": 3.0, "sms": 4.0, "data": 20.0}
-    ses = session_shapes(nod, milan, lte, w)
-    total = sum(w[s] * _week(ses[s]["hour_weekday"], ses[s]["hour_weekend"], ses[s]["day_of_week"])
-                for s in ("voice", "sms", "data"))
-    assert total / sum(w.values()) == pytest.approx(_week(milan["hour_weekday"], milan["hour_weekend"],
-                                                          milan["day_of_week"]), rel=1e-9)
-    # voice and SMS keep their own hours but take Milan's week
+    ses = session_shapes(nod, milan, lte, app, w)
+    m = _week(milan["hour_weekday"], milan["hour_weekend"], milan["day_of_week"])
+    a = ses["_alpha"]
+    assert 0 < a < 1
+    assert _tv(_total(ses, w), m) <= ALL_RECORDS_TV_GOAL < ses["_tv_app_only"]
+    # a step less of Milan would leave the goal: the blend is the smallest that meets it
+    resid = (sum(w.values()) * m - w["voice"] * _week(nod["voice"]["hour_weekday"], nod["voice"]["hour_weekend"],
+                                                      milan["day_of_week"])
+             - w["sms"] * _week(nod["sms"]["hour_weekday"], nod["sms"]["hour_weekend"], milan["day_of_week"])) / w["data"]
+    less = (1 - (a - 0.01)) * _week(app, app, milan["day_of_week"]) + (a - 0.01) * resid
+    ses_less = {**ses, "data": {"hour_weekday": less[:5].mean(0), "hour_weekend": less[5:].mean(0),
+                                "day_of_week": less.mean(1)}}
+    assert _tv(_total(ses_less, w), m) > ALL_RECORDS_TV_GOAL
+    # voice and SMS keep their own hours; the general population takes Milan's week, students their own
     for s in ("voice", "sms"):
         assert np.array_equal(ses[s]["hour_weekday"], nod[s]["hour_weekday"])
         assert np.array_equal(ses[s]["day_of_week"], milan["day_of_week"])
+    stu = session_shapes(nod, milan, lte, app, w, "students")
+    assert np.array_equal(stu["voice"]["day_of_week"], nod["voice"]["day_of_week"])
+    assert np.array_equal(stu["data"]["hour_weekday"], ses["data"]["hour_weekday"])
 
 
 def test_voice_and_sms_outweighing_milan_is_refused():
     nod, milan, lte = _inputs(1)
     with pytest.raises(ValueError, match="not positive"):
-        session_shapes(nod, milan, lte, {"voice": 30.0, "sms": 30.0, "data": 1.0})
+        session_shapes(nod, milan, lte, np.ones(24), {"voice": 30.0, "sms": 30.0, "data": 1.0})
 
 
-def test_record_weights_count_both_legs_of_on_net_calls():
-    w = record_weights()
-    assert w["voice"] == pytest.approx(2.5 * 1.7 + 1.0) and w["data"] == 15.0
+def test_record_weights_count_both_legs_of_on_net_calls_and_populations_differ_in_sms_only():
+    cph = {"sms_call_ratio": 6.0}
+    gen, stu = population_rates("general", cph), population_rates("students", cph)
+    w = record_weights(gen)
+    assert w["voice"] == pytest.approx(gen["voice_per_day"] * 1.7 + gen["voice_in_offnet_per_day"])
+    assert gen["voice_per_day"] == stu["voice_per_day"] == pytest.approx(74 * 12 / 365)
+    assert stu["sms_per_day"] == pytest.approx(6.0 * stu["voice_per_day"])
+    assert gen["sms_per_day"] / gen["voice_per_day"] == pytest.approx(0.2209, abs=1e-3)
+    with pytest.raises(ValueError, match="population"):
+        population_rates("pensioners", cph)
+
+
+def test_embedded_profiles_carry_rates_gate_and_fit_part():
+    gen, stu = load_profile("general"), load_profile("students")
+    assert load_profile("default").raw == gen.raw
+    assert gen.raw["fit_part"]["part"] == "fit" and gen.gate_required and "sms_call_ratio" in stu.gate_required
+    assert "sms_call_ratio" not in gen.gate_required
+    assert stu.rates["sms_per_day"] > 10 * gen.rates["sms_per_day"]
+    assert 0 < gen.call_short_share < 0.5 and gen.call_short_log_mu < gen.call_duration_log_mu
 
 
 def test_volume_factor_times_count_shape_is_the_volume_shape():
