@@ -18,7 +18,7 @@ The model, as in ``sim/kernels/mobility.py``, ``sim/kernels/sessions.py`` and ``
   location updates come every ``location_update_interval_s`` from a per-subscriber phase.
 * Sessions: Poisson attempts at ``activity * burst multiplier * rate[kind]`` with a two-state
   (active / quiet) burst process; calls and SMS go to a contact with probability
-  ``onnet_share``; lognormal call durations and data volumes.
+  ``onnet_share``; call durations from the profile's two-lognormal mixture, lognormal data volumes.
 * Voice: each party's leg holds a channel of its cell (``simpy.Resource``); an attempt at a full
   cell is blocked (no queueing); a busy party fails the call; a handover requests a channel in
   the new cell and drops the call when there is none. A call that does not connect is dialled
@@ -207,7 +207,7 @@ class ReferenceModel:
         self.data_of: list[list[DataSession]] = [[] for _ in range(self.n)]
 
         # Behaviour, per epoch (local hour and weekday).
-        b = sc.behaviour
+        b = sim.scenario.behaviour  # the profile's rates filled in
         self.pi, self.rates, self.total_rate = [], [], []
         for e in range(self.n_epochs):
             hour, wd = sim.local_hour(e)
@@ -237,7 +237,7 @@ class ReferenceModel:
         self.mult_on, self.mult_off = burst_multipliers(b)
         self.on_ms = b.burst_on_mean_min * 60_000.0
         self.off_ms = b.burst_off_mean_min * 60_000.0
-        self.voice_mu, self.voice_sigma = call_duration_params(b, sim.profile)
+        self.voice_mu, self.voice_sigma, *self.voice_short = call_duration_params(b, sim.profile)
         self.voice_max_ms = b.call_duration_max_s * 1000.0
         self.periodic_ms = sc.output.location_update_interval_s * 1000.0
 
@@ -492,8 +492,9 @@ class ReferenceModel:
         is_sms = kind in (SMS_MO, SMS_MT_OFFNET)
         dur = 0.0
         if not is_sms:
-            x = rng.lognormal(self.voice_mu, self.voice_sigma)
-            dur = min(max(x * 1000.0, 1000.0), self.voice_max_ms)
+            share, s_mu, s_sigma = self.voice_short
+            x = rng.lognormal(s_mu, s_sigma) if rng.random() < share else rng.lognormal(self.voice_mu, self.voice_sigma)
+            dur = min(max(np.floor(x + 0.5), 1.0) * 1000.0, self.voice_max_ms)
         direction = DIR_MO if kind in (VOICE_MO, SMS_MO) else DIR_MT
         b = cp if direction == DIR_MO else -1
         cb = self.cell[b] if b >= 0 else -1

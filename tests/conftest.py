@@ -24,6 +24,8 @@ def small_scenario(**overrides):
         "network.voice_channels.rural": 2,
         "network.data_mbps.urban": 20.0,
         "behaviour.voice_per_day": 6.0,
+        # SMS-rich enough for the SMS tests (the general profile sends 0.54 a day)
+        "behaviour.sms_per_day": 4.0,
         "output.kpi_interval_s": 900,
     }
     sets.update(overrides)

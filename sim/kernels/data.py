@@ -166,28 +166,30 @@ def complete(ps, ds, subs, counters, c, t, ue_bpms, acc, cdr, nc):
 
 
 @njit(cache=True, _nrt=False)
-def drop(ps, ds, subs, counters, j, t, cause, cdr, nc):
+def drop(ps, ds, subs, counters, j, t, cause, end, cdr, nc):
     """End session ``j`` early at ``t`` (its cell's virtual time already advanced to ``t``): a
-    dropped record with the bytes received so far. Returns the CDR count."""
+    dropped record with the bytes received so far, ending in cell ``end`` (-1: its serving cell).
+    Returns the CDR count."""
     c = ds.cell[j]
     rem = ds.fin[j] - ps.vt[c]
     got = ds.size[j] - rem if rem > 0.0 else ds.size[j]
     unlink(ps, ds, subs, j, c, ds.sub[j])
     nc = cdr_row(cdr, nc, ds.rec[j], ds.sess[j], ds.sub[j], -1, SVC_DATA, DIR_MO, ds.t0[j], t - ds.t0[j],
-                 ds.up[j], np.int64(max(got, 0.0)), ds.start[j], c, OUT_DROPPED, cause, 0)
+                 ds.up[j], np.int64(max(got, 0.0)), ds.start[j], c if end < 0 else end, OUT_DROPPED, cause, 0)
     ds.free[counters[C_FREE_DATA]] = j
     counters[C_FREE_DATA] += 1
     return nc
 
 
 @njit(cache=True, _nrt=False, inline="always")
-def drop_all(ps, ds, subs, counters, s, t, cause, ue_bpms, acc, cdr, nc):
-    """End every session of subscriber ``s`` at ``t`` with ``cause``. Returns the CDR count."""
+def drop_all(ps, ds, subs, counters, s, t, cause, end, ue_bpms, acc, cdr, nc):
+    """End every session of subscriber ``s`` at ``t`` with ``cause``, in cell ``end`` (where the
+    subscriber lost coverage, as a call's record ends there). Returns the CDR count."""
     while subs.st[s, 1] >= 0:
         j = subs.st[s, 1]
         c_old = ds.cell[j]
         advance(ps, c_old, t, ue_bpms, acc)
-        nc = drop(ps, ds, subs, counters, j, t, cause, cdr, nc)
+        nc = drop(ps, ds, subs, counters, j, t, cause, end, cdr, nc)
         predict(ps, ds, c_old, t, ue_bpms)
     return nc
 

@@ -184,7 +184,7 @@ def _cell_change(p, cov, ch, ps, subs, calls, ds, kpi, counters, cdr, loc, nc, n
         if k >= 0:
             nc = voice.end_call(k, t, s, c_phys, CAUSE_NO_COVERAGE, kpi.drop, kpi.carried, acc, calls, ch, subs,
                                 counters, cdr, nc)
-        nc = data.drop_all(ps, ds, subs, counters, s, t, CAUSE_NO_COVERAGE, p.ue_bpms, acc, cdr, nc)
+        nc = data.drop_all(ps, ds, subs, counters, s, t, CAUSE_NO_COVERAGE, c_phys, p.ue_bpms, acc, cdr, nc)
         return nc, nl
     # The call's leg and the data sessions each move from where they are (a redial may have set
     # a call up in the cell of its first attempt).
@@ -453,7 +453,7 @@ def change_cells(t, cells, new_ch, new_bpms, new_serve, new_cover, handover, p, 
                 if subs.st[s, 0] < 0:
                     nl = loc_row(loc, nl, t, s, tgt, REASON_HANDOVER)
             else:
-                nc = data.drop(ps, ds, subs, counters, j, t, CAUSE_CELL_OUTAGE, cdr, nc)
+                nc = data.drop(ps, ds, subs, counters, j, t, CAUSE_CELL_OUTAGE, -1, cdr, nc)
             j = nxt
     for i in range(cells.shape[0]):
         data.predict(ps, ds, cells[i], t, p.ue_bpms)

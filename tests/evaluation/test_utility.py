@@ -162,13 +162,18 @@ def test_persistent_training_series_transfer_better():
 
 @needs_data
 def test_lte_persistence_figures():
-    """The LTE cells' figures the data-volume level defaults are fitted to (docs/evaluate.md)."""
+    """The LTE cells' figures the data-volume level defaults are fitted to (docs/evaluate.md): the
+    fit part's (28-day blocks of realdata.splits). The knobs were fitted to all rows' figures before
+    the split; those differ from the fit part's by less than 0.011 each, under the sweeps' noise."""
     from telcosim.calibration.derive_defaults import lte_volume_persistence
 
     st = lte_volume_persistence(SHARED_DATA)
-    assert st["windows"] == 153
-    assert st["acf1"] == pytest.approx(0.338, abs=0.002) and st["decay_per_hour"] == pytest.approx(0.392, abs=0.002)
-    assert st["shape_sd"] == pytest.approx(0.228, abs=0.002) and st["resid_sd"] == pytest.approx(0.682, abs=0.002)
+    assert st["windows"] == 106
+    assert st["acf1"] == pytest.approx(0.328, abs=0.002) and st["decay_per_hour"] == pytest.approx(0.398, abs=0.002)
+    assert st["shape_sd"] == pytest.approx(0.221, abs=0.002) and st["resid_sd"] == pytest.approx(0.682, abs=0.002)
+    whole = lte_volume_persistence(SHARED_DATA, part="all")
+    assert whole["windows"] == 153
+    assert max(abs(whole[k] - st[k]) for k in ("acf1", "decay_per_hour", "shape_sd", "resid_sd")) < 0.011
 
 
 def _daily_series(rng, n_series: int, days: int, noise: float) -> U.Series:

@@ -16,7 +16,8 @@ from telcosim import scenarios
 from telcosim.cli import main
 from telcosim.scenarios.runner import run as run_scenario
 
-SMALL = ["population.subscribers=4000"]
+# SMS-rich enough for the SMS signatures (the general profile sends 0.54 SMS a day)
+SMALL = ["population.subscribers=4000", "behaviour.sms_per_day=4.0"]
 
 
 def _run(tmp_path_factory, name: str, extra: list[str] | None = None):

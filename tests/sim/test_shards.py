@@ -26,7 +26,7 @@ def _draw(cap_of, epochs: int = 8):
         out = []
         for e in range(EPOCHS_PER_HOUR * 7, EPOCHS_PER_HOUR * 7 + epochs):  # 7:00 on: trips and calls
             hour, wd = sim.local_hour(e // EPOCHS_PER_HOUR)
-            out.append(ex.step(EpochInputs(e, place_target(hour, wd), attempt_rates(sc.behaviour, sim.profile, hour, wd))))
+            out.append(ex.step(EpochInputs(e, place_target(hour, wd), attempt_rates(sim.scenario.behaviour, sim.profile, hour, wd))))
     finally:
         shards._fill = real_fill
     return out, state
