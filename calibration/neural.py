@@ -416,7 +416,7 @@ def cache_key(base, *, subscribers: int, runs: int, seed: int, hyper: dict) -> s
     raw.pop("seed", None)
     doc = {"scenario": raw, "subscribers": subscribers, "runs": runs, "seed": seed, "days": C.FIT_DAYS,
            "ranges": {n: [p.low, p.high, p.log] for n, p in C.PARAMS.items()}, "stats": stat_names(),
-           "hyper": hyper, "version": sim.__version__, "format": 2}
+           "hyper": hyper, "version": sim.__version__, "format": 1}
     return hashlib.sha256(json.dumps(doc, sort_keys=True, default=str).encode()).hexdigest()
 
 
@@ -430,6 +430,7 @@ def train_or_load(cache_dir: str | Path, *, runs: int = 120, subscribers: int = 
     # the simulations depend on the settings only; the network also on its hyperparameters
     sims_key = cache_key(base, subscribers=subscribers, runs=runs, seed=seed, hyper={})
     effective = {k: v for k, v in {**NeuralPosterior.defaults, **hyper}.items() if k != "seed"}
+    effective["spec"] = 2  # the network's spec (2: training ranges of the statistics); the simulations keep their key
     key = cache_key(base, subscribers=subscribers, runs=runs, seed=seed, hyper=effective)
     cache_dir = Path(cache_dir)
     folder = cache_dir / f"neural-{key[:16]}"
