@@ -48,7 +48,13 @@ import numpy as np
 
 from telcosim import sim
 from telcosim.calibration import calibrate as C
-from telcosim.models.base import SIDECAR_FILE, LearnedGenerator, ModelError, register
+from telcosim.models.base import (
+    SIDECAR_FILE,
+    LearnedGenerator,
+    ModelError,
+    register,
+    set_torch_threads,
+)
 from telcosim.sim.profile import load_profile
 
 QUANTILES = (0.05, 0.5, 0.95)  # the interval (5%, 95%) and the estimate (median)
@@ -640,6 +646,10 @@ def run_cli(args, merged: dict, params: list[str] | None, progress: Callable[[di
         if not quiet:
             print(msg, flush=True)
 
+    # one torch thread unless TELCOSIM_TORCH_THREADS says otherwise (as 'telcosim models'): the
+    # small network trains 1500 epochs in about 3 minutes on one core, and far slower when several
+    # threads contend for 2 cores
+    set_torch_threads(int(os.environ.get("TELCOSIM_TORCH_THREADS", "1")))
     try:
         model, info = train_or_load(cache, runs=args.neural_runs, subscribers=subscribers, seed=args.sampler_seed,
                                     scenario=args.scenario, sets=args.overrides, progress=say)
