@@ -350,16 +350,25 @@ def spread(values: np.ndarray, scale: str, max_undefined: float = 0.1) -> float:
     return float(v.std()) if len(v) > 1 else 0.0
 
 
+def noise_sd(entry: LedgerEntry) -> float:
+    """The standard deviation of a count or sum release's noise: sqrt(2) x the Laplace scale, the
+    Gaussian's scale."""
+    return entry.noise_scale * (1.0 if entry.mechanism == "gaussian" else math.sqrt(2.0))
+
+
 def quantile_spread(ledger: Ledger, target: str, release: str, n_rows: float, alpha: float,
-                    log_spread: float) -> float:
+                    log_spread: float, n_rows_sd: float = 0.0) -> float:
     """Standard deviation of ln(released quantile): the exponential mechanism's rank error
     (:data:`RANK_SD_PER_SCALE` x its scale, in rows), as a share of the (released) number of rows
-    ``n_rows``, through the slope of ln(quantile) in alpha for a lognormal of log-sd ``log_spread``
-    (ln q(alpha) = ln q50 + z(alpha) log_spread, slope log_spread / phi(z)). Infinite when the
-    rank error reaches 40% of the rows or ``n_rows`` is not positive: the release says nothing."""
+    ``n_rows`` taken two of its noise sds ``n_rows_sd`` low (conservative: a count the noise inflated
+    would make the quantile look better measured than it is), through the slope of ln(quantile) in
+    alpha for a lognormal of log-sd ``log_spread`` (ln q(alpha) = ln q50 + z(alpha) log_spread, slope
+    log_spread / phi(z)). Infinite when the rank error reaches 40% of the rows or that count is not
+    positive: the release says nothing."""
     e = release_entry(ledger, target, release)
     if e.noise_scale <= 0:
         return 0.0
+    n_rows = n_rows - 2.0 * n_rows_sd
     if not (n_rows > 0):
         return math.inf
     share = RANK_SD_PER_SCALE * e.noise_scale / n_rows

@@ -44,7 +44,9 @@ from .privacy import (
     Releaser,
     cap_rows,
     noise_draws,
+    noise_sd,
     quantile_spread,
+    release_entry,
     spread,
 )
 from .run_stats import MOVING_GAP_S
@@ -326,10 +328,12 @@ def _move_probability(moved, pairs) -> np.ndarray:
 
 
 def _quantile_noise(rel: Releaser, name: str, value: dict, n_rows: float, keys: tuple[str, ...],
-                    log_spread: float | None = None) -> dict[str, float]:
+                    log_spread: float | None = None, count: tuple[str, str] | None = None) -> dict[str, float]:
     """Noise sd of released quantiles (keys named "median"/"p90" or "median_s"/"p90_s"), see
     :func:`calibration.privacy.quantile_spread`; ``log_spread`` default: from the two released
-    quantiles, else the public guess for a single median."""
+    quantiles, else the public guess for a single median; ``count``: (target, release) of the row
+    count ``n_rows`` (default: this target's only other release, named by the caller)."""
+    n_sd = noise_sd(release_entry(rel.ledger, *count)) if count else 0.0
     alpha = {"median": 0.5, "median_s": 0.5, "p90": 0.9, "p90_s": 0.9}
     release = {"median": "median", "median_s": "median", "p90": "p90", "p90_s": "p90"}
     if log_spread is None:
@@ -337,7 +341,7 @@ def _quantile_noise(rel: Releaser, name: str, value: dict, n_rows: float, keys: 
             log_spread = _log_spread(value[keys[0]], value[keys[1]], Z90)
         else:
             log_spread = SINGLE_QUANTILE_LOG_SPREAD.get(name, DEFAULT_LOG_SPREAD)
-    return {k: quantile_spread(rel.ledger, name, release[k], n_rows, alpha[k], log_spread) for k in keys}
+    return {k: quantile_spread(rel.ledger, name, release[k], n_rows, alpha[k], log_spread, n_sd) for k in keys}
 
 
 def holiday_effect(hourly_total: pd.Series, holidays) -> dict | None:
@@ -566,7 +570,8 @@ def drive_targets(d: R.DriveTraces, rel: Releaser) -> dict[str, dict]:
         f"time between consecutive handovers while moving (at most {MOVING_GAP_S} s apart, the run's rule), "
         f"<= {DRIVE_DWELLS_PER_PERSON} per person "
         "(spread over the person's dwells), quantiles over a public grid 1 s .. 1 h; their number released "
-        "for the quantiles' noise", noise=_quantile_noise(rel, name, value, n_rows, ("median", "p90")),
+        "for the quantiles' noise", noise=_quantile_noise(rel, name, value, n_rows, ("median", "p90"),
+                                                        count=(name, "dwells")),
         released={"dwells": n_rows})
     name = "drive.ping_pong_share"
     b = rel.target(name)
@@ -574,7 +579,7 @@ def drive_targets(d: R.DriveTraces, rel: Releaser) -> dict[str, dict]:
     n_h = b.bounded_sum("handovers", ho, (0.0, DRIVE_MAX_HANDOVERS), 1)
     released = {"ping_pongs": n_pp, "handovers": n_h}
     d = noise_draws(rel.ledger, name, released)
-    share = np.clip(_ratios(np.clip(d["ping_pongs"], 0, None), d["handovers"]), 0, 1)
+    share = _ratios(d["ping_pongs"], d["handovers"])  # unclipped: clipping would hide the noise
     out[name] = _private(rel, name, float(np.clip(_ratio(max(n_pp, 0.0), n_h), 0, 1)) if n_h > 0 else float("nan"),
                          f"handovers back to the previous cell within {PING_PONG_S:g} s / handovers, per person "
                          f"clamped to {DRIVE_MAX_HANDOVERS:g}; a negative noisy count of ping-pongs counts 0",
@@ -630,18 +635,21 @@ def location_targets(loc: R.LocationTraces, rel: Releaser) -> dict[str, dict]:
                          f"daily radius of gyration of fixes (accuracy <= {MAX_ACCURACY_M:g} m, days with >= "
                          f"{MIN_FIXES_PER_DAY} fixes), <= {k} days per user, public grid 0..200 km; the number of "
                          "user-days released for the quantiles' noise (also those of distinct locations and top share)",
-                         noise=_quantile_noise(rel, name, value, n_days, ("median", "p90")),
+                         noise=_quantile_noise(rel, name, value, n_days, ("median", "p90"),
+                                               count=("locations.radius_of_gyration_km", "user_days")),
                          released={"user_days": n_days})
     name = "locations.distinct_locations_per_day"
     b = rel.target(name)
     value = {"median": b.quantile("median", days.distinct, DISTINCT_CANDIDATES, 0.5, k)}
     out[name] = _private(rel, name, value, f"distinct {GRID_M:g} m grid cells visited per user-day, <= {k} days "
-                         "per user", noise=_quantile_noise(rel, name, value, n_days, ("median",)))
+                         "per user", noise=_quantile_noise(rel, name, value, n_days, ("median",),
+                                                     count=("locations.radius_of_gyration_km", "user_days")))
     name = "locations.top_location_share"
     b = rel.target(name)
     value = {"median": b.quantile("median", days.top, SHARE_CANDIDATES, 0.5, k)}
     out[name] = _private(rel, name, value, f"share of a day's fixes in its most frequent grid cell, <= {k} days "
-                         "per user", noise=_quantile_noise(rel, name, value, n_days, ("median",)))
+                         "per user", noise=_quantile_noise(rel, name, value, n_days, ("median",),
+                                                     count=("locations.radius_of_gyration_km", "user_days")))
     name = "locations.hourly_move_probability"
     b = rel.target(name)
     sel = set(zip(days.user, days.day, strict=True))
@@ -659,8 +667,8 @@ def location_targets(loc: R.LocationTraces, rel: Releaser) -> dict[str, dict]:
     pairs = b.histogram("pairs", np.array(hours_pair, np.int64), 24, 24 * k)
     prob = _move_probability(moved, pairs)
     d = noise_draws(rel.ledger, name, {"moves": moved, "pairs": pairs})
-    with np.errstate(invalid="ignore"):
-        means = np.nanmean(_move_probability(d["moves"], d["pairs"]), axis=-1)
+    with np.errstate(invalid="ignore"):  # unclipped: clipping noisy hours into [0, 1] would hide the noise
+        means = np.nanmean(_ratios(d["moves"], d["pairs"]), axis=-1)
     out[name] = _private(rel, name, {"by_hour": list(prob), "mean": float(np.nanmean(prob))
                                      if np.isfinite(prob).any() else float("nan")},
                          "P(modal cell of hour h+1 != that of hour h) over the selected user-days: "
@@ -689,7 +697,7 @@ def _duration_target(rel: Releaser, name: str, person, dur) -> dict:
     noise = {"log_mu": spread(np.clip(mus, *b_["log_mu"]), "abs"), "log_sigma": spread(np.clip(sigmas, *b_["log_sigma"]),
                                                                                           "log")}
     spread_ln = value["log_sigma"] if _finite(value["log_sigma"]) and value["log_sigma"] > 0 else None
-    noise.update(_quantile_noise(rel, name, value, n, ("median_s", "p90_s"), spread_ln))
+    noise.update(_quantile_noise(rel, name, value, n, ("median_s", "p90_s"), spread_ln, count=(name, "count")))
     return _private(rel, name, value,
                     f"answered calls, <= {k} per caller (spread over their calls), ln(duration) clamped to "
                     f"[0, ln 4 h]; lognormal fit from noisy count, sum and sum of squares", noise=noise,
@@ -706,7 +714,7 @@ def _ratio_target(rel: Releaser, name: str, sms_person, call_person) -> dict:
     c = b.bounded_sum("calls", _per_person_counts(call_person), (0.0, MAX_CALLS_COUNTED), 1)
     released = {"sms": s, "calls": c}
     d = noise_draws(rel.ledger, name, released)
-    ratio = np.clip(_ratios(np.clip(d["sms"], 0, None), d["calls"]), *BOUNDS["sms_call_ratio"][None])
+    ratio = _ratios(d["sms"], d["calls"])  # unclipped: clipping would hide the noise
     return _private(rel, name, _ratio(max(s, 0.0), c),
                     f"SMS / call attempts, per originator clamped to {MAX_SMS_COUNTED:g} SMS and "
                     f"{MAX_CALLS_COUNTED:g} calls", noise={"value": spread(ratio, "log")}, released=released)

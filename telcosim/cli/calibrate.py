@@ -183,6 +183,7 @@ def run(args: argparse.Namespace) -> int:
         ref = str(p.resolve()) if (p.suffix == ".toml" or "/" in args.scenario) else args.scenario
     toml = C.calibrated_toml(result, base, args.out.stem, merged, side.name, sha, ref)
     rep_doc = C.report(result, merged)
+    rep_doc["set_aside"] = [{"figure": n, "noise_sd": sd if math.isfinite(sd) else None} for n, sd in aside]
     if args.method == "neural":  # the posterior's intervals, in the TOML's comments and the report
         toml = neural.with_intervals(toml, result)
         rep_doc["uncertainty"] = result.settings["uncertainty"]
