@@ -18,11 +18,15 @@ releases and costs no privacy.
   lognormal mu) or the total-variation distance (``tv``: shapes). A statistic the run cannot
   produce (no calls, no moves) counts :data:`PENALTY`; every term is capped at
   :data:`MAX_DISTANCE` (a zero radius of gyration would otherwise weigh without bound). A statistic found in several targets
-  (``edges.call_duration`` and ``cdr.call_duration``) splits its weight between them.
+  (``edges.call_duration`` and ``cdr.call_duration``) splits its weight between them. A DP
+  target's weight is multiplied by ``MODEL_SD^2 / (MODEL_SD^2 + sd^2)`` (``sd``: its released
+  figure's noise, ``privacy.noise`` of the targets document); a noise-dominated figure (sd above
+  ``targets.NOISE_DOMINATED_SD``) is set aside (:func:`set_aside`), and the CLI names it.
 * **Search**: optuna's TPE sampler with a fixed seed, one study per independent block of knobs
   (:func:`blocks`, :func:`fit`); trial 0 is the starting point (the base scenario's values), so
   the report's "before" is the uncalibrated simulator. Every trial runs the same scenario seed
-  (common random numbers), ``subscribers`` subscribers, one day.
+  (common random numbers), ``subscribers`` subscribers, one day. The result is the best point
+  evaluated, so never worse than the start.
 """
 
 from __future__ import annotations

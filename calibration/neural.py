@@ -19,10 +19,12 @@ document in well under a second:
    CDR figures, say) gets the posterior given those: knobs it does not inform come back with
    prior-wide intervals. The ensemble's members, mixed equally, give the posterior: median (the
    estimate), mean, sd and a 90% interval per knob, mapped back to the knob's scale.
-3. **Answer** (:func:`calibrate`): the targets document's statistics in, a
+3. **Answer** (:func:`calibrate`): the targets document's statistics in, each block of knobs
+   (:func:`calibration.calibrate.blocks`) answered from its own statistics, a
    :class:`calibration.calibrate.FitResult` out (so the search's TOML, ledger sidecar and report
-   writers serve both methods), with the intervals added; optionally one checking run at the
-   start and at the estimate for the report's before/after objective.
+   writers serve both methods), with the intervals added. Checking runs (unless ``check=False``)
+   at the start, at the estimate and at the per-block better of the two: the result is the best
+   point evaluated, so it is never worse than the start.
 
 :func:`train_or_load` keys a cache folder by everything that determines the model (base
 scenario, run size, number of runs, seed, ranges, statistics, hyperparameters, telcosim version),
@@ -276,8 +278,8 @@ class NeuralPosterior(LearnedGenerator):
             hi = np.nanmax(np.where(np.isfinite(T), T, np.nan), axis=0)
         self.spec = {"params": pn, "stats": sn, "ranges": [list(r) for r in _ranges(pn)],
                      "stat_mean": mean.tolist(), "stat_sd": sd.tolist(),
-                     "stat_min": np.where(np.isfinite(lo), lo, -np.inf).tolist(),
-                     "stat_max": np.where(np.isfinite(hi), hi, np.inf).tolist(),
+                     "stat_min": [float(x) if np.isfinite(x) else None for x in lo],  # None: never seen
+                     "stat_max": [float(x) if np.isfinite(x) else None for x in hi],
                      "stat_groups": [groups.get(s, s) for s in sn], "latent": "logit of the position in the range",
                      "quantiles": list(QUANTILES), "training_runs": int(P.shape[0]),
                      "stats_missing_share": [round(float(x), 4) for x in np.mean(~np.isfinite(T), axis=0)]}
@@ -290,7 +292,9 @@ class NeuralPosterior(LearnedGenerator):
         T = stat_transform(self.spec["stats"], np.atleast_2d(np.asarray(stats, np.float64)))
         mask = np.isfinite(T)
         if "stat_min" in self.spec:  # a target beyond every training run is answered as at the nearest edge
-            T = np.clip(T, np.asarray(self.spec["stat_min"], float), np.asarray(self.spec["stat_max"], float))
+            lo = np.array([-np.inf if x is None else x for x in self.spec["stat_min"]], float)
+            hi = np.array([np.inf if x is None else x for x in self.spec["stat_max"]], float)
+            T = np.clip(T, lo, hi)
         x = (np.where(mask, T, 0.0) - np.asarray(self.spec["stat_mean"])) / np.asarray(self.spec["stat_sd"])
         return np.where(mask, x, 0.0), mask.astype(np.float64)
 
