@@ -18,11 +18,15 @@ releases and costs no privacy.
   lognormal mu) or the total-variation distance (``tv``: shapes). A statistic the run cannot
   produce (no calls, no moves) counts :data:`PENALTY`; every term is capped at
   :data:`MAX_DISTANCE` (a zero radius of gyration would otherwise weigh without bound). A statistic found in several targets
-  (``edges.call_duration`` and ``cdr.call_duration``) splits its weight between them.
+  (``edges.call_duration`` and ``cdr.call_duration``) splits its weight between them. A DP
+  target's weight is multiplied by ``MODEL_SD^2 / (MODEL_SD^2 + sd^2)`` (``sd``: its released
+  figure's noise, ``privacy.noise`` of the targets document); a noise-dominated figure (sd above
+  ``targets.NOISE_DOMINATED_SD``) is set aside (:func:`set_aside`), and the CLI names it.
 * **Search**: optuna's TPE sampler with a fixed seed, one study per independent block of knobs
   (:func:`blocks`, :func:`fit`); trial 0 is the starting point (the base scenario's values), so
   the report's "before" is the uncalibrated simulator. Every trial runs the same scenario seed
-  (common random numbers), ``subscribers`` subscribers, one day.
+  (common random numbers), ``subscribers`` subscribers, one day. The result is the best point
+  evaluated, so never worse than the start.
 """
 
 from __future__ import annotations
@@ -172,12 +176,65 @@ _MOBILITY_KEYS = {
 
 @dataclass(frozen=True)
 class Term:
-    """One objective term: statistic ``stat`` against the target ``target`` (full name)."""
+    """One objective term: statistic ``stat`` against the target ``target`` (full name); ``noise_sd``
+    is the released figure's noise on the distance's scale (0: exact or aggregate)."""
 
     stat: str
     target: str
     value: Any
     weight: float
+    noise_sd: float = 0.0
+
+
+# How closely a run is expected to match a target even without noise (the 20-30% tolerances the
+# default profile is held to, on the log scale): a term's weight is multiplied by
+# MODEL_SD^2 / (MODEL_SD^2 + noise_sd^2), inverse-variance weighting of model error plus noise.
+MODEL_SD = 0.2
+
+
+def noise_sd(doc: dict, name: str, key: str | None) -> float:
+    """The noise sd of a target's figure from its ``privacy.noise`` record (``telcosim targets``):
+    0 for aggregate and exact targets and for a target without a record (written by an older
+    telcosim); infinite where the record says null. For a target merged from several files
+    (``privacy.per_source``), the sd of their weighted mean, sqrt(sum (w_i sd_i)^2) / sum w_i."""
+    tg = doc.get("targets", {}).get(name, {})
+    p = tg.get("privacy")
+    if not isinstance(p, dict):
+        return 0.0
+    fig = key or "value"
+
+    def one(priv) -> float:
+        rec = (priv or {}).get("noise") if isinstance(priv, dict) else None
+        if not rec or fig not in rec.get("sd", {}):
+            return 0.0
+        v = rec["sd"][fig]
+        return math.inf if v is None else float(v)
+    if "per_source" in p:
+        w = tg.get("weights") or {}
+        parts = [(float(w.get(e.get("source"), 1.0)), one(e.get("privacy"))) for e in p["per_source"]]
+        tot = sum(x for x, _ in parts)
+        if not tot:
+            return 0.0
+        return math.sqrt(sum((x * sd) ** 2 for x, sd in parts)) / tot
+    return one(p)
+
+
+def set_aside(doc: dict) -> list[tuple[str, float]]:
+    """The (target.figure, noise sd) the objective leaves out as noise-dominated: the fit's
+    statistics whose released figure has a noise sd above ``targets.NOISE_DOMINATED_SD``."""
+    return [(f"{t}{'.' + k if k else ''}", sd) for t, k, sd in _aside(doc)]
+
+
+def _aside(doc: dict) -> list[tuple[str, str | None, float]]:
+    out = []
+    for name in sorted(doc.get("targets", {})):
+        suffix = name.split(".", 1)[1] if "." in name else name
+        for st in STATS:
+            if st.target == suffix and st.group != "profile":
+                sd = noise_sd(doc, name, st.key)
+                if not sd <= T.NOISE_DOMINATED_SD:
+                    out.append((name, st.key, sd))
+    return out
 
 
 def _finite(v) -> bool:
@@ -188,7 +245,8 @@ def target_terms(doc: dict) -> tuple[list[Term], list[str]]:
     """The objective's terms from a targets document, and notes on targets left out (undefined
     after noise, or not comparable with a run)."""
     terms, notes = [], []
-    by_stat: dict[str, list[tuple[str, Any]]] = {}
+    by_stat: dict[str, list[tuple[str, Any, float]]] = {}
+    aside = {(n, k) for n, k, _ in _aside(doc)}
     for name, tg in sorted(doc.get("targets", {}).items()):
         suffix = name.split(".", 1)[1] if "." in name else name
         value = tg.get("value")
@@ -203,15 +261,22 @@ def target_terms(doc: dict) -> tuple[list[Term], list[str]]:
                 continue
             v = value.get(st.key) if (st.key is not None and isinstance(value, dict)) else (
                 value if st.key is None else None)
-            if _finite(v) and (st.distance != "log" or v > 0):
-                by_stat.setdefault(st.name, []).append((name, float(v)))
+            if (name, st.key) in aside:
+                sd = noise_sd(doc, name, st.key)
+                notes.append(f"{name}{'.' + st.key if st.key else ''} = {v!r}: noise-dominated (noise sd "
+                             f"{'inf' if not math.isfinite(sd) else f'{sd:.3g}'} > {T.NOISE_DOMINATED_SD:g} on the "
+                             f"{'log' if st.distance == 'log' else 'value'} scale), set aside")
+            elif _finite(v) and (st.distance != "log" or v > 0):
+                by_stat.setdefault(st.name, []).append((name, float(v), noise_sd(doc, name, st.key)))
             else:
                 notes.append(f"{name}{'.' + st.key if st.key else ''} = {v!r}: undefined or not positive "
                              "(noise?), left out of the objective")
     for st in STATS:
         found = by_stat.get(st.name, [])
-        for tname, v in found:
-            terms.append(Term(st.name, tname, v, st.weight / len(found)))
+        for tname, v, *sd in found:
+            noise = sd[0] if sd else 0.0
+            w = st.weight / len(found) * MODEL_SD**2 / (MODEL_SD**2 + noise**2)
+            terms.append(Term(st.name, tname, v, w, noise))
     return terms, notes
 
 
@@ -316,6 +381,7 @@ def objective(terms: list[Term], stats: dict[str, Any]) -> tuple[float, list[dic
         d = distance(st.distance, stats.get(t.stat), t.value)
         used = PENALTY if not math.isfinite(d) else min(d, MAX_DISTANCE)
         rows.append({"statistic": t.stat, "target": t.target, "distance_kind": st.distance, "weight": t.weight,
+                     "noise_sd": t.noise_sd,
                      "synthetic": stats.get(t.stat), "target_value": t.value,
                      "distance": d if math.isfinite(d) else None})
         if t.weight > 0:
@@ -414,6 +480,17 @@ def blocks(names: list[str], terms: list[Term]) -> list[tuple[list[str], set[str
     return sorted(((sorted(b[0], key=order.get), b[1]) for b in out), key=lambda b: order[b[0][0]])
 
 
+def block_objective(rows: list[dict], stats_of_block: set[str]) -> float:
+    """The objective restricted to one block's statistics (rows of :func:`objective`)."""
+    num = den = 0.0
+    for r in rows:
+        if r["statistic"] in stats_of_block and r["weight"] > 0:
+            d = r["distance"]
+            num += r["weight"] * (PENALTY if d is None else min(d, MAX_DISTANCE))
+            den += r["weight"]
+    return num / den if den else 0.0
+
+
 def fit(doc: dict, *, trials: int = 30, subscribers: int = 3000, seed: int = 1, sampler_seed: int = 0,
         params: list[str] | None = None, scenario: str | None = None, sets: list[str] | None = None,
         progress: Callable[[dict], None] | None = None) -> FitResult:
@@ -452,14 +529,7 @@ def fit(doc: dict, *, trials: int = 30, subscribers: int = 3000, seed: int = 1, 
         obj, rows = objective(terms, stats)
         return obj, stats, rows
 
-    def part_objective(rows: list[dict], stats_of_block: set[str]) -> float:
-        num = den = 0.0
-        for r in rows:
-            if r["statistic"] in stats_of_block and r["weight"] > 0:
-                d = r["distance"]
-                num += r["weight"] * (PENALTY if d is None else min(d, MAX_DISTANCE))
-                den += r["weight"]
-        return num / den if den else 0.0
+    part_objective = block_objective
 
     def record(number: int, values: dict[str, float], kind: str) -> dict:
         t0 = time.perf_counter()
@@ -635,7 +705,7 @@ def targets_from_run(run_dir: Path) -> dict:
     """A targets document from a telcosim run, EXACT (no noise; tests only, never to publish):
     the cdr.* targets of :func:`calibration.targets.compute_targets` on the run's CDRs, and
     mobility / handover targets (``locations.*``, ``drive.*`` names) from run_stats' figures."""
-    doc = compute_targets([R.read_cdr(run_dir)], exact=True)
+    doc = compute_targets([R.read_cdr(run_dir)], exact=True, part="all")
     st = run_statistics(Path(run_dir), {"mobility"})
     note = "from a telcosim run's location trace (calibration.run_stats definitions); exact, tests only"
 

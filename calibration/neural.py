@@ -19,10 +19,12 @@ document in well under a second:
    CDR figures, say) gets the posterior given those: knobs it does not inform come back with
    prior-wide intervals. The ensemble's members, mixed equally, give the posterior: median (the
    estimate), mean, sd and a 90% interval per knob, mapped back to the knob's scale.
-3. **Answer** (:func:`calibrate`): the targets document's statistics in, a
+3. **Answer** (:func:`calibrate`): the targets document's statistics in, each block of knobs
+   (:func:`calibration.calibrate.blocks`) answered from its own statistics, a
    :class:`calibration.calibrate.FitResult` out (so the search's TOML, ledger sidecar and report
-   writers serve both methods), with the intervals added; optionally one checking run at the
-   start and at the estimate for the report's before/after objective.
+   writers serve both methods), with the intervals added. Checking runs (unless ``check=False``)
+   at the start, at the estimate and at the per-block better of the two: the result is the best
+   point evaluated, so it is never worse than the start.
 
 :func:`train_or_load` keys a cache folder by everything that determines the model (base
 scenario, run size, number of runs, seed, ranges, statistics, hyperparameters, telcosim version),
@@ -48,7 +50,13 @@ import numpy as np
 
 from telcosim import sim
 from telcosim.calibration import calibrate as C
-from telcosim.models.base import SIDECAR_FILE, LearnedGenerator, ModelError, register
+from telcosim.models.base import (
+    SIDECAR_FILE,
+    LearnedGenerator,
+    ModelError,
+    register,
+    set_torch_threads,
+)
 from telcosim.sim.profile import load_profile
 
 QUANTILES = (0.05, 0.5, 0.95)  # the interval (5%, 95%) and the estimate (median)
@@ -265,8 +273,13 @@ class NeuralPosterior(LearnedGenerator):
         mean = np.where(np.isfinite(mean), mean, 0.0)
         sd = np.where(np.isfinite(sd) & (sd > 1e-9), sd, 1.0)
         groups = stat_groups()
+        with np.errstate(invalid="ignore"):
+            lo = np.nanmin(np.where(np.isfinite(T), T, np.nan), axis=0)
+            hi = np.nanmax(np.where(np.isfinite(T), T, np.nan), axis=0)
         self.spec = {"params": pn, "stats": sn, "ranges": [list(r) for r in _ranges(pn)],
                      "stat_mean": mean.tolist(), "stat_sd": sd.tolist(),
+                     "stat_min": [float(x) if np.isfinite(x) else None for x in lo],  # None: never seen
+                     "stat_max": [float(x) if np.isfinite(x) else None for x in hi],
                      "stat_groups": [groups.get(s, s) for s in sn], "latent": "logit of the position in the range",
                      "quantiles": list(QUANTILES), "training_runs": int(P.shape[0]),
                      "stats_missing_share": [round(float(x), 4) for x in np.mean(~np.isfinite(T), axis=0)]}
@@ -278,6 +291,10 @@ class NeuralPosterior(LearnedGenerator):
     def _inputs(self, stats: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         T = stat_transform(self.spec["stats"], np.atleast_2d(np.asarray(stats, np.float64)))
         mask = np.isfinite(T)
+        if "stat_min" in self.spec:  # a target beyond every training run is answered as at the nearest edge
+            lo = np.array([-np.inf if x is None else x for x in self.spec["stat_min"]], float)
+            hi = np.array([np.inf if x is None else x for x in self.spec["stat_max"]], float)
+            T = np.clip(T, lo, hi)
         x = (np.where(mask, T, 0.0) - np.asarray(self.spec["stat_mean"])) / np.asarray(self.spec["stat_sd"])
         return np.where(mask, x, 0.0), mask.astype(np.float64)
 
@@ -423,6 +440,7 @@ def train_or_load(cache_dir: str | Path, *, runs: int = 120, subscribers: int = 
     # the simulations depend on the settings only; the network also on its hyperparameters
     sims_key = cache_key(base, subscribers=subscribers, runs=runs, seed=seed, hyper={})
     effective = {k: v for k, v in {**NeuralPosterior.defaults, **hyper}.items() if k != "seed"}
+    effective["spec"] = 2  # the network's spec (2: training ranges of the statistics); the simulations keep their key
     key = cache_key(base, subscribers=subscribers, runs=runs, seed=seed, hyper=effective)
     cache_dir = Path(cache_dir)
     folder = cache_dir / f"neural-{key[:16]}"
@@ -513,35 +531,61 @@ def calibrate(doc: dict, model: NeuralPosterior, *, params: list[str] | None = N
     missing = [n for n in names if n not in model.spec["params"]]
     if missing:
         raise ValueError(f"--params: the neural model was trained without {', '.join(missing)}")
-    post = model.posterior(stats, seed=posterior_seed)
+    # Each block of knobs is answered from its own statistics only (the others masked, as in
+    # training): the objective is block-separable, and a statistic the simulator cannot reach (a
+    # dwell of 13 s, say) must not move the knobs of another block.
+    parts = C.blocks(names, terms)
+    post: dict[str, dict] = {}
+    for block, block_stats in parts:
+        answer = model.posterior({k: v for k, v in stats.items() if k in block_stats}, seed=posterior_seed)
+        post.update({n: answer[n] for n in block})
     answer_s = time.perf_counter() - t0
     start = {n: C.PARAMS[n].start(base, profile) for n in names}
-    best = {n: post[n]["median"] for n in names}
+    estimate = {n: post[n]["median"] for n in names}
     groups = C._groups(terms)
     records: list[dict] = []
     full: dict[int, dict] = {}
+    chosen, kinds = 1, {0: "start", 1: "estimate"}
     if check:
         workdir = Path(tempfile.mkdtemp(prefix="telcosim-neural-check-"))
+
+        def evaluate(number: int, kind: str, values: dict[str, float]) -> None:
+            t1 = time.perf_counter()
+            out = C.simulate(base, values, subscribers, seed, workdir)
+            try:
+                st = C.run_statistics(out, groups)
+            finally:
+                shutil.rmtree(out.parent, ignore_errors=True)
+            obj, rows = C.objective(terms, st)
+            rec = {"number": number, "kind": f"check-{kind}", "params": values, "objective": obj,
+                   "wall_s": round(time.perf_counter() - t1, 3)}
+            records.append(rec)
+            full[number] = {"objective": obj, "params": values, "statistics": rows}
+            kinds[number] = kind
+            if progress:
+                progress(rec)
         try:
-            for number, (kind, values) in enumerate((("start", start), ("estimate", best))):
-                t1 = time.perf_counter()
-                out = C.simulate(base, values, subscribers, seed, workdir)
-                try:
-                    st = C.run_statistics(out, groups)
-                finally:
-                    shutil.rmtree(out.parent, ignore_errors=True)
-                obj, rows = C.objective(terms, st)
-                rec = {"number": number, "kind": f"check-{kind}", "params": values, "objective": obj,
-                       "wall_s": round(time.perf_counter() - t1, 3)}
-                records.append(rec)
-                full[number] = {"objective": obj, "params": values, "statistics": rows}
-                if progress:
-                    progress(rec)
+            evaluate(0, "start", start)
+            evaluate(1, "estimate", estimate)
+            # per block, the better of start and estimate on the block's own statistics, combined
+            combined = {}
+            for block, block_stats in parts:
+                better = (estimate if C.block_objective(full[1]["statistics"], block_stats)
+                          < C.block_objective(full[0]["statistics"], block_stats) else start)
+                combined.update({n: better[n] for n in block})
+            if combined not in (start, estimate):
+                evaluate(2, "combined", combined)
         finally:
             shutil.rmtree(workdir, ignore_errors=True)
+
+        def score(k):
+            o = full[k]["objective"]
+            return (o if math.isfinite(o) else 1e9, k)
+        chosen = min(full, key=score)  # the best point evaluated; the start on a tie
     else:
-        for number, values in enumerate((start, best)):
+        for number, values in enumerate((start, estimate)):
             full[number] = {"objective": float("nan"), "params": values, "statistics": []}
+    best = dict(full[chosen]["params"])
     spec = model.spec
     settings = {
         "method": "neural",
@@ -549,8 +593,14 @@ def calibrate(doc: dict, model: NeuralPosterior, *, params: list[str] | None = N
         "days": C.FIT_DAYS, "seed": seed,
         "sampler": (f"neural posterior: ensemble of {model.params['members']} Gaussian-head MLPs "
                     f"(hidden {model.params['hidden']}) trained on {spec.get('training_runs')} prior runs"),
-        "runs": len(records), "scenario": scenario or "<default>", "set": sets, "best_trial": 1 if check else None,
-        "objective": "sum_i w_i min(d_i, cap) / sum_i w_i (docs/calibration.md), checking runs only",
+        "runs": len(records), "scenario": scenario or "<default>", "set": sets,
+        "best_trial": chosen if check else None,
+        "chosen": kinds[chosen] if check else "estimate (not checked: --no-check)",
+        "estimate": estimate,
+        "blocks": [{"params": b, "statistics": sorted(s)} for b, s in parts],
+        "objective": "sum_i w_i min(d_i, cap) / sum_i w_i (docs/calibration.md), checking runs only; the written "
+                     "values are the best point evaluated: the start, the posterior estimate, or per block the "
+                     "better of the two",
         "cap": C.MAX_DISTANCE, "penalty": C.PENALTY,
         "answer_s": round(answer_s, 3), "posterior_draws": POSTERIOR_DRAWS, "posterior_seed": posterior_seed,
         "statistics_used": stats,
@@ -564,14 +614,15 @@ def calibrate(doc: dict, model: NeuralPosterior, *, params: list[str] | None = N
         fixed[k.strip()] = v.strip()
     return C.FitResult(names, start, best, records,
                        {"objective": full[0]["objective"], "params": start, "statistics": full[0]["statistics"]},
-                       {"objective": full[1]["objective"], "params": best, "statistics": full[1]["statistics"]},
+                       {"objective": full[chosen]["objective"], "params": best, "statistics": full[chosen]["statistics"]},
                        settings, notes, fixed)
 
 
 def interval_comment(result) -> list[str]:
     """TOML comment lines with each fitted knob's 90% interval (added to the calibrated scenario)."""
     unc = result.settings.get("uncertainty", {})
-    lines = ["# Neural calibration (calibration/neural.py): estimate = posterior median; 90% interval (5%-95%):"]
+    lines = [f"# Neural calibration (calibration/neural.py): written = {result.settings.get('chosen')}; "
+             "estimate = posterior median; 90% interval (5%-95%):"]
     for n, u in unc.items():
         lines.append(f"#   {n} = {u['median']:.4g}  [{u['q05']:.4g}, {u['q95']:.4g}]  sd {u['sd']:.3g}")
     return lines
@@ -599,6 +650,10 @@ def run_cli(args, merged: dict, params: list[str] | None, progress: Callable[[di
         if not quiet:
             print(msg, flush=True)
 
+    # one torch thread unless TELCOSIM_TORCH_THREADS says otherwise (as 'telcosim models'): the
+    # small network trains 1500 epochs in about 3 minutes on one core, and far slower when several
+    # threads contend for 2 cores
+    set_torch_threads(int(os.environ.get("TELCOSIM_TORCH_THREADS", "1")))
     try:
         model, info = train_or_load(cache, runs=args.neural_runs, subscribers=subscribers, seed=args.sampler_seed,
                                     scenario=args.scenario, sets=args.overrides, progress=say)

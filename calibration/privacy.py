@@ -27,7 +27,10 @@ without noise (for tests and comparisons only; never used by the CLI).
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass
+from statistics import NormalDist
+from typing import Any
 
 import numpy as np
 
@@ -291,3 +294,89 @@ def cap_rows(person: np.ndarray, max_rows: int, order: np.ndarray | None = None)
     prev = (rank - 1) * max_rows // size
     keep = (size <= max_rows) | (rank == 0) | (bucket != prev)
     return np.sort(idx[keep])
+
+
+# --------------------------------------------------------------------------
+# noise of a release, from the released values and the ledger alone (post-processing)
+# --------------------------------------------------------------------------
+
+NOISE_DRAWS = 1000  # draws of the mechanisms' noise for a target's noise figure
+NOISE_SEED = 19  # fixed: a target's noise figure is a deterministic function of its released values
+# The exponential-mechanism quantile misses the true rank by about sqrt(2) x its scale (rank
+# positions): its rank error is Laplace-like. Measured with OpenDP 0.16 on 2,000 distinct values,
+# 400 releases each: sd / scale 1.40-1.43 at alpha 0.5 and 1.12-1.29 at alpha 0.9 (so this is
+# conservative for the p90).
+RANK_SD_PER_SCALE = math.sqrt(2.0)
+
+
+def release_entry(ledger: Ledger, target: str, release: str) -> LedgerEntry:
+    """The ledger entry of one release of a target (the last one of that name)."""
+    for e in reversed(ledger.entries):
+        if e.target == target and e.release == release:
+            return e
+    raise KeyError(f"{target}: no release {release!r} in the ledger")
+
+
+def noise_draws(ledger: Ledger, target: str, released: dict[str, Any], draws: int = NOISE_DRAWS,
+                seed: int = NOISE_SEED) -> dict[str, np.ndarray]:
+    """Plausible re-releases of a target: each released value plus a fresh draw of its mechanism's
+    noise at the ledger's scale (Laplace, or Gaussian with the scale as its sd), ``draws`` x the
+    value's shape. Reads only released values and public scales: post-processing, no privacy cost.
+    An exact (noise-free) release comes back as ``draws`` copies of itself."""
+    rng = np.random.default_rng(seed)
+    out = {}
+    for name, v in released.items():
+        e = release_entry(ledger, target, name)
+        v = np.asarray(v, float)
+        shape = (draws, *v.shape)
+        if e.noise_scale <= 0:
+            out[name] = np.broadcast_to(v, shape).copy()
+        elif e.mechanism == "gaussian":
+            out[name] = v + rng.normal(0.0, e.noise_scale, shape)
+        else:
+            out[name] = v + rng.laplace(0.0, e.noise_scale, shape)
+    return out
+
+
+def spread(values: np.ndarray, scale: str, max_undefined: float = 0.1) -> float:
+    """Standard deviation of re-released values on the objective's scale: of ln(value) (``log``)
+    or of the value (``abs``); infinite when more than ``max_undefined`` of them are undefined
+    (not finite, or not positive on the log scale): the noise can unmake the statistic."""
+    v = np.asarray(values, float)
+    ok = np.isfinite(v) & ((v > 0) if scale == "log" else True)
+    if ok.mean() < 1.0 - max_undefined:
+        return math.inf
+    v = np.log(v[ok]) if scale == "log" else v[ok]
+    return float(v.std()) if len(v) > 1 else 0.0
+
+
+def noise_sd(entry: LedgerEntry) -> float:
+    """The standard deviation of a count or sum release's noise: sqrt(2) x the Laplace scale, the
+    Gaussian's scale."""
+    return entry.noise_scale * (1.0 if entry.mechanism == "gaussian" else math.sqrt(2.0))
+
+
+def quantile_spread(ledger: Ledger, target: str, release: str, n_rows: float, alpha: float,
+                    log_spread: float, n_rows_sd: float = 0.0) -> float:
+    """Standard deviation of ln(released quantile): the exponential mechanism's rank error
+    (:data:`RANK_SD_PER_SCALE` x its scale, in rows), as a share of the (released) number of rows
+    ``n_rows`` taken two of its noise sds ``n_rows_sd`` low (conservative: a count the noise inflated
+    would make the quantile look better measured than it is), through the slope of ln(quantile) in
+    alpha for a lognormal of log-sd ``log_spread`` (ln q(alpha) = ln q50 + z(alpha) log_spread, slope
+    log_spread / phi(z)). Infinite when the rank error reaches 40% of the rows or that count is not
+    positive: the release says nothing."""
+    e = release_entry(ledger, target, release)
+    if e.noise_scale <= 0:
+        return 0.0
+    n_rows = n_rows - 2.0 * n_rows_sd
+    if not (n_rows > 0):
+        return math.inf
+    share = RANK_SD_PER_SCALE * e.noise_scale / n_rows
+    if share >= 0.4:
+        return math.inf
+    z = _probit(alpha)
+    return float(log_spread * share / (math.exp(-z * z / 2) / math.sqrt(2 * math.pi)))
+
+
+def _probit(p: float) -> float:
+    return NormalDist().inv_cdf(p)

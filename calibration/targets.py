@@ -28,6 +28,7 @@ import numpy as np
 import pandas as pd
 
 from telcosim.realdata import readers as R
+from telcosim.realdata import splits
 
 from .derive_defaults import (
     EARTH_RADIUS_M,
@@ -37,7 +38,17 @@ from .derive_defaults import (
     PING_PONG_S,
     mean_one,
 )
-from .privacy import AGGREGATE_NOTE, ExactReleaser, Releaser, cap_rows
+from .privacy import (
+    AGGREGATE_NOTE,
+    ExactReleaser,
+    Releaser,
+    cap_rows,
+    noise_draws,
+    noise_sd,
+    quantile_spread,
+    release_entry,
+    spread,
+)
 from .run_stats import MOVING_GAP_S
 
 SCHEMA_VERSION = 1
@@ -78,13 +89,99 @@ PRIVACY_UNITS = {
 
 # private targets per input kind: name -> number of releases (the budget plan; public)
 PLAN = {
-    "drive": {"handover_rate_per_min_moving": 2, "dwell_time_s": 2, "ping_pong_share": 2},
-    "locations": {"radius_of_gyration_km": 2, "distinct_locations_per_day": 1, "top_location_share": 1,
+    "drive": {"handover_rate_per_min_moving": 2, "dwell_time_s": 3, "ping_pong_share": 2},
+    "locations": {"radius_of_gyration_km": 3, "distinct_locations_per_day": 1, "top_location_share": 1,
                   "hourly_move_probability": 2},
     "edges": {"call_duration": 5, "sms_call_ratio": 2, "contact_concentration": 1},
     "cdr": {"weekly_profile": 3, "call_duration": 5, "sms_call_ratio": 2, "contact_concentration": 1,
             "cell_load_distribution": 1},
 }
+
+
+# public bounds of each released figure (domain knowledge and the public caps; never data): a
+# released value is clamped into them, post-processing. Key None = the value itself.
+_DURATION_BOUNDS = {"log_mu": LOG_DURATION_BOUNDS, "log_sigma": (0.0, LOG_DURATION_BOUNDS[1] / 2),  # sd <= range/2
+                    "median_s": (1.0, 14400.0), "p90_s": (1.0, 14400.0)}
+BOUNDS: dict[str, dict[str | None, tuple[float, float]]] = {
+    "drive.handover_rate_per_min_moving": {None: (0.0, 60.0)},  # dwells >= 1 s (the grid's floor)
+    "drive.dwell_time_s": {"median": (1.0, 3600.0), "p90": (1.0, 3600.0)},
+    "drive.ping_pong_share": {None: (0.0, 1.0)},
+    "locations.radius_of_gyration_km": {"median": (0.0, 200.0), "p90": (0.0, 200.0)},
+    "locations.distinct_locations_per_day": {"median": (1.0, 150.0)},
+    "locations.top_location_share": {"median": (0.0, 1.0)},
+    "locations.hourly_move_probability": {"mean": (0.0, 1.0), "by_hour": (0.0, 1.0)},
+    "call_duration": _DURATION_BOUNDS,
+    "sms_call_ratio": {None: (0.0, MAX_SMS_COUNTED)},  # <= the per-person SMS cap over >= 1 call
+    "contact_concentration": {"top10pct_pairs_call_share": (0.1, 1.0),  # the top 10% carry >= 10%
+                              "pairs_per_bin": (0.0, math.inf)},
+    "cell_load_distribution": {"p10": (0.0, math.inf), "p50": (0.0, math.inf), "p90": (0.0, math.inf),
+                               "var_mean_ratio": (0.0, math.inf), "top10pct_share": (0.1, 1.0)},
+}
+# quantiles that must not decrease, in this order (released separately, so noise can swap them)
+ORDERED = {"drive.dwell_time_s": ("median", "p90"), "locations.radius_of_gyration_km": ("median", "p90"),
+           "call_duration": ("median_s", "p90_s"), "cell_load_distribution": ("p10", "p50", "p90")}
+# the scale of a figure's noise, as the calibration objective measures distance: ln(value), or
+# the value itself for ln-scale figures
+ABS_SCALE = {"log_mu"}
+# a released figure whose noise sd on that scale is above this is noise-dominated: one sd is a
+# factor of e^0.5 = 1.65 either way, beyond the 20-30% the default profile is held to
+NOISE_DOMINATED_SD = 0.5
+# log-spread of a figure released as a single median, for its noise (no second quantile to take
+# it from): public guesses from the definitions (counts of places per day, a share in [0, 1])
+SINGLE_QUANTILE_LOG_SPREAD = {"locations.distinct_locations_per_day": 0.5, "locations.top_location_share": 0.3}
+DEFAULT_LOG_SPREAD = 1.0  # of a two-quantile figure whose released quantiles coincide
+
+
+def bounds_of(name: str) -> dict[str | None, tuple[float, float]]:
+    """The public bounds of a target's figures (by full name, else by the name after the kind)."""
+    return BOUNDS.get(name) or BOUNDS.get(name.split(".", 1)[-1], {})
+
+
+def ordered_of(name: str) -> tuple[str, ...]:
+    return ORDERED.get(name) or ORDERED.get(name.split(".", 1)[-1], ())
+
+
+def postprocess(name: str, value: Any) -> Any:
+    """A released value made consistent with what it can be, from itself and public bounds alone
+    (post-processing: no privacy cost, nothing reads the data): every figure clamped into its
+    public bounds (rates and counts non-negative, shares in [0, 1]), and quantiles that noise put
+    out of order rearranged into non-decreasing order (the monotone rearrangement, which never
+    increases the error against the true quantiles)."""
+    b = bounds_of(name)
+
+    def clamp(key, v):
+        lo, hi = b.get(key, (-math.inf, math.inf))
+        if isinstance(v, list):
+            return [clamp(key, x) for x in v]
+        if isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v):
+            return float(min(max(v, lo), hi))
+        return v
+    if not isinstance(value, dict):
+        return clamp(None, value)
+    out = {k: clamp(k, v) for k, v in value.items()}
+    keys = [k for k in ordered_of(name) if isinstance(out.get(k), int | float) and math.isfinite(out[k])]
+    for k, v in zip(keys, sorted(out[k] for k in keys), strict=True):
+        out[k] = v
+    return out
+
+
+def release_problems(doc: dict) -> list[str]:
+    """Every released figure of a targets document outside its public bounds, and every quantile
+    pair out of order (p90 below the median): what :func:`postprocess` rules out."""
+    out = []
+    for name, tg in sorted(doc.get("targets", {}).items()):
+        value, b = tg.get("value"), bounds_of(name)
+        items = value.items() if isinstance(value, dict) else [(None, value)]
+        for k, v in items:
+            lo, hi = b.get(k, (-math.inf, math.inf))
+            for x in (v if isinstance(v, list) else [v]):
+                if isinstance(x, int | float) and not isinstance(x, bool) and not lo <= x <= hi:
+                    out.append(f"{name}{'.' + k if k else ''} = {x} outside its public bounds [{lo}, {hi}]")
+        keys = [k for k in ordered_of(name) if isinstance(value, dict) and isinstance(value.get(k), int | float)]
+        for a, c in zip(keys, keys[1:], strict=False):
+            if value[c] < value[a]:
+                out.append(f"{name}: {c} {value[c]} below {a} {value[a]}")
+    return out
 
 
 def plan_for(datasets) -> dict[str, tuple[str, int]]:
@@ -151,19 +248,100 @@ def _aggregate(value, source, method, **extra) -> dict:
             "method": method, **extra}
 
 
-def _private(rel: Releaser, target: str, value, method: str) -> dict:
+def _private(rel: Releaser, target: str, value, method: str, noise: dict[str, float] | None = None,
+             released: dict | None = None) -> dict:
+    """A private target: its post-processed value, its privacy figures and, with ``noise``
+    (figure -> sd on the objective's scale, see :func:`_noise_record`), its noise."""
     entries = [e for e in rel.ledger.entries if e.target == target]
-    return {"value": value, "source": target.split(".")[0], "level": "individual",
-            "privacy": {"mechanisms": sorted({e.mechanism for e in entries}),
-                        "epsilon": float(sum(e.epsilon for e in entries)),
-                        "delta": float(sum(e.delta for e in entries)),
-                        "releases": [e.release for e in entries],
-                        "exact_no_privacy": rel.exact},
-            "method": method}
+    privacy = {"mechanisms": sorted({e.mechanism for e in entries}),
+               "epsilon": float(sum(e.epsilon for e in entries)),
+               "delta": float(sum(e.delta for e in entries)),
+               "releases": [e.release for e in entries],
+               "noise_scales": {e.release: e.noise_scale for e in entries},
+               "exact_no_privacy": rel.exact}
+    if noise is not None:
+        privacy["noise"] = _noise_record(noise)
+    if released is not None:
+        privacy["released"] = released
+    return {"value": postprocess(target, value), "source": target.split(".")[0], "level": "individual",
+            "privacy": privacy, "method": method}
+
+
+NOISE_METHOD = ("sd of each figure on the calibration objective's scale (ln value; the value itself for log_mu) "
+                "over 1,000 re-releases: the released counts and sums plus fresh noise at the ledger's scales "
+                "(post-processing of released values and public scales; no privacy cost); a quantile's from the "
+                "exponential mechanism's rank error (sqrt(2) x its scale) as a share of the released row count, "
+                "through a lognormal slope. null = infinite (the noise can unmake the figure)")
+
+
+def _noise_record(sd: dict[str, float]) -> dict:
+    """``{"sd": {figure: sd or None (infinite)}, "scale": {figure: "log" | "abs"}, "noise_dominated":
+    [figures with sd > NOISE_DOMINATED_SD], "method"}``; figure "value" is a scalar target's value."""
+    sd = {k: (0.0 if v < 1e-12 else v) for k, v in sd.items()}  # rounding of an exact release's copies
+    return {"sd": {k: (float(f"{v:.4g}") if math.isfinite(v) else None) for k, v in sd.items()},
+            "scale": {k: "abs" if k in ABS_SCALE else "log" for k in sd},
+            "noise_dominated": sorted(k for k, v in sd.items() if not v <= NOISE_DOMINATED_SD),
+            "threshold_sd": NOISE_DOMINATED_SD, "method": NOISE_METHOD}
+
+
+def _log_spread(lo: float, hi: float, z: float) -> float:
+    """ln-sd of a lognormal through two released quantiles (hi at z sds above lo)."""
+    if lo > 0 and hi > lo:
+        return math.log(hi / lo) / z
+    return DEFAULT_LOG_SPREAD
+
+
+Z90 = 1.2815515655446004  # the standard normal's 90% point
 
 
 def _ratio(a: float, b: float) -> float:
     return float(a / b) if b > 0 else float("nan")
+
+
+def _ratios(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Element-wise a / b, NaN where b is not positive."""
+    a, b = np.asarray(a, float), np.asarray(b, float)
+    return np.where(b > 0, a / np.where(b > 0, b, 1.0), np.nan)
+
+
+def _finite(v) -> bool:
+    return isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)
+
+
+def _lognormal(n, s1, s2):
+    """(mu, sigma) of ln duration from a count, a sum and a sum of squares (arrays or floats);
+    NaN where the count is not positive or the variance not positive."""
+    n, s1, s2 = (np.asarray(x, float) for x in (n, s1, s2))
+    mu = _ratios(s1, n)
+    var = _ratios(s2, n) - mu**2
+    with np.errstate(invalid="ignore"):
+        sigma = np.where(var > 0, np.sqrt(np.where(var > 0, var, 1.0)), np.nan)
+    if mu.ndim == 0:
+        return float(mu), float(sigma)
+    return mu, sigma
+
+
+def _move_probability(moved, pairs) -> np.ndarray:
+    """Per hour moves / pairs (noisy counts; negative moves count 0), NaN without a positive pair
+    count, clamped to [0, 1]."""
+    return np.clip(_ratios(np.clip(moved, 0, None), pairs), 0, 1)
+
+
+def _quantile_noise(rel: Releaser, name: str, value: dict, n_rows: float, keys: tuple[str, ...],
+                    log_spread: float | None = None, count: tuple[str, str] | None = None) -> dict[str, float]:
+    """Noise sd of released quantiles (keys named "median"/"p90" or "median_s"/"p90_s"), see
+    :func:`calibration.privacy.quantile_spread`; ``log_spread`` default: from the two released
+    quantiles, else the public guess for a single median; ``count``: (target, release) of the row
+    count ``n_rows`` (default: this target's only other release, named by the caller)."""
+    n_sd = noise_sd(release_entry(rel.ledger, *count)) if count else 0.0
+    alpha = {"median": 0.5, "median_s": 0.5, "p90": 0.9, "p90_s": 0.9}
+    release = {"median": "median", "median_s": "median", "p90": "p90", "p90_s": "p90"}
+    if log_spread is None:
+        if len(keys) == 2 and _finite(value.get(keys[0])) and _finite(value.get(keys[1])):
+            log_spread = _log_spread(value[keys[0]], value[keys[1]], Z90)
+        else:
+            log_spread = SINGLE_QUANTILE_LOG_SPREAD.get(name, DEFAULT_LOG_SPREAD)
+    return {k: quantile_spread(rel.ledger, name, release[k], n_rows, alpha[k], log_spread, n_sd) for k in keys}
 
 
 def holiday_effect(hourly_total: pd.Series, holidays) -> dict | None:
@@ -368,30 +546,44 @@ def drive_targets(d: R.DriveTraces, rel: Releaser) -> dict[str, dict]:
     b = rel.target(name)
     n_ho = b.bounded_sum("handovers", ep_n, (0.0, DRIVE_MAX_HANDOVERS), 1)
     n_min = b.bounded_sum("moving_minutes", ep_min, (0.0, DRIVE_MAX_MINUTES), 1)
+    released = {"handovers": n_ho, "moving_minutes": n_min}
+    d = noise_draws(rel.ledger, name, released)
+    rate = _ratios(d["handovers"], d["moving_minutes"])
+    lo, hi = BOUNDS[name][None]
     out[name] = _private(rel, name, _ratio(n_ho, n_min),
                          f"handovers per minute of moving episode, the rule a run's location trace allows "
                          f"(calibration.run_stats): handovers closer than {MOVING_GAP_S} s form an episode; per "
                          f"person clamped to {DRIVE_MAX_HANDOVERS:g} handovers and {DRIVE_MAX_MINUTES:g} min; moving = "
-                         "Driving folder, Speed >= 5 km/h, or no Speed")
+                         "Driving folder, Speed >= 5 km/h, or no Speed",
+                         noise={"value": spread(np.clip(rate, lo, hi), "log")}, released=released)
     name = "drive.dwell_time_s"
     b = rel.target(name)
     who = np.concatenate([[i] * len(per[u][2]) for i, u in enumerate(units)]) if units else np.array([])
     vals = np.concatenate([per[u][2] for u in units]) if units else np.array([])
     keep = cap_rows(who.astype(np.int64), DRIVE_DWELLS_PER_PERSON)
     vals = vals[keep]
-    out[name] = _private(rel, name, {
+    n_rows = b.bounded_sum("dwells", np.ones(len(vals)), (0.0, 1.0), DRIVE_DWELLS_PER_PERSON)
+    value = postprocess(name, {
         "median": b.quantile("median", vals, DWELL_CANDIDATES_S, 0.5, DRIVE_DWELLS_PER_PERSON),
-        "p90": b.quantile("p90", vals, DWELL_CANDIDATES_S, 0.9, DRIVE_DWELLS_PER_PERSON)},
+        "p90": b.quantile("p90", vals, DWELL_CANDIDATES_S, 0.9, DRIVE_DWELLS_PER_PERSON)})
+    out[name] = _private(rel, name, value,
         f"time between consecutive handovers while moving (at most {MOVING_GAP_S} s apart, the run's rule), "
         f"<= {DRIVE_DWELLS_PER_PERSON} per person "
-        "(spread over the person's dwells), quantiles over a public grid 1 s .. 1 h")
+        "(spread over the person's dwells), quantiles over a public grid 1 s .. 1 h; their number released "
+        "for the quantiles' noise", noise=_quantile_noise(rel, name, value, n_rows, ("median", "p90"),
+                                                        count=(name, "dwells")),
+        released={"dwells": n_rows})
     name = "drive.ping_pong_share"
     b = rel.target(name)
     n_pp = b.bounded_sum("ping_pongs", pps, (0.0, DRIVE_MAX_HANDOVERS), 1)
     n_h = b.bounded_sum("handovers", ho, (0.0, DRIVE_MAX_HANDOVERS), 1)
-    out[name] = _private(rel, name, float(np.clip(_ratio(n_pp, n_h), 0, 1)) if n_h > 0 else float("nan"),
+    released = {"ping_pongs": n_pp, "handovers": n_h}
+    d = noise_draws(rel.ledger, name, released)
+    share = _ratios(d["ping_pongs"], d["handovers"])  # unclipped: clipping would hide the noise
+    out[name] = _private(rel, name, float(np.clip(_ratio(max(n_pp, 0.0), n_h), 0, 1)) if n_h > 0 else float("nan"),
                          f"handovers back to the previous cell within {PING_PONG_S:g} s / handovers, per person "
-                         f"clamped to {DRIVE_MAX_HANDOVERS:g}")
+                         f"clamped to {DRIVE_MAX_HANDOVERS:g}; a negative noisy count of ping-pongs counts 0",
+                         noise={"value": spread(share, "log")}, released=released)
     return out
 
 
@@ -436,18 +628,28 @@ def location_targets(loc: R.LocationTraces, rel: Releaser) -> dict[str, dict]:
     out = {}
     name = "locations.radius_of_gyration_km"
     b = rel.target(name)
-    out[name] = _private(rel, name, {"median": b.quantile("median", days.rg, RG_CANDIDATES_KM, 0.5, k),
-                                     "p90": b.quantile("p90", days.rg, RG_CANDIDATES_KM, 0.9, k)},
+    n_days = b.bounded_sum("user_days", np.ones(len(days)), (0.0, 1.0), k)
+    value = postprocess(name, {"median": b.quantile("median", days.rg, RG_CANDIDATES_KM, 0.5, k),
+                               "p90": b.quantile("p90", days.rg, RG_CANDIDATES_KM, 0.9, k)})
+    out[name] = _private(rel, name, value,
                          f"daily radius of gyration of fixes (accuracy <= {MAX_ACCURACY_M:g} m, days with >= "
-                         f"{MIN_FIXES_PER_DAY} fixes), <= {k} days per user, public grid 0..200 km")
+                         f"{MIN_FIXES_PER_DAY} fixes), <= {k} days per user, public grid 0..200 km; the number of "
+                         "user-days released for the quantiles' noise (also those of distinct locations and top share)",
+                         noise=_quantile_noise(rel, name, value, n_days, ("median", "p90"),
+                                               count=("locations.radius_of_gyration_km", "user_days")),
+                         released={"user_days": n_days})
     name = "locations.distinct_locations_per_day"
     b = rel.target(name)
-    out[name] = _private(rel, name, {"median": b.quantile("median", days.distinct, DISTINCT_CANDIDATES, 0.5, k)},
-                         f"distinct {GRID_M:g} m grid cells visited per user-day, <= {k} days per user")
+    value = {"median": b.quantile("median", days.distinct, DISTINCT_CANDIDATES, 0.5, k)}
+    out[name] = _private(rel, name, value, f"distinct {GRID_M:g} m grid cells visited per user-day, <= {k} days "
+                         "per user", noise=_quantile_noise(rel, name, value, n_days, ("median",),
+                                                     count=("locations.radius_of_gyration_km", "user_days")))
     name = "locations.top_location_share"
     b = rel.target(name)
-    out[name] = _private(rel, name, {"median": b.quantile("median", days.top, SHARE_CANDIDATES, 0.5, k)},
-                         f"share of a day's fixes in its most frequent grid cell, <= {k} days per user")
+    value = {"median": b.quantile("median", days.top, SHARE_CANDIDATES, 0.5, k)}
+    out[name] = _private(rel, name, value, f"share of a day's fixes in its most frequent grid cell, <= {k} days "
+                         "per user", noise=_quantile_noise(rel, name, value, n_days, ("median",),
+                                                     count=("locations.radius_of_gyration_km", "user_days")))
     name = "locations.hourly_move_probability"
     b = rel.target(name)
     sel = set(zip(days.user, days.day, strict=True))
@@ -463,12 +665,15 @@ def location_targets(loc: R.LocationTraces, rel: Releaser) -> dict[str, dict]:
                 hours_moved.append(h)
     moved = b.histogram("moves", np.array(hours_moved, np.int64), 24, 24 * k)
     pairs = b.histogram("pairs", np.array(hours_pair, np.int64), 24, 24 * k)
-    prob = np.where(pairs > 0, np.clip(moved, 0, None) / np.where(pairs > 0, pairs, 1), np.nan)
-    prob = np.clip(prob, 0, 1)
+    prob = _move_probability(moved, pairs)
+    d = noise_draws(rel.ledger, name, {"moves": moved, "pairs": pairs})
+    with np.errstate(invalid="ignore"):  # unclipped: clipping noisy hours into [0, 1] would hide the noise
+        means = np.nanmean(_ratios(d["moves"], d["pairs"]), axis=-1)
     out[name] = _private(rel, name, {"by_hour": list(prob), "mean": float(np.nanmean(prob))
                                      if np.isfinite(prob).any() else float("nan")},
                          "P(modal cell of hour h+1 != that of hour h) over the selected user-days: "
-                         "moves per hour / hour pairs per hour (each a noisy 24-bin histogram)")
+                         "moves per hour / hour pairs per hour (each a noisy 24-bin histogram)",
+                         noise={"mean": spread(means, "log")}, released={"moves": list(moved), "pairs": list(pairs)})
     return out
 
 
@@ -481,14 +686,22 @@ def _duration_target(rel: Releaser, name: str, person, dur) -> dict:
     n = b.bounded_sum("count", np.ones(len(logd)), (0.0, 1.0), k)
     s1 = b.bounded_sum("sum_log", logd, LOG_DURATION_BOUNDS, k)
     s2 = b.bounded_sum("sum_log_sq", logd**2, (0.0, LOG_DURATION_BOUNDS[1] ** 2), k)
-    mu = _ratio(s1, n)
-    var = _ratio(s2, n) - mu**2 if n > 0 else float("nan")
+    mu, sigma = _lognormal(n, s1, s2)
     q50 = b.quantile("median", dur[keep], DURATION_CANDIDATES_S, 0.5, k)
     q90 = b.quantile("p90", dur[keep], DURATION_CANDIDATES_S, 0.9, k)
-    return _private(rel, name, {"log_mu": mu, "log_sigma": math.sqrt(var) if var > 0 else float("nan"),
-                                "median_s": q50, "p90_s": q90},
+    released = {"count": n, "sum_log": s1, "sum_log_sq": s2}
+    d = noise_draws(rel.ledger, name, released)
+    mus, sigmas = _lognormal(d["count"], d["sum_log"], d["sum_log_sq"])
+    value = postprocess(name, {"log_mu": mu, "log_sigma": sigma, "median_s": q50, "p90_s": q90})
+    b_ = BOUNDS["call_duration"]
+    noise = {"log_mu": spread(np.clip(mus, *b_["log_mu"]), "abs"), "log_sigma": spread(np.clip(sigmas, *b_["log_sigma"]),
+                                                                                          "log")}
+    spread_ln = value["log_sigma"] if _finite(value["log_sigma"]) and value["log_sigma"] > 0 else None
+    noise.update(_quantile_noise(rel, name, value, n, ("median_s", "p90_s"), spread_ln, count=(name, "count")))
+    return _private(rel, name, value,
                     f"answered calls, <= {k} per caller (spread over their calls), ln(duration) clamped to "
-                    f"[0, ln 4 h]; lognormal fit from noisy count, sum and sum of squares")
+                    f"[0, ln 4 h]; lognormal fit from noisy count, sum and sum of squares", noise=noise,
+                    released=released)
 
 
 def _per_person_counts(person: np.ndarray) -> np.ndarray:
@@ -499,9 +712,12 @@ def _ratio_target(rel: Releaser, name: str, sms_person, call_person) -> dict:
     b = rel.target(name)
     s = b.bounded_sum("sms", _per_person_counts(sms_person), (0.0, MAX_SMS_COUNTED), 1)
     c = b.bounded_sum("calls", _per_person_counts(call_person), (0.0, MAX_CALLS_COUNTED), 1)
+    released = {"sms": s, "calls": c}
+    d = noise_draws(rel.ledger, name, released)
+    ratio = _ratios(d["sms"], d["calls"])  # unclipped: clipping would hide the noise
     return _private(rel, name, _ratio(max(s, 0.0), c),
                     f"SMS / call attempts, per originator clamped to {MAX_SMS_COUNTED:g} SMS and "
-                    f"{MAX_CALLS_COUNTED:g} calls")
+                    f"{MAX_CALLS_COUNTED:g} calls", noise={"value": spread(ratio, "log")}, released=released)
 
 
 def contact_concentration_from_bins(pairs_per_bin: np.ndarray, top: float = 0.10) -> float:
@@ -531,10 +747,13 @@ def _concentration_target(rel: Releaser, name: str, caller, callee) -> dict:
     n = np.minimum(pairs.n.to_numpy()[keep], PAIR_BIN_EDGES[-1] - 1)
     bins = np.searchsorted(PAIR_BIN_EDGES, n, side="right") - 1
     hist = b.histogram("pairs_per_bin", bins, len(PAIR_BIN_EDGES) - 1, PAIRS_PER_PERSON)
+    d = noise_draws(rel.ledger, name, {"pairs_per_bin": hist})["pairs_per_bin"]
+    shares = np.array([contact_concentration_from_bins(h) for h in d])
     return _private(rel, name, {"top10pct_pairs_call_share": contact_concentration_from_bins(hist),
                                 "pairs_per_bin": list(np.clip(hist, 0, None)),
                                 "bin_edges": PAIR_BIN_EDGES.tolist()},
-                    f"directed (caller, callee) pairs, each caller's {PAIRS_PER_PERSON} most called, calls per "
+                    noise={"top10pct_pairs_call_share": spread(shares, "log")},
+                    method=f"directed (caller, callee) pairs, each caller's {PAIRS_PER_PERSON} most called, calls per "
                     "pair binned [1,2,3,5,9,17,33,65) (clamped to 64); share of calls on the top 10% pairs with "
                     "bin midpoints")
 
@@ -594,11 +813,16 @@ def cdr_targets(c: R.CdrTable, rel: Releaser) -> dict[str, dict]:
         known = (pos < len(cells)) & (cells[np.minimum(pos, len(cells) - 1)] == c.cell_id)
         idx = np.flatnonzero(known)
         keep = idx[cap_rows(c.subscriber_id[idx], CDR_RECORDS_PER_PERSON, order=order[idx])]
-        load = np.clip(b.histogram("records_per_cell", pos[keep], len(cells), CDR_RECORDS_PER_PERSON), 0, None)
+        raw = b.histogram("records_per_cell", pos[keep], len(cells), CDR_RECORDS_PER_PERSON)
+        load = np.clip(raw, 0, None)
+        d = np.clip(noise_draws(rel.ledger, name, {"records_per_cell": raw}, draws=200)["records_per_cell"], 0, None)
+        qs = np.quantile(d, [0.1, 0.5, 0.9], axis=1)
+        noise = {k: spread(q, "log") for k, q in zip(("p10", "p50", "p90"), qs, strict=True)}
         out[name] = _private(rel, name, {**_quantiles(load), "var_mean_ratio": float(load.var(ddof=1) / load.mean())
                                          if load.mean() > 0 else float("nan"), "top10pct_share": _top_share(load)},
                              f"records per cell (network cells from cells.parquet, public), <= "
-                             f"{CDR_RECORDS_PER_PERSON} per subscriber: quantiles, var/mean across cells, top 10% share")
+                             f"{CDR_RECORDS_PER_PERSON} per subscriber: quantiles, var/mean across cells, top 10% share",
+                             noise=noise)
     return out
 
 
@@ -607,10 +831,33 @@ def cdr_targets(c: R.CdrTable, rel: Releaser) -> dict[str, dict]:
 # --------------------------------------------------------------------------
 
 
+class TooSmallToSplit(ValueError):
+    """A real set with too few units for a fit part and a check part."""
+
+
+def select_part(ds, part: str):
+    """``ds`` restricted to ``part`` (``fit``, ``check`` or ``all``) of :mod:`realdata.splits`, and
+    the record of that split. A set with units in only one part cannot give an out-of-sample
+    check: :class:`TooSmallToSplit` (use ``all``)."""
+    record = splits.describe(ds, part)
+    if part != "all" and record.get("unit") is not None and (record["units_fit"] == 0 or record["units_check"] == 0):
+        n = record["units_fit"] + record["units_check"]
+        raise TooSmallToSplit(f"{ds.path}: {n} {record['unit']} unit(s), {record['units_fit']} in the fit part and "
+                              f"{record['units_check']} in the check part: too few to split; use --part all "
+                              "(every row; nothing is then held out for the evaluation)")
+    try:
+        return splits.select(ds, part), record
+    except splits.SplitError as exc:
+        raise TooSmallToSplit(f"{exc}; use --part all") from None
+
+
 def compute_targets(datasets, epsilon: float | None = None, delta: float = 0.0, holidays=(),
-                    disjoint_sources: bool = False, exact: bool = False) -> dict:
+                    disjoint_sources: bool = False, exact: bool = False, part: str = "fit") -> dict:
     """The targets document for ``datasets`` (reader objects, at most one per kind).
 
+    ``part``: which rows of each set the targets come from (:mod:`realdata.splits`): ``fit``
+    (default: the evaluation judges on the held-out ``check`` part), ``check`` or ``all``; the
+    split of each set is recorded in ``sources[kind]["split"]`` and the document's ``split``.
     ``epsilon`` (and ``delta``) is the privacy budget for the individual-level inputs, required
     when there is one. ``exact=True`` computes the private targets without noise, for tests only:
     the document then says ``exact_no_privacy`` and must not be published.
@@ -618,6 +865,11 @@ def compute_targets(datasets, epsilon: float | None = None, delta: float = 0.0, 
     kinds = [d.kind for d in datasets]
     if len(set(kinds)) != len(kinds):
         raise ValueError(f"one input per kind, got {kinds}")
+    if part not in splits.PARTS:
+        raise ValueError(f"part {part!r}: expected one of {', '.join(splits.PARTS)}")
+    chosen = [select_part(ds, part) for ds in datasets]
+    datasets = [c[0] for c in chosen]
+    split_of = {ds.kind: c[1] for ds, c in zip(datasets, chosen, strict=True)}
     plan = plan_for(datasets)
     if exact:
         rel: Releaser = ExactReleaser(plan, disjoint_sources)
@@ -633,6 +885,7 @@ def compute_targets(datasets, epsilon: float | None = None, delta: float = 0.0, 
         if ds.kind == "drive":
             sources[ds.kind]["privacy_unit"] = ("a user (user column)" if ds.unit_kind == "user"
                                                 else "a trace file (no user column: one trace = one person)")
+        sources[ds.kind]["split"] = split_of[ds.kind]
         fn = {"activity": lambda d: activity_targets(d, holidays),
               "cells": lambda d: cell_series_targets(d, holidays),
               "shares": share_targets,
@@ -649,7 +902,10 @@ def compute_targets(datasets, epsilon: float | None = None, delta: float = 0.0, 
                        f"'{AGGREGATE_NOTE}'" if not exact else
                        "EXACT VALUES WITHOUT NOISE: for testing only, not private")
     return _clean({"schema_version": SCHEMA_VERSION, "sources": sources, "targets": targets, "privacy": privacy,
-                   "masking": {"volumes": False}})
+                   "masking": {"volumes": False},
+                   "split": {"part": part, "salt": splits.SALT, "check_share": splits.CHECK_SHARE,
+                             "note": "targets from the fit part of each set by default; evaluation judges on the "
+                                     "check part (realdata/splits.py). Per set: sources[kind].split"}})
 
 
 # --------------------------------------------------------------------------

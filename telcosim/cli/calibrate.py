@@ -132,8 +132,15 @@ def run(args: argparse.Namespace) -> int:
 
     params = None if args.params is None else [s.strip() for s in args.params.split(",") if s.strip()]
     terms, _ = C.target_terms(merged)
+    aside = C.set_aside(merged)
+    if aside:
+        print("telcosim: warning: noise-dominated targets set aside (noise sd above "
+              f"{C.T.NOISE_DOMINATED_SD:g} on the objective's scale; a larger --epsilon, more people or fewer "
+              "targets would make them usable): " + ", ".join(
+                  f"{n} (sd {'inf' if not math.isfinite(sd) else f'{sd:.2g}'})" for n, sd in aside), file=sys.stderr)
     if not any(t.weight > 0 for t in terms):
-        return _report([f"--targets: none of the {len(merged['targets'])} targets can be compared with a run "
+        why = " (every comparable one is noise-dominated, see the warning)" if aside else ""
+        return _report([f"--targets: none of the {len(merged['targets'])} targets can be compared with a run{why} "
                         "(need call_duration, sms_call_ratio, contact_concentration, mobility or handover "
                         "targets); nothing to fit"])
     try:
@@ -157,6 +164,16 @@ def run(args: argparse.Namespace) -> int:
         return _report(exc.problems)
     except ValueError as exc:
         return _report([str(exc)])
+    before, after = result.before["objective"], result.after["objective"]
+    if math.isfinite(before) and math.isfinite(after) and after > before:  # both evaluated: never hand back worse
+        return _report([f"calibration ended worse than its start (objective {before:.4f} -> {after:.4f}); nothing "
+                        "written"])
+    if math.isfinite(after) and result.best == result.start:
+        print(f"telcosim: warning: no evaluated point improved on the start (objective {before:.4f}); the start "
+              "values are written", file=sys.stderr)
+    elif not math.isfinite(after):
+        print("telcosim: warning: --no-check: the estimate was not run, so it is not known to improve on the start",
+              file=sys.stderr)
     side = _sidecar_path(args.out)
     side_text = json.dumps(_jsonable(C.sidecar(result, merged, args.out.name)), indent=2, allow_nan=False) + "\n"
     sha = hashlib.sha256(side_text.encode()).hexdigest()
@@ -166,6 +183,7 @@ def run(args: argparse.Namespace) -> int:
         ref = str(p.resolve()) if (p.suffix == ".toml" or "/" in args.scenario) else args.scenario
     toml = C.calibrated_toml(result, base, args.out.stem, merged, side.name, sha, ref)
     rep_doc = C.report(result, merged)
+    rep_doc["set_aside"] = [{"figure": n, "noise_sd": sd if math.isfinite(sd) else None} for n, sd in aside]
     if args.method == "neural":  # the posterior's intervals, in the TOML's comments and the report
         toml = neural.with_intervals(toml, result)
         rep_doc["uncertainty"] = result.settings["uncertainty"]

@@ -11,11 +11,12 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import zoneinfo
 from datetime import date
 from pathlib import Path
 
-from telcosim.calibration.targets import compute_targets, mask_volumes
+from telcosim.calibration.targets import TooSmallToSplit, compute_targets, mask_volumes
 from telcosim.cli.args import number
 from telcosim.cli.args import report as _report
 from telcosim.realdata import readers
@@ -65,6 +66,10 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                    help="rescale absolute levels (load quantiles, var/mean, pair counts) to fixed reference "
                         "levels, keeping shapes and ratios, so a shared file does not reveal volumes "
                         "(recorded under 'masking'; see docs/calibration.md)")
+    p.add_argument("--part", choices=("fit", "check", "all"), default="fit",
+                   help="which rows of each set the targets come from: fit (default; 'telcosim evaluate' judges "
+                        "on the held-out check part), check, or all (sets too small to split); each set is split "
+                        "by its natural unit (realdata/splits.py) and the split recorded in the JSON")
     p.add_argument("--out", type=Path, required=True, help="JSON file to write")
     p.set_defaults(command="targets")
     return p
@@ -99,7 +104,9 @@ def run(args: argparse.Namespace) -> int:
     holidays = [s.strip() for s in args.holidays.split(",") if s.strip()]
     try:
         doc = compute_targets(datasets, epsilon=args.epsilon, delta=args.delta, holidays=holidays,
-                              disjoint_sources=args.disjoint_sources)
+                              disjoint_sources=args.disjoint_sources, part=getattr(args, "part", "fit"))
+    except TooSmallToSplit as exc:
+        return _report([f"--data: {exc}"])
     except (TelcosimError, ValueError) as exc:
         return _report(getattr(exc, "problems", [str(exc)]))
     if getattr(args, "mask_volumes", False):
@@ -115,9 +122,32 @@ def run(args: argparse.Namespace) -> int:
     spent = doc["privacy"]["spent"]
     masked = (f"; volumes masked ({len(doc['masking']['rescaled'])} targets rescaled)"
               if doc["masking"].get("volumes") else "")
-    print(f"wrote {args.out}: {len(doc['targets'])} targets; privacy spent epsilon={spent['epsilon']:.6g} "
-          f"delta={spent['delta']:.3g}{masked}")
+    print(f"wrote {args.out}: {len(doc['targets'])} targets from the {doc['split']['part']} part; privacy spent "
+          f"epsilon={spent['epsilon']:.6g} delta={spent['delta']:.3g}{masked}")
+    noisy = noise_dominated(doc)
+    if noisy:
+        print("telcosim: warning: noise-dominated (noise sd above "
+              f"{doc_threshold(doc):g} on the calibration scale; 'telcosim calibrate' sets them aside): "
+              + ", ".join(noisy), file=sys.stderr)
     return 0
+
+
+def noise_dominated(doc: dict) -> list[str]:
+    """The figures of a targets document whose noise record says noise-dominated, as target.figure."""
+    out = []
+    for name, tg in sorted(doc.get("targets", {}).items()):
+        noise = (tg.get("privacy") or {}).get("noise") if isinstance(tg.get("privacy"), dict) else None
+        for k in (noise or {}).get("noise_dominated", []):
+            out.append(name if k == "value" else f"{name}.{k}")
+    return out
+
+
+def doc_threshold(doc: dict) -> float:
+    for tg in doc.get("targets", {}).values():
+        noise = (tg.get("privacy") or {}).get("noise") if isinstance(tg.get("privacy"), dict) else None
+        if noise:
+            return float(noise["threshold_sd"])
+    return float("nan")
 
 
 def tz_and_holiday_problems(args) -> list[str]:

@@ -106,3 +106,13 @@ def test_tiny_fit_writes_scenario_ledger_and_report(tmp_path, capsys):
                                                                                     rel=1e-5)
     assert {r["statistic"] for r in rep["best"]["statistics"]} >= {"call_duration.log_mu", "call_duration.median_s"}
     assert all({"params", "objective"} <= set(tr) for tr in rep["trials"])
+    # what is written is never worse than the start: the written scenario, run again as a fit run
+    # is (same size, day and seed), scores the reported objective, at most the start's
+    from telcosim.calibration import calibrate as C
+    from telcosim.calibration import federate as F
+    written = C.base_scenario(str(out), [])
+    run = C.simulate(written, {}, 300, 1, tmp_path)
+    terms, _ = C.target_terms(F.load_and_merge([t], None, False))
+    again, _ = C.objective(terms, C.run_statistics(run, {"cdr"}))
+    assert again == pytest.approx(rep["best"]["objective"], abs=1e-3)
+    assert again <= rep["best"]["objective_before"] + 1e-9

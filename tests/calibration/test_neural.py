@@ -116,12 +116,18 @@ def test_cli_neural_trains_once_then_answers_from_the_cache(targets_file, tmp_pa
     assert time.perf_counter() - t0 < 30  # loads the network: no simulation
     rep = json.loads((tmp_path / "a.report.json").read_text())
     assert rep["settings"]["method"] == "neural" and rep["settings"]["trials"] == 4
-    assert [t["kind"] for t in rep["trials"]] == ["check-start", "check-estimate"]
+    kinds = [t["kind"] for t in rep["trials"]]
+    assert kinds[:2] == ["check-start", "check-estimate"] and kinds[2:] in ([], ["check-combined"])
+    # the written values are the best point evaluated, never worse than the start
+    objectives = [t["objective"] for t in rep["trials"]]
+    assert rep["best"]["objective"] == min(objectives) <= rep["best"]["objective_before"] == objectives[0]
+    chosen = rep["trials"][rep["settings"]["best_trial"]]
     fitted = rep["params"]
     assert set(rep["uncertainty"]) == set(fitted) and fitted
     for name, u in rep["uncertainty"].items():
         assert u["q05"] <= u["median"] <= u["q95"]
-        assert fitted[name]["best"] == u["median"]
+        assert rep["settings"]["estimate"][name] == u["median"]
+        assert fitted[name]["best"] == chosen["params"][name]
         assert C.PARAMS[name].low <= u["q05"] and u["q95"] <= C.PARAMS[name].high
     text = out1.read_text()
     assert "90% interval" in text and "privacy_ledger" in text

@@ -42,11 +42,11 @@ def individual_sets():
 
 @pytest.fixture(scope="module")
 def exact_doc(individual_sets):
-    return compute_targets(individual_sets, exact=True)
+    return compute_targets(individual_sets, exact=True, part="all")  # all rows, as derive_defaults
 
 
 def test_aggregate_targets_match_the_default_profile_derivation(aggregate_sets):
-    doc = compute_targets(aggregate_sets, holidays=HOLIDAYS)
+    doc = compute_targets(aggregate_sets, holidays=HOLIDAYS, part="all")  # all rows, as derive_defaults
     t = doc["targets"]
     milan = dd.milan_activity(SHARED_DATA)
     assert t["activity.over_dispersion"]["value"] == pytest.approx(milan["hourly_var_mean_ratio"], rel=1e-5)
@@ -94,7 +94,7 @@ def test_exact_private_targets_match_the_default_profile_up_to_caps(exact_doc):
 
 def test_private_targets_scatter_around_the_exact_values(individual_sets, exact_doc):
     """With a large budget the noise is small: DP values sit near the exact ones."""
-    doc = compute_targets(individual_sets, epsilon=2e4, delta=0.0)
+    doc = compute_targets(individual_sets, epsilon=2e4, delta=0.0, part="all")
     t, x = doc["targets"], exact_doc["targets"]
     assert t["drive.handover_rate_per_min_moving"]["value"] == pytest.approx(
         x["drive.handover_rate_per_min_moving"]["value"], rel=0.05)
@@ -114,8 +114,8 @@ def test_document_at_epsilon_one_records_every_release(aggregate_sets, individua
     assert json.loads(text)["schema_version"] == 1
     ledger = doc["privacy"]
     assert ledger["spent"]["epsilon"] <= 1.0 + 1e-9 and ledger["spent"]["delta"] <= 1e-6 + 1e-15
-    planned = {"drive.handover_rate_per_min_moving": 2, "drive.dwell_time_s": 2, "drive.ping_pong_share": 2,
-               "locations.radius_of_gyration_km": 2, "locations.distinct_locations_per_day": 1,
+    planned = {"drive.handover_rate_per_min_moving": 2, "drive.dwell_time_s": 3, "drive.ping_pong_share": 2,
+               "locations.radius_of_gyration_km": 3, "locations.distinct_locations_per_day": 1,
                "locations.top_location_share": 1, "locations.hourly_move_probability": 2,
                "edges.call_duration": 5, "edges.sms_call_ratio": 2, "edges.contact_concentration": 1}
     got = pd.Series([e["target"] for e in ledger["releases"]]).value_counts().to_dict()
@@ -152,7 +152,7 @@ def test_contact_concentration_from_bins():
 def test_cdr_targets_of_a_run_match_run_stats(small_run):
     _, out, _ = small_run
     cdr = R.read_cdr(out)
-    doc = compute_targets([cdr], exact=True)
+    doc = compute_targets([cdr], exact=True, part="all")  # the whole run, as run_stats
     t = doc["targets"]
     assert t["cdr.sms_call_ratio"]["value"] == pytest.approx(voice_stats(out)["sms_call_ratio"], rel=1e-6)
     for svc, shape in t["cdr.diurnal_profile"]["value"].items():

@@ -90,3 +90,20 @@ def test_argument_errors_exit_2(argv, needle, capsys):
     assert info.value.code == 2
     err = capsys.readouterr().err
     assert needle in err and len(err.strip().splitlines()) == 1
+
+
+def test_too_small_to_split_names_part_all(tmp_path, capsys):
+    """Targets come from the fit part; a set whose units all land in one part is refused with a
+    pointer to --part all, which then uses every row and records it."""
+    e = tmp_path / "e"
+    e.mkdir()
+    (e / "calls.csv").write_text("Source;Target;Weight\n1;2;30\n")
+    out = tmp_path / "t.json"
+    assert cli.run(parse(["targets", "--data", f"edges={e}", "--epsilon", "1", "--out", str(out)])) == EXIT_USAGE
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "too few to split; use --part all" in err[0] and str(e) in err[0]
+    assert not out.exists()
+    assert cli.run(parse(["targets", "--data", f"edges={e}", "--epsilon", "1", "--part", "all",
+                          "--out", str(out)])) == 0
+    doc = json.loads(out.read_text())
+    assert doc["split"]["part"] == "all" and doc["sources"]["edges"]["split"]["part"] == "all"
