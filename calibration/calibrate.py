@@ -53,6 +53,7 @@ from telcosim.scenarios.runner import run
 from telcosim.sim import config
 from telcosim.sim.errors import ConfigError
 from telcosim.sim.profile import load_profile
+from telcosim.sim.sessions import resolve_behaviour
 
 from . import targets as T
 from .privacy import ExactReleaser
@@ -427,7 +428,10 @@ def base_scenario(ref: str | None, sets: list[str]):
         raise ConfigError(f"{sc.source}: incidents: calibration fits everyday behaviour, and {sc.name} has "
                           f"{len(sc.incidents)} incident(s) that every trial would include; calibrate the "
                           "scenario without its [[incidents]] (or the one it extends) and add them back after")
-    return sc
+    # the per-day rates the scenario leaves to its profile, filled in: the SMS:call knob scales them
+    base_dir = None if sc.source.startswith("<") else Path(sc.source).parent
+    return dataclasses.replace(sc, behaviour=resolve_behaviour(sc.behaviour, load_profile(sc.behaviour.profile,
+                                                                                          base_dir)))
 
 
 def simulate(base, values: dict[str, float], subscribers: int, seed: int, workdir: Path) -> Path:

@@ -42,11 +42,11 @@ def individual_sets():
 
 @pytest.fixture(scope="module")
 def exact_doc(individual_sets):
-    return compute_targets(individual_sets, exact=True, part="all")  # all rows, as derive_defaults
+    return compute_targets(individual_sets, exact=True, part="fit")  # the fit part, as derive_defaults
 
 
 def test_aggregate_targets_match_the_default_profile_derivation(aggregate_sets):
-    doc = compute_targets(aggregate_sets, holidays=HOLIDAYS, part="all")  # all rows, as derive_defaults
+    doc = compute_targets(aggregate_sets, holidays=HOLIDAYS, part="fit")  # the fit part, as derive_defaults
     t = doc["targets"]
     milan = dd.milan_activity(SHARED_DATA)
     assert t["activity.over_dispersion"]["value"] == pytest.approx(milan["hourly_var_mean_ratio"], rel=1e-5)
@@ -94,7 +94,7 @@ def test_exact_private_targets_match_the_default_profile_up_to_caps(exact_doc):
 
 def test_private_targets_scatter_around_the_exact_values(individual_sets, exact_doc):
     """With a large budget the noise is small: DP values sit near the exact ones."""
-    doc = compute_targets(individual_sets, epsilon=2e4, delta=0.0, part="all")
+    doc = compute_targets(individual_sets, epsilon=2e4, delta=0.0, part="fit")  # as exact_doc
     t, x = doc["targets"], exact_doc["targets"]
     assert t["drive.handover_rate_per_min_moving"]["value"] == pytest.approx(
         x["drive.handover_rate_per_min_moving"]["value"], rel=0.05)
