@@ -102,8 +102,7 @@ _SVC_KINDS = {"voice": ("shares", "cdr"), "sms": ("shares", "cdr"), "data": ("ce
               "all": ("activity", "cdr")}
 _LOAD = {"all": "CDR records per cell-hour (Milan: load per square-hour)",
          "data": "data volume per cell-hour (MB; records with a cdr set)"}
-_WINDOWED = ("real series cut into windows as long as the run, each a series of its own (the run's cells "
-             "span one window), so a real cell's long-term growth does not count")
+_WINDOWED = "real series in windows as long as the run, each divided by its own mean"
 
 
 def _specs() -> list[Spec]:
@@ -130,10 +129,10 @@ def _specs() -> list[Spec]:
                       f"{_WINDOWED}"))
     s.append(Spec("over_dispersion.all", "cell load", "Over-dispersion at equal count (var/mean)", "1",
                   _SVC_KINDS["all"], "rel", 0.25,
-                  "var/mean of a cell's hourly record counts (diurnal cycle included) at the real part's median "
-                  "count per cell-hour m: each cell's var/mean D at its own mean c is brought to m as "
-                  "1 + (D - 1) m / c (what thinning the counts to mean m gives), median over cells; "
-                  f"{_WINDOWED}; counts only, so no data-volume variant"))
+                  "var/mean of a cell's hourly record counts (diurnal cycle included), median over cells, at the "
+                  "real part's median count per cell-hour m: the run's cells counted with all and with half of "
+                  "the subscribers give each cell's line var/mean = D0 + k x mean, read at m (real: each cell at "
+                  f"its own count); {_WINDOWED}; counts only, so no data-volume variant"))
     for svc in ("all", "data"):
         s.append(Spec(f"cell_load_p90.{svc}", "cell load", f"Cell load p90, {svc}", "x cell mean",
                       _SVC_KINDS[svc], "rel", 0.0,
@@ -981,6 +980,8 @@ def evaluate(run_dir: Path, datasets, required=None, splits: int = SPLITS, seed:
                  "distance_kind": spec.distance, "baseline": None, "floor": spec.floor, "tolerance": None,
                  "tolerance_rule": (f"{TAIL_RULE} ({spec.tail:g})" if spec.tail is not None else
                                     f"{TOLERANCE_RULE}, floor {spec.floor:g}"),
+                 "tolerance_short": (f"max(2 x baseline, fixed {spec.tail:g})" if spec.tail is not None else
+                                     f"max(2 x baseline, floor {spec.floor:g})"),
                  "status": "not_evaluated", "required": spec.name in required, "note": ""}
         metrics[spec.name] = entry
         short = _too_short(spec.name, days)

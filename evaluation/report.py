@@ -330,8 +330,8 @@ def _summary_table(metrics: dict) -> str:
 
 # column widths of the details table (percent of the page): it is laid out fixed and its cells wrap,
 # so it never needs more than the window's width (checked at 1400 px in test_report_browser.py)
-DETAIL_COLUMNS = (("metric and definition", 27), ("source", 6), ("synthetic", 6.5), ("real", 6.5),
-                  ("distance", 6.5), ("baseline (real vs real)", 17), ("tolerance", 11), ("status", 4.5),
+DETAIL_COLUMNS = (("metric and definition", 28), ("source", 6), ("synthetic", 6.5), ("real", 6.5),
+                  ("distance", 6.5), ("baseline (real vs real)", 19), ("tolerance", 8), ("status", 4.5),
                   ("notes", 15))
 
 
@@ -359,7 +359,9 @@ def _details_table(metrics: dict, group: str) -> str:
     head = "".join(f"<th>{html.escape(t)}</th>" for t, _ in DETAIL_COLUMNS)
     rows = [f"<table class='details-table'><colgroup>{cols}</colgroup><thead><tr>{head}</tr></thead><tbody>"]
     for name, m in items:
-        tol = f"{fmt(m['tolerance'])}<br><span class='note'>{html.escape(m['tolerance_rule'])}</span>"
+        rule = m.get("tolerance_short") or m["tolerance_rule"]
+        tol = (f"{fmt(m['tolerance'])}<br><span class='note' title='{html.escape(m['tolerance_rule'], quote=True)}'>"
+               f"{html.escape(rule)}</span>")
         req = " <span class='req'>required</span>" if m["required"] else ""
         src = html.escape(m["source"] or "–") + (f"<br><span class='note'>{html.escape(m['part'])} part</span>"
                                                  if m.get("part") else "")
