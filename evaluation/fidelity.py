@@ -14,14 +14,24 @@ of ``telcosim evaluate``). For every metric of :data:`SPECS`:
   a ``cdr`` real set (a CDR table in telcosim's schema) goes through the same code as the run;
 * the **distance** between them (total variation of normalised shapes, Kolmogorov-Smirnov of
   samples, absolute or relative difference of scalars);
-* the **baseline**: the real set is split into two disjoint halves (by area, cell-time block,
-  trace, user, person or subscriber, whichever the set has) with a seeded permutation, the metric
-  is computed on each half and the distance between the halves taken; the median over
-  ``splits`` such splits is the baseline;
-* the **tolerance**: ``max(2 x baseline, floor)`` (``floor`` stated per metric); tail metrics use a
-  fixed relative tolerance instead (the baseline is still recorded). A real set that cannot be
-  split (published aggregate shares, or fewer than :data:`MIN_SPLIT_UNITS` units) uses the floor,
-  and the document says so;
+* the **judged part**: each real set is restricted to one part of :mod:`realdata.splits` (``check``
+  by default: the units calibration did not fit on; ``fit`` or ``all`` on request), recorded with
+  its salt and unit counts;
+* the **baseline**, within the judged part: (a) the part is split into two disjoint halves of its
+  units (area, cell-time block, trace, user, person or subscriber) with a seeded permutation, the
+  metric computed on each half and the distance between the halves taken, median over ``splits``
+  such splits; (b) where the set has groups coarser than its units (drive traces by app, LTE
+  series by cell, Milan squares by spatial band), each group against the rest of the part
+  (leave one group out), median over groups. The baseline is the larger of (a) and (b), and the
+  document says which set it: a synthetic figure that lies within the spread of the real groups
+  passes, one fitted to a single group's value gains nothing;
+* the **tolerance**: ``max(2 x baseline, floor)`` (``floor`` stated per metric); for tail metrics
+  the floor is a fixed relative tolerance (10%, 20%). A real set that cannot be
+  split (published aggregate shares, or fewer than :data:`MIN_SPLIT_UNITS` units) and has no groups
+  uses the floor, and the document says so;
+* **scale**: per-cell load figures of a real series are computed over windows as long as the run
+  (each window divided by its own mean), so a year-long series' growth does not count against a
+  14-day run; over-dispersion is compared at the real part's median count per cell-hour.
 * **pass** when distance <= tolerance. A metric with no real set among those given, or that the
   run is too short for (weekly shape, 24 h / 168 h autocorrelation), is ``not_evaluated`` with
   the reason.
@@ -46,17 +56,21 @@ from telcosim.calibration import run_stats as RS
 from telcosim.calibration import targets as T
 from telcosim.calibration.targets import tv_distance
 from telcosim.realdata import readers as R
+from telcosim.realdata import splits as S
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 SPLITS = 5  # seeded half-splits per real set; the baseline is the median distance over them
 SPLIT_SEED = 20240305
 MIN_SPLIT_UNITS = 6  # fewer units than this: the set is "too small to split", the floor is used
-LTE_BLOCK_DAYS = 28  # cell time series are split by blocks of 4 weeks (cells are too few)
+MIN_WINDOW_SHARE = 0.5  # a real load window with fewer finite hours than this share is left out
+MILAN_GRID = 100  # area ids 1..10000 are the Telecom Italia Milan grid, 100 squares a row, numbered from 1
+MILAN_BAND_COLUMNS = 25  # Milan squares are grouped in bands of 25 grid columns (~5.9 km, west to east)
 EXCEEDANCE_X = 2.0  # a cell-hour "exceeds" when its load is above 2 x that cell's mean hourly load
 BURST_MIN_EVENTS = 10  # subscribers with fewer records are left out of the burstiness median
 MIN_ACF_PAIRS_PER_LAG = 2  # a series needs at least 2 x lag hours for its autocorrelation at lag
-TOLERANCE_RULE = "distance <= max(2 x real-vs-real baseline, floor)"
-TAIL_RULE = "relative difference <= fixed tolerance"
+TOLERANCE_RULE = ("distance <= max(2 x real-vs-real baseline, floor); baseline = max(median half-split "
+                  "distance, median leave-one-group-out distance)")
+TAIL_RULE = "relative difference <= max(2 x real-vs-real baseline, fixed tolerance)"
 
 
 # --------------------------------------------------------------------------
@@ -88,6 +102,7 @@ _SVC_KINDS = {"voice": ("shares", "cdr"), "sms": ("shares", "cdr"), "data": ("ce
               "all": ("activity", "cdr")}
 _LOAD = {"all": "CDR records per cell-hour (Milan: load per square-hour)",
          "data": "data volume per cell-hour (MB; records with a cdr set)"}
+_WINDOWED = "real series in windows as long as the run, each divided by its own mean"
 
 
 def _specs() -> list[Spec]:
@@ -106,25 +121,29 @@ def _specs() -> list[Spec]:
             s.append(Spec(f"autocorr_{lag}h.{svc}", "temporal", f"Autocorrelation at {lag} h, {svc}", "1",
                           _SVC_KINDS[svc], "abs", 0.10,
                           f"sample autocorrelation at lag {lag} h of each cell's hourly series ({_LOAD[svc]}), "
-                          f"median over cells; needs >= {2 * lag} h"))
+                          f"median over cells; {_WINDOWED}; needs >= {2 * lag} h"))
     for svc in ("all", "data"):
         s.append(Spec(f"cell_load_distribution.{svc}", "cell load", f"Per-cell load distribution, {svc}",
                       "KS statistic", _SVC_KINDS[svc], "ks", 0.05,
-                      f"{_LOAD[svc]}, each cell's values divided by that cell's mean, pooled over cells"))
-    s.append(Spec("over_dispersion.all", "cell load", "Over-dispersion (var/mean)", "1", _SVC_KINDS["all"],
-                  "rel", 0.25, "var/mean of a cell's hourly record counts (diurnal cycle included), median "
-                  "over cells (activity_targets' definition); counts only, so no data-volume variant"))
+                      f"{_LOAD[svc]}, each cell's values divided by that cell's mean, pooled over cells; "
+                      f"{_WINDOWED}"))
+    s.append(Spec("over_dispersion.all", "cell load", "Over-dispersion at equal count (var/mean)", "1",
+                  _SVC_KINDS["all"], "rel", 0.25,
+                  "var/mean of a cell's hourly record counts (diurnal cycle included), median over cells, at the "
+                  "real part's median count per cell-hour m: the run's cells counted with all and with half of "
+                  "the subscribers give each cell's line var/mean = D0 + k x mean, read at m (real: each cell at "
+                  f"its own count); {_WINDOWED}; counts only, so no data-volume variant"))
     for svc in ("all", "data"):
         s.append(Spec(f"cell_load_p90.{svc}", "cell load", f"Cell load p90, {svc}", "x cell mean",
-                      _SVC_KINDS[svc], "rel", 0.0, f"90th percentile of the normalised per-cell load ({_LOAD[svc]})",
-                      tail=0.10))
+                      _SVC_KINDS[svc], "rel", 0.0,
+                      f"90th percentile of the normalised per-cell load ({_LOAD[svc]}); {_WINDOWED}", tail=0.10))
         s.append(Spec(f"cell_load_p99.{svc}", "cell load", f"Cell load p99, {svc}", "x cell mean",
-                      _SVC_KINDS[svc], "rel", 0.0, f"99th percentile of the normalised per-cell load ({_LOAD[svc]})",
-                      tail=0.20))
+                      _SVC_KINDS[svc], "rel", 0.0,
+                      f"99th percentile of the normalised per-cell load ({_LOAD[svc]}); {_WINDOWED}", tail=0.20))
         s.append(Spec(f"cell_load_exceedance.{svc}", "cell load", f"Exceedance rate > {EXCEEDANCE_X:g}x mean, {svc}",
                       "share of cell-hours", _SVC_KINDS[svc], "rel", 0.0,
-                      f"share of cell-hours whose load exceeds {EXCEEDANCE_X:g} x the cell's mean ({_LOAD[svc]})",
-                      tail=0.20))
+                      f"share of cell-hours whose load exceeds {EXCEEDANCE_X:g} x the cell's mean ({_LOAD[svc]}); "
+                      f"{_WINDOWED}", tail=0.20))
     loc = ("locations",)
     s += [
         Spec("radius_of_gyration_median", "mobility", "Radius of gyration, median", "km", loc, "rel", 0.15,
@@ -268,18 +287,63 @@ def normalised_loads(x: np.ndarray) -> np.ndarray:
     return v[np.isfinite(v)]
 
 
-def dispersion_median(x: np.ndarray) -> float:
-    """var/mean (ddof 1) of each row's finite values, median over rows with a positive mean."""
-    out = []
-    for row in np.asarray(x, float):
-        r = row[np.isfinite(row)]
-        if len(r) > 1 and r.mean() > 0:
-            out.append(r.var(ddof=1) / r.mean())
-    return float(np.median(out)) if out else float("nan")
+def dispersion_stats(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Mean and variance (ddof 1) of each row's finite values; NaN for rows with fewer than 2 values
+    or a mean that is not positive (rows stay aligned with ``x``)."""
+    x = np.asarray(x, float)
+    n = np.isfinite(x).sum(axis=1)
+    with np.errstate(invalid="ignore", divide="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        means = np.nanmean(x, axis=1)
+        variances = np.nanvar(x, axis=1, ddof=1)
+    bad = (n < 2) | ~(means > 0)
+    return np.where(bad, np.nan, means), np.where(bad, np.nan, variances)
 
 
-def _load_features(mat: np.ndarray, svc: str) -> dict[str, Any]:
-    """Cell-load figures of a cells x hours matrix (NaN = missing)."""
+def dispersion_at(stats, m: float | None = None) -> float:
+    """Median over rows (cells) of var/mean, at the expected count ``m`` per cell-hour where the
+    figures of a half of the subscribers are given, else at each row's own count.
+
+    ``stats``: (means, variances) of the rows with all subscribers, optionally followed by the same
+    of the rows with half of them (those with an even id). For a cell whose subscribers act
+    independently under a common rate profile, var/mean = D0 + k x mean: D0 is each subscriber's
+    own clustering of records (bursts; 1 for a Poisson subscriber), k the squared coefficient of
+    variation of the common rate (the diurnal cycle and whatever else all subscribers share). A
+    cell with fewer subscribers, like a 235 m Milan square against a run's cell, is the same line
+    at a smaller mean: the two scales give D0 and k per cell, and the figure at ``m`` is read off
+    the line (what keeping a share m / mean of the subscribers gives)."""
+    means, variances = np.asarray(stats[0], float), np.asarray(stats[1], float)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        d = variances / means
+        if m is not None and len(stats) == 4 and stats[2] is not None:
+            hm, hv = np.asarray(stats[2], float), np.asarray(stats[3], float)
+            dh = hv / hm
+            k = (d - dh) / (means - hm)
+            d = d + k * (m - means)
+    d = d[np.isfinite(d)]
+    return float(np.median(d)) if len(d) else float("nan")
+
+
+def in_windows(x: np.ndarray, hours: int | None) -> np.ndarray:
+    """Rows (cells' hourly series, NaN = missing) cut into consecutive windows of ``hours`` from
+    each row's first column, each window a row of its own; an incomplete last window is dropped,
+    and a window with fewer than :data:`MIN_WINDOW_SHARE` of its hours finite is set to NaN.
+    ``hours`` None, or longer than the series: the rows as they are."""
+    x = np.asarray(x, float)
+    if hours is None or x.ndim != 2 or x.shape[1] < hours:
+        return x
+    k = x.shape[1] // hours
+    w = x[:, :k * hours].reshape(-1, hours).copy()
+    w[np.isfinite(w).sum(axis=1) < MIN_WINDOW_SHARE * hours] = np.nan
+    return w
+
+
+def _load_features(mat: np.ndarray, svc: str, window_hours: int | None = None,
+                   half: np.ndarray | None = None) -> dict[str, Any]:
+    """Cell-load figures of a cells x hours matrix (NaN = missing), each row cut into windows of
+    ``window_hours`` first (:func:`in_windows`); ``half``: the same matrix of the records of half of
+    the subscribers, for the over-dispersion at a common count (:func:`dispersion_at`)."""
+    mat = in_windows(mat, window_hours)
     norm = normalised_loads(mat)
     out = {f"cell_load_distribution.{svc}": norm,
            f"autocorr_24h.{svc}": acf_median(mat, 24),
@@ -288,7 +352,13 @@ def _load_features(mat: np.ndarray, svc: str) -> dict[str, Any]:
            f"cell_load_p99.{svc}": float(np.quantile(norm, 0.99)) if len(norm) else float("nan"),
            f"cell_load_exceedance.{svc}": float((norm > EXCEEDANCE_X).mean()) if len(norm) else float("nan")}
     if svc == "all":
-        out["over_dispersion.all"] = dispersion_median(mat)
+        # with a half of the subscribers the value depends on the real part's count m, which
+        # evaluate gives; the per-row figures are kept for that
+        stats = dispersion_stats(mat)
+        if half is not None:
+            stats = stats + dispersion_stats(in_windows(half, window_hours))
+        out["_dispersion.all"] = stats
+        out["over_dispersion.all"] = dispersion_at(stats)
     return out
 
 
@@ -350,8 +420,10 @@ def cdr_window(c: R.CdrTable) -> Window:
     return Window(t0, days * 24)
 
 
-def cdr_features(c: R.CdrTable, window: Window, keep_subscribers: np.ndarray | None = None) -> dict[str, Any]:
-    """CDR figures of a CdrTable (optionally only some subscribers' records)."""
+def cdr_features(c: R.CdrTable, window: Window, keep_subscribers: np.ndarray | None = None,
+                 window_hours: int | None = None) -> dict[str, Any]:
+    """CDR figures of a CdrTable (optionally only some subscribers' records); per-cell load figures
+    over windows of ``window_hours`` (a real set judged against a shorter run), else the whole span."""
     m = np.ones(len(c.subscriber_id), bool) if keep_subscribers is None else np.isin(c.subscriber_id,
                                                                                     keep_subscribers)
     sub, svc, dirn, out_, dur = c.subscriber_id[m], c.service[m], c.direction[m], c.outcome[m], c.duration_s[m]
@@ -369,10 +441,15 @@ def cdr_features(c: R.CdrTable, window: Window, keep_subscribers: np.ndarray | N
     cells = np.sort(np.asarray(c.cells)) if c.cells is not None else np.unique(c.cell_id)
     pos = np.clip(np.searchsorted(cells, cell), 0, max(len(cells) - 1, 0))
     known = inside & (len(cells) > 0) & (cells[pos] == cell) if len(cells) else inside & False
+    shape = (len(cells), window.hours)
+
+    def cell_hours(mk):
+        return np.bincount(pos[mk] * window.hours + h[mk], minlength=shape[0] * shape[1]).reshape(shape).astype(float)
+
     for name in ("all", "data"):
         mk = known & masks[name]
-        mat = np.bincount(pos[mk] * window.hours + h[mk], minlength=len(cells) * window.hours)
-        f.update(_load_features(mat.reshape(len(cells), window.hours).astype(float), name))
+        half = cell_hours(mk & (sub % 2 == 0)) if name == "all" else None  # the subscribers with an even id
+        f.update(_load_features(cell_hours(mk), name, window_hours, half))
     done = masks["voice"] & (out_ == "completed") & (dur > 0)
     f["call_duration_distribution"] = dur[done]
     f["call_duration_median"] = float(np.median(dur[done])) if done.any() else float("nan")
@@ -502,7 +579,8 @@ def synthetic_features(run_dir: Path) -> Synthetic:
 @dataclass
 class RealSource:
     """A real set's ``features(units)`` (units = None: the whole set), the units it splits by
-    (None: it cannot be split) and how."""
+    (None: it cannot be split) and how; ``groups``: group name -> its units, where the set has
+    groups coarser than its units (None: it has not, ``group_by`` says why)."""
 
     kind: str
     path: str
@@ -510,58 +588,96 @@ class RealSource:
     units: np.ndarray | None
     features: Callable[[np.ndarray | None], dict[str, Any]]
     note: str = ""
+    groups: dict[str, np.ndarray] | None = None
+    group_by: str = ""
+
+
+NO_GROUPS_UNITS = ("none coarser than the unit ({unit}): the random halves are already two disjoint groups of "
+                   "{unit}s of the judged part, the size of an unseen sample of it")
 
 
 def _hol(holidays) -> pd.DatetimeIndex:
     return pd.DatetimeIndex(pd.to_datetime(list(holidays))).normalize() if holidays else pd.DatetimeIndex([])
 
 
-def _activity_source(a: R.ActivityTable, holidays) -> RealSource:
+def milan_bands(units) -> tuple[dict[str, np.ndarray] | None, str]:
+    """Areas grouped in spatial bands of :data:`MILAN_BAND_COLUMNS` grid columns when every id is a
+    square of the Milan grid (integers 1 .. 10,000, numbered row by row from the south-west corner:
+    column = (id - 1) mod 100, west to east); else no groups."""
+    units = np.asarray(units, dtype=object)
+    try:
+        ids = np.array([int(str(u)) for u in units])
+    except ValueError:
+        return None, "none: the area ids are not squares of the Milan grid (integers 1..10000)"
+    if not len(ids) or ids.min() < 1 or ids.max() > MILAN_GRID**2:
+        return None, "none: the area ids are not squares of the Milan grid (integers 1..10000)"
+    band = ((ids - 1) % MILAN_GRID) // MILAN_BAND_COLUMNS
+    w = MILAN_BAND_COLUMNS
+    groups = {f"grid columns {b * w}-{b * w + w - 1}": units[band == b] for b in np.unique(band)}
+    return groups, (f"spatial band of {w} Milan grid columns (~{w * 0.235:.1f} km wide, west to east; area ids read "
+                    "as Milan grid squares)")
+
+
+def _activity_source(a: R.ActivityTable, holidays, window_hours: int | None = None) -> RealSource:
     hol = _hol(holidays)
     df = a.load
     if a.interval_s != 3600:
         df = df.resample("1h").sum(min_count=1)
     full = df.reindex(pd.date_range(df.index.min().normalize(), df.index.max(), freq="1h"))
     full.loc[full.index.normalize().isin(hol)] = np.nan
+    col_of = {str(c): c for c in df.columns}
 
     def features(units):
-        cols = list(df.columns) if units is None else list(units)
+        cols = list(df.columns) if units is None else [col_of[str(u)] for u in units]
         t = T.activity_targets(dataclasses.replace(a, load=a.load[cols]), holidays)
         f = {"hourly_profile.all": (t.get("activity.diurnal_profile") or {}).get("value", {}).get("all"),
              "weekly_profile.all": (t.get("activity.weekly_profile") or {}).get("value", {}).get("all")}
-        f.update(_load_features(full[cols].to_numpy(float).T, "all"))
-        f["over_dispersion.all"] = t["activity.over_dispersion"]["value"]
+        f.update(_load_features(full[cols].to_numpy(float).T, "all", window_hours))
         return f
 
-    return RealSource("activity", a.path, "area (column)", np.asarray(df.columns), features)
+    units = np.asarray(list(col_of), dtype=object)
+    groups, group_by = milan_bands(units)
+    return RealSource("activity", a.path, "area (column)", units, features, groups=groups, group_by=group_by)
 
 
-def _cells_source(c: R.CellSeries, holidays) -> RealSource:
+def _cells_source(c: R.CellSeries, holidays, window_hours: int | None = None) -> RealSource:
+    """Units: (cell, 28-day block) as in :mod:`realdata.splits`; groups: the cells."""
     hol = _hol(holidays)
     start = min(s.index.min() for s in c.series.values()).normalize()
     end = max(s.index.max() for s in c.series.values())
     idx = pd.date_range(start, end, freq="1h")
-    block = np.asarray((idx - start).days // LTE_BLOCK_DAYS)
+    block = np.asarray((idx - start).days // S.CELL_BLOCK_DAYS)
+    names = list(c.series)
     mat = np.vstack([s[~s.index.duplicated()].reindex(idx).to_numpy(float) for s in c.series.values()])
     mat[:, np.asarray(idx.normalize().isin(hol))] = np.nan
+    row_blocks = {cell: S.cell_blocks(s, start) for cell, s in c.series.items()}
+    units_of_cell = {cell: np.asarray([f"{cell}:{b}" for b in np.unique(row_blocks[cell])], dtype=object)
+                     for cell in names}
 
     def features(units):
         if units is None:
             sub, m = c, mat
         else:
-            keep = set(int(u) for u in units)
-            sub = dataclasses.replace(c, series={k: s[np.isin((s.index - start).days // LTE_BLOCK_DAYS, list(keep))]
-                                                 for k, s in c.series.items()})
-            m = np.where(np.isin(block, list(keep))[None, :], mat, np.nan)
+            keep = set(map(str, units))
+            series, m = {}, np.full_like(mat, np.nan)
+            for i, cell in enumerate(names):
+                kb = [int(u.rsplit(":", 1)[1]) for u in units_of_cell[cell] if u in keep]
+                rows = np.isin(row_blocks[cell], kb)
+                if rows.any():
+                    series[cell] = c.series[cell][rows]
+                cols = np.isin(block, kb)
+                m[i, cols] = mat[i, cols]
+            sub = dataclasses.replace(c, series=series)
         t = T.cell_series_targets(sub, holidays)
         f = {"hourly_profile.data": (t.get("cells.diurnal_profile") or {}).get("value", {}).get("data"),
              "weekly_profile.data": (t.get("cells.weekly_profile") or {}).get("value", {}).get("data")}
-        f.update(_load_features(m, "data"))
+        f.update(_load_features(m, "data", window_hours))
         return f
 
-    units = np.unique(block)
-    return RealSource("cells", c.path, f"time, blocks of {LTE_BLOCK_DAYS} days ({len(c.series)} cells, too few "
-                      "to split by cell)", units, features)
+    units = np.concatenate([units_of_cell[cell] for cell in names])
+    groups = {str(cell): units_of_cell[cell] for cell in names} if len(names) > 1 else None
+    return RealSource("cells", c.path, f"cell and {S.CELL_BLOCK_DAYS}-day time block", units, features,
+                      groups=groups, group_by="cell" if groups else "none: a single cell")
 
 
 def _shares_source(s: R.ShareTables) -> RealSource:
@@ -580,7 +696,26 @@ def _shares_source(s: R.ShareTables) -> RealSource:
                 "weekly_profile.voice": pick(w, ("calls", "voice")), "weekly_profile.sms": pick(w, ("messages", "sms"))}
 
     return RealSource("shares", s.path, "none", None, features,
-                      "published aggregate shares: no rows to split, so no real-vs-real baseline; the floor is used")
+                      "published aggregate shares: no rows to split, so no real-vs-real baseline; the floor is used",
+                      group_by="none: published aggregates")
+
+
+def drive_apps(d: R.DriveTraces, units) -> tuple[dict[str, np.ndarray] | None, str]:
+    """Drive units grouped by app: the top folder of each trace's path under the set (Irish 5G:
+    ``Download``, ``Amazon_Prime``). No groups when the traces lie in one folder or a unit's traces
+    lie in several."""
+    app: dict[str, set] = {}
+    for t in d.traces:
+        parts = Path(t.name).parts
+        app.setdefault(t.unit, set()).add(parts[0] if len(parts) > 1 else None)
+    units = np.asarray(units, dtype=object)
+    of = [app.get(u, {None}) for u in units]
+    if any(len(a) != 1 or None in a for a in of):
+        return None, "none: the traces are not filed in one top folder (app) per unit"
+    names = np.asarray([next(iter(a)) for a in of], dtype=object)
+    if len(set(names)) < 2:
+        return None, f"none: every trace of the judged part is in one top folder ({names[0] if len(names) else '-'})"
+    return {g: units[names == g] for g in sorted(set(names))}, "app (top folder of the trace, e.g. Download, Amazon_Prime)"
 
 
 def _drive_source(d: R.DriveTraces) -> RealSource:
@@ -602,7 +737,9 @@ def _drive_source(d: R.DriveTraces) -> RealSource:
                 "ping_pong_share": pp / n if n else float("nan")}
 
     what = "user" if d.unit_kind == "user" else "trace (one trace = one person)"
-    return RealSource("drive", d.path, f"{what}, moving traces only", units, features)
+    groups, group_by = drive_apps(d, units)
+    return RealSource("drive", d.path, f"{what}, moving traces only", units, features, groups=groups,
+                      group_by=group_by)
 
 
 def _locations_source(loc: R.LocationTraces) -> RealSource:
@@ -631,7 +768,8 @@ def _locations_source(loc: R.LocationTraces) -> RealSource:
                 "move_probability": float(np.nanmean(by_hour)) if np.isfinite(by_hour).any() else float("nan"),
                 "move_probability_by_hour": list(by_hour)}
 
-    return RealSource("locations", loc.path, "user", np.unique(days.user), features)
+    return RealSource("locations", loc.path, "user", np.unique(days.user), features,
+                      group_by=NO_GROUPS_UNITS.format(unit="user"))
 
 
 def _edges_source(e: R.EdgeLists) -> RealSource:
@@ -649,21 +787,25 @@ def _edges_source(e: R.EdgeLists) -> RealSource:
                 "contact_concentration": T._top_share(pairs)}
 
     people = pd.unique(pd.concat([calls.source] + ([sms.source] if sms is not None else [])))
-    return RealSource("edges", e.path, "person (as caller / sender)", np.asarray(people, dtype=object), features)
+    return RealSource("edges", e.path, "person (as caller / sender)", np.asarray(people, dtype=object), features,
+                      group_by=NO_GROUPS_UNITS.format(unit="person"))
 
 
-def _cdr_source(c: R.CdrTable) -> RealSource:
+def _cdr_source(c: R.CdrTable, window_hours: int | None = None) -> RealSource:
     window = cdr_window(c)
     return RealSource("cdr", c.path, "subscriber", np.unique(c.subscriber_id),
-                      lambda keep: cdr_features(c, window, keep))
+                      lambda keep: cdr_features(c, window, keep, window_hours),
+                      group_by=NO_GROUPS_UNITS.format(unit="subscriber"))
 
 
-def real_source(ds, holidays=()) -> RealSource:
-    """The :class:`RealSource` of a reader object."""
-    return {"activity": lambda: _activity_source(ds, holidays), "cells": lambda: _cells_source(ds, holidays),
+def real_source(ds, holidays=(), window_hours: int | None = None) -> RealSource:
+    """The :class:`RealSource` of a reader object; per-cell load figures of its series over windows
+    of ``window_hours`` (the run's length; None: each series whole)."""
+    return {"activity": lambda: _activity_source(ds, holidays, window_hours),
+            "cells": lambda: _cells_source(ds, holidays, window_hours),
             "shares": lambda: _shares_source(ds), "drive": lambda: _drive_source(ds),
             "locations": lambda: _locations_source(ds), "edges": lambda: _edges_source(ds),
-            "cdr": lambda: _cdr_source(ds)}[ds.kind]()
+            "cdr": lambda: _cdr_source(ds, window_hours)}[ds.kind]()
 
 
 def halves(units: np.ndarray, seed: int, i: int) -> tuple[np.ndarray, np.ndarray]:
@@ -672,6 +814,22 @@ def halves(units: np.ndarray, seed: int, i: int) -> tuple[np.ndarray, np.ndarray
     perm = rng.permutation(len(units))
     k = len(units) // 2
     return units[np.sort(perm[:k])], units[np.sort(perm[k:])]
+
+
+def leave_one_group_out(groups: dict[str, np.ndarray] | None, units) -> list[tuple[str, np.ndarray, np.ndarray]]:
+    """(name, the group's units, the other units) for every group with units among ``units``; empty
+    when fewer than two groups have units there."""
+    if not groups:
+        return []
+    present = set(map(str, units))
+    out = []
+    for g, members in groups.items():
+        inside = np.asarray([u for u in members if str(u) in present], dtype=object)
+        if len(inside):
+            mine = set(map(str, inside))
+            rest = np.asarray([u for u in units if str(u) not in mine], dtype=object)
+            out.append((g, inside, rest))
+    return out if len(out) >= 2 and all(len(r) for _, _, r in out) else []
 
 
 # --------------------------------------------------------------------------
@@ -721,58 +879,116 @@ def _on_run_days(f: dict, coverage: np.ndarray) -> dict:
     return f
 
 
+def _own_dispersion(f: dict) -> dict:
+    st = f.get("_dispersion.all")
+    if st is None or not np.isfinite(st[0]).any():
+        return {"var_mean": None, "count": None}
+    return {"var_mean": dispersion_at(st), "count": float(np.nanmedian(st[0]))}
+
+
+def _dispersion_note(basis: dict, real: dict, m: float) -> tuple[str, dict]:
+    syn, rl = _own_dispersion(basis), _own_dispersion(real)
+    how = ("the run's var/mean read at m from its cells' figures with all and with half of the subscribers"
+           if len(basis.get("_dispersion.all", ())) == 4 else "the synthetic figure at its own count")
+
+    def txt(d):
+        return "–" if d["var_mean"] is None else f"{d['var_mean']:.3g} at {d['count']:.3g}"
+
+    note = (f"compared at m = {m:.4g} records per cell-hour (the real part's median); {how}; var/mean at each "
+            f"side's own median count: synthetic {txt(syn)}, real {txt(rl)}")
+    return note, {"count": m, "synthetic_own": syn, "real_own": rl}
+
+
+def _metric_value(f: dict, name: str, m_star: float | None):
+    if name == "over_dispersion.all" and "_dispersion.all" in f:
+        return dispersion_at(f["_dispersion.all"], m_star)
+    return f.get(name)
+
+
 def evaluate(run_dir: Path, datasets, required=None, splits: int = SPLITS, seed: int = SPLIT_SEED,
-             holidays=(), synthetic: Synthetic | None = None) -> dict:
+             holidays=(), synthetic: Synthetic | None = None, part: str = "check", salt: str = S.SALT,
+             share: float = S.CHECK_SHARE) -> dict:
     """The metrics document of a run against the real ``datasets`` (reader objects, one per kind).
 
-    ``required``: metric names of the quality gate (default :data:`DEFAULT_REQUIRED`); an unknown
-    name is a ValueError. ``synthetic`` may pass precomputed run figures."""
+    ``part``: which part of every real set is judged (:mod:`realdata.splits`: ``check``, the units
+    calibration does not fit on, by default; ``fit``; ``all``, e.g. for a set the project has never
+    seen); baselines are computed within it. ``required``: metric names of the quality gate
+    (default :data:`DEFAULT_REQUIRED`); an unknown name, an unknown part or a part with no unit of
+    a set is a ValueError. ``synthetic`` may pass precomputed run figures."""
     kinds = [d.kind for d in datasets]
     if len(set(kinds)) != len(kinds):
         raise ValueError(f"one real set per kind, got {kinds}")
+    if part not in S.PARTS:
+        raise ValueError(f"part {part!r}: expected one of {', '.join(S.PARTS)}")
     explicit = required is not None
     required = list(DEFAULT_REQUIRED if required is None else required)
     unknown = [r for r in required if r not in SPEC_BY_NAME]
     if unknown:
         raise ValueError(f"unknown metric(s) {', '.join(unknown)}; known: {', '.join(SPEC_BY_NAME)}")
+    judged = {}
+    for d in datasets:
+        try:
+            judged[d.kind] = S.select(d, part, salt, share)
+        except S.SplitError as exc:
+            raise ValueError(str(exc)) from None
     syn = synthetic or synthetic_features(run_dir)
     days = syn.info["days"]
-    sources = {d.kind: real_source(d, holidays) for d in datasets}
+    sources = {k: real_source(d, holidays, syn.window.hours) for k, d in judged.items()}
     cov = week_coverage(syn.window)
     real_full = {k: _on_run_days(s.features(None), cov) for k, s in sources.items()}
     split_feats: dict[str, list[tuple[dict, dict]]] = {}
+    group_feats: dict[str, list[tuple[str, dict, dict]]] = {}
     real_info = {}
-    for k, s in sources.items():
+    for d in datasets:
+        k, s = d.kind, sources[d.kind]
         n_units = 0 if s.units is None else len(s.units)
         ok = s.units is not None and n_units >= MIN_SPLIT_UNITS
+        logo = leave_one_group_out(s.groups, s.units) if s.units is not None else []
         note = s.note or ("" if ok else f"only {n_units} units to split by ({s.split_by}); fewer than "
-                          f"{MIN_SPLIT_UNITS}: too small to split, the floor is used")
-        real_info[k] = {"path": s.path, "split_by": s.split_by, "units": n_units, "splittable": ok,
-                        "splits": splits if ok else 0, "seed": seed if ok else None, "note": note}
+                          f"{MIN_SPLIT_UNITS}: too small to split" + ("" if logo else ", the floor is used"))
+        real_info[k] = {"path": s.path, "part": S.describe(d, part, salt, share), "split_by": s.split_by,
+                        "units": n_units, "splittable": ok, "splits": splits if ok else 0,
+                        "seed": seed if ok else None,
+                        "groups": {"by": s.group_by, "names": [g for g, _, _ in logo],
+                                   "units": {g: len(inside) for g, inside, _ in logo}},
+                        "note": note}
         split_feats[k] = []
         if ok:
             for i in range(splits):
                 a, b = halves(s.units, seed, i)
                 split_feats[k].append((_on_run_days(s.features(a), cov), _on_run_days(s.features(b), cov)))
+        group_feats[k] = [(g, _on_run_days(s.features(inside), cov), _on_run_days(s.features(rest), cov))
+                          for g, inside, rest in logo]
 
     metrics: dict[str, dict] = {}
     for spec in SPECS:
         src = next((k for k in spec.kinds if k in sources), None)
         basis = syn.cdr if src == "cdr" else syn.run
-        sv = basis.get(spec.name)
+        m_star = None
+        if spec.name == "over_dispersion.all" and src is not None:
+            means = real_full[src].get("_dispersion.all", (np.array([np.nan]),))[0]
+            m_star = float(np.nanmedian(means)) if np.isfinite(means).any() else None
+
+        def value(f, name=spec.name, m=m_star):
+            return _metric_value(f, name, m)
+
+        sv = value(basis)
         entry = {"group": spec.group, "title": spec.title, "unit": spec.unit, "definition": spec.definition,
                  "source": src, "real_path": sources[src].path if src else None,
+                 "part": real_info[src]["part"]["part"] if src else None,
                  "synthetic": _summary_value(sv), "real": None, "distance": None,
                  "distance_kind": spec.distance, "baseline": None, "floor": spec.floor, "tolerance": None,
                  "tolerance_rule": (f"{TAIL_RULE} ({spec.tail:g})" if spec.tail is not None else
                                     f"{TOLERANCE_RULE}, floor {spec.floor:g}"),
+                 "tolerance_short": (f"max(2 x baseline, fixed {spec.tail:g})" if spec.tail is not None else
+                                     f"max(2 x baseline, floor {spec.floor:g})"),
                  "status": "not_evaluated", "required": spec.name in required, "note": ""}
         metrics[spec.name] = entry
         short = _too_short(spec.name, days)
         if src is None:
             entry["note"] = (f"no real data: give --real with one of {', '.join(spec.kinds)}")
             continue
-        rv = real_full[src].get(spec.name)
+        rv = value(real_full[src])
         entry["real"] = _summary_value(rv)
         if short:
             entry["note"] = short
@@ -784,12 +1000,22 @@ def evaluate(run_dir: Path, datasets, required=None, splits: int = SPLITS, seed:
         d = distance(spec.distance, sv, rv)
         per_split = []
         for fa, fb in split_feats[src]:
-            va, vb = fa.get(spec.name), fb.get(spec.name)
+            va, vb = value(fa), value(fb)
             if _finite(va) and _finite(vb):
                 per_split.append(distance(spec.distance, va, vb, ref=rv))
-        base = float(np.median(per_split)) if per_split else None
+        per_group = {}
+        for g, fg, fr in group_feats[src]:
+            vg, vr = value(fg), value(fr)
+            if _finite(vg) and _finite(vr):
+                per_group[g] = distance(spec.distance, vg, vr, ref=rv)
+        half = float(np.median(per_split)) if per_split else None
+        between = float(np.median(list(per_group.values()))) if len(per_group) >= 2 else None
+        if len(per_group) < 2:
+            per_group = {}
+        cands = [(v, r) for v, r in ((half, "half splits"), (between, "leave one group out")) if v is not None]
+        base, set_by = max(cands, key=lambda c: c[0]) if cands else (None, None)
         if spec.tail is not None:
-            tol = spec.tail
+            tol = max(2 * base, spec.tail) if base is not None else spec.tail
         else:
             tol = max(2 * base, spec.floor) if base is not None else spec.floor
         notes = []
@@ -797,11 +1023,17 @@ def evaluate(run_dir: Path, datasets, required=None, splits: int = SPLITS, seed:
             days_run = [R.DAY_NAMES[d] for d in range(7) if cov[d * 24:(d + 1) * 24].sum()]
             notes.append("real hourly profile taken from its weekly profile on the run's days of week "
                          f"({', '.join(days_run)})")
+        if m_star is not None:
+            note, entry["at_count"] = _dispersion_note(basis, real_full[src], m_star)
+            notes.append(note)
         if base is None:
             notes.append(real_info[src]["note"] or "no finite baseline from the halves: the floor is used")
-        entry.update({"distance": d, "baseline": {"distance": base, "per_split": per_split,
-                                                  "split_by": real_info[src]["split_by"]} if per_split else None,
-                      "tolerance": tol, "status": "pass" if d <= tol else "fail", "note": "; ".join(notes)})
+        entry.update({"distance": d, "tolerance": tol, "status": "pass" if d <= tol else "fail",
+                      "note": "; ".join(notes),
+                      "baseline": {"distance": base, "set_by": set_by, "half_splits": half, "per_split": per_split,
+                                   "split_by": real_info[src]["split_by"], "groups": between,
+                                   "per_group": per_group, "group_by": real_info[src]["groups"]["by"]}
+                      if base is not None else None})
         if spec.name == "move_probability":
             entry["synthetic_by_hour"] = basis.get("move_probability_by_hour")
             entry["real_by_hour"] = real_full[src].get("move_probability_by_hour")
@@ -816,10 +1048,12 @@ def evaluate(run_dir: Path, datasets, required=None, splits: int = SPLITS, seed:
                "not_evaluated": len(metrics) - len(evaluated), "failed_metrics": failed,
                "required": required, "required_source": "--require" if explicit else "default",
                "required_failed": req_failed, "required_not_evaluated": req_missing,
-               "gate": "fail" if gate_fail else "pass"}
+               "gate": "fail" if gate_fail else "pass", "part": part}
     return T._clean({"schema_version": SCHEMA_VERSION, "synthetic": syn.info, "real": real_info,
-                     "settings": {"splits": splits, "seed": seed, "tolerance_rule": TOLERANCE_RULE,
+                     "settings": {"part": part, "salt": salt, "check_share": round(share, 6),
+                                  "splits": splits, "seed": seed, "tolerance_rule": TOLERANCE_RULE,
                                   "tail_rule": TAIL_RULE, "min_split_units": MIN_SPLIT_UNITS,
+                                  "window_hours": syn.window.hours, "min_window_share": MIN_WINDOW_SHARE,
                                   "exceedance_threshold_x_mean": EXCEEDANCE_X,
                                   "holidays": [str(h) for h in holidays]},
                      "summary": summary, "metrics": metrics,

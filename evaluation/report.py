@@ -301,6 +301,10 @@ td.not_evaluated{background:#eee;color:#666}
 .req{color:#8a4b00;font-weight:700}
 .plots svg{max-width:100%;height:auto;display:block;margin-bottom:6px}
 .details svg{max-width:100%;height:auto}
+table.details-table{table-layout:fixed}
+table.details-table td,table.details-table th{overflow-wrap:anywhere;font-size:12px;padding:2px 4px}
+table.details-table td.num{white-space:normal}
+table.details-table .note{font-size:11px}
 .note{color:#555;font-size:12px}
 ul{margin:4px 0 4px 18px;padding:0}
 """
@@ -324,28 +328,49 @@ def _summary_table(metrics: dict) -> str:
     return "".join(rows)
 
 
+# column widths of the details table (percent of the page): it is laid out fixed and its cells wrap,
+# so it never needs more than the window's width (checked at 1400 px in test_report_browser.py)
+DETAIL_COLUMNS = (("metric and definition", 28), ("source", 6), ("synthetic", 6.5), ("real", 6.5),
+                  ("distance", 6.5), ("baseline (real vs real)", 19), ("tolerance", 8), ("status", 4.5),
+                  ("notes", 15))
+
+
+def baseline_text(b: dict | None) -> str:
+    """The baseline cell: its value, which rule set it, and both figures with their parts."""
+    if not b:
+        return "–"
+    e = html.escape
+    parts = []
+    if b.get("per_split"):
+        parts.append(f"half splits by {e(b['split_by'])}: {fmt(b['half_splits'])} (median of "
+                     f"{len(b['per_split'])}: {', '.join(fmt(x) for x in b['per_split'])})")
+    if b.get("per_group"):
+        parts.append(f"leave one group out, by {e(b['group_by'])}: {fmt(b['groups'])} (median of "
+                     f"{', '.join(f'{e(str(g))} {fmt(x)}' for g, x in b['per_group'].items())})")
+    return (f"{fmt(b['distance'])} <span class='note'>set by {e(b.get('set_by') or '-')}</span><br>"
+            f"<span class='note'>{'; '.join(parts)}</span>")
+
+
 def _details_table(metrics: dict, group: str) -> str:
     items = [(n, m) for n, m in metrics.items() if m["group"] == group]
     if not items:
         return ""
-    rows = ["<table><thead><tr><th>metric</th><th>definition</th><th>source</th><th>synthetic</th><th>real</th>"
-            "<th>distance</th><th>baseline (real vs real)</th><th>tolerance</th><th>status</th><th>notes</th>"
-            "</tr></thead><tbody>"]
+    cols = "".join(f"<col style='width:{w}%'>" for _, w in DETAIL_COLUMNS)
+    head = "".join(f"<th>{html.escape(t)}</th>" for t, _ in DETAIL_COLUMNS)
+    rows = [f"<table class='details-table'><colgroup>{cols}</colgroup><thead><tr>{head}</tr></thead><tbody>"]
     for name, m in items:
-        b = m.get("baseline")
-        if b:
-            base = (f"{fmt(b['distance'])}<br><span class='note'>median of {len(b['per_split'])} splits by "
-                    f"{html.escape(b['split_by'])}: {', '.join(fmt(x) for x in b['per_split'])}</span>")
-        else:
-            base = "–"
-        tol = f"{fmt(m['tolerance'])}<br><span class='note'>{html.escape(m['tolerance_rule'])}</span>"
-        req = "<br><span class='req'>required</span>" if m["required"] else ""
-        rows.append(f"<tr><td>{html.escape(m['title'])}<br><code>{html.escape(name)}</code>{req}</td>"
-                    f"<td class='note'>{html.escape(m['definition'])} [{html.escape(m['unit'])}]</td>"
-                    f"<td>{html.escape(m['source'] or '–')}</td><td class='num'>{fmt(m['synthetic'])}</td>"
+        rule = m.get("tolerance_short") or m["tolerance_rule"]
+        tol = (f"{fmt(m['tolerance'])}<br><span class='note' title='{html.escape(m['tolerance_rule'], quote=True)}'>"
+               f"{html.escape(rule)}</span>")
+        req = " <span class='req'>required</span>" if m["required"] else ""
+        src = html.escape(m["source"] or "–") + (f"<br><span class='note'>{html.escape(m['part'])} part</span>"
+                                                 if m.get("part") else "")
+        rows.append(f"<tr><td><b>{html.escape(m['title'])}</b> <code>{html.escape(name)}</code>{req}<br>"
+                    f"<span class='note'>{html.escape(m['definition'])} [{html.escape(m['unit'])}]</span></td>"
+                    f"<td>{src}</td><td class='num'>{fmt(m['synthetic'])}</td>"
                     f"<td class='num'>{fmt(m['real'])}</td>"
                     f"<td class='num'>{fmt(m['distance'])}<br><span class='note'>{m['distance_kind']}</span></td>"
-                    f"<td class='num'>{base}</td><td class='num'>{tol}</td>{_status_cell(m)}"
+                    f"<td>{baseline_text(m.get('baseline'))}</td><td class='num'>{tol}</td>{_status_cell(m)}"
                     f"<td class='note'>{html.escape(m.get('note') or '')}</td></tr>")
     rows.append("</tbody></table>")
     return "".join(rows)
@@ -507,7 +532,8 @@ def render_html(doc: dict) -> str:
     head = (f"<h1>telcosim fidelity report</h1><p class='sub'>run <code>{e(str(syn.get('path')))}</code> "
             f"(scenario {e(str(syn.get('scenario')))}, seed {e(str(syn.get('seed')))}, "
             f"{fmt(syn.get('subscribers'))} subscribers, {fmt(syn.get('cells'))} cells, {fmt(syn.get('days'))} "
-            f"day(s)) against real data: {', '.join(e(k) for k in doc['real']) or 'none'}</p>")
+            f"day(s)) against real data: {', '.join(e(k) for k in doc['real']) or 'none'}; judged on the "
+            f"<b>{e(str(doc['settings'].get('part', 'all')))}</b> part of each real set</p>")
     cards = (
         "<div class='cards' id='summary'>"
         f"<div class='card {'good' if s['failed'] == 0 else 'bad'}'><b>{s['passed']} / {s['evaluated']}</b>"
@@ -537,15 +563,36 @@ def render_html(doc: dict) -> str:
         details.append(f"<h3>Distance relative to tolerance</h3>{ratios}")
     details.append("</div>")
     st = doc["settings"]
+    def part_text(pt: dict) -> str:
+        if not pt or pt.get("unit") is None:
+            return e((pt or {}).get("note", "used whole"))
+        return (f"{e(pt['part'])} part by {e(pt['unit'])} (salt {e(pt['salt'])}, check share "
+                f"{fmt(pt['check_share'])}: {pt['units_fit']} fit / {pt['units_check']} check units)")
+
+    def group_text(g: dict) -> str:
+        if not g or not g.get("names"):
+            return f"groups: {e((g or {}).get('by') or 'none')}"
+        return (f"groups by {e(g['by'])}: " + ", ".join(f"{e(str(n))} ({g['units'][n]} units)" for n in g["names"]))
+
     real_rows = "".join(
-        f"<li><b>{e(k)}</b>: <code>{e(v['path'])}</code>; split by {e(v['split_by'])}, {v['units']} units"
-        f"{'' if v['splittable'] else ' — not split'}{(': ' + e(v['note'])) if v.get('note') else ''}</li>"
+        f"<li><b>{e(k)}</b>: <code>{e(v['path'])}</code>; {part_text(v.get('part'))}; halves by "
+        f"{e(v['split_by'])}, {v['units']} units{'' if v['splittable'] else ' — not split'}; "
+        f"{group_text(v.get('groups'))}{(': ' + e(v['note'])) if v.get('note') else ''}</li>"
         for k, v in doc["real"].items())
     method = (
         "<h2>Method</h2><ul>"
-        f"<li>Tolerance: {e(st['tolerance_rule'])}; the baseline is the median over {st['splits']} seeded "
-        f"(seed {st['seed']}) splits of the real set into two disjoint halves of the distance between the "
-        "halves. Relative distances are divided by the whole real set's value.</li>"
+        f"<li>Judged part: <b>{e(str(st.get('part', 'all')))}</b> of each real set (telcosim.realdata.splits: "
+        "a unit is in the check part when a salted hash of its id falls below the check share; calibration "
+        "fits on the fit part). Baselines are computed within the judged part.</li>"
+        f"<li>Tolerance: {e(st['tolerance_rule'])}. Half splits: the median over {st['splits']} seeded "
+        f"(seed {st['seed']}) splits of the judged part into two disjoint halves of its units, of the distance "
+        "between the halves. Leave one group out: where a set has groups coarser than its units (drive traces "
+        "by app, LTE series by cell, Milan squares by spatial band), the median over groups of the distance "
+        "between the group and the rest. The baseline is the larger; each metric says which set it. Relative "
+        "distances are divided by the judged part's value.</li>"
+        f"<li>Per-cell load figures of real series are computed over windows of {st.get('window_hours', '–')} h "
+        "(the run's length), each divided by its own mean; over-dispersion is compared at the real part's "
+        "median count per cell-hour.</li>"
         f"<li>Tails (p90 10%, p99 20%, exceedance 20%): {e(st['tail_rule'])}; exceedance = share of cell-hours "
         f"above {st['exceedance_threshold_x_mean']:g} x the cell's mean.</li>"
         f"<li>A real set with fewer than {st['min_split_units']} units, or published aggregates, is not split: "

@@ -159,11 +159,14 @@ def run(scenario: str | Path | Scenario | None, out: str | Path, *,
 
 
 def evaluate(synthetic: str | Path | Run, real: Mapping[str, str | Path], *, out: str | Path | None = None,
-             required: list[str] | None = None, holidays: list[str] = (), tz: str | None = None) -> dict[str, Any]:
+             required: list[str] | None = None, holidays: list[str] = (), tz: str | None = None,
+             part: str = "check") -> dict[str, Any]:
     """Fidelity of a run against real data: ``real`` maps an input kind (activity, cells,
-    shares, drive, locations, edges, cdr; see docs/calibration.md) to a file or folder. Returns
-    the metrics document (``doc["metrics"]``: distance, tolerance and status per metric;
-    ``doc["summary"]["gate"]``) and, with ``out``, writes metrics.json and report.html there."""
+    shares, drive, locations, edges, cdr; see docs/calibration.md) to a file or folder; ``part``
+    is the part of each set judged (``check``: the units calibration does not fit on; ``fit``;
+    ``all``, for data the project has never seen; docs/evaluate.md). Returns the metrics document
+    (``doc["metrics"]``: distance, tolerance and status per metric; ``doc["summary"]["gate"]``)
+    and, with ``out``, writes metrics.json and report.html there."""
     path = synthetic.path if isinstance(synthetic, Run) else Path(synthetic)
     problems: list[str] = []
     datasets = []
@@ -176,9 +179,14 @@ def evaluate(synthetic: str | Path | Run, real: Mapping[str, str | Path], *, out
             datasets.append(readers.READERS[kind](Path(where), **kw))
         except TelcosimError as exc:
             problems.extend(f"real[{kind!r}]: {p}" for p in exc.problems)
+    if part not in ("check", "fit", "all"):
+        problems.append(f"part: {part!r} is not a part of a real set (choose from check, fit, all)")
     if problems:
         raise ConfigError(problems)
-    doc = fidelity.evaluate(path, datasets, required=required, holidays=list(holidays))
+    try:
+        doc = fidelity.evaluate(path, datasets, required=required, holidays=list(holidays), part=part)
+    except ValueError as exc:
+        raise ConfigError([str(exc)]) from None
     if out is not None:
         write_report(doc, Path(out))
     return doc

@@ -27,10 +27,13 @@ def test_report_against_another_run_and_gate_pass(small_run, small_run_b, tmp_pa
     _, run_dir, _ = small_run
     out = tmp_path / "rep"
     rc = cli.run(parse(["evaluate", "--synthetic", str(run_dir), "--real", f"cdr={small_run_b}", "--out", str(out),
-                        "--gate", "--require", "hourly_profile.voice,sms_call_ratio", "--splits", "3"]))
+                        "--gate", "--require", "hourly_profile.voice,sms_call_ratio", "--splits", "3",
+                        "--part", "fit"]))
     text = capsys.readouterr()
     assert rc == 0, text.err
     doc = json.loads((out / "metrics.json").read_text())
+    assert doc["settings"]["part"] == "fit" and doc["real"]["cdr"]["part"]["part"] == "fit"
+    assert "judged on the fit part" in text.out
     assert doc["summary"]["required"] == ["hourly_profile.voice", "sms_call_ratio"]
     assert doc["settings"]["splits"] == 3 and len(doc["metrics"]["sms_call_ratio"]["baseline"]["per_split"]) == 3
     assert (out / "report.html").is_file() and "gate: pass" in text.out and not text.err

@@ -6,6 +6,8 @@ from __future__ import annotations
 import json
 import re
 
+import pytest
+
 from telcosim.evaluation.report import fmt, render_html, write_report
 
 
@@ -79,3 +81,17 @@ def test_utility_and_privacy_sections_render(honest_doc):
     assert "id='utility-table'" in html_text and "give --utility-augment and --utility-steps" in html_text
     assert "MAE ratio, synthetic-trained / real-trained (1; lower is better)" in html_text
     assert "utility: 1 / 1" in html_text and "privacy:" not in html_text
+
+
+def test_details_show_both_baselines_and_fit_the_page(honest_doc):
+    from telcosim.evaluation.report import DETAIL_COLUMNS, baseline_text
+
+    page = render_html(honest_doc)
+    assert sum(w for _, w in DETAIL_COLUMNS) == pytest.approx(100)
+    assert page.count("class='details-table'") == 5 and "table-layout:fixed" in page
+    b = honest_doc["metrics"]["handover_rate_moving"]["baseline"]
+    text = baseline_text(b)
+    assert f"set by {b['set_by']}" in text and "half splits by" in text and "leave one group out, by app" in text
+    assert "Download" in text and "Amazon_Prime" in text and text in page
+    assert f"judged on the <b>{honest_doc['settings']['part']}</b> part" in page
+    assert baseline_text(None) == "–"

@@ -1,12 +1,14 @@
 """The report rendered by a real browser (headless Chromium): the summary is in the rendered DOM,
-the page logs no console error, and a screenshot of the first screen (1280 x 900) is kept as an
-artefact (the test prints where; also copied to $TELCOSIM_ARTIFACTS when set). The report is the
-small run's, against the shared data when present, else against another seed's CDRs. Skipped when no
-Chromium is installed (e.g. ``apt-get install chromium``)."""
+the page logs no console error, a screenshot of the first screen (1280 x 900) is kept as an
+artefact (the test prints where; also copied to $TELCOSIM_ARTIFACTS when set), and at a 1400 px
+window nothing is wider than the window (no horizontal scroll; the details tables included). The
+report is the small run's, against the shared data when present, else against another seed's
+CDRs. Skipped when no Chromium is installed (e.g. ``apt-get install chromium``)."""
 
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import struct
 import subprocess
@@ -23,10 +25,10 @@ def _browser() -> str | None:
     return next((p for p in map(shutil.which, BROWSERS) if p), None)
 
 
-def _chromium(browser: str, tmp_path: Path, *args: str) -> subprocess.CompletedProcess:
+def _chromium(browser: str, tmp_path: Path, *args: str, size: str = "1280,900") -> subprocess.CompletedProcess:
     profile = tmp_path / "profile"
     cmd = [browser, "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-extensions",
-           "--disable-dev-shm-usage", f"--user-data-dir={profile}", "--window-size=1280,900",
+           "--disable-dev-shm-usage", f"--user-data-dir={profile}", f"--window-size={size}",
            "--hide-scrollbars", "--enable-logging=stderr", "--v=0", *args]
     return subprocess.run(cmd, capture_output=True, text=True, timeout=120,
                           env={**os.environ, "HOME": str(tmp_path)})
@@ -77,3 +79,33 @@ def test_report_renders_in_headless_chromium(report_doc, tmp_path):
         kept.append(Path(shutil.copy2(shot, dest / shot.name)))
         shutil.copy2(page, dest / "report.html")
     print(f"report screenshot (first screen): {', '.join(map(str, kept))}")
+
+
+# Measures the laid-out page (a test copy only: the report itself holds no script) and writes the
+# widths into the DOM that --dump-dom prints: the page's scroll width and client width, and every
+# table whose right edge lies beyond the window.
+MEASURE = """<script>
+const de = document.documentElement, wide = [];
+document.querySelectorAll('table').forEach((t, i) => {
+  if (t.getBoundingClientRect().right > de.clientWidth + 1) wide.push((t.id || t.className || 'table') + '#' + i);
+});
+document.body.setAttribute('data-measured', de.scrollWidth + 'x' + de.clientWidth + ' wide=' + wide.join(','));
+</script>"""
+
+
+def test_report_fits_a_1400_px_window(report_doc, tmp_path):
+    browser = _browser()
+    if browser is None:
+        pytest.skip("chromium is not installed (apt-get install chromium)")
+    _, page = write_report(report_doc, tmp_path / "report")
+    text = page.read_text(encoding="utf-8")
+    assert "details-table" in text  # the details tables are among those measured
+    probe = tmp_path / "measure.html"
+    probe.write_text(text.replace("</body>", MEASURE + "</body>"), encoding="utf-8")
+    dom = _chromium(browser, tmp_path, "--dump-dom", probe.resolve().as_uri(), size="1400,900")
+    assert dom.returncode == 0, dom.stderr[-2000:]
+    m = re.search(r'data-measured="(\d+)x(\d+) wide=([^"]*)"', dom.stdout)
+    assert m, dom.stdout[:2000]
+    scroll, client, wide = int(m.group(1)), int(m.group(2)), m.group(3)
+    assert client == 1400
+    assert scroll <= client and not wide, f"page {scroll} px wide in a {client} px window; too wide: {wide}"
