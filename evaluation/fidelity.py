@@ -189,8 +189,9 @@ def _specs() -> list[Spec]:
 SPECS: list[Spec] = _specs()
 SPEC_BY_NAME = {s.name: s for s in SPECS}
 
-# The figures the default profile takes directly from real data: a run with default settings
-# should reproduce them. Emergent figures (cell load, dispersion, tails, rg, dwell) inform.
+# The gate's default: the figures the run's profile takes from real data (its [gate] required,
+# written to the run's manifest), which a run with that profile should reproduce; this list for a
+# run whose profile names none. Emergent figures (cell load, dispersion, tails, rg, dwell) inform.
 DEFAULT_REQUIRED = ("hourly_profile.voice", "hourly_profile.sms", "hourly_profile.data",
                     "call_duration_median", "sms_call_ratio", "contact_concentration",
                     "handover_rate_moving", "ping_pong_share", "move_probability")
@@ -567,7 +568,9 @@ def synthetic_features(run_dir: Path) -> Synthetic:
     info = {"path": str(run_dir), "scenario": sc.get("name"), "seed": manifest.get("seed"),
             "subscribers": manifest.get("row_counts", {}).get("subscribers"),
             "cells": manifest.get("network", {}).get("cells"), "days": window.hours // 24,
-            "window": manifest.get("window"), "cdr_rows": len(c.subscriber_id)}
+            "window": manifest.get("window"), "cdr_rows": len(c.subscriber_id),
+            "profile": (manifest.get("profile") or {}).get("name"),
+            "profile_gate": (manifest.get("profile") or {}).get("gate_required")}
     return Synthetic(str(run_dir), info, cdr, run, window)
 
 
@@ -855,7 +858,13 @@ def _finite(v) -> bool:
     return math.isfinite(float(v))
 
 
+CONCENTRATION_MIN_DAYS = 7  # Copenhagen's pairs accumulate calls over 28 days
+
+
 def _too_short(name: str, days: int) -> str | None:
+    if name == "contact_concentration" and days < CONCENTRATION_MIN_DAYS:
+        return (f"the run spans {days} day(s); the share of calls on the top pairs grows with the days observed "
+                f"(Copenhagen's over 28), so it is compared from {CONCENTRATION_MIN_DAYS} days on")
     if name.startswith("weekly_profile") and days < 2:
         return f"the run spans {days} day(s); the weekly profile needs at least 2"
     for lag in (24, 168):
@@ -913,18 +922,14 @@ def evaluate(run_dir: Path, datasets, required=None, splits: int = SPLITS, seed:
     ``part``: which part of every real set is judged (:mod:`realdata.splits`: ``check``, the units
     calibration does not fit on, by default; ``fit``; ``all``, e.g. for a set the project has never
     seen); baselines are computed within it. ``required``: metric names of the quality gate
-    (default :data:`DEFAULT_REQUIRED`); an unknown name, an unknown part or a part with no unit of
-    a set is a ValueError. ``synthetic`` may pass precomputed run figures."""
+    (default: the run's profile's [gate] required, from its manifest, else
+    :data:`DEFAULT_REQUIRED`); an unknown name, an unknown part or a part with no unit of a set is
+    a ValueError. ``synthetic`` may pass precomputed run figures."""
     kinds = [d.kind for d in datasets]
     if len(set(kinds)) != len(kinds):
         raise ValueError(f"one real set per kind, got {kinds}")
     if part not in S.PARTS:
         raise ValueError(f"part {part!r}: expected one of {', '.join(S.PARTS)}")
-    explicit = required is not None
-    required = list(DEFAULT_REQUIRED if required is None else required)
-    unknown = [r for r in required if r not in SPEC_BY_NAME]
-    if unknown:
-        raise ValueError(f"unknown metric(s) {', '.join(unknown)}; known: {', '.join(SPEC_BY_NAME)}")
     judged = {}
     for d in datasets:
         try:
@@ -932,6 +937,13 @@ def evaluate(run_dir: Path, datasets, required=None, splits: int = SPLITS, seed:
         except S.SplitError as exc:
             raise ValueError(str(exc)) from None
     syn = synthetic or synthetic_features(run_dir)
+    explicit = required is not None
+    profile_gate = syn.info.get("profile_gate")
+    required = list(required if explicit else (profile_gate or DEFAULT_REQUIRED))
+    unknown = [r for r in required if r not in SPEC_BY_NAME]
+    if unknown:
+        where = "" if explicit else f" (the run's profile {syn.info.get('profile')!r} names them in [gate] required)"
+        raise ValueError(f"unknown metric(s) {', '.join(unknown)}{where}; known: {', '.join(SPEC_BY_NAME)}")
     days = syn.info["days"]
     sources = {k: real_source(d, holidays, syn.window.hours) for k, d in judged.items()}
     cov = week_coverage(syn.window)
@@ -1046,7 +1058,8 @@ def evaluate(run_dir: Path, datasets, required=None, splits: int = SPLITS, seed:
     summary = {"metrics": len(metrics), "evaluated": len(evaluated),
                "passed": sum(m["status"] == "pass" for m in evaluated), "failed": len(failed),
                "not_evaluated": len(metrics) - len(evaluated), "failed_metrics": failed,
-               "required": required, "required_source": "--require" if explicit else "default",
+               "required": required,
+               "required_source": "--require" if explicit else ("profile" if profile_gate else "default"),
                "required_failed": req_failed, "required_not_evaluated": req_missing,
                "gate": "fail" if gate_fail else "pass", "part": part}
     return T._clean({"schema_version": SCHEMA_VERSION, "synthetic": syn.info, "real": real_info,
