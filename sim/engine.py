@@ -92,7 +92,7 @@ def expected_presence(pop: Population, n_cells: int, mobility: dict[str, float])
     target = np.array([place_target(h, wd) for wd in range(7) for h in range(24)])  # (168, 3)
     cls, table = pop.class_mobility(mobility)
     out = np.zeros((n_cells, 168))
-    for k in range(table.shape[0]):
+    for k in range(table.shape[0] if cls.shape[0] else 1):  # no class array: everybody is of class 0
         members = cls == k if cls.shape[0] else np.ones(pop.n, dtype=bool)
         if not members.any():
             continue

@@ -38,6 +38,13 @@ def test_expected_presence_counts_everybody_every_hour(small_sim):
     assert p[workish, 10].sum() > 1.5 * p[workish, 3].sum()
 
 
+def test_expected_presence_without_a_local_class():
+    sim = Simulation(config.load(None, ["population.subscribers=500", "time.days=1", "seed=4",
+                                        "population.local_share=0"]))
+    p = expected_presence(sim.population, sim.network.n_cells, kernel_params(sim.scenario.mobility))
+    np.testing.assert_allclose(p.sum(axis=0), 500, rtol=1e-9)
+
+
 def test_multipliers_move_load_between_cells_not_hours(small_sim):
     sim = small_sim
     n = sim.network.n_cells
