@@ -140,13 +140,22 @@ def compare(fake: np.ndarray, held: np.ndarray, train: np.ndarray, *, seed: int 
     return out
 
 
+def absolute(relative: np.ndarray, reference: np.ndarray) -> np.ndarray:
+    """Relative shapes (a shape model's samples) times the city's reference shape, row mean 1."""
+    x = np.clip(np.asarray(relative, np.float64), 0.0, None) * np.asarray(reference, np.float64)[None, :]
+    m = x.mean(axis=1, keepdims=True)
+    return np.divide(x, m, out=np.ones_like(x), where=m > 1e-12)
+
+
 def diagnose(model, train, held, *, seeds=(0, 1, 2)) -> dict:
     """Diagnostics of a fitted shape model: per seed, samples conditioned on the held-out items'
-    density classes (one per held-out item), metrics averaged over the seeds; plus the real
+    density classes (one per held-out item), made absolute with the training set's city shape
+    (the models learn shapes relative to it), metrics averaged over the seeds; plus the real
     train-vs-held-out reference (a train subsample of the held-out size, same class mix)."""
     runs = []
+    ref = np.ones(held.shape.shape[1]) if train.reference is None else np.asarray(train.reference, np.float64)
     for s in seeds:
-        fake = model.sample_conditional(held.density, seed=s)["shape"]
+        fake = absolute(model.sample_conditional(held.density, seed=s)["shape"], ref)
         runs.append(compare(fake, held.shape, train.shape, seed=s))
     keys = [k for k in runs[0] if k != "features"]
     mean = {k: round(float(np.mean([r[k] for r in runs])), 4) for k in keys}

@@ -2,18 +2,23 @@
 
 An item is one area's one week: 168 hourly loads divided by their mean (so the shape has mean 1;
 hour of week 0 = Monday 00:00 local time) and a level, the log of the mean hourly load. The
-condition is the area's density class, 0 urban, 1 suburban, 2 rural.
+condition is the area's density class, 0 urban, 1 suburban, 2 rural. The models learn the
+*relative* shape: the area-week's shape over the city's (the mean shape of the areas of the part
+it was built from), renormalised to mean 1: how an area's week differs from the city's, not the
+city's week itself, which is the profile's business.
 
 Data (see docs/models.md): the Milan grid squares of ``milan_hourly`` (Telecom Italia Big Data
 Challenge, Barlacchi et al. 2015), read with :func:`realdata.readers.read_activity`. Weeks
 Monday..Sunday with no missing day; the Christmas week (23-29 Dec 2013) is left out as a holiday
-week. Density class = tertile of the square's mean hourly load over its complete weeks (the
+week. Only the *fit* part of the squares (:mod:`telcosim.realdata.splits`) is used to train; the
+check part judges the simulator (benchmarks/bench_shapes.py). Density class = tertile of the square's mean hourly load over its complete weeks (the
 squares have equal area, so mean load is activity density): the busiest third urban, the middle
 third suburban, the quietest third rural. ``lte_cells`` and ``published_profiles`` are not used for
 training (why: docs/models.md). Train / held-out split by area, stratified by class, seeded.
 
-:func:`cell_multipliers` is the simulator hook: per cell a sampled weekly shape times a sampled
-relative level, from the shipped pretrained model in ``models/data/<kind>/``.
+:func:`cell_multipliers` is the simulator hook: per cell a sampled relative weekly shape (mean 1),
+from the shipped pretrained model in ``models/data/<kind>/``; the engine replaces the cell's own
+deviation from the city by it and keeps every service's city-wide hour-of-week shape.
 """
 
 from __future__ import annotations
@@ -25,6 +30,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from telcosim.realdata import splits
 from telcosim.realdata.readers import read_activity
 from telcosim.sim.errors import ConfigError
 
@@ -51,7 +57,9 @@ MODEL_NAMES = {"vae": "shape-cvae", "gan": "shape-wgan-gp"}
 @dataclass(frozen=True)
 class ShapeDataset:
     """Weekly shapes. ``shape`` (n, 168) float32 with row mean 1; ``level`` (n,) float32 = log mean
-    load; ``density`` (n,) int64 class code; ``area`` (n,) str; ``week`` (n,) datetime64[D] (Monday)."""
+    load; ``density`` (n,) int64 class code; ``area`` (n,) str; ``week`` (n,) datetime64[D] (Monday);
+    ``reference`` (168,) float64 = the city's shape: the mean of the shapes of the set it was built
+    from (mean 1), which :attr:`relative` divides out."""
 
     shape: np.ndarray
     level: np.ndarray
@@ -59,17 +67,24 @@ class ShapeDataset:
     area: np.ndarray
     week: np.ndarray
     thresholds: tuple[float, float] = (np.nan, np.nan)  # mean-load tertile cuts (urban > t2 >= suburban > t1)
+    reference: np.ndarray | None = None  # (168,) the city's shape; None: all ones
 
     def __len__(self) -> int:
         return int(self.shape.shape[0])
 
     def take(self, mask: np.ndarray) -> ShapeDataset:
         return ShapeDataset(self.shape[mask], self.level[mask], self.density[mask], self.area[mask],
-                            self.week[mask], self.thresholds)
+                            self.week[mask], self.thresholds, self.reference)
+
+    @property
+    def relative(self) -> np.ndarray:
+        """(n, 168) float32: each shape over the city's (``reference``), renormalised to mean 1."""
+        ref = np.ones(HOURS) if self.reference is None else self.reference
+        return postprocess(self.shape / ref[None, :]).astype(np.float32)
 
     def model_data(self) -> dict[str, np.ndarray]:
-        """The arrays a shape model is fitted on."""
-        return {"shape": self.shape, "level": self.level, "density": self.density}
+        """The arrays a shape model is fitted on: the relative shapes, the level, the class."""
+        return {"shape": self.relative, "level": self.level, "density": self.density}
 
 
 def weekly_items(load, *, skip_weeks=HOLIDAY_WEEKS) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
@@ -94,8 +109,10 @@ def weekly_items(load, *, skip_weeks=HOLIDAY_WEEKS) -> tuple[np.ndarray, np.ndar
     return loads, areas, weeks[w_i], loads.mean(axis=1)
 
 
-def build_dataset(data_dir: str | Path) -> ShapeDataset:
-    """The weekly-shape data set from ``data_dir`` (the folder holding ``milan_hourly/``)."""
+def build_dataset(data_dir: str | Path, part: str = "fit") -> ShapeDataset:
+    """The weekly-shape data set from ``data_dir`` (the folder holding ``milan_hourly/``), from the
+    squares of ``part`` (``fit``: what the models train on; ``check``: what the simulator is
+    judged on; ``all``). Density cuts and the city's reference shape are those of the part."""
     path = Path(data_dir) / MILAN
     if not path.is_file():
         raise ModelError(f"{Path(data_dir)}: no {MILAN}; expected the shared data folder "
@@ -103,6 +120,10 @@ def build_dataset(data_dir: str | Path) -> ShapeDataset:
     table = read_activity(path)
     if table.interval_s != 3600:
         raise ModelError(f"{path}: interval {table.interval_s} s; expected hourly (3600 s)")
+    try:
+        table = splits.select(table, part)
+    except splits.SplitError as exc:
+        raise ModelError(str(exc)) from None
     loads, areas, weeks, mean = weekly_items(table.load)
     if len(np.unique(areas)) < 8:
         raise ModelError(f"{path}: only {len(np.unique(areas))} area(s) with a complete week; need at least 8")
@@ -112,9 +133,10 @@ def build_dataset(data_dir: str | Path) -> ShapeDataset:
     t1, t2 = np.quantile(area_mean, [1 / 3, 2 / 3])
     cls_area = np.where(area_mean > t2, 0, np.where(area_mean > t1, 1, 2))
     shape = (loads / mean[:, None]).astype(np.float32)
+    reference = shape.astype(np.float64).mean(axis=0)
     return ShapeDataset(shape=shape, level=np.log(mean).astype(np.float32),
                         density=cls_area[inv].astype(np.int64), area=areas, week=weeks,
-                        thresholds=(float(t1), float(t2)))
+                        thresholds=(float(t1), float(t2)), reference=reference / reference.mean())
 
 
 def split(ds: ShapeDataset, held_out: float = HELD_OUT_FRACTION, seed: int = SPLIT_SEED
@@ -395,13 +417,13 @@ def pretrained(kind: str, directory: str | None = None) -> _ShapeModel:
 
 
 def cell_multipliers(kind: str, density: np.ndarray, seed: int) -> np.ndarray:
-    """Per-cell weekly load multipliers, float64 (n_cells, 168), hour 0 = Monday 00:00 local.
+    """Per-cell relative weekly shapes, float64 (n_cells, 168), hour 0 = Monday 00:00 local.
 
-    ``kind``: 'vae' or 'gan' (the shipped pretrained model), or 'profile' (all ones: the simulator's
-    own profile, no per-cell variation). ``density``: class code per cell (0 urban, 1 suburban,
-    2 rural). Row c = a sampled weekly shape for cell c's class (mean 1 over the 168 hours) times a
-    sampled relative level exp(level_c) / mean over cells of exp(level); so the whole matrix has mean 1.
-    Deterministic for ``seed``."""
+    ``kind``: 'vae' or 'gan' (the shipped pretrained model), or 'profile' (all ones: no learned
+    deviation). ``density``: class code per cell (0 urban, 1 suburban, 2 rural). Row c = a sampled
+    relative shape for cell c's class: how an area's week differs from the city's, mean 1 over
+    the 168 hours. The sampled level is not used: a cell's size is the simulator's (where its
+    people live and work). Deterministic for ``seed``."""
     codes = np.asarray(density)
     if codes.ndim != 1:
         raise ConfigError(f"cell_multipliers: density must be a 1-d array of class codes, got shape {codes.shape}")
@@ -418,7 +440,5 @@ def cell_multipliers(kind: str, density: np.ndarray, seed: int) -> np.ndarray:
     if codes.size == 0:
         return np.zeros((0, HOURS), dtype=np.float64)
     model = pretrained(kind)
-    s = model.sample_conditional(codes.astype(np.int64), seed=seed)
-    rel = np.exp(s["level"] - s["level"].max())
-    rel = rel / rel.mean()
-    return s["shape"] * rel[:, None]
+    return model.sample_conditional(codes.astype(np.int64), seed=seed)["shape"]
+

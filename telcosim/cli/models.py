@@ -151,7 +151,10 @@ def _train(args) -> int:
     print(f"training {model.name} on {len(train)} weeks of {len(set(train.area))} areas ...", flush=True)
     model.fit(train.model_data())
     model.spec["data"] = {  # provenance of the training items, for the sidecar
-        "items": "one area-week: 168 hourly loads / their mean (hour 0 = Monday 00:00 local) and log mean load",
+        "items": ("one area-week of the fit part of the squares: 168 hourly loads / their mean (hour 0 = Monday "
+                  "00:00 local) over the city's mean shape (reference_shape), renormalised to mean 1; log mean load"),
+        "part": "fit",
+        "reference_shape": [round(float(v), 5) for v in train.reference],
         "density_class": shapes.DENSITY_METHOD,
         "density_cuts_mean_load": [round(t, 4) for t in train.thresholds],
         "weeks_left_out": list(shapes.HOLIDAY_WEEKS) + ["any week with a missing hour"],
