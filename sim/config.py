@@ -145,8 +145,9 @@ class BehaviourConfig:
     redial_prob: float = _f(0.5, "chance that a call that did not connect (blocked, busy) is dialled again", lo=0, hi=1)
     redial_delay_mean_s: float = _f(30.0, "mean delay before a redial (exponential, s)", lo=0, lo_open=True)
     redial_max: int = _f(3, "most redials of one call attempt (0: nobody redials)", lo=0, hi=100)
-    cell_shapes: str = _f("profile", "weekly load shape per cell: the profile's for every cell, or one drawn per "
-                          "cell (and its level) from a learned generator trained on real series",
+    cell_shapes: str = _f("profile", "weekly load shape per cell: the profile's for every cell, or a deviation from "
+                          "the city's shape drawn per cell from a learned generator trained on real squares (each "
+                          "service keeps its city-wide shape; measured no closer to real than the profile)",
                           choices=("profile", "vae", "gan"))
 
 
