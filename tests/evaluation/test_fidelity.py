@@ -370,3 +370,17 @@ def test_multi_day_run_gets_weekly_and_autocorrelation(tmp_path, real_sets):
     # the weekly shape compares only the hours of week the run covers (3 of 7 days)
     syn_weekly = np.asarray(doc["plots"]["weekly"]["voice"]["synthetic"], float)
     assert np.isfinite(syn_weekly).sum() == 72
+
+
+def test_a_relative_tolerance_of_one_or_more_gives_no_verdict(honest_doc):
+    """|syn - real| / real of any figure below the real one is under 1, so a tolerance >= 1 could
+    not fail it: such a metric is reported without a verdict. Copenhagen's check part is one: its
+    halves differ in SMS:call by more than half."""
+    m = honest_doc["metrics"]
+    wide = [n for n, v in m.items() if F.SPEC_BY_NAME[n].distance == "rel" and (v.get("tolerance") or 0) >= 1.0]
+    assert "sms_call_ratio" in wide
+    for n in wide:
+        assert m[n]["status"] == "not_evaluated" and "no verdict" in m[n]["note"], n
+    narrow = [n for n, v in m.items() if F.SPEC_BY_NAME[n].distance == "rel" and v.get("tolerance") is not None
+              and v["tolerance"] < 1.0 and v.get("distance") is not None]
+    assert narrow and all(m[n]["status"] in ("pass", "fail") for n in narrow)
