@@ -170,7 +170,7 @@ class MobilityConfig:
     speed_log_sigma: float = _f(0.5, "log-sd of trip speeds", lo=0)
     ping_pong_prob: float = _f(0.18, "chance that a handover while moving bounces back to the previous cell briefly", lo=0, hi=1)
     ping_pong_dwell_s: float = _f(4.0, "mean time spent in the cell bounced into", lo=0, lo_open=True)
-    dwell_log_sigma: float = _f(1.166, "log-sd of a mean-one lognormal factor on each hop's dwell while moving "
+    dwell_log_sigma: float = _f(1.149, "log-sd of a mean-one lognormal factor on each hop's dwell while moving "
                                 "(0: dwell = crossing distance / trip speed; default: the Irish 5G driving traces', "
                                 "profile [handover] dwell_log_sigma)", lo=0, hi=4)
 
