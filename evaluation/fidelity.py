@@ -65,6 +65,8 @@ MIN_SPLIT_UNITS = 6  # fewer units than this: the set is "too small to split", t
 MIN_WINDOW_SHARE = 0.5  # a real load window with fewer finite hours than this share is left out
 MILAN_GRID = 100  # area ids 1..10000 are the Telecom Italia Milan grid, 100 squares a row, numbered from 1
 MILAN_BAND_COLUMNS = 25  # Milan squares are grouped in bands of 25 grid columns (~5.9 km, west to east)
+COUNT_RESIDUAL_MIN = 0.8  # residual var/mean (residual_dispersion) below which real values are taken as not counts:
+# independent events give about 1 (Poisson), clustered ones more; 0.8 leaves room for sampling error
 EXCEEDANCE_X = 2.0  # a cell-hour "exceeds" when its load is above 2 x that cell's mean hourly load
 BURST_MIN_EVENTS = 10  # subscribers with fewer records are left out of the burstiness median
 MIN_ACF_PAIRS_PER_LAG = 2  # a series needs at least 2 x lag hours for its autocorrelation at lag
@@ -325,6 +327,30 @@ def dispersion_at(stats, m: float | None = None) -> float:
     return float(np.median(d)) if len(d) else float("nan")
 
 
+def residual_dispersion(x: np.ndarray) -> float:
+    """Median over rows of var/mean of the hourly values about the row's own hour-of-week mean
+    (column ``j`` is hour ``j % 168`` of the row's week; NaN = missing): what is left of a cell's
+    variation once its weekly cycle is taken out. For counts of events that happen independently
+    this is at least about 1 (Poisson); clustered events give more. A figure well below 1 says the
+    values are not such counts (e.g. counts rescaled by a constant below 1), and then var/mean
+    depends on the unit. NaN with fewer than two weeks of hours (one value per hour of week)."""
+    x = np.asarray(x, float)
+    if x.ndim != 2 or x.shape[1] < 2 * 168:
+        return float("nan")
+    w = x.shape[1] // 168 * 168
+    wk = x[:, :w].reshape(x.shape[0], -1, 168)
+    with np.errstate(invalid="ignore", divide="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        n = np.isfinite(wk).sum(axis=1)  # rows x 168: weeks with a value at each hour of week
+        prof = np.nanmean(wk, axis=1, keepdims=True)
+        ss = np.nansum((wk - prof) ** 2, axis=(1, 2))
+        dof = np.where(n >= 2, n - 1, 0).sum(axis=1)
+        mean = np.nanmean(np.where(n[:, None, :] >= 2, wk, np.nan), axis=(1, 2))
+        d = ss / dof / mean
+    d = d[np.isfinite(d) & (dof >= 168)]
+    return float(np.median(d)) if len(d) else float("nan")
+
+
 def in_windows(x: np.ndarray, hours: int | None) -> np.ndarray:
     """Rows (cells' hourly series, NaN = missing) cut into consecutive windows of ``hours`` from
     each row's first column, each window a row of its own; an incomplete last window is dropped,
@@ -344,6 +370,7 @@ def _load_features(mat: np.ndarray, svc: str, window_hours: int | None = None,
     """Cell-load figures of a cells x hours matrix (NaN = missing), each row cut into windows of
     ``window_hours`` first (:func:`in_windows`); ``half``: the same matrix of the records of half of
     the subscribers, for the over-dispersion at a common count (:func:`dispersion_at`)."""
+    whole = mat
     mat = in_windows(mat, window_hours)
     norm = normalised_loads(mat)
     out = {f"cell_load_distribution.{svc}": norm,
@@ -360,6 +387,7 @@ def _load_features(mat: np.ndarray, svc: str, window_hours: int | None = None,
             stats = stats + dispersion_stats(in_windows(half, window_hours))
         out["_dispersion.all"] = stats
         out["over_dispersion.all"] = dispersion_at(stats)
+        out["_residual_dispersion.all"] = residual_dispersion(whole)
     return out
 
 
@@ -1041,6 +1069,15 @@ def evaluate(run_dir: Path, datasets, required=None, splits: int = SPLITS, seed:
         if base is None:
             notes.append(real_info[src]["note"] or "no finite baseline from the halves: the floor is used")
         status = "pass" if d <= tol else "fail"
+        resid = real_full[src].get("_residual_dispersion.all") if m_star is not None else None
+        if resid is not None and np.isfinite(resid) and resid < COUNT_RESIDUAL_MIN:
+            # var/mean is not scale-free: against values that are not event counts it measures the unit
+            status = "not_evaluated"
+            entry["real_residual_dispersion"] = resid
+            notes.append(f"no verdict: the real values are not counts of independent events (about its own week, a "
+                         f"real area's hourly values vary {resid:.2f} x their mean, below the {COUNT_RESIDUAL_MIN:g} "
+                         "of counts; the Milan set is CDR counts rescaled by an undisclosed constant), so var/mean "
+                         "against them measures their unit; the scale-free variation is cell_load_distribution.all")
         if spec.distance == "rel" and tol >= 1.0:
             # |syn - real| / real of any figure between 0 and the real one is below 1: such a
             # tolerance cannot fail it, so no verdict (the real halves or groups differ too much)

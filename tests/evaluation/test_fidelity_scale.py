@@ -231,3 +231,17 @@ def test_parts_are_recorded_and_judged(real_sets, small_syn, small_run):
     assert docs["fit"]["metrics"]["sms_call_ratio"]["real"] != docs["check"]["metrics"]["sms_call_ratio"]["real"]
     with pytest.raises(ValueError, match="part 'test'"):
         F.evaluate(small_run[1], sets, part="test", synthetic=small_syn)
+
+
+def test_residual_dispersion_tells_counts_from_rescaled_counts():
+    """About each cell's own week, counts of independent events vary about as much as their mean
+    (Poisson), bursty ones more; the same counts times 0.25 (a rescaled set like Milan's) far less,
+    and so does anything under two weeks (no figure)."""
+    rng = np.random.default_rng(11)
+    rate = 20.0 * diurnal(14 * DAY, 0.6)
+    poisson = rng.poisson(np.broadcast_to(rate, (40, len(rate)))).astype(float)
+    assert F.residual_dispersion(poisson) == pytest.approx(1.0, abs=0.1)
+    bursty, _ = clustered_cells(6, 40, 14, 20.0)
+    assert F.residual_dispersion(bursty) > 1.5
+    assert F.residual_dispersion(np.round(0.25 * poisson)) < F.COUNT_RESIDUAL_MIN
+    assert np.isnan(F.residual_dispersion(poisson[:, :13 * DAY]))
