@@ -14,8 +14,10 @@ import dataclasses
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pyarrow.parquet as pq
 import pytest
+from scipy.spatial import cKDTree
 
 from telcosim import scenarios
 from telcosim.scenarios.loader import BUILTIN_DIR
@@ -24,6 +26,7 @@ from telcosim.sim import config
 from telcosim.sim.config import NetworkConfig
 from telcosim.sim.errors import ConfigError, InputDataError
 from telcosim.sim.network import OPENCELLID_COLUMNS, _latlon, _xy, load_cells_csv
+from tests.conftest import SHARED_DATA
 
 FIXTURE = BUILTIN_DIR / "opencellid_town_madeup.csv"
 HEADER = ",".join(OPENCELLID_COLUMNS)
@@ -231,3 +234,30 @@ def test_the_builtin_example_is_sound():
     sc = scenarios.load("opencellid_town")
     net = load_cells_csv(Path(sc.source).parent / sc.network.cells_csv, sc.network)
     assert net.n_cells == sum(r["radio"] != "NR" and int(r["samples"]) >= 3 for r in _rows())
+
+
+@pytest.mark.slow
+def test_averaged_positions_do_not_tell_sectors_from_neighbouring_sites():
+    """The figures behind cells_colocated_m = 0 (docs/scenario-format.md): in the Irish 5G drive
+    traces, a cell's mean fix position (as OpenCellID averages its measurements) lies farther from
+    its own eNodeB's other sectors than from the nearest cell of another eNodeB."""
+    files = sorted((SHARED_DATA / "irish_5g").rglob("*.csv"))
+    if not files:
+        pytest.skip("the Irish 5G traces are not in the shared data")
+    cols = ["Longitude", "Latitude", "RAWCELLID", "NetworkMode"]
+    d = pd.concat([pd.read_csv(f, usecols=cols, na_values="-") for f in files]).dropna()
+    d = d[d.NetworkMode == "LTE"]
+    g = d.groupby(d.RAWCELLID.astype(np.int64)).agg(lat=("Latitude", "mean"), lon=("Longitude", "mean"),
+                                                     n=("Latitude", "size"))
+    g = g[g.n >= 10]
+    enb = g.index.to_numpy() // 256
+    x, y = _xy(g.lat.to_numpy(), g.lon.to_numpy(), (float(g.lat.mean()), float(g.lon.mean())))
+    pts = np.column_stack([x, y]) * 1000.0
+    same = [np.hypot(*(pts[i] - pts[j])) for i in range(len(pts)) for j in range(i + 1, len(pts)) if enb[i] == enb[j]]
+    dist, idx = cKDTree(pts).query(pts, k=len(pts))
+    other = [next(dist[k, m] for m in range(1, len(pts)) if enb[idx[k, m]] != enb[k]) for k in range(len(pts))]
+    assert len(g) == 58 and len(same) == 27
+    assert np.median(same) == pytest.approx(613, abs=1) and np.percentile(same, 10) == pytest.approx(207, abs=1)
+    assert np.median(other) == pytest.approx(273, abs=1)
+    assert np.mean(np.array(same) <= 300) == pytest.approx(0.19, abs=0.005)
+    assert np.mean(np.array(other) <= 300) == pytest.approx(0.55, abs=0.005)
