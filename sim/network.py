@@ -298,7 +298,7 @@ class _Checker:
 
     def whole(self, line: int, col: str, text: str | None) -> int:
         t = (text or "").strip()
-        if not t.isdigit():
+        if not (t.isascii() and t.isdigit()):
             self.problems.append(f"{self.name}: line {line}: {col}: {text!r} is not a whole number >= 0")
             return -1
         return int(t)

@@ -176,7 +176,7 @@ def test_grouping_by_position_takes_the_cells_near_each_sites_first_cell(tmp_pat
 
 def test_bad_lines_are_reported_with_line_column_and_value(tmp_path):
     p = _write(tmp_path, _row(radio="WIFI"), _row(lat=95), "LTE,1,x,1001,-5,0,9.19,45.46,800,many,1,0,0,0",
-               _row(samples=""))
+               _row(samples=""), _row(area="²"))
     assert _problems(p) == [
         "cells.csv: line 2: radio: 'WIFI' is not one of GSM, UMTS, CDMA, LTE, NR",
         "cells.csv: line 3: lat: 95.0 is out of range (-90..90)",
@@ -184,6 +184,7 @@ def test_bad_lines_are_reported_with_line_column_and_value(tmp_path):
         "cells.csv: line 4: cell: '-5' is not a whole number >= 0",
         "cells.csv: line 4: samples: 'many' is not a whole number >= 0",
         "cells.csv: line 5: samples: '' is not a whole number >= 0",
+        "cells.csv: line 6: area: '²' is not a whole number >= 0",
     ]
 
 
