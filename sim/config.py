@@ -70,6 +70,22 @@ class NetworkConfig:
     urban_km: float = _f(2.5, "cells within this distance of the centre are urban", lo=0)
     suburban_km: float = _f(6.0, "cells within this distance (and not urban) are suburban; beyond, rural", lo=0)
     cells_csv: str = _f("", "layout = 'csv': path of a CSV of cells (cell_id, lat, lon, ...), relative to the scenario file")
+    # How a cell list is selected and grouped into sites (docs/scenario-format.md, "Cell lists").
+    cells_within_km: float = _f(0.0, "layout = 'csv': keep only the cells within this distance of (origin_lat, "
+                                "origin_lon), which is then the centre; 0: every cell, centred on their mean "
+                                "position", lo=0)
+    cells_radio: str = _f("", "OpenCellID cell list: the radio types to keep, comma-separated (GSM, UMTS, CDMA, LTE, "
+                          "NR); '': every type in the file")
+    cells_min_samples: int = _f(0, "OpenCellID cell list: drop the cells measured fewer times than this (samples "
+                                "column)", lo=0)
+    cells_duplicates: str = _f("error", "OpenCellID cell list: a cell listed twice (same radio, mcc, net, area, cell) is "
+                               "an error, or its first row is kept, or its row with the most samples",
+                               choices=("error", "first", "most_samples"))
+    cells_sites: str = _f("auto", "OpenCellID cell list: how cells become the sectors of a site: LTE cells by eNodeB "
+                          "(cell // 256) and the others by position, or every cell by position",
+                          choices=("auto", "position"))
+    cells_colocated_m: float = _f(0.0, "OpenCellID cell list: a cell grouped by position joins the first site within "
+                                  "this distance of its first cell (0: only cells at the same position)", lo=0)
     voice_channels: ByDensity = _by_density(8, 6, 4, "voice channels per cell by density class")
     data_mbps: ByDensity = _by_density(150, 100, 50, "downlink data capacity per cell (Mbps) by density class")
     max_data_sessions: int = _f(200, "most data sessions a cell serves at once; a new one beyond is blocked", lo=1)
@@ -296,9 +312,24 @@ def _cross_checks(sc: Scenario, file: str, problems: list[str]) -> None:
                         f"network.urban_km ({sc.network.urban_km})")
     if sc.network.layout == "csv" and not sc.network.cells_csv:
         problems.append(f"{file}: network.cells_csv: required when network.layout = 'csv'")
+    bad_radio = [r for r in cell_radios(sc.network.cells_radio) if r not in CELL_RADIOS]
+    if bad_radio or (sc.network.cells_radio.strip() and not cell_radios(sc.network.cells_radio)):
+        problems.append(f"{file}: network.cells_radio: {sc.network.cells_radio!r} is not a comma-separated list of "
+                        f"radio types (choose among {', '.join(CELL_RADIOS)}; '' for every type)")
     for name, value in (("call_duration_log_sigma", sc.behaviour.call_duration_log_sigma),):
         if value == value and value < 0:  # NaN means "from the profile"
             problems.append(f"{file}: behaviour.{name}: {value} is out of range (must be >= 0)")
+
+
+# The radio types of OpenCellID's cell lists (its radio column).
+CELL_RADIOS = ("GSM", "UMTS", "CDMA", "LTE", "NR")
+# The keys that select and group the rows of an OpenCellID cell list (no effect on other CSVs).
+OPENCELLID_KEYS = ("cells_radio", "cells_min_samples", "cells_duplicates", "cells_sites", "cells_colocated_m")
+
+
+def cell_radios(text: str) -> tuple[str, ...]:
+    """``network.cells_radio`` as a tuple of radio names (upper case); empty for every type."""
+    return tuple(r.strip().upper() for r in text.split(",") if r.strip())
 
 
 # Keys that act only with some network layouts: (key, layouts where it acts, what to set instead).
@@ -308,13 +339,21 @@ _LAYOUT_KEYS = (
     ("sites", ("hex", "random"), "the cells CSV gives the sites; remove network.sites"),
     ("sectors", ("hex", "random"), "the cells CSV gives the cells of each site; remove network.sectors"),
     ("radius_km", ("hex", "random"), "the cells CSV gives the positions; remove network.radius_km"),
+    ("cells_within_km", ("csv",), "it selects the rows of the cells CSV; remove it"),
+    *((key, ("csv",), "it selects and groups the rows of an OpenCellID cell list; remove it") for key in OPENCELLID_KEYS),
 )
 
 
 def idle_network_keys(sc: Scenario) -> list[str]:
     """The network keys that have no effect with the scenario's layout (complete dumps leave them
     out, so that the dump loads as the user's own file would)."""
-    return [key for key, layouts, _ in _LAYOUT_KEYS if sc.network.layout not in layouts]
+    idle = [key for key, layouts, _ in _LAYOUT_KEYS if sc.network.layout not in layouts]
+    return idle + (["origin_lat", "origin_lon"] if _origin_idle(sc.network) else [])
+
+
+def _origin_idle(net: NetworkConfig) -> bool:
+    """A cell list is centred on its cells' mean position unless cells_within_km selects around the origin."""
+    return net.layout == "csv" and net.cells_within_km == 0
 
 
 def _no_effect(sc: Scenario, file: str, given: set[tuple[str, ...]], problems: list[str]) -> None:
@@ -326,6 +365,12 @@ def _no_effect(sc: Scenario, file: str, given: set[tuple[str, ...]], problems: l
                 and getattr(sc.network, key) != getattr(defaults, key)):
             problems.append(f"{file}: network.{key}: has no effect with network.layout = "
                             f"{sc.network.layout!r}: {instead}")
+    for key in ("origin_lat", "origin_lon"):
+        if (_origin_idle(sc.network) and ("network", key) in given
+                and getattr(sc.network, key) != getattr(defaults, key)):
+            problems.append(f"{file}: network.{key}: has no effect with network.layout = 'csv' unless "
+                            "network.cells_within_km is set (the centre is then the cells' mean position): "
+                            "remove it, or set network.cells_within_km to keep the cells around it")
 
 
 def _keys(raw: dict[str, Any], prefix: tuple[str, ...] = ()) -> set[tuple[str, ...]]:

@@ -20,7 +20,7 @@ import networkx as nx
 import numpy as np
 from scipy.spatial import Delaunay, QhullError, cKDTree
 
-from .config import NetworkConfig
+from .config import CELL_RADIOS, OPENCELLID_KEYS, NetworkConfig, cell_radios
 from .errors import InputDataError
 from .kernels import setup
 
@@ -238,88 +238,300 @@ def build_network(cfg: NetworkConfig, rng: np.random.Generator, base_dir: Path |
 
 CSV_REQUIRED = ("cell_id", "lat", "lon")
 CSV_OPTIONAL = ("site_id", "azimuth_deg", "voice_channels", "data_mbps", "density")
+# OpenCellID's published layout (cell_towers.csv and its per-country extracts), and the columns read.
+OPENCELLID_COLUMNS = ("radio", "mcc", "net", "area", "cell", "unit", "lon", "lat", "range", "samples", "changeable",
+                      "created", "updated", "averageSignal")
+OPENCELLID_REQUIRED = ("radio", "mcc", "net", "area", "cell", "lon", "lat")
 
 
-def load_cells_csv(path: Path, cfg: NetworkConfig) -> Network:
-    """A user's cell list: columns ``cell_id, lat, lon`` and optionally ``site_id, azimuth_deg,
-    voice_channels, data_mbps, density`` (urban|suburban|rural). Every problem is reported."""
+@dataclass
+class _Rows:
+    """The cells of a list as read, before selection: one entry per row."""
+
+    line: np.ndarray                # int64, the row's line number in the file
+    source_id: list[str]
+    lat: np.ndarray
+    lon: np.ndarray
+    site_key: list[object]          # cells with equal keys form a site
+    az: np.ndarray
+    voice: np.ndarray               # -1: from the density class
+    data: np.ndarray
+    dens: np.ndarray                # int8, -1: from the distance to the centre
+
+    def take(self, keep: np.ndarray) -> _Rows:
+        idx = np.flatnonzero(keep) if keep.dtype == bool else keep
+        return _Rows(self.line[idx], [self.source_id[i] for i in idx], self.lat[idx], self.lon[idx],
+                     [self.site_key[i] for i in idx], self.az[idx], self.voice[idx], self.data[idx], self.dens[idx])
+
+
+def _read_csv(path: Path) -> tuple[list[dict[str, str]], list[str]]:
     try:
         with open(path, newline="", encoding="utf-8") as fh:
-            rows = list(csv.DictReader(fh))
-            header = rows[0].keys() if rows else []
+            reader = csv.DictReader(fh)
+            rows = list(reader)
+            header = list(reader.fieldnames or [])
     except FileNotFoundError:
         raise InputDataError(f"{path}: no such cells file") from None
     except (OSError, UnicodeDecodeError, csv.Error) as exc:
         raise InputDataError(f"{path}: cannot read the cells file ({exc})") from None
-    name = path.name
-    if not rows:
-        raise InputDataError(f"{name}: no cells (expected a header with {', '.join(CSV_REQUIRED)} and one row per cell)")
-    missing = [c for c in CSV_REQUIRED if c not in header]
-    if missing:
-        raise InputDataError(f"{name}: missing column(s) {', '.join(missing)} (required: {', '.join(CSV_REQUIRED)}; "
-                             f"optional: {', '.join(CSV_OPTIONAL)})")
-    problems: list[str] = []
-    seen: dict[str, int] = {}
-    lat = np.empty(len(rows))
-    lon = np.empty(len(rows))
-    az = np.full(len(rows), np.nan)
-    voice = np.empty(len(rows))
-    data = np.empty(len(rows))
-    dens = np.full(len(rows), -1, dtype=np.int8)
-    sites: list[str] = []
+    return rows, header
 
-    def num(row_no: int, col: str, text: str | None, lo: float, hi: float) -> float:
+
+class _Checker:
+    """Per-line checks that collect every problem of a file."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.problems: list[str] = []
+
+    def num(self, line: int, col: str, text: str | None, lo: float, hi: float) -> float:
         try:
             v = float(text)  # type: ignore[arg-type]
         except (TypeError, ValueError):
             v = float("nan")
         if v != v:
-            problems.append(f"{name}: line {row_no}: {col}: {text!r} is not a number")
+            self.problems.append(f"{self.name}: line {line}: {col}: {text!r} is not a number")
             return float("nan")
         if not lo <= v <= hi:
-            problems.append(f"{name}: line {row_no}: {col}: {v} is out of range ({lo}..{hi})")
+            self.problems.append(f"{self.name}: line {line}: {col}: {v} is out of range ({lo}..{hi})")
         return v
 
+    def whole(self, line: int, col: str, text: str | None) -> int:
+        t = (text or "").strip()
+        if not (t.isascii() and t.isdigit()):
+            self.problems.append(f"{self.name}: line {line}: {col}: {text!r} is not a whole number >= 0")
+            return -1
+        return int(t)
+
+    def optional(self, row: dict[str, str], r: _Rows, i: int) -> None:
+        """The optional columns both layouts share: site_id, azimuth_deg, voice_channels, data_mbps, density."""
+        line = int(r.line[i])
+        if (row.get("site_id") or "").strip():
+            r.site_key[i] = ("site", row["site_id"].strip())
+        if row.get("azimuth_deg") not in (None, ""):
+            r.az[i] = self.num(line, "azimuth_deg", row["azimuth_deg"], 0, 360)
+        if row.get("voice_channels") not in (None, ""):
+            r.voice[i] = self.num(line, "voice_channels", row["voice_channels"], 1, 10_000)
+            if r.voice[i] == r.voice[i] and r.voice[i] != round(r.voice[i]):
+                self.problems.append(f"{self.name}: line {line}: voice_channels: {r.voice[i]} is not a whole "
+                                     "number of channels")
+        if row.get("data_mbps") not in (None, ""):
+            r.data[i] = self.num(line, "data_mbps", row["data_mbps"], 0.001, 1e6)
+        d = (row.get("density") or "").strip()
+        if d:
+            if d not in DENSITY_CLASSES:
+                self.problems.append(f"{self.name}: line {line}: density: {d!r} is not one of "
+                                     f"{', '.join(DENSITY_CLASSES)}")
+            else:
+                r.dens[i] = DENSITY_CLASSES.index(d)
+
+
+def _empty_rows(n: int) -> _Rows:
+    return _Rows(np.arange(2, n + 2, dtype=np.int64), [""] * n, np.empty(n), np.empty(n), [None] * n,
+                 np.full(n, np.nan), np.full(n, -1.0), np.full(n, -1.0), np.full(n, -1, dtype=np.int8))
+
+
+def _plain_rows(rows: list[dict[str, str]], chk: _Checker) -> _Rows:
+    """The layout ``cell_id, lat, lon`` (+ optional columns): every row is a cell, ids unique."""
+    r = _empty_rows(len(rows))
+    seen: dict[str, int] = {}
     for i, row in enumerate(rows):
         line = i + 2
         cid = (row.get("cell_id") or "").strip()
         if not cid:
-            problems.append(f"{name}: line {line}: cell_id is empty")
+            chk.problems.append(f"{chk.name}: line {line}: cell_id is empty")
         elif cid in seen:
-            problems.append(f"{name}: line {line}: cell_id {cid!r} duplicates line {seen[cid]}")
+            chk.problems.append(f"{chk.name}: line {line}: cell_id {cid!r} duplicates line {seen[cid]}")
         else:
             seen[cid] = line
-        lat[i] = num(line, "lat", row.get("lat"), -90, 90)
-        lon[i] = num(line, "lon", row.get("lon"), -180, 180)
-        if row.get("azimuth_deg") not in (None, ""):
-            az[i] = num(line, "azimuth_deg", row["azimuth_deg"], 0, 360)
-        voice[i] = num(line, "voice_channels", row["voice_channels"], 1, 10_000) if row.get("voice_channels") not in (None, "") else -1
-        if voice[i] == voice[i] and voice[i] != round(voice[i]):
-            problems.append(f"{name}: line {line}: voice_channels: {voice[i]} is not a whole number of channels")
-        data[i] = num(line, "data_mbps", row["data_mbps"], 0.001, 1e6) if row.get("data_mbps") not in (None, "") else -1
-        d = (row.get("density") or "").strip()
-        if d:
-            if d not in DENSITY_CLASSES:
-                problems.append(f"{name}: line {line}: density: {d!r} is not one of {', '.join(DENSITY_CLASSES)}")
-            else:
-                dens[i] = DENSITY_CLASSES.index(d)
-        sites.append((row.get("site_id") or "").strip() or f"{row.get('lat')},{row.get('lon')}")
-    if problems:
-        raise InputDataError(problems)
-    # The centre of a user's network is the mean position of its cells.
-    origin = (float(lat.mean()), float(lon.mean()))
-    x, y = _xy(lat, lon, origin)
-    site_names = {s: k for k, s in enumerate(dict.fromkeys(sites))}
-    site = np.array([site_names[s] for s in sites], dtype=np.int32)
-    # Coverage centroid: towards the azimuth by 30% of the distance to the nearest other site.
+        r.source_id[i] = cid
+        r.lat[i] = chk.num(line, "lat", row.get("lat"), -90, 90)
+        r.lon[i] = chk.num(line, "lon", row.get("lon"), -180, 180)
+        r.site_key[i] = ("at", f"{row.get('lat')},{row.get('lon')}")  # same position text: one site
+        chk.optional(row, r, i)
+    return r
+
+
+def _opencellid_rows(rows: list[dict[str, str]], header: list[str], chk: _Checker,
+                     cfg: NetworkConfig) -> tuple[_Rows, np.ndarray, np.ndarray]:
+    """OpenCellID's layout: the rows, each one's radio (index into CELL_RADIOS) and samples (-1
+    without the column). A cell's site is its site_id when given; else, with cells_sites = 'auto',
+    its LTE eNodeB; else none yet (grouped by position later)."""
+    n = len(rows)
+    r = _empty_rows(n)
+    radio = np.full(n, -1, dtype=np.int8)
+    samples = np.full(n, -1, dtype=np.int64)
+    has_samples = "samples" in header
+    for i, row in enumerate(rows):
+        line = i + 2
+        rt = (row.get("radio") or "").strip().upper()
+        if rt in CELL_RADIOS:
+            radio[i] = CELL_RADIOS.index(rt)
+        else:
+            chk.problems.append(f"{chk.name}: line {line}: radio: {row.get('radio')!r} is not one of "
+                                f"{', '.join(CELL_RADIOS)}")
+        mcc, net, area, cell = (chk.whole(line, c, row.get(c)) for c in ("mcc", "net", "area", "cell"))
+        r.source_id[i] = f"{rt}-{mcc}-{net}-{area}-{cell}"
+        r.lat[i] = chk.num(line, "lat", row.get("lat"), -90, 90)
+        r.lon[i] = chk.num(line, "lon", row.get("lon"), -180, 180)
+        if has_samples:
+            samples[i] = chk.whole(line, "samples", row.get("samples"))
+        if cfg.cells_sites == "auto" and rt == "LTE" and cell >= 256:
+            # An LTE cell id (ECI) is eNodeB id * 256 + sector: the sectors of one eNodeB share
+            # cell // 256. A cell id below 256 is a bare sector number: its eNodeB is unknown.
+            r.site_key[i] = ("enb", mcc, net, cell // 256)
+        chk.optional(row, r, i)
+    return r, radio, samples
+
+
+def _position_sites(keys: list[object], x: np.ndarray, y: np.ndarray, within_m: float) -> list[object]:
+    """Site keys for the cells without one: in row order, each cell not yet placed starts a site
+    that takes every such cell within ``within_m`` of it (0: at the same position)."""
+    todo = [i for i, k in enumerate(keys) if k is None]
+    out = list(keys)
+    if not todo:
+        return out
+    pts = np.column_stack([x[todo], y[todo]])
+    if within_m == 0:
+        first: dict[tuple[float, float], int] = {}
+        for j, i in enumerate(todo):
+            out[i] = ("pos", first.setdefault((float(pts[j, 0]), float(pts[j, 1])), i))
+        return out
+    tree = cKDTree(pts)
+    for j, i in enumerate(todo):
+        if out[i] is None:
+            for m in sorted(tree.query_ball_point(pts[j], within_m / 1000.0)):
+                if out[todo[m]] is None:
+                    out[todo[m]] = ("pos", i)
+    return out
+
+
+def _layout_of(name: str, header: list[str]) -> str:
+    if "cell_id" in header or not all(c in header for c in OPENCELLID_REQUIRED):
+        if "cell_id" not in header and len(header) == len(OPENCELLID_COLUMNS) and header[0].strip().upper() in CELL_RADIOS:
+            raise InputDataError(f"{name}: the first line is a cell in OpenCellID's layout, not a header: add the "
+                                 f"line {','.join(OPENCELLID_COLUMNS)} at the top")
+        missing = [c for c in CSV_REQUIRED if c not in header]
+        if missing:
+            raise InputDataError(f"{name}: missing column(s) {', '.join(missing)} (required: {', '.join(CSV_REQUIRED)}; "
+                                 f"optional: {', '.join(CSV_OPTIONAL)}; or OpenCellID's layout: "
+                                 f"{', '.join(OPENCELLID_COLUMNS)})")
+        return "plain"
+    return "opencellid"
+
+
+def load_cells_csv(path: Path, cfg: NetworkConfig) -> Network:
+    """A cell list, in either layout (told apart by the header):
+
+    - ``cell_id, lat, lon`` and optionally ``site_id, azimuth_deg, voice_channels, data_mbps, density``
+      (urban|suburban|rural);
+    - OpenCellID's ``radio, mcc, net, area, cell, unit, lon, lat, range, samples, changeable, created,
+      updated, averageSignal`` (the optional columns above are read too), selected by radio type and
+      samples, duplicates resolved and cells grouped into sites as ``network.cells_*`` say.
+
+    ``network.cells_within_km`` keeps the cells around the origin in both. Every problem is reported."""
+    rows, header = _read_csv(path)
+    name = path.name
+    if not rows:
+        raise InputDataError(f"{name}: no cells (expected a header with {', '.join(CSV_REQUIRED)} and one row per cell, "
+                             f"or OpenCellID's layout {','.join(OPENCELLID_COLUMNS)})")
+    layout = _layout_of(name, header)
+    chk = _Checker(name)
+    defaults = NetworkConfig()
+    if layout == "plain":
+        for key in OPENCELLID_KEYS:
+            if getattr(cfg, key) != getattr(defaults, key):
+                chk.problems.append(f"{name}: network.{key}: has no effect: {name} has the layout cell_id, lat, lon "
+                                    f"(it applies to OpenCellID's layout only); remove network.{key}")
+        if chk.problems:
+            raise InputDataError(chk.problems)
+        r = _plain_rows(rows, chk)
+        if chk.problems:
+            raise InputDataError(chk.problems)
+        keep = np.ones(len(rows), dtype=bool)
+        dropped: list[str] = []
+    else:
+        needs_samples = cfg.cells_min_samples > 0 or cfg.cells_duplicates == "most_samples"
+        if needs_samples and "samples" not in header:
+            key = "cells_min_samples" if cfg.cells_min_samples > 0 else "cells_duplicates"
+            raise InputDataError(f"{name}: network.{key}: {getattr(cfg, key)!r} needs the samples column, which "
+                                 f"{name} lacks (OpenCellID's layout has it: {','.join(OPENCELLID_COLUMNS)})")
+        r, radio, samples = _opencellid_rows(rows, header, chk, cfg)
+        if chk.problems:
+            raise InputDataError(chk.problems)
+        keep = np.ones(len(rows), dtype=bool)
+        dropped = []
+        wanted = cell_radios(cfg.cells_radio)
+        if wanted:
+            ok = np.isin(radio, [CELL_RADIOS.index(w) for w in wanted])
+            dropped.append(f"{int((keep & ~ok).sum())} not of radio {', '.join(wanted)}")
+            keep &= ok
+        if cfg.cells_min_samples > 0:
+            ok = samples >= cfg.cells_min_samples
+            dropped.append(f"{int((keep & ~ok).sum())} with fewer than {cfg.cells_min_samples} samples")
+            keep &= ok
+    # Selection around the origin, in the simulator's local km frame.
+    if cfg.cells_within_km > 0:
+        origin = (cfg.origin_lat, cfg.origin_lon)
+        x, y = _xy(r.lat, r.lon, origin)
+        ok = np.hypot(x, y) <= cfg.cells_within_km
+        dropped.append(f"{int((keep & ~ok).sum())} farther than {cfg.cells_within_km} km from "
+                       f"({cfg.origin_lat}, {cfg.origin_lon})")
+        keep &= ok
+    if not keep.any():
+        raise InputDataError(f"{name}: no cells left of {len(rows)} rows ({'; then '.join(dropped)}): widen the "
+                             "network.cells_* selection")
+    r = r.take(keep)
+    if layout == "opencellid":
+        r = _resolve_duplicates(r, samples[keep], cfg.cells_duplicates, name)
+    # The centre is the origin when cells were selected around it, else the mean position of the cells.
+    origin = (cfg.origin_lat, cfg.origin_lon) if cfg.cells_within_km > 0 else (float(r.lat.mean()), float(r.lon.mean()))
+    x, y = _xy(r.lat, r.lon, origin)
+    keys = _position_sites(r.site_key, x, y, cfg.cells_colocated_m) if layout == "opencellid" else r.site_key
+    site_names = {k: s for s, k in enumerate(dict.fromkeys(keys))}
+    site = np.array([site_names[k] for k in keys], dtype=np.int32)
+    if layout == "opencellid":
+        # OpenCellID's position of a cell is the mean of where it was measured, so it lies towards
+        # the cell's coverage: it is kept as the coverage centroid, and the site sits at the mean
+        # position of its cells.
+        n_sites = len(site_names)
+        cnt = np.bincount(site, minlength=n_sites)
+        cx, cy = x.copy(), y.copy()
+        x = (np.bincount(site, x, n_sites) / cnt)[site]
+        y = (np.bincount(site, y, n_sites) / cnt)[site]
+    else:
+        cx = cy = None
+    # With an azimuth, the coverage centroid lies towards it by 30% of the distance to the nearest other site.
     _, first = np.unique(site, return_index=True)
     sx, sy = x[first], y[first]
     spacing = _nearest_other_distance(sx, sy)[site] if len(first) > 1 else np.ones(len(x))
-    rad = np.radians(np.nan_to_num(az))
-    off = np.where(np.isnan(az), 0.0, 0.3 * spacing)
-    cx, cy = x + off * np.sin(rad), y + off * np.cos(rad)
+    rad = np.radians(np.nan_to_num(r.az))
+    off = np.where(np.isnan(r.az), 0.0, 0.3 * spacing)
+    has_az = ~np.isnan(r.az)
+    bx = x if cx is None else np.where(has_az, x, cx)
+    by = y if cy is None else np.where(has_az, y, cy)
+    cx, cy = bx + off * np.sin(rad), by + off * np.cos(rad)
     computed = _density_class(x, y, cfg)
-    density = np.where(dens >= 0, dens, computed).astype(np.int8)
-    voice_v = np.where(voice > 0, voice, np.asarray(cfg.voice_channels.as_tuple())[density])
-    data_v = np.where(data > 0, data, np.asarray(cfg.data_mbps.as_tuple())[density])
-    return _assemble(cfg, site, x, y, cx, cy, az, density, voice_v, data_v, source_id=[r["cell_id"].strip() for r in rows], origin=origin)
+    density = np.where(r.dens >= 0, r.dens, computed).astype(np.int8)
+    voice_v = np.where(r.voice > 0, r.voice, np.asarray(cfg.voice_channels.as_tuple())[density])
+    data_v = np.where(r.data > 0, r.data, np.asarray(cfg.data_mbps.as_tuple())[density])
+    return _assemble(cfg, site, x, y, cx, cy, r.az, density, voice_v, data_v, source_id=r.source_id, origin=origin)
+
+
+def _resolve_duplicates(r: _Rows, samples: np.ndarray, policy: str, name: str) -> _Rows:
+    """A cell listed more than once (same radio, mcc, net, area, cell): an error, or one row kept
+    (the first, or the one with the most samples, the first among equals) at the place of the first."""
+    first: dict[str, int] = {}
+    best: dict[str, int] = {}
+    problems = []
+    for i, cid in enumerate(r.source_id):
+        if cid not in first:
+            first[cid] = best[cid] = i
+        elif policy == "error":
+            problems.append(f"{name}: line {r.line[i]}: cell {cid} duplicates line {r.line[first[cid]]} (set "
+                            "network.cells_duplicates = 'first' or 'most_samples' to keep one row)")
+        elif policy == "most_samples" and samples[i] > samples[best[cid]]:
+            best[cid] = i
+    if problems:
+        raise InputDataError(problems)
+    return r.take(np.array([best[c] for c in first], dtype=np.int64))
