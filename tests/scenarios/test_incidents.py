@@ -354,6 +354,21 @@ radius_km = 0.5
 start = 5
 duration_min = "long"
 cap_mbps = 5
+[[incidents]]
+kind = "emergency"
+sites = [1]
+start = "2024-03-05T18:00:00"
+duration_min = 30
+multipliers = { voice = 3 }
+falloff_km = 2.0
+[[incidents]]
+kind = "emergency"
+centre_km = [0.0, 0.0]
+radius_km = 2.0
+start = "2024-03-05T18:00:00"
+duration_min = 30
+multipliers = { voice = 3 }
+falloff_km = 0
 ''')
     assert main(["run", str(bad), "--out", str(tmp_path / "out")]) == 2
     err = capsys.readouterr().err
@@ -363,7 +378,9 @@ cap_mbps = 5
                      "bad.toml: incidents[1].sites: [] is an empty footprint",
                      "bad.toml: incidents[1].multipliers.voice: -2 is not a multiplier >= 0",
                      "bad.toml: incidents[2].start: 5 is not a date-time string",
-                     "bad.toml: incidents[2].duration_min: 'long' is not a duration > 0"):
+                     "bad.toml: incidents[2].duration_min: 'long' is not a duration > 0",
+                     "bad.toml: incidents[3].falloff_km: needs a centre (give centre_km",
+                     "bad.toml: incidents[4].falloff_km: 0 is not a number > 0"):
         assert expected in err, (expected, err)
     assert "Traceback" not in err
     assert not (tmp_path / "out").exists()
