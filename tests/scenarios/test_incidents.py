@@ -241,6 +241,9 @@ def test_disaster_signature_against_published_figures(tmp_path_factory):
     callers = fx["subscriber_id"].nunique() / fy["subscriber_id"].nunique()
     per_caller = (len(fx) / fx["subscriber_id"].nunique()) / (len(fy) / fy["subscriber_id"].nunique())
     assert callers > per_caller > 1.0
+    # ... so most of the extra calls are made by people who made none then in the baseline.
+    new = fx[~fx["subscriber_id"].isin(set(fy["subscriber_id"]))]
+    assert len(new) > 0.5 * (len(fx) - len(fy))
     # Blocking as under the Tohoku restrictions (70-95% of voice attempts refused: MIC, 2011), far
     # above the normal day's; the blocked calls are redialled.
     blocked, blocked_b = (x["outcome"] == "blocked").mean(), (y["outcome"] == "blocked").mean()
