@@ -23,8 +23,12 @@ A scenario lists incidents as ``[[incidents]]`` tables (``docs/scenario-format.m
     ``peaks`` (``at_min`` after the start, for ``duration_min``, times ``factor``).
 ``emergency``
     Voice and SMS attempts in the region surge by ``multipliers`` at the start, decaying
-    exponentially with ``decay_min``; calls go to contacts as always. Combine with outages for a
-    disaster.
+    exponentially with ``decay_min``; with ``falloff_km`` (a ``centre_km`` footprint only) the
+    surge falls off exponentially with a cell's distance from the centre (Bagrow et al. 2011,
+    Fig. 2C). The surge raises every subscriber's rates there, so at everyday per-person rates it
+    comes mostly from people who would not otherwise have called (their Fig. 1C); calls go to
+    contacts as always and blocked calls are redialled (``behaviour.redial_*``). Combine with
+    outages for a disaster.
 ``special_day``
     Every subscriber's rates times ``multipliers`` (per service) over the window, with ``hourly``
     overrides by local hour (New Year's midnight SMS).
@@ -70,7 +74,7 @@ _KEYS: dict[str, tuple[str, ...]] = {
     "degraded_cell": _COMMON + _FOOTPRINT + ("capacity_factor", "coverage_factor"),
     "backhaul_failure": _COMMON + _FOOTPRINT + ("cap_mbps", "loss"),
     "mass_event": _COMMON + _FOOTPRINT + ("attendees", "arrive_before_min", "multipliers", "peaks"),
-    "emergency": _COMMON + _FOOTPRINT + ("multipliers", "decay_min"),
+    "emergency": _COMMON + _FOOTPRINT + ("multipliers", "decay_min", "falloff_km"),
     "special_day": _COMMON + ("multipliers", "hourly"),
     "random_failures": _COMMON + ("sites", "mtbf_hours", "mttr_hours", "mttr_sigma", "on_active",
                                   "coverage_overlap", "registration_storm", "storm_spread_s"),
@@ -79,7 +83,7 @@ _KEYS: dict[str, tuple[str, ...]] = {
 DEFAULTS: dict[str, Any] = {
     "on_active": "handover", "coverage_overlap": 0.5, "registration_storm": True, "storm_spread_s": 60.0,
     "capacity_factor": 0.3, "coverage_factor": 1.0, "cap_mbps": -1.0, "loss": -1.0,
-    "attendees": 2000, "arrive_before_min": 90.0, "multipliers": {}, "peaks": [], "decay_min": 120.0,
+    "attendees": 2000, "arrive_before_min": 90.0, "multipliers": {}, "peaks": [], "decay_min": 120.0, "falloff_km": None,
     "hourly": [], "mtbf_hours": 2000.0, "mttr_hours": 4.0, "mttr_sigma": 0.8,
 }
 _OUTAGES = ("cell_outage", "site_outage", "random_failure")
@@ -241,7 +245,7 @@ def _check_param(key: str, v: Any, where: str, problems: list[str]) -> Any:
             bad("is out of range (a mean time between failures >= 1 hour)")
             return None
         return float(v)
-    if key in ("storm_spread_s", "arrive_before_min", "decay_min", "mttr_hours", "cap_mbps"):
+    if key in ("storm_spread_s", "arrive_before_min", "decay_min", "mttr_hours", "cap_mbps", "falloff_km"):
         if not _num(v) or v <= 0:
             bad("is not a number > 0")
             return None
@@ -365,6 +369,12 @@ def parse(sc: Scenario, net, label: str) -> list[Incident]:
                 params[key] = DEFAULTS[key]
         if kind == "backhaul_failure" and ("cap_mbps" in inc) == ("loss" in inc):
             problems.append(f"{where}: give one of cap_mbps (a cap in Mbps) or loss (a share of capacity lost)")
+        if kind == "emergency" and "falloff_km" in inc:
+            if "centre_km" not in inc:
+                problems.append(f"{where}.falloff_km: needs a centre (give centre_km = [x, y] and radius_km, "
+                                "not cells or sites)")
+            elif isinstance(inc["centre_km"], list):
+                params["centre_km"] = inc["centre_km"]
         if kind in ("mass_event", "emergency", "special_day") and not any(k in inc for k in ("multipliers", "peaks",
                                                                                               "hourly")):
             problems.append(f"{where}.multipliers: missing (e.g. multipliers = {{ voice = 2.0, sms = 3.0 }})")
@@ -510,6 +520,28 @@ class _Demand:
             inc.params = {**inc.params, "attendees": int(k)}
 
     @staticmethod
+    def surge_share(inc: Incident, t0: int, t1: int) -> float:
+        """The mean over the epoch ``[t0, t1)`` of the emergency's decay ``exp(-age / decay_min)``
+        (0 before the start and after the end): the surge is at its height in the first minutes
+        and the epoch's rates carry its exact average."""
+        tau = inc.params["decay_min"] * 60_000.0
+        a0 = max(t0, inc.start_ms) - inc.start_ms
+        a1 = min(t1, inc.end_ms) - inc.start_ms
+        if a1 <= a0:
+            return 0.0
+        return tau * (math.exp(-a0 / tau) - math.exp(-a1 / tau)) / (t1 - t0)
+
+    def falloff(self, inc: Incident) -> np.ndarray:
+        """Each footprint cell's share of the surge: ``exp(-d / falloff_km)`` at distance ``d``
+        of its coverage centroid from the centre, or 1 everywhere without ``falloff_km``."""
+        f = inc.params.get("falloff_km")
+        if f is None:
+            return np.ones(len(inc.cells))
+        net = self.sim.network
+        x, y = inc.params["centre_km"]
+        return np.exp(-np.hypot(net.cx_km[inc.cells] - x, net.cy_km[inc.cells] - y) / f)
+
+    @staticmethod
     def arrive_ms(inc: Incident) -> int:
         # Attendees set off with the hourly place decision before the arrival time.
         return max(0, (inc.start_ms - int(inc.params["arrive_before_min"] * 60_000)) // HOUR_MS * HOUR_MS)
@@ -544,11 +576,10 @@ class _Demand:
         for inc in self.emergencies:
             if inc.start_ms < t1 and t0 < inc.end_ms:
                 m = inc.params["multipliers"]
-                age = max(0.0, (t0 + t1) / 2 - inc.start_ms) / 60_000.0
-                decay = math.exp(-age / inc.params["decay_min"])
-                row = 1.0 + (np.array([m.get("voice", 1.0), m.get("sms", 1.0), m.get("data", 1.0)]) - 1.0) * decay
+                excess = np.array([m.get("voice", 1.0), m.get("sms", 1.0), m.get("data", 1.0)]) - 1.0
+                rows = 1.0 + excess[None, :] * self.surge_share(inc, t0, t1) * self.falloff(inc)[:, None]
                 cell_mult = np.ones((self.n_cells, 3)) if cell_mult is None else cell_mult
-                cell_mult[inc.cells] *= row
+                cell_mult[inc.cells] *= rows
         force = None
         if force_parts:
             ids = np.concatenate([p[0] for p in force_parts])

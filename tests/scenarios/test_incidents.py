@@ -207,17 +207,63 @@ def test_backhaul_caps_data_and_voice_holds(backhaul):
     assert abs(va - vb) <= 0.03 * vb and abs(ca - cb) <= 0.03 * cb
 
 
-def test_disaster_surge_and_sites_down(tmp_path_factory):
-    _, run, base = _run(tmp_path_factory, "regional_disaster")
+# The disaster's signature at a small size: 4,000 subscribers on 30 sites whose channels are
+# sized for the normal day (a few per cent blocked at most), as a network dimensioned for them.
+DISASTER = ["population.subscribers=4000", "network.sites=30", "network.voice_channels.urban=3",
+            "network.voice_channels.suburban=3", "network.voice_channels.rural=2"]
+
+
+def test_disaster_signature_against_published_figures(tmp_path_factory):
+    sc = scenarios.load("regional_disaster", DISASTER)
+    root = tmp_path_factory.mktemp("disaster")
+    run_scenario(sc, root / "run", baseline_out=root / "run.baseline")
+    run, base = root / "run", root / "run.baseline"
     surge, down = _incident(run, 0), _incident(run, 1)
-    kpi, kb = _table(run, "cell_kpis"), _table(base, "cell_kpis")
-    region = ~kpi["cell_id"].isin(down["cells"]) & kpi["cell_id"].isin(surge["cells"])
-    first_hour = (kpi["interval_start"] >= surge["start"]) & (kpi["interval_start"] < surge["start"] + np.timedelta64(1, "h"))
-    region_b = ~kb["cell_id"].isin(down["cells"]) & kb["cell_id"].isin(surge["cells"])
-    first_hour_b = (kb["interval_start"] >= surge["start"]) & (kb["interval_start"] < surge["start"] + np.timedelta64(1, "h"))
-    assert kpi.loc[region & first_hour, "sms"].sum() > 4 * kb.loc[region_b & first_hour_b, "sms"].sum()
-    assert kpi.loc[region & first_hour, "voice_attempts"].sum() > 3 * kb.loc[region_b & first_hour_b, "voice_attempts"].sum()
+    # Outgoing calls made in the region (the sites still standing).
+
+    def calls(run_dir):
+        c = _table(run_dir, "cdr")
+        return c[(c["service"] == "voice") & (c["direction"] == "mo") & c["cell_id"].isin(surge["cells"])
+                 & ~c["cell_id"].isin(down["cells"])]
+
+    a, b = calls(run), calls(base)
+
+    def window(c, h0, h1):
+        t = c["start_time"]
+        return c[(t >= surge["start"] + pd.Timedelta(hours=h0)) & (t < surge["start"] + pd.Timedelta(hours=h1))]
+
+    x, y = window(a, 0, 0.5), window(b, 0, 0.5)
+    # All attempts, redials included, as operators count them: tens of times the normal (NTT East:
+    # outgoing voice up to 60 times normal after Tohoku).
+    assert len(x) > 25 * len(y)
+    # More extra callers than extra calls per caller (Bagrow et al. 2011, Fig. 1C): first attempts.
+    fx, fy = x[x["redial"] == 0], y[y["redial"] == 0]
+    callers = fx["subscriber_id"].nunique() / fy["subscriber_id"].nunique()
+    per_caller = (len(fx) / fx["subscriber_id"].nunique()) / (len(fy) / fy["subscriber_id"].nunique())
+    assert callers > per_caller > 1.0
+    # ... so most of the extra calls are made by people who made none then in the baseline.
+    new = fx[~fx["subscriber_id"].isin(set(fy["subscriber_id"]))]
+    assert len(new) > 0.5 * (len(fx) - len(fy))
+    # Blocking as under the Tohoku restrictions (70-95% of voice attempts refused: MIC, 2011), far
+    # above the normal day's; the blocked calls are redialled.
+    blocked, blocked_b = (x["outcome"] == "blocked").mean(), (y["outcome"] == "blocked").mean()
+    assert blocked > 0.5 and blocked > 10 * max(blocked_b, 0.01)
+    assert (x["redial"] > 0).mean() > 0.2
+    # A decay: hours 4-8 carry under half the first half-hour's surge (per half-hour).
+    excess0 = len(x) - len(y)
+    excess48 = (len(window(a, 4, 8)) - len(window(b, 4, 8))) / 8
+    assert excess48 < 0.5 * excess0
+    # The surge falls off with distance from the epicentre: the nearer half of the standing cells
+    # takes a larger multiple of its normal calls than the farther half.
+    cells = _table(run, "cells").set_index("cell_id")
+    d = np.hypot(cells["x_km"] - 3.0, cells["y_km"] - 3.0)
+    standing = [c for c in surge["cells"] if c not in set(down["cells"])]
+    ds = d[standing]
+    near, far = ds[ds <= ds.median()].index, ds[ds > ds.median()].index
+    ratio = [len(x[x["cell_id"].isin(g)]) / max(1, len(y[y["cell_id"].isin(g)])) for g in (near, far)]
+    assert ratio[0] > ratio[1]
     # The epicentre carries nothing while down.
+    kpi = _table(run, "cell_kpis")
     dead = kpi["cell_id"].isin(down["cells"]) & _during(kpi, down)
     assert kpi.loc[dead, "voice_completed"].sum() == 0 and kpi.loc[dead, "voice_attempts"].sum() > 0
 
@@ -244,18 +290,30 @@ def test_outage_drops_calls_in_progress_when_told_to(tmp_path_factory):
     assert len(moved) > 0 and not moved["cell_id"].isin(inc["cells"]).any()
 
 
-def test_new_years_midnight_sms_spike(tmp_path_factory):
-    _, run, base = _run(tmp_path_factory, "new_years_eve")
-    kpi, kb = _table(run, "cell_kpis"), _table(base, "cell_kpis")
+# Milan, New Year 2013/14, all records per hour against a normal weekday at the same hour, on the
+# check part of the squares (the built-in is set from the fit part): docs/scenarios.md.
+MILAN_NYE_CHECK = {22: 1.11, 23: 1.38, 0: 2.08, 1: 1.50, 2: 1.40}
+
+
+def test_new_years_eve_follows_milan(tmp_path_factory):
+    _, run, base = _run(tmp_path_factory, "new_years_eve",
+                        ['time.start="2024-12-31T06:00:00"', "time.days=1", "network.sites=30"])
+
+    def per_hour(run_dir):
+        t = _table(run_dir, "cdr")["start_time"].dt.tz_convert("Europe/Rome")
+        return t.dt.floor("h").value_counts()
+
+    a, b = per_hour(run), per_hour(base)
+    for hour, milan in MILAN_NYE_CHECK.items():
+        day = 31 if hour >= 12 else 1
+        (key,) = [k for k in a.index if k.hour == hour and k.day == day]
+        ratio = a[key] / b[key]
+        assert abs(ratio / milan - 1) < 0.25, (hour, ratio, milan)
+    # Before the day's window opens at 12:00 the run is its baseline exactly.
+    kpi = _table(run, "cell_kpis")
     hour = kpi["interval_start"].dt.tz_convert("Europe/Rome")
-    midnight = (hour.dt.day == 1) & (hour.dt.hour == 0)
-    hour_b = kb["interval_start"].dt.tz_convert("Europe/Rome")
-    midnight_b = (hour_b.dt.day == 1) & (hour_b.dt.hour == 0)
-    ratio = kpi.loc[midnight, "sms"].sum() / kb.loc[midnight_b, "sms"].sum()
-    assert 6.0 < ratio < 10.0  # configured x8
-    # The first day before 18:00 is the baseline's exactly.
-    before = (hour.dt.day == 31) & (hour.dt.hour < 18)
-    assert kpi.loc[before, "incident_id"].isna().all()
+    assert kpi.loc[(hour.dt.day == 31) & (hour.dt.hour < 12), "incident_id"].isna().all()
+    assert kpi.loc[(hour.dt.day == 31) & (hour.dt.hour >= 12), "incident_id"].notna().any()
 
 
 def test_random_failures_are_simpy_processes_with_labels(tmp_path_factory):
@@ -299,6 +357,21 @@ radius_km = 0.5
 start = 5
 duration_min = "long"
 cap_mbps = 5
+[[incidents]]
+kind = "emergency"
+sites = [1]
+start = "2024-03-05T18:00:00"
+duration_min = 30
+multipliers = { voice = 3 }
+falloff_km = 2.0
+[[incidents]]
+kind = "emergency"
+centre_km = [0.0, 0.0]
+radius_km = 2.0
+start = "2024-03-05T18:00:00"
+duration_min = 30
+multipliers = { voice = 3 }
+falloff_km = 0
 ''')
     assert main(["run", str(bad), "--out", str(tmp_path / "out")]) == 2
     err = capsys.readouterr().err
@@ -308,7 +381,9 @@ cap_mbps = 5
                      "bad.toml: incidents[1].sites: [] is an empty footprint",
                      "bad.toml: incidents[1].multipliers.voice: -2 is not a multiplier >= 0",
                      "bad.toml: incidents[2].start: 5 is not a date-time string",
-                     "bad.toml: incidents[2].duration_min: 'long' is not a duration > 0"):
+                     "bad.toml: incidents[2].duration_min: 'long' is not a duration > 0",
+                     "bad.toml: incidents[3].falloff_km: needs a centre (give centre_km",
+                     "bad.toml: incidents[4].falloff_km: 0 is not a number > 0"):
         assert expected in err, (expected, err)
     assert "Traceback" not in err
     assert not (tmp_path / "out").exists()
