@@ -49,15 +49,15 @@ def erlang_b(channels: int, offered_erl: float) -> float:
 def channels_for(offered_erl: np.ndarray, target: float) -> np.ndarray:
     """The fewest channels (at least 1) whose Erlang B blocking at each offered load is at most
     ``target``."""
-    out = np.empty(len(offered_erl), np.int32)
-    for i, a in enumerate(np.asarray(offered_erl, np.float64)):
-        b, c = 1.0, 0
-        while True:
-            c += 1
-            b = a * b / (c + a * b)
-            if b <= target:
-                break
-        out[i] = c
+    a = np.asarray(offered_erl, np.float64)
+    out = np.zeros(len(a), np.int32)
+    pending, b, c = np.arange(len(a)), np.ones(len(a)), 0
+    while len(pending):  # the recursion for every cell not yet met, one channel more a step
+        c += 1
+        b = a[pending] * b / (c + a[pending] * b)
+        met = b <= target
+        out[pending[met]] = c
+        pending, b = pending[~met], b[~met]
     return out
 
 
