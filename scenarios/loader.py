@@ -308,12 +308,12 @@ def dumps(scenario: Scenario, header: str = "") -> str:
             sections.append((key, value))
         else:
             lines.append(f"{key} = {_toml_value(value)}")
-    idle = set(config.idle_network_keys(scenario))
+    idle = config.idle_network_keys(scenario)
     for name, table in sections:
         lines += ["", f"[{name}]"]
         for key, value in table.items():
             if name == "network" and key in idle:
-                lines.append(f"# {key} = {_toml_value(value)}   # no effect with layout = {scenario.network.layout!r}")
+                lines.append(f"# {key} = {_toml_value(value)}   # no effect with {idle[key]}")
             elif isinstance(value, float) and math.isnan(value):
                 lines.append(f"# {key} = nan   # unset: taken from the behaviour profile")
             else:

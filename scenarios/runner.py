@@ -41,7 +41,8 @@ def baseline_path(out: Path) -> Path:
 def attach_learned(sim: Simulation) -> None:
     """What the scenario asks of the learned generators in ``telcosim.models`` (they import torch
     only when used): the per-cell weekly shapes of ``behaviour.cell_shapes`` ("vae" / "gan"), and the
-    per-service activity of every subscriber from ``population.behaviour_model``."""
+    per-service activity of every subscriber from ``population.behaviour_model``; the cells are then
+    dimensioned again for the load these give them (before incidents are compiled from them)."""
     sc = sim.scenario
     if sc.behaviour.cell_shapes != "profile":
         sim.cell_shapes = cell_multipliers(sc.behaviour.cell_shapes, sim.network.density, sc.seed)
@@ -59,6 +60,8 @@ def attach_learned(sim: Simulation) -> None:
             "path": str(path), "model": side.get("model"), "telcosim_version": side.get("telcosim_version"),
             "epsilon": side.get("epsilon"), "delta": side.get("delta"),
             "data_fingerprint": side.get("data_fingerprint"), "training_rows": side.get("training_rows")}
+    if sim.learned:
+        sim.dimension()  # the learned shapes and activities move load between cells: size for them
 
 
 def set_service_activity(pop, per_service: np.ndarray) -> None:

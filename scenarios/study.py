@@ -52,11 +52,9 @@ from telcosim.sim import __version__, config
 from telcosim.sim.config import Scenario, read_toml
 from telcosim.sim.errors import ConfigError, OutputError, TelcosimError
 from telcosim.sim.kernels import cores
-from telcosim.sim.network import build_network
 from telcosim.sim.staging import staging_folder, swap_into_place
-from telcosim.sim.streams import generator
 
-from .runner import run
+from .runner import prepare, run
 
 STUDY_DIR = Path(__file__).resolve().parent / "builtin" / "studies"
 
@@ -617,12 +615,6 @@ def _map_problem(line: str, top: str, origins: dict[str, str], label: str, scena
 
 # -- running -----------------------------------------------------------------------------------------
 
-def _voice_channels(scenario: Scenario) -> np.ndarray:
-    """Voice channels of each cell, from the network the run builds (same stream, same cells)."""
-    base = None if scenario.source.startswith("<") else Path(scenario.source).parent
-    return build_network(scenario.network, generator(scenario.seed, "network.layout"), base).voice_channels
-
-
 def _run_one(task: tuple[int, Scenario, str | None]) -> tuple[int, str, Any]:
     """One simulator run in a worker: (index, "ok", (kpis, rows, wall_s)) or (index, "error", problems).
     A scenario with incidents runs as ``telcosim run`` runs it (its baseline first, then the run
@@ -631,8 +623,9 @@ def _run_one(task: tuple[int, Scenario, str | None]) -> tuple[int, str, Any]:
     dest = Path(out) if out else None
     t0 = time.perf_counter()
     try:
-        result = run(scenario, dest, checkpoint_every=0)
-        channels = _voice_channels(scenario)
+        sim = prepare(scenario)
+        channels = sim.network.voice_channels.copy()  # as dimensioned; incidents change the run's, not these
+        result = run(sim, dest, checkpoint_every=0)
     except TelcosimError as exc:
         return index, "error", exc.problems
     wall = time.perf_counter() - t0

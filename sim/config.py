@@ -86,8 +86,22 @@ class NetworkConfig:
                           choices=("auto", "position"))
     cells_colocated_m: float = _f(0.0, "OpenCellID cell list: a cell grouped by position joins the first site within "
                                   "this distance of its first cell (0: only cells at the same position)", lo=0)
-    voice_channels: ByDensity = _by_density(8, 6, 4, "voice channels per cell by density class")
-    data_mbps: ByDensity = _by_density(150, 100, 50, "downlink data capacity per cell (Mbps) by density class")
+    dimensioning: str = _f("grade_of_service", "how cells get their voice channels and data capacity: "
+                           "'grade_of_service' sizes each cell for its own busy-hour expected load "
+                           "(target_blocking, target_data_utilisation); 'fixed' gives each density class "
+                           "voice_channels and data_mbps, whatever the load", choices=("grade_of_service", "fixed"))
+    # "Most cellular systems are designed to a blocking rate of 1% to 5% during the busy hour, with 2%
+    # being the most common" (G. Wagoner, "Blocking probability", garywagoner.tripod.com/traffic/BLOCKING.HTML).
+    target_blocking: float = _f(0.02, "dimensioning = 'grade_of_service': Erlang B blocking each cell's voice "
+                                "channels are sized for at its busy hour", lo=0, lo_open=True, hi=0.5)
+    # T-Mobile US (2024 Analyst Day, as reported by 5g6gacademy.com/learn/5g-capacity-planning) expands
+    # capacity at 70% busy-hour PRB utilisation; operators' guidelines range 70-85% (telecomhall.net).
+    target_data_utilisation: float = _f(0.7, "dimensioning = 'grade_of_service': share of a cell's downlink data "
+                                        "capacity its busy-hour demand uses (capacity never below "
+                                        "ue_peak_mbps)", lo=0, lo_open=True, hi=1)
+    voice_channels: ByDensity = _by_density(8, 6, 4, "dimensioning = 'fixed': voice channels per cell by density class")
+    data_mbps: ByDensity = _by_density(150, 100, 50, "dimensioning = 'fixed': downlink data capacity per cell (Mbps) "
+                                       "by density class")
     max_data_sessions: int = _f(200, "most data sessions a cell serves at once; a new one beyond is blocked", lo=1)
     ue_peak_mbps: float = _f(50.0, "peak downlink rate of one data session alone in a cell (Mbps)", lo=0, lo_open=True)
     # Huang et al., "A Close Examination of Performance and Power Characteristics of 4G LTE
@@ -344,11 +358,30 @@ _LAYOUT_KEYS = (
 )
 
 
-def idle_network_keys(sc: Scenario) -> list[str]:
-    """The network keys that have no effect with the scenario's layout (complete dumps leave them
-    out, so that the dump loads as the user's own file would)."""
-    idle = [key for key, layouts, _ in _LAYOUT_KEYS if sc.network.layout not in layouts]
-    return idle + (["origin_lat", "origin_lon"] if _origin_idle(sc.network) else [])
+# Keys that act only with one network.dimensioning: (key, the mode where it acts, what to set instead).
+_DIMENSIONING_KEYS = (
+    ("voice_channels", "fixed", "each cell's channels come from its busy-hour load at network.target_blocking; "
+     "set that, or network.dimensioning = 'fixed' to give channels per density class"),
+    ("data_mbps", "fixed", "each cell's capacity comes from its busy-hour demand at "
+     "network.target_data_utilisation; set that, or network.dimensioning = 'fixed' to give it per density class"),
+    ("target_blocking", "grade_of_service", "the channels are network.voice_channels per density class; set "
+     "those, or network.dimensioning = 'grade_of_service'"),
+    ("target_data_utilisation", "grade_of_service", "the capacity is network.data_mbps per density class; set "
+     "that, or network.dimensioning = 'grade_of_service'"),
+)
+
+
+def idle_network_keys(sc: Scenario) -> dict[str, str]:
+    """The network keys that have no effect with the scenario's layout or dimensioning, each with
+    the setting that idles it (complete dumps leave them out, so that the dump loads as the user's
+    own file would)."""
+    out = {key: f"layout = {sc.network.layout!r}" for key, layouts, _ in _LAYOUT_KEYS
+           if sc.network.layout not in layouts}
+    out.update({key: f"dimensioning = {sc.network.dimensioning!r}" for key, mode, _ in _DIMENSIONING_KEYS
+                if sc.network.dimensioning != mode})
+    if _origin_idle(sc.network):
+        out.update({key: "layout = 'csv' without cells_within_km" for key in ("origin_lat", "origin_lon")})
+    return out
 
 
 def _origin_idle(net: NetworkConfig) -> bool:
@@ -371,6 +404,12 @@ def _no_effect(sc: Scenario, file: str, given: set[tuple[str, ...]], problems: l
             problems.append(f"{file}: network.{key}: has no effect with network.layout = 'csv' unless "
                             "network.cells_within_km is set (the centre is then the cells' mean position): "
                             "remove it, or set network.cells_within_km to keep the cells around it")
+    for key, mode, instead in _DIMENSIONING_KEYS:
+        said = any(f": network.{key}." in p or f": network.{key}:" in p for p in problems)  # one line a key
+        if (sc.network.dimensioning != mode and ("network", key) in given and not said
+                and getattr(sc.network, key) != getattr(defaults, key)):
+            problems.append(f"{file}: network.{key}: has no effect with network.dimensioning = "
+                            f"{sc.network.dimensioning!r}: {instead}")
 
 
 def _keys(raw: dict[str, Any], prefix: tuple[str, ...] = ()) -> set[tuple[str, ...]]:

@@ -31,12 +31,13 @@ import simpy
 
 from . import __version__, schema
 from .config import Scenario
+from .dimensioning import Dimensioning, dimension
 from .errors import ConfigError, OutputError
 from .executors import DaskDemand, LocalDemand, lower_thread_priority
 from .kernels import cores, demand, resolution
 from .kernels.ordering import stable_time_order_and_times, take
 from .labels import RowLog, RowMatcher
-from .mobility import kernel_params, other_place_cdf, place_target
+from .mobility import expected_presence, kernel_params, other_place_cdf, place_target
 from .network import Network, build_network
 from .perturb import Perturbations
 from .population import Population, build_population
@@ -81,38 +82,6 @@ class RunResult:
         return self.rows.get("cdr", 0) + self.rows.get("locations", 0)
 
 
-def expected_presence(pop: Population, n_cells: int, mobility: dict[str, float]) -> np.ndarray:
-    """Expected subscribers in each cell at each hour of the week (n_cells x 168, hour 0 = Monday
-    00:00 local), from the hourly place chain of the mobility kernel: per mobility class the
-    share at home, at work and out follows p(h) = s p(h-1) + (1 - s) pi(h) (s the class's
-    stickiness, pi the hour's place targets with "other" scaled by the class's outing factor),
-    iterated to its weekly cycle; home and work counts come from the population, "out" is
-    placed half at home cells and half at work cells (exploration lands mostly near them).
-    Trip times and where exploration lands are not modelled: on the default city (20,000
-    subscribers) the relative presence of a cell at an hour is off by 5% on average."""
-    target = np.array([place_target(h, wd) for wd in range(7) for h in range(24)])  # (168, 3)
-    cls, table = pop.class_mobility(mobility)
-    out = np.zeros((n_cells, 168))
-    for k in range(table.shape[0] if cls.shape[0] else 1):  # no class array: everybody is of class 0
-        members = cls == k if cls.shape[0] else np.ones(pop.n, dtype=bool)
-        if not members.any():
-            continue
-        pi = target.copy()
-        pi[:, 2] *= table[k, 0]
-        pi /= pi.sum(axis=1, keepdims=True)
-        stick = table[k, 1]
-        p = np.array([1.0, 0.0, 0.0])
-        share = np.zeros((168, 3))
-        for _ in range(3):  # two weeks to forget the start, the third is the cycle
-            for h in range(168):
-                p = stick * p + (1.0 - stick) * pi[h]
-                share[h] = p
-        home = np.bincount(pop.home_cell[members], minlength=n_cells).astype(np.float64)
-        work = np.bincount(pop.work_cell[members], minlength=n_cells).astype(np.float64)
-        out += np.outer(home, share[:, 0]) + np.outer(work, share[:, 1]) + np.outer(0.5 * (home + work), share[:, 2])
-    return out
-
-
 class Simulation:
     """One run of a scenario. Build it, then :meth:`run` it into a :class:`RunWriter`."""
 
@@ -139,6 +108,7 @@ class Simulation:
         # baseline and its manifest see the resolved figures
         self.scenario = scenario = dataclasses.replace(
             scenario, behaviour=resolve_behaviour(scenario.behaviour, self.profile))
+        self.dimensioning: Dimensioning = self.dimension()
         tz = scenario.time.timezone
         self.tz = tz
         self.start = scenario.time.start_datetime()
@@ -150,6 +120,16 @@ class Simulation:
         self.scenario_hash = hashlib.sha256(
             json.dumps(_jsonable(scenario.to_dict()), sort_keys=True).encode()).hexdigest()
         self.privacy_ledger = _read_ledger(scenario.privacy_ledger, base, Path(scenario.source).name)
+
+    def dimension(self) -> Dimensioning:
+        """Give the cells their voice channels and data capacity (``network.dimensioning``; see
+        :mod:`sim.dimensioning`) from the expected load, never from incidents. Run when the
+        simulation is built and again by whoever attaches learned shapes or activities (they move
+        load between cells): the result is the same for the same inputs."""
+        sc = self.scenario
+        self.dimensioning = dimension(self.network, self.population, self.profile, sc.network, sc.behaviour,
+                                      sc.mobility, self._shape_multipliers())
+        return self.dimensioning
 
     def baseline(self) -> Simulation:
         """The same run without incidents: the same network, population (learned activity
@@ -359,6 +339,8 @@ class Simulation:
             "profile": {"name": self.profile.name, "sources": self.profile.sources,
                         "gate_required": list(self.profile.gate_required) if self.profile.gate_required else None},
             "network": {"cells": self.network.n_cells, "sites": int(self.network.site_id.max()) + 1},
+            # How the cells' capacities were set (network.dimensioning), for what expected load.
+            "dimensioning": self.dimensioning.summary(),
             # The calibration's privacy ledger (what the real data cost, per target), when the
             # scenario came from 'telcosim calibrate'.
             "privacy_ledger": self.privacy_ledger,

@@ -47,10 +47,20 @@ class Network:
     nbr_idx: np.ndarray        # int32
     origin: tuple[float, float]
     source_id: list[str] = field(default_factory=list)  # the user's ids when loaded from CSV
+    # Cells whose voice channels / data capacity a cells CSV gave (kept by sim.dimensioning);
+    # None: none.
+    voice_given: np.ndarray | None = None
+    data_given: np.ndarray | None = None
 
     @property
     def n_cells(self) -> int:
         return int(self.site_id.shape[0])
+
+    def capacity_given(self) -> tuple[np.ndarray, np.ndarray]:
+        """(voice, data): per cell, whether its cells CSV gave that capacity."""
+        none = np.zeros(self.n_cells, bool)
+        return (none if self.voice_given is None else self.voice_given,
+                none if self.data_given is None else self.data_given)
 
     def neighbours(self, cell: int) -> np.ndarray:
         return self.nbr_idx[self.nbr_ptr[cell]:self.nbr_ptr[cell + 1]]
@@ -203,7 +213,7 @@ def _neighbour_csr(cx: np.ndarray, cy: np.ndarray, site: np.ndarray) -> tuple[np
 
 
 def _assemble(cfg: NetworkConfig, site, x, y, cx, cy, az, density=None, voice=None, data=None,
-              source_id=None, origin=None) -> Network:
+              source_id=None, origin=None, given=(None, None)) -> Network:
     origin = origin or (cfg.origin_lat, cfg.origin_lon)
     lat, lon = _latlon(x, y, origin)
     if density is None:
@@ -216,11 +226,14 @@ def _assemble(cfg: NetworkConfig, site, x, y, cx, cy, az, density=None, voice=No
     return Network(site_id=np.asarray(site, np.int32), x_km=x, y_km=y, cx_km=cx, cy_km=cy, lat=lat,
                    lon=lon, azimuth_deg=az, density=np.asarray(density, np.int8),
                    voice_channels=np.round(voice).astype(np.int32), data_mbps=np.asarray(data, np.float64),
-                   nbr_ptr=ptr, nbr_idx=idx, origin=origin, source_id=source_id or [])
+                   nbr_ptr=ptr, nbr_idx=idx, origin=origin, source_id=source_id or [],
+                   voice_given=given[0], data_given=given[1])
 
 
 def build_network(cfg: NetworkConfig, rng: np.random.Generator, base_dir: Path | None = None) -> Network:
-    """Build the network the configuration describes (``rng`` is the 'network.layout' stream)."""
+    """Build the network the configuration describes (``rng`` is the 'network.layout' stream).
+    Its capacities are the density classes' (or the cells CSV's) until
+    :func:`sim.dimensioning.dimension` sizes them for the population's load."""
     if cfg.layout == "csv":
         path = Path(cfg.cells_csv)
         if not path.is_absolute() and base_dir is not None:
@@ -515,7 +528,8 @@ def load_cells_csv(path: Path, cfg: NetworkConfig) -> Network:
     density = np.where(r.dens >= 0, r.dens, computed).astype(np.int8)
     voice_v = np.where(r.voice > 0, r.voice, np.asarray(cfg.voice_channels.as_tuple())[density])
     data_v = np.where(r.data > 0, r.data, np.asarray(cfg.data_mbps.as_tuple())[density])
-    return _assemble(cfg, site, x, y, cx, cy, r.az, density, voice_v, data_v, source_id=r.source_id, origin=origin)
+    return _assemble(cfg, site, x, y, cx, cy, r.az, density, voice_v, data_v, source_id=r.source_id, origin=origin,
+                     given=(r.voice > 0, r.data > 0))
 
 
 def _resolve_duplicates(r: _Rows, samples: np.ndarray, policy: str, name: str) -> _Rows:

@@ -19,6 +19,7 @@ def small_scenario(**overrides):
         "population.subscribers": 4000,
         "network.sites": 30,
         "network.radius_km": 4.0,
+        "network.dimensioning": "fixed",  # channels per class, fewer than an operator would give
         "network.voice_channels.urban": 3,
         "network.voice_channels.suburban": 3,
         "network.voice_channels.rural": 2,

@@ -167,7 +167,7 @@ def test_merge_semantics_and_provenance():
 
 def test_overrides_apply_after_extends(tmp_path):
     _write(tmp_path / "base.toml", "[network]\nsites = 30\nvoice_channels = { urban = 10 }\n")
-    f = _write(tmp_path / "child.toml", "extends = 'base.toml'\n[network]\nsites = 40\n")
+    f = _write(tmp_path / "child.toml", "extends = 'base.toml'\n[network]\nsites = 40\ndimensioning = 'fixed'\n")
     sc = scenarios.load(f, ["network.sites=50", "network.voice_channels.rural=1", "time.days=3"])
     assert sc.network.sites == 50 and sc.time.days == 3
     assert sc.network.voice_channels.as_tuple() == (10.0, 6.0, 1.0)

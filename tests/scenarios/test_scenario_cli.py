@@ -180,7 +180,7 @@ def test_run_follows_extends(tmp_path, capsys):
 HAND_MADE = [
     ("extends = 'small_city'\nseed = 'one'\n[time]\ndays = 400\n",
      ["bad.toml: seed: 'one' is not an integer", "bad.toml: time.days: 400 is out of range (must be <= 366)"]),
-    ("extends = 'weekend'\n[network]\nlayout = 'ring'\nvoice_channels = { urban = 2.5, centre = 3 }\n",
+    ("extends = 'weekend'\n[network]\nlayout = 'ring'\ndimensioning = 'fixed'\nvoice_channels = { urban = 2.5, centre = 3 }\n",
      ["bad.toml: network.layout: 'ring' is not allowed (choose one of 'hex', 'random', 'csv')",
       "bad.toml: network.voice_channels.centre: unknown key (allowed: urban, suburban, rural)",
       "bad.toml: network.voice_channels.urban: 2.5 is not a whole number of channels"]),

@@ -36,6 +36,7 @@ subscribers = 1200
 [network]
 sites = 7
 radius_km = 1.5
+dimensioning = "fixed"
 voice_channels = { urban = 2, suburban = 2, rural = 2 }
 
 [behaviour]
@@ -380,7 +381,7 @@ BAD = [
     ('scenario = "smal_city"\n', ["scenario: 'smal_city': no such built-in scenario or scenario file"]),
     ('scenario = "small_city"\n[grid]\n"behaviour.redial_prob" = 0.5\n"network.sites" = []\n',
      ["grid.behaviour.redial_prob: 0.5 is not a list of values", "grid.network.sites: an empty list"]),
-    ('scenario = "small_city"\n[grid]\n"network.voice_channels.urban" = [2, -1, 4]\n'
+    ('scenario = "small_city"\n[set]\n"network.dimensioning" = "fixed"\n[grid]\n"network.voice_channels.urban" = [2, -1, 4]\n'
      '"network.voice_chanels.rural" = [1]\n"behaviour.redial_prob" = [0.5, 1.5]\n',
      ["grid.network.voice_channels.urban: -1.0 is out of range (must be >= 0)",
       "grid.network.voice_chanels.rural: network.voice_chanels: unknown key (did you mean 'voice_channels'?)",
