@@ -33,10 +33,11 @@ A scenario lists incidents as ``[[incidents]]`` tables (``docs/scenario-format.m
     Every subscriber's rates times ``multipliers`` (per service) over the window, with ``hourly``
     overrides by local hour (New Year's midnight SMS).
 ``random_failures``
-    Each site of the footprint (all sites by default) fails after an exponential time with mean
-    ``mtbf_hours`` and is repaired after a lognormal time (median ``mttr_hours``, log-sd
-    ``mttr_sigma``): simpy processes, one per site. Each failure is its own labelled incident
-    (kind ``random_failure``) and behaves as a site outage.
+    Sites, aggregation nodes, rings and power domains (:mod:`scenarios.failures`) fail and are
+    repaired, each level with its own law of time to failure (exponential, Weibull,
+    hyperexponential) at ``per_year`` failures per unit-year, and its own repair law: simpy
+    processes, one per unit. Each failure is one labelled incident (kind ``random_failure``)
+    holding every site it took, an outage or (``effect = "cap"``) a data capacity cap.
 
 Redials are not an incident: they are always on (``behaviour.redial_*``).
 
@@ -54,13 +55,14 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import simpy
 
 from telcosim.sim.config import Scenario
 from telcosim.sim.errors import ConfigError
 from telcosim.sim.perturb import CellChange, EpochDemand, Perturbations
 from telcosim.sim.shards import EPOCH_MS, EPOCHS_PER_HOUR, HOUR_MS
 from telcosim.sim.streams import generator
+
+from . import failures
 
 KINDS = ("cell_outage", "site_outage", "degraded_cell", "backhaul_failure", "mass_event", "emergency",
          "special_day", "random_failures")
@@ -76,15 +78,15 @@ _KEYS: dict[str, tuple[str, ...]] = {
     "mass_event": _COMMON + _FOOTPRINT + ("attendees", "arrive_before_min", "multipliers", "peaks"),
     "emergency": _COMMON + _FOOTPRINT + ("multipliers", "decay_min", "falloff_km"),
     "special_day": _COMMON + ("multipliers", "hourly"),
-    "random_failures": _COMMON + ("sites", "mtbf_hours", "mttr_hours", "mttr_sigma", "on_active",
-                                  "coverage_overlap", "registration_storm", "storm_spread_s"),
+    "random_failures": _COMMON + ("sites",) + failures.KEYS + ("on_active", "coverage_overlap", "registration_storm",
+                                                             "storm_spread_s"),
 }
 # Parameters and their defaults (the footprint and times have none).
 DEFAULTS: dict[str, Any] = {
     "on_active": "handover", "coverage_overlap": 0.5, "registration_storm": True, "storm_spread_s": 60.0,
     "capacity_factor": 0.3, "coverage_factor": 1.0, "cap_mbps": -1.0, "loss": -1.0,
     "attendees": 2000, "arrive_before_min": 90.0, "multipliers": {}, "peaks": [], "decay_min": 120.0, "falloff_km": None,
-    "hourly": [], "mtbf_hours": 2000.0, "mttr_hours": 4.0, "mttr_sigma": 0.8,
+    "hourly": [],
 }
 _OUTAGES = ("cell_outage", "site_outage", "random_failure")
 MAX_DURATION_MIN = 366 * 24 * 60
@@ -240,19 +242,9 @@ def _check_param(key: str, v: Any, where: str, problems: list[str]) -> Any:
                 + "; for no service at all use a cell_outage or site_outage)")
             return None
         return float(v)
-    if key == "mtbf_hours":
-        if not _num(v) or v < 1:
-            bad("is out of range (a mean time between failures >= 1 hour)")
-            return None
-        return float(v)
-    if key in ("storm_spread_s", "arrive_before_min", "decay_min", "mttr_hours", "cap_mbps", "falloff_km"):
+    if key in ("storm_spread_s", "arrive_before_min", "decay_min", "cap_mbps", "falloff_km"):
         if not _num(v) or v <= 0:
             bad("is not a number > 0")
-            return None
-        return float(v)
-    if key == "mttr_sigma":
-        if not _num(v) or v < 0:
-            bad("is not a number >= 0")
             return None
         return float(v)
     if key == "attendees":
@@ -317,7 +309,9 @@ def parse(sc: Scenario, net, label: str) -> list[Incident]:
             continue
         allowed = _KEYS[kind]
         for k in inc:
-            if k not in allowed:
+            if kind == "random_failures" and k in failures.OLD_KEYS:
+                problems.append(f"{where}.{failures.old_key_hint(k)}")
+            elif k not in allowed:
                 close = difflib.get_close_matches(k, allowed, n=1)
                 hint = f" (did you mean {close[0]!r}?)" if close else f" (allowed for {kind}: {', '.join(allowed)})"
                 problems.append(f"{where}.{k}: unknown key{hint}")
@@ -358,8 +352,10 @@ def parse(sc: Scenario, net, label: str) -> list[Incident]:
         elif kind != "special_day":
             cells = _footprint(inc, where, net, problems)
         params = {}
+        if kind == "random_failures":
+            params.update(failures.check(inc, where, problems))
         for key in allowed:
-            if key in _COMMON or key in _FOOTPRINT:
+            if key in _COMMON or key in _FOOTPRINT or (kind == "random_failures" and key in failures.KEYS):
                 continue
             if key in inc:
                 v = _check_param(key, inc[key], where, problems)
@@ -397,36 +393,49 @@ def _epoch_floor(t_ms: int) -> int:
     return max(0, t_ms // EPOCH_MS * EPOCH_MS)
 
 
-def _random_failures(inc: Incident, net, seed: int, window_ms: int, first_id: int) -> list[Incident]:
-    """Failures and repairs of each site as simpy processes: exponential times to failure (mean
-    mtbf_hours), lognormal repair times (median mttr_hours, log-sd mttr_sigma)."""
+def _random_failures(inc: Incident, net, topo: failures.Topology, seed: int, window_ms: int,
+                     first_id: int) -> list[Incident]:
+    """The failures of a ``random_failures`` incident (:func:`scenarios.failures.schedule`), one
+    incident each with every cell of the sites it took."""
     p = inc.params
     sites = np.unique(net.site_id[inc.cells])
-    env = simpy.Environment()
-    found: list[tuple[int, int, int]] = []
-
-    def site(s: int):
-        g = generator(seed, "incidents.failures", int(s))
-        while True:
-            yield env.timeout(g.exponential(p["mtbf_hours"] * HOUR_MS))
-            t_fail = int(env.now)
-            repair = g.lognormal(math.log(p["mttr_hours"] * HOUR_MS), p["mttr_sigma"]) if p["mttr_sigma"] > 0 \
-                else p["mttr_hours"] * HOUR_MS
-            repair = max(int(repair), 1000)
-            found.append((t_fail, int(s), t_fail + repair))
-            yield env.timeout(repair)
-
-    for s in sites:
-        env.process(site(int(s)))
-    env.run(until=min(inc.end_ms, window_ms))
     out = []
-    for t_fail, s, t_rep in sorted(t for t in found if t[0] >= inc.start_ms):
+    for f in failures.schedule(p, topo, sites, seed, min(inc.end_ms, window_ms)):
+        if f.t_fail_ms < inc.start_ms:
+            continue
+        lv = p[f.level]
         params = {k: p[k] for k in ("on_active", "coverage_overlap", "registration_storm", "storm_spread_s")}
-        params["site"] = s
-        params["from"] = inc.name
-        out.append(Incident(first_id + len(out), "random_failure", f"{inc.name}/site{s}@{t_fail // 60000}min",
-                            t_fail, t_rep, np.flatnonzero(net.site_id == s).astype(np.int64), params))
+        params.update({"level": f.level, "unit": f.unit, "sites": f.sites.tolist(), "effect": lv["effect"],
+                       "law": lv["law"], "from": inc.name})
+        if lv["effect"] == "cap":
+            params.update({"cap_mbps": -1.0, "loss": lv["loss"]})
+        out.append(Incident(first_id + len(out), "random_failure",
+                            f"{inc.name}/{f.level}{f.unit}@{f.t_fail_ms // 60000}min", f.t_fail_ms, f.t_repair_ms,
+                            np.flatnonzero(np.isin(net.site_id, f.sites)).astype(np.int64), params))
     return out
+
+
+def _down(inc: Incident) -> bool:
+    """Whether the incident takes its cells out of service (an outage, or a failure with effect down)."""
+    return inc.kind in _OUTAGES and inc.params.get("effect", "down") == "down"
+
+
+def _capped(inc: Incident) -> bool:
+    """Whether the incident caps its cells' data capacity (a backhaul failure, or a failure with
+    effect cap)."""
+    return inc.kind == "backhaul_failure" or (inc.kind == "random_failure" and inc.params.get("effect") == "cap")
+
+
+def topology_of(sc: Scenario, net, incidents: list[Incident]) -> failures.Topology | None:
+    """The network's transport and power topology when a ``random_failures`` incident needs it
+    (every one of them must describe the same topology)."""
+    specs = [i.params["topology"] for i in incidents if i.kind == "random_failures"]
+    if not specs:
+        return None
+    if any(t != specs[0] for t in specs[1:]):
+        raise ConfigError(f"{sc.name}: the random_failures incidents describe different topologies "
+                          f"({specs[0]} and others): give the same topology in every one")
+    return failures.build_topology(net, **specs[0])
 
 
 class _CellTimeline:
@@ -450,14 +459,14 @@ class _CellTimeline:
         for inc in active:
             c = inc.cells
             p = inc.params
-            if inc.kind in _OUTAGES:
+            if _down(inc):
                 down[c] = True
                 overlap[c] = np.minimum(overlap[c], p["coverage_overlap"])
             elif inc.kind == "degraded_cell":
                 ch[c] = np.floor(ch[c] * p["capacity_factor"]).astype(np.int64)
                 bpms[c] = bpms[c] * p["capacity_factor"]
                 cover[c] = cover[c] * p["coverage_factor"]
-            elif inc.kind == "backhaul_failure":
+            elif _capped(inc):
                 if p["cap_mbps"] > 0:
                     bpms[c] = np.minimum(bpms[c], p["cap_mbps"] * 1e6 / 8 / 1000)
                 else:
@@ -491,7 +500,7 @@ class _CellTimeline:
                 trigger = (starting or ending)[0]
                 handover = all(i.params.get("on_active", "handover") == "handover" for i in starting)
                 back = np.flatnonzero(prev[4] & ~down)
-                storm = [i for i in ending if i.kind in _OUTAGES and i.params.get("registration_storm")]
+                storm = [i for i in ending if _down(i) and i.params.get("registration_storm")]
                 spread = max((i.params["storm_spread_s"] for i in storm), default=60.0) * 1000.0
                 storm_cells = back[np.isin(back, np.concatenate([i.cells for i in storm]))] if storm else back[:0]
                 out.append(CellChange(int(t), cells, ch[cells], bpms[cells], serve[cells], cover[cells],
@@ -599,9 +608,10 @@ def compile_incidents(sim) -> Perturbations | None:
     incidents = parse(sc, sim.network, label)
     window_ms = sim.n_epochs * EPOCH_MS
     expanded: list[Incident] = []
+    topo = topology_of(sc, sim.network, incidents)
     for inc in incidents:
         if inc.kind == "random_failures":
-            expanded += _random_failures(inc, sim.network, sc.seed, window_ms, len(incidents) + len(expanded))
+            expanded += _random_failures(inc, sim.network, topo, sc.seed, window_ms, len(incidents) + len(expanded))
     incidents = incidents + expanded
     demand = _Demand(sc, sim, incidents)
     for inc in incidents:
@@ -632,4 +642,5 @@ def compile_incidents(sim) -> Perturbations | None:
 
     first = min((i.effect_start_ms for i in incidents if i.kind != "random_failures"), default=window_ms)
     return Perturbations(changes=changes, demand=demand, attribute=attribute, first_effect_ms=int(first),
-                         incidents=[i.row() for i in sorted(incidents, key=lambda i: i.id)])
+                         incidents=[i.row() for i in sorted(incidents, key=lambda i: i.id)],
+                         topology=topo.columns() if topo is not None else None)

@@ -709,6 +709,10 @@ class EpochLoop:
             writer.write_table("cell_kpis", kpi)
             if self.pert is not None:
                 writer.write_table("incidents", sim._incidents_table(self.pert))
+                if self.pert.topology is not None:
+                    writer.write_table("topology", pa.Table.from_arrays(
+                        [pa.array(self.pert.topology[f.name]) for f in schema.topology_schema()],
+                        schema=schema.topology_schema()))
             writer.write_table("subscribers", sim._subscribers_table())
             writer.write_table("cells", sim._cells_table())
         else:

@@ -57,4 +57,6 @@ class Perturbations:
     attribute: Callable[[np.ndarray, np.ndarray], np.ndarray]
     first_effect_ms: int
     incidents: list[dict] = field(default_factory=list)  # rows of incidents.parquet
+    # Columns of topology.parquet (site_id, agg_node, ring, power_domain) when failures use it.
+    topology: dict[str, np.ndarray] | None = None
     storm_key: int = 0

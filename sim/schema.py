@@ -144,3 +144,12 @@ def incidents_schema(tz: str) -> pa.Schema:
         _f("cells", pa.list_(pa.int32()), "", "affected cells (footprint)"),
         _f("params", pa.string(), "", "the incident's parameters as JSON"),
     ])
+
+
+def topology_schema() -> pa.Schema:
+    return pa.schema([
+        _f("site_id", pa.int32(), "", "site"),
+        _f("agg_node", pa.int32(), "", "the aggregation (transport) node the site hangs on"),
+        _f("ring", pa.int32(), "", "the transport ring of that node"),
+        _f("power_domain", pa.int32(), "", "the power domain (sites fed together) of the site"),
+    ])

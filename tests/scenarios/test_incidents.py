@@ -14,7 +14,9 @@ import pytest
 
 from telcosim import scenarios
 from telcosim.cli import main
+from telcosim.scenarios.incidents import compile_incidents
 from telcosim.scenarios.runner import run as run_scenario
+from telcosim.sim.engine import Simulation
 
 # SMS-rich enough for the SMS signatures (the general profile sends 0.54 SMS a day)
 SMALL = ["population.subscribers=4000", "behaviour.sms_per_day=4.0"]
@@ -56,6 +58,11 @@ def stadium(tmp_path_factory):
 @pytest.fixture(scope="module")
 def backhaul(tmp_path_factory):
     return _run(tmp_path_factory, "backhaul_failure")
+
+
+@pytest.fixture(scope="module")
+def failures(tmp_path_factory):
+    return _run(tmp_path_factory, "random_failures_week", FAILURES)
 
 
 def test_outage_cells_are_silent_and_neighbours_take_the_load(outage):
@@ -119,7 +126,7 @@ _CONTENT = {"cdr": ["subscriber_id", "counterpart_id", "service", "direction", "
 
 
 @pytest.mark.parametrize("table", ["cdr", "locations"])
-@pytest.mark.parametrize("case", ["outage", "stadium"])
+@pytest.mark.parametrize("case", ["outage", "stadium", "failures"])
 def test_labels_cover_exactly_the_rows_that_differ(case, table, request):
     _, run, base = request.getfixturevalue(case)
     cols = _CONTENT[table]
@@ -137,8 +144,8 @@ def test_labels_cover_exactly_the_rows_that_differ(case, table, request):
     assert (labelled == expected).all()
     # Nothing before the first effect is labelled.
     tcol = "start_time" if table == "cdr" else "time"
-    inc = _incident(run)
-    assert (a.loc[a["incident_id"].notna(), tcol] >= inc["effect_start"] - np.timedelta64(3, "h")).all()
+    first = _table(run, "incidents")["effect_start"].min()
+    assert (a.loc[a["incident_id"].notna(), tcol] >= first - np.timedelta64(3, "h")).all()
 
 
 def test_kpi_labels_mark_the_rows_that_differ(outage):
@@ -316,20 +323,48 @@ def test_new_years_eve_follows_milan(tmp_path_factory):
     assert kpi.loc[(hour.dt.day == 31) & (hour.dt.hour >= 12), "incident_id"].notna().any()
 
 
-def test_random_failures_are_simpy_processes_with_labels(tmp_path_factory):
-    _, run, base = _run(tmp_path_factory, "random_failures_week", ["time.days=2", "incidents[0].mtbf_hours=150"])
+# One day, rates x300 (not x26) and a ring level (capacity cap): sites, nodes, rings and power
+# domains all fail.
+FAILURES = ["time.days=1", "incidents[0].acceleration=300",
+            'incidents[0].ring={ per_year = 2.0, law = "exponential" }']
+
+
+def test_random_failures_take_whole_groups_each_one_labelled_incident(failures):
+    sc, run, base = failures
     incs = _table(run, "incidents")
     fails = incs[incs["kind"] == "random_failure"]
-    assert len(fails) >= 3
     assert (fails["end"] > fails["start"]).all()
+    params = fails["params"].map(json.loads)
+    levels = params.map(lambda p: p["level"])
+    assert {"site", "node", "ring", "power"} <= set(levels), levels.value_counts()
+    # Each failure is one incident holding every cell of every site under its unit.
+    topo = _table(run, "topology")
+    cells = _table(run, "cells")
+    column = {"site": "site_id", "node": "agg_node", "ring": "ring", "power": "power_domain"}
+    for (_, row), p in zip(fails.iterrows(), params, strict=True):
+        sites = topo.loc[topo[column[p["level"]]] == p["unit"], "site_id"]
+        assert sorted(sites) == p["sites"]
+        assert sorted(row["cells"]) == sorted(cells.loc[cells["site_id"].isin(sites), "cell_id"])
+        assert p["effect"] == ("cap" if p["level"] == "ring" else "down")
+    assert (params.map(lambda p: len(p["sites"])) > 1).sum() >= 3
+    # Labels name these incidents, and a node's or power domain's label covers several sites at once.
     kpi = _table(run, "cell_kpis")
     ids = set(kpi["incident_id"].dropna().astype(int))
     assert ids and ids <= set(fails["incident_id"])
+    group = fails.loc[levels.isin(["node", "power"]).to_numpy(), "incident_id"]
+    site_of = cells.set_index("cell_id")["site_id"]
+    labelled = kpi[kpi["incident_id"].isin(group)]
+    assert labelled.groupby("incident_id")["cell_id"].agg(lambda c: site_of[c].nunique()).max() > 1
+    # A capped ring carries voice as before but its data throughput falls.
+    ring = fails[levels.eq("ring").to_numpy()].iloc[0]
+    kb = _table(base, "cell_kpis")
+    inside = {"cells": np.array(ring["cells"]), "start": ring["start"], "end": ring["end"]}
+    sel = kpi["cell_id"].isin(inside["cells"]) & _during(kpi, inside)
+    sel_b = kb["cell_id"].isin(inside["cells"]) & _during(kb, inside)
+    if sel.sum():
+        assert kpi.loc[sel, "data_volume_mb"].sum() <= kb.loc[sel_b, "data_volume_mb"].sum()
+    assert main(["verify", str(run)]) == 0  # topology.parquet is listed in the manifest
     # Same seed, same failures.
-    sc = scenarios.load("random_failures_week", SMALL + ["time.days=2", "incidents[0].mtbf_hours=150"])
-    from telcosim.scenarios.incidents import compile_incidents
-    from telcosim.sim.engine import Simulation
-
     again = compile_incidents(Simulation(sc)).incidents
     assert [r["start_ms"] for r in again if r["kind"] == "random_failure"] == \
         [int((t - kpi["interval_start"].min()) / np.timedelta64(1, "ms")) for t in fails["start"]]
@@ -512,7 +547,7 @@ mtbf_hours = 1e-6
     err = capsys.readouterr().err
     for needle in ("incidents[0].duration_min: 1e+20 is not a duration > 0 and <= 527040",
                    "incidents[0].loss: 1.0 is out of range", "incidents[1].capacity_factor: 0.0 is out of range",
-                   "incidents[2].mtbf_hours: 1e-06 is out of range"):
+                   "incidents[2].mtbf_hours: replaced by the laws per level"):
         assert needle in err, (needle, err)
     # An incident already under way when the window opens starts with it.
     ok = tmp_path / "early.toml"
