@@ -214,10 +214,9 @@ def test_backhaul_caps_data_and_voice_holds(backhaul):
     assert abs(va - vb) <= 0.03 * vb and abs(ca - cb) <= 0.03 * cb
 
 
-# The disaster's signature at a small size: 4,000 subscribers on 30 sites whose channels are
-# sized for the normal day (a few per cent blocked at most), as a network dimensioned for them.
-DISASTER = ["population.subscribers=4000", "network.sites=30", "network.voice_channels.urban=3",
-            "network.voice_channels.suburban=3", "network.voice_channels.rural=2"]
+# The disaster's signature at a small size: 4,000 subscribers on 30 sites, each cell's channels
+# dimensioned for its own busy hour of the ordinary week (network.dimensioning, the default).
+DISASTER = ["population.subscribers=4000", "network.sites=30"]
 
 
 def test_disaster_signature_against_published_figures(tmp_path_factory):

@@ -14,7 +14,7 @@ import pytest
 from telcosim import scenarios
 from telcosim.scenarios.runner import prepare, run
 from telcosim.sim import config
-from telcosim.sim.dimensioning import busy_interval_blocking, channels_for, erlang_b, expected_load
+from telcosim.sim.dimensioning import busy_interval_blocking, channels_for, erlang_b, expected_load, mean_holding_s
 from telcosim.sim.engine import Simulation
 from telcosim.sim.errors import ConfigError
 from telcosim.sim.mobility import kernel_params
@@ -81,9 +81,13 @@ def test_expected_load_is_the_load_the_run_offers(small_city):
     sim, result = small_city
     erl, _ = expected_load(sim.network, sim.population, sim.profile, sim.scenario.behaviour,
                            kernel_params(sim.scenario.mobility))
-    # The run is Tuesday (hours 24..47 of the week); offered Erlang per hourly interval summed.
-    offered = float(np.sum(result.kpi.column("offered_erlang").to_numpy()))
-    assert offered == pytest.approx(float(erl[:, 24:48].sum()), rel=0.08)
+    # The run is Tuesday (hours 24..47 of the week). Compared in voice legs (Erlang hours x 3600 /
+    # the mean holding time): the run's offered Erlangs also carry the sampling error of its
+    # heavy-tailed call durations (about 3% at this size; +8% in one run), which says nothing of
+    # where and when the load falls.
+    legs = float(np.sum(result.kpi.column("voice_attempts").to_numpy()))
+    hold = mean_holding_s(sim.scenario.behaviour, sim.profile)
+    assert legs == pytest.approx(float(erl[:, 24:48].sum()) * 3600.0 / hold, rel=0.05)
 
 
 def test_fixed_mode_keeps_the_per_class_numbers_and_the_manifest_says_which():
