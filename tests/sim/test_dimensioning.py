@@ -14,7 +14,13 @@ import pytest
 from telcosim import scenarios
 from telcosim.scenarios.runner import prepare, run
 from telcosim.sim import config
-from telcosim.sim.dimensioning import busy_interval_blocking, channels_for, erlang_b, expected_load, mean_holding_s
+from telcosim.sim.dimensioning import (
+    busy_interval_blocking,
+    channels_for,
+    erlang_b,
+    expected_load,
+    mean_holding_s,
+)
 from telcosim.sim.engine import Simulation
 from telcosim.sim.errors import ConfigError
 from telcosim.sim.mobility import kernel_params
