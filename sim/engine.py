@@ -507,6 +507,10 @@ class EpochLoop:
             env.process(self.network_changes(env))
         try:
             env.run()
+        except BaseException:
+            if self.pm is not None:
+                self.pm.close()
+            raise
         finally:
             self.executor.close()
             if self.post is not None:

@@ -14,15 +14,22 @@ families they mirror (TS 32.425 for E-UTRAN):
 Time integrals (PRB, users, Erlangs, throughput mean) come from the resolver's accumulators,
 which run at the PM interval (or finer, for the cell KPIs); counts come from the records as each
 slice is emitted (:mod:`sim.kernels.pm`), so memory stays bounded by the intervals and the chunking
-of the run changes nothing. Everything a checkpoint must carry is in :meth:`PmCounters.state`.
+of the run changes nothing. The counting runs on its own thread (``telcosim-pm``, at lowered
+priority, its kernels free of the GIL), off the resolution's critical path: one thread takes the
+slices in the order they were emitted, so the result is the same as counting them in line.
+Everything a checkpoint must carry is in :meth:`PmCounters.state`.
 """
 
 from __future__ import annotations
+
+from collections import deque
+from concurrent.futures import Future, ThreadPoolExecutor
 
 import numpy as np
 import pyarrow as pa
 
 from . import schema
+from .executors import lower_thread_priority
 from .kernels import pm as kpm
 from .kernels.records import CAUSE_HANDOVER
 from .shards import HOUR_MS
@@ -31,7 +38,9 @@ from .shards import HOUR_MS
 # 51,024 against 150,752 bits per TTI (3GPP TS 36.306, Tables 4.1-1 and 4.1-2).
 UL_DL_CAPACITY = 51_024 / 150_752
 # Pieces of the sparse tables (relations, voice matrix) kept before they are merged.
-_MERGE_EVERY = 64
+_MERGE_EVERY = 256
+# Slices queued for the counting thread before the emitter waits (each holds its rows).
+_QUEUED = 8
 
 
 class _Sparse:
@@ -44,18 +53,18 @@ class _Sparse:
     def add(self, keys: np.ndarray, *cols: np.ndarray) -> None:
         if not len(keys):
             return
-        self.keys.append(keys.astype(np.int64))
+        self.keys.append(keys)
         for acc, c in zip(self.cols, cols, strict=True):
-            acc.append(c.astype(np.int64))
+            acc.append(c)
         if len(self.keys) > _MERGE_EVERY:
             self.merge()
 
     def merge(self) -> tuple[np.ndarray, list[np.ndarray]]:
         keys = np.concatenate(self.keys)
         uniq, inv = np.unique(keys, return_inverse=True)
-        sums = [np.zeros(len(uniq), np.int64) for _ in self.cols]
-        for s, acc in zip(sums, self.cols, strict=True):
-            np.add.at(s, inv, np.concatenate(acc))
+        # integer sums in float64 are exact below 2**53
+        sums = [np.bincount(inv, weights=np.concatenate(acc), minlength=len(uniq)).astype(np.int64)
+                for acc in self.cols]
         self.keys = [uniq]
         self.cols = [[s] for s in sums]
         return uniq, sums
@@ -93,11 +102,34 @@ class PmCounters:
         self.radio_changes: list[tuple[int, np.ndarray, np.ndarray]] = []
         self.relations = _Sparse(2)  # handover attempts, successes
         self.matrix = _Sparse(3)     # calls, connected calls, holding ms
+        self._pool: ThreadPoolExecutor | None = None
+        self._queued: deque[Future] = deque()
 
     # --- gathering --------------------------------------------------------------------------
 
     def add(self, cdr: dict, loc: dict | None, t_emit: int) -> None:
-        """Count one emitted slice; everything before ``t_emit`` is resolved."""
+        """Count one emitted slice (on the counting thread; the columns are not changed after
+        they are emitted); everything before ``t_emit`` is resolved."""
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="telcosim-pm",
+                                            initializer=lower_thread_priority)
+        while self._queued and (self._queued[0].done() or len(self._queued) >= _QUEUED):
+            self._queued.popleft().result()  # surfaces an error of the counting
+        self._queued.append(self._pool.submit(self._add, cdr, loc, t_emit))
+
+    def sync(self) -> None:
+        """Wait until every slice handed to :meth:`add` is counted."""
+        while self._queued:
+            self._queued.popleft().result()
+
+    def close(self) -> None:
+        """Stop the counting thread (after :meth:`sync`, or to abandon the run)."""
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+            self._pool = None
+        self._queued.clear()
+
+    def _add(self, cdr: dict, loc: dict | None, t_emit: int) -> None:
         n = len(cdr["t"])
         if n:
             self._cdr(cdr, n)
@@ -114,17 +146,13 @@ class PmCounters:
                                    t_int, t_cell, t_mbps)
         if k:
             self.pending.append((t_int[:k], t_cell[:k], t_mbps[:k]))
-        hour = np.empty(n, np.int64)
-        a = np.empty(n, np.int32)
-        b = np.empty(n, np.int32)
-        ok = np.empty(n, np.bool_)
+        key = np.empty(n, np.int64)
+        ok = np.empty(n, np.int64)
         hold = np.empty(n, np.int64)
         m = kpm.voice_pairs(c["sess"], c["t"], c["dur_s"], c["svc"], c["dir"], c["cp"], c["cell"], c["out"],
-                            np.int64(HOUR_MS), hour, a, b, ok, hold)
+                            np.int64(HOUR_MS), np.int64(self.n_cells), key, ok, hold)
         if m:
-            c1 = np.int64(self.n_cells + 1)
-            key = (hour[:m] * c1 + (a[:m] + 1)) * c1 + (b[:m] + 1)
-            self.matrix.add(key, np.ones(m, np.int64), ok[:m], hold[:m])
+            self.matrix.add(key[:m], np.ones(m, np.int64), ok[:m], hold[:m])
 
     def _loc(self, loc: dict, cdr: dict) -> None:
         fail = cdr["cause"] == CAUSE_HANDOVER
@@ -143,7 +171,7 @@ class PmCounters:
         if m:
             c = np.int64(self.n_cells)
             key = (k_out[:m] * c + src[:m]) * c + dst[:m]
-            self.relations.add(key, np.ones(m, np.int64), ~failed[:m])
+            self.relations.add(key, np.ones(m, np.int64), (~failed[:m]).astype(np.int64))
 
     def _close(self, t_emit: int) -> None:
         """The 10th percentile of throughput for every interval that ended by ``t_emit``."""
@@ -154,10 +182,7 @@ class PmCounters:
             k = np.concatenate([p[0] for p in self.pending])
             c = np.concatenate([p[1] for p in self.pending])
             v = np.concatenate([p[2] for p in self.pending])
-            done = k < upto
-            if done.any():
-                _p10_into(self.thp_p10, k[done], c[done], v[done], self.n_cells)
-            rest = ~done
+            rest = kpm.p10_into(k, c, v, np.int64(upto), np.int64(self.n_cells), self.thp_p10)
             self.pending = [(k[rest], c[rest], v[rest])] if rest.any() else []
         self.open_from = upto
 
@@ -170,6 +195,7 @@ class PmCounters:
 
     def state(self) -> dict[str, np.ndarray]:
         """Everything a resumed run needs, as arrays."""
+        self.sync()
         k = [p[0] for p in self.pending] or [np.zeros(0, np.int64)]
         rc_t = np.array([r[0] for r in self.radio_changes], np.int64)
         rc_n = np.array([len(r[1]) for r in self.radio_changes], np.int64)
@@ -213,6 +239,8 @@ class PmCounters:
     def tables(self, sim, fine: dict[str, np.ndarray], tick_ms: int) -> dict[str, pa.Table]:
         """The three PM tables from the gathered counts and the resolver's accumulators ``fine``
         ([interval, cell] at ``tick_ms``, which divides the PM interval)."""
+        self.sync()
+        self.close()
         self._close(self.window_ms + 1)
         g = self.pm_ms // tick_ms
         c = self.n_cells
@@ -263,20 +291,6 @@ class PmCounters:
             i32(calls), i32(conn), pa.array(hold / 1000.0), pa.array(hold / HOUR_MS),
         ], schema=schema.voice_matrix_schema(sim.tz))
         return {"pm_cells": cells, "pm_relations": relations, "voice_matrix": matrix}
-
-
-def _p10_into(out: np.ndarray, k: np.ndarray, c: np.ndarray, v: np.ndarray, n_cells: int) -> None:
-    """The 10th percentile (linear interpolation, numpy's default) of ``v`` per (k, c) into ``out``."""
-    group = k * n_cells + c
-    order = np.lexsort((v, group))
-    g, v = group[order], v[order]
-    first = np.flatnonzero(np.r_[True, g[1:] != g[:-1]])
-    size = np.diff(np.r_[first, len(g)])
-    pos = 0.1 * (size - 1)
-    lo = np.floor(pos).astype(np.int64)
-    hi = np.minimum(lo + 1, size - 1)
-    x_lo, x_hi = v[first + lo], v[first + hi]
-    out.ravel()[g[first]] = x_lo + (x_hi - x_lo) * (pos - lo)
 
 
 __all__ = ["UL_DL_CAPACITY", "PmCounters"]

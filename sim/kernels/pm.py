@@ -25,7 +25,7 @@ from .records import (
 T_BITS = np.int64(36)
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def rrc_and_throughput(t, dur_s, down, svc, out, cause, cell, end, pm_ms, n_pm, rrc_att, rrc_succ, thp_int,
                        thp_cell, thp_mbps):
     """RRC establishment attempts and successes by (interval of the attempt, cell of the attempt)
@@ -56,7 +56,7 @@ def rrc_and_throughput(t, dur_s, down, svc, out, cause, cell, end, pm_ms, n_pm, 
     return n
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def handovers(t, sub, cell, reason, last_cell, fail_keys, pm_ms, n_pm, src, dst, k_out, failed):
     """Walk location rows in order, keeping each subscriber's last cell in ``last_cell``; for every
     ``handover`` row into another cell than the last, write (interval, source, target, failed)
@@ -82,12 +82,12 @@ def handovers(t, sub, cell, reason, last_cell, fail_keys, pm_ms, n_pm, src, dst,
     return n
 
 
-@njit(cache=True)
-def voice_pairs(sess, t, dur_s, svc, direction, cp, cell, out, hour_ms, hour, a_cell, b_cell, connected, hold_ms):
-    """One entry per voice call (session) of the slice: the hour of the attempt, the originating
-    party's cell (-1: from outside the network), the receiving party's cell (-1: off-net, or never
-    reached), whether it connected and its holding time (ms). The two rows of an on-net call are
-    adjacent (MO first). Returns the calls written."""
+@njit(cache=True, nogil=True)
+def voice_pairs(sess, t, dur_s, svc, direction, cp, cell, out, hour_ms, n_cells, key, connected, hold_ms):
+    """One entry per voice call (session) of the slice: its key, (hour of the attempt × (cells + 1)
+    + the originating party's cell + 1) × (cells + 1) + the receiving party's cell + 1 (cell -1:
+    outside the network, or never reached), whether it connected and its holding time (ms). The
+    two rows of an on-net call are adjacent (MO first). Returns the calls written."""
     n = 0
     m = t.shape[0]
     for i in range(m):
@@ -103,11 +103,50 @@ def voice_pairs(sess, t, dur_s, svc, direction, cp, cell, out, hour_ms, hour, a_
             b = cell[i]
         else:
             continue  # the MT leg of an on-net call: counted with its MO leg
-        hour[n] = t[i] // hour_ms
-        a_cell[n] = a
-        b_cell[n] = b
+        c1 = n_cells + 1
+        key[n] = ((t[i] // hour_ms) * c1 + (a + 1)) * c1 + (b + 1)
         ok = out[i] == OUT_COMPLETED or out[i] == OUT_DROPPED
         connected[n] = ok
         hold_ms[n] = np.int64(round(dur_s[i] * 1000.0)) if ok else np.int64(0)
         n += 1
     return n
+
+
+@njit(cache=True, nogil=True)
+def p10_into(k, c, v, upto, n_cells, out):
+    """The 10th percentile (linear interpolation, as numpy's default) of the samples ``v`` of
+    each (interval ``k``, cell ``c``) with ``k < upto`` into ``out[k, c]``. Returns a mask of the
+    samples left (``k >= upto``)."""
+    n = k.shape[0]
+    left = k >= upto
+    k0 = upto
+    for i in range(n):
+        if k[i] < k0:
+            k0 = k[i]
+    groups = (upto - k0) * n_cells
+    if groups <= 0:
+        return left
+    # counting sort of the samples by group, then each group sorted in place
+    start = np.zeros(groups + 1, np.int64)
+    for i in range(n):
+        if not left[i]:
+            start[(k[i] - k0) * n_cells + c[i] + 1] += 1
+    for g in range(groups):
+        start[g + 1] += start[g]
+    fill = start[:-1].copy()
+    x = np.empty(start[groups], np.float64)
+    for i in range(n):
+        if not left[i]:
+            g = (k[i] - k0) * n_cells + c[i]
+            x[fill[g]] = v[i]
+            fill[g] += 1
+    for g in range(groups):
+        a, b = start[g], start[g + 1]
+        if b == a:
+            continue
+        x[a:b].sort()
+        pos = 0.1 * (b - a - 1)
+        lo = np.int64(np.floor(pos))
+        hi = min(lo + 1, b - a - 1)
+        out[k0 + g // n_cells, g % n_cells] = x[a + lo] + (x[a + hi] - x[a + lo]) * (pos - lo)
+    return left
