@@ -179,8 +179,9 @@ class MobilityConfig:
 class OutputConfig:
     location_update_interval_s: int = _f(3600, "periodic location update interval (s); 0 disables them", lo=0, hi=604_800)
     kpi_interval_s: int = _f(3600, "cell KPI interval (s); must divide 3600", lo=60, hi=3600)
-    pm_interval_s: int = _f(900, "interval of the PM-counter tables pm_cells and pm_relations (s); must divide 3600; "
-                            "0 writes no PM tables (pm_cells, pm_relations, voice_matrix)", lo=0, hi=3600)
+    pm_interval_s: int = _f(0, "interval of the PM-counter tables pm_cells and pm_relations (s), e.g. 900; must "
+                            "divide 3600; 0 (default) writes no PM tables (pm_cells, pm_relations, voice_matrix)",
+                            lo=0, hi=3600)
     compression: str = _f("zstd", "Parquet compression codec", choices=("zstd", "snappy", "lz4", "gzip", "none"))
 
 
