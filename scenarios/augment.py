@@ -169,7 +169,8 @@ def augment(base: Scenario, kind: str, episodes: int, out: Path, *, seed: int = 
             for variant, folder in (("incident", work / "run"), ("baseline", work / "base")):
                 for table, col in (("cdr", "start_time"), ("locations", "time"), ("cell_kpis", "interval_start")):
                     src = folder / table
-                    t = pq.read_table(src if src.is_dir() else folder / f"{table}.parquet")
+                    # the hourly parts' date=/hour= folders are not columns of the episode tables
+                    t = pq.read_table(src if src.is_dir() else folder / f"{table}.parquet", partitioning=None)
                     t = _with_provenance(_window_filter(t, col, lo, hi), k, variant)
                     pq.write_table(t, tmp / table / f"episode-{k:05d}-{variant}.parquet", compression="zstd")
             weight = rate * units * window_h / (365.0 * 24.0)

@@ -456,6 +456,8 @@ class _CellTimeline:
         cover = np.ones(n)
         down = np.zeros(n, bool)
         overlap = np.ones(n)
+        # The radio capacity: a backhaul cap limits what a cell serves, not its PRBs.
+        radio = bpms.copy()
         for inc in active:
             c = inc.cells
             p = inc.params
@@ -465,6 +467,7 @@ class _CellTimeline:
             elif inc.kind == "degraded_cell":
                 ch[c] = np.floor(ch[c] * p["capacity_factor"]).astype(np.int64)
                 bpms[c] = bpms[c] * p["capacity_factor"]
+                radio[c] = radio[c] * p["capacity_factor"]
                 cover[c] = cover[c] * p["coverage_factor"]
             elif _capped(inc):
                 if p["cap_mbps"] > 0:
@@ -482,7 +485,7 @@ class _CellTimeline:
             else:
                 serve[c] = -1
                 cover[c] = 0.0
-        return ch, bpms, serve, cover, down
+        return ch, bpms, serve, cover, down, radio
 
     def changes(self) -> list[CellChange]:
         times = sorted({t for i in self.incs for t in (i.start_ms, i.end_ms)})
@@ -491,8 +494,8 @@ class _CellTimeline:
         for t in times:
             active = [i for i in self.incs if i.start_ms <= t < i.end_ms]
             now = self.state(active)
-            ch, bpms, serve, cover, down = now
-            diff = (ch != prev[0]) | (bpms != prev[1]) | (serve != prev[2]) | (cover != prev[3])
+            ch, bpms, serve, cover, down, radio = now
+            diff = (ch != prev[0]) | (bpms != prev[1]) | (serve != prev[2]) | (cover != prev[3]) | (radio != prev[5])
             cells = np.flatnonzero(diff).astype(np.int64)
             if len(cells):
                 starting = [i for i in self.incs if i.start_ms == t]
@@ -504,7 +507,8 @@ class _CellTimeline:
                 spread = max((i.params["storm_spread_s"] for i in storm), default=60.0) * 1000.0
                 storm_cells = back[np.isin(back, np.concatenate([i.cells for i in storm]))] if storm else back[:0]
                 out.append(CellChange(int(t), cells, ch[cells], bpms[cells], serve[cells], cover[cells],
-                                      handover, storm_cells.astype(np.int64), spread, trigger.id))
+                                      handover, storm_cells.astype(np.int64), spread, trigger.id,
+                                      radio_bpms=radio[cells]))
             prev = now
         return out
 

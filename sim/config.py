@@ -209,6 +209,9 @@ class MobilityConfig:
 class OutputConfig:
     location_update_interval_s: int = _f(3600, "periodic location update interval (s); 0 disables them", lo=0, hi=604_800)
     kpi_interval_s: int = _f(3600, "cell KPI interval (s); must divide 3600", lo=60, hi=3600)
+    pm_interval_s: int = _f(0, "interval of the PM-counter tables pm_cells and pm_relations (s), e.g. 900; must "
+                            "divide 3600; 0 (default) writes no PM tables (pm_cells, pm_relations, voice_matrix)",
+                            lo=0, hi=3600)
     compression: str = _f("zstd", "Parquet compression codec", choices=("zstd", "snappy", "lz4", "gzip", "none"))
 
 
@@ -321,6 +324,9 @@ def _cross_checks(sc: Scenario, file: str, problems: list[str]) -> None:
     if 3600 % sc.output.kpi_interval_s:
         problems.append(f"{file}: output.kpi_interval_s: {sc.output.kpi_interval_s} does not divide 3600 "
                         "(use e.g. 300, 900, 1800 or 3600)")
+    if sc.output.pm_interval_s and (sc.output.pm_interval_s < 60 or 3600 % sc.output.pm_interval_s):
+        problems.append(f"{file}: output.pm_interval_s: {sc.output.pm_interval_s} does not divide 3600 or is under 60 "
+                        "(use e.g. 300, 900, 1800 or 3600; 0 for no PM tables)")
     if sc.network.suburban_km < sc.network.urban_km:
         problems.append(f"{file}: network.suburban_km: {sc.network.suburban_km} is smaller than "
                         f"network.urban_km ({sc.network.urban_km})")

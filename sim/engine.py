@@ -40,6 +40,7 @@ from .labels import RowLog, RowMatcher
 from .mobility import expected_presence, kernel_params, other_place_cdf, place_target
 from .network import Network, build_network
 from .perturb import Perturbations
+from .pm import PmCounters
 from .population import Population, build_population
 from .profile import Profile, load_profile
 from .resolver import Resolver as _Resolver
@@ -117,6 +118,11 @@ class Simulation:
         self.n_epochs = self.n_hours * EPOCHS_PER_HOUR
         self.interval_ms = scenario.output.kpi_interval_s * 1000
         self.n_int = self.n_hours * HOUR_MS // self.interval_ms
+        # PM-counter interval (0: no PM tables); the resolver accumulates at the finer of the two
+        # intervals' common step, which both KPI tables add up.
+        self.pm_ms = scenario.output.pm_interval_s * 1000
+        self.tick_ms = math.gcd(self.interval_ms, self.pm_ms) if self.pm_ms else self.interval_ms
+        self.n_tick = self.n_hours * HOUR_MS // self.tick_ms
         self.scenario_hash = hashlib.sha256(
             json.dumps(_jsonable(scenario.to_dict()), sort_keys=True).encode()).hexdigest()
         self.privacy_ledger = _read_ledger(scenario.privacy_ledger, base, Path(scenario.source).name)
@@ -142,6 +148,12 @@ class Simulation:
     def metadata(self) -> dict[str, str]:
         return {"telcosim.version": __version__, "telcosim.seed": str(self.scenario.seed),
                 "telcosim.scenario": self.scenario.name, "telcosim.scenario_sha256": self.scenario_hash}
+
+    def partition(self, k: int) -> str:
+        """The hive-style folder of hour ``k`` of the window (from 0; ``k`` = the window's hours
+        for the CDRs completed after it): its local date and hour, ``date=YYYY-MM-DD/hour=HH``."""
+        t = (self.start.astimezone(dt.UTC) + dt.timedelta(hours=k)).astimezone(self.start.tzinfo)
+        return f"date={t:%Y-%m-%d}/hour={t.hour:02d}"
 
     def local_hour(self, epoch: int) -> tuple[int, int]:
         """(hour, weekday) in local time at the start of an epoch (DST-aware)."""
@@ -259,7 +271,7 @@ class Simulation:
         ], schema=sch)
 
     def _kpi_table(self, res: _Resolver, ref: pa.Table | None = None) -> pa.Table:
-        k = res.kpi
+        k = _coarse(res.kpi, self.interval_ms // self.tick_ms)
         n_int, c = k["att"].shape
         iv = self.interval_ms
         start = np.repeat(np.arange(n_int, dtype=np.int64) * iv, c)
@@ -402,16 +414,19 @@ class EpochLoop:
         (or loads both from the writer's checkpoint with ``resume``) and starts the demand
         executor and the post threads, which :meth:`run` closes."""
         self.sim, self.writer, self.progress = sim, writer, progress
+        writer.partition = sim.partition
         self.checkpoint_every = checkpoint_every
         self.row_log, self.matcher, self.kpi_ref = row_log, matcher, kpi_ref
         sc, pop, net = sim.scenario, sim.population, sim.network
         b = sc.behaviour
-        self.res = _Resolver(net, pop.n, sim.n_int, sc.network.ue_peak_mbps, sc.network.max_data_sessions,
+        self.res = _Resolver(net, pop.n, sim.n_tick, sc.network.ue_peak_mbps, sc.network.max_data_sessions,
                              redial_key=int(kernel_key(sc.seed, "resolution")), redial_prob=b.redial_prob,
                              redial_delay_s=b.redial_delay_mean_s, redial_max=b.redial_max,
                              window_end_ms=sim.n_epochs * EPOCH_MS,
                              cover_key=int(kernel_key(sc.seed, "incidents.coverage")))
-        self.res.counters[resolution.C_NEXT_TICK] = sim.interval_ms
+        self.res.counters[resolution.C_NEXT_TICK] = sim.tick_ms
+        self.pm = (PmCounters(pop.n, net.n_cells, sim.n_epochs * EPOCH_MS, sim.pm_ms, net.data_mbps * 1e6 / 8 / 1000,
+                              b.data_uplink_share) if sim.pm_ms else None)
         self.pert = sim.perturbations
         self.changes = [] if self.pert is None else sorted(self.pert.changes, key=lambda ch: ch.t_ms)
         # Network changes applied so far (the next one is changes[changes_done]).
@@ -429,6 +444,8 @@ class EpochLoop:
                 self.changes_done = int(meta.get("changes_done", 0))
                 state = ShardState(**{k[2:]: v for k, v in arrays.items() if k.startswith("d.")})
                 self.res.load_state({k[2:]: v for k, v in arrays.items() if k.startswith("r.")}, meta["resolver"])
+                if self.pm is not None:
+                    self.pm.load({k[2:]: v for k, v in arrays.items() if k.startswith("p.")})
         if state is None:
             h0, wd0 = sim.local_hour(0)
             state = ShardState.initial(pop, h0, wd0, sc.seed)
@@ -472,6 +489,10 @@ class EpochLoop:
             env.process(self.network_changes(env))
         try:
             env.run()
+        except BaseException:
+            if self.pm is not None:
+                self.pm.close()
+            raise
         finally:
             self.executor.close()
             if self.post is not None:
@@ -601,7 +622,7 @@ class EpochLoop:
         kinds = att[2][ia:ja]
         self.res.ensure_slots(int(np.count_nonzero((kinds == demand.VOICE_MO) | (kinds == demand.VOICE_MT_OFFNET))),
                               int(np.count_nonzero(kinds == demand.DATA)))
-        cdr, loc = self.res.resolve(t_end, self.sim.interval_ms, tuple(a[im:jm] for a in mob),
+        cdr, loc = self.res.resolve(t_end, self.sim.tick_ms, tuple(a[im:jm] for a in mob),
                                     tuple(a[ia:ja] for a in att), self.up_share)
         self.im, self.ia = jm, ja
         self.emit(cdr, loc, final, t_end)
@@ -609,6 +630,8 @@ class EpochLoop:
     def emit(self, cdr: dict, loc: dict | None, final: bool = True, t_emit: int = int(resolution.INF)) -> None:
         """Hand rows to the row log and the writer; ``t_emit``: everything before it is resolved."""
         writer = self.writer
+        if self.pm is not None:
+            self.pm.add(cdr, loc, t_emit)
         if self.row_log is not None:
             self.row_log.add("cdr", cdr, t_emit)
             if loc is not None:
@@ -658,6 +681,8 @@ class EpochLoop:
         """Resolve everything before the change's time, then apply it (a
         :class:`sim.perturb.CellChange`) and its registration storm."""
         self.resolve_until(ch.t_ms)
+        if self.pm is not None:
+            self.pm.change(ch.t_ms, ch.cells, ch.data_bpms if ch.radio_bpms is None else ch.radio_bpms)
         # Rows at the change's time and after (the rows emitted up to it are from before).
         self.emit(*self.res.change(ch), False, ch.t_ms + 1)
         if len(ch.storm_cells):
@@ -688,7 +713,8 @@ class EpochLoop:
         and wait for the write: the arrays are the live ones, which the next epoch changes."""
         r_arrays, r_meta = self.res.state()
         arrays = {**{f"d.{k}": v for k, v in self.executor.state_arrays().items()},
-                  **{f"r.{k}": v for k, v in r_arrays.items()}}
+                  **{f"r.{k}": v for k, v in r_arrays.items()},
+                  **({f"p.{k}": v for k, v in self.pm.state().items()} if self.pm is not None else {})}
         self.writer.write_checkpoint(arrays, {"epochs_done": e + 1, "resolver": r_meta,
                                               "changes_done": self.changes_done,
                                               "scenario_sha256": self.sim.scenario_hash}, wait=True)
@@ -697,7 +723,7 @@ class EpochLoop:
         """After the window: calls and sessions in progress run to their end; no new demand."""
         empty_m = tuple(np.zeros(0, dtype) for dtype in MOB_DTYPES)
         empty_a = (*(np.zeros(0, dtype) for dtype in ATT_DTYPES), np.zeros(0, np.int32), np.zeros(0, np.int32))
-        cdr, loc = self.res.resolve(int(resolution.INF) - 1, self.sim.interval_ms, empty_m, empty_a, self.up_share)
+        cdr, loc = self.res.resolve(int(resolution.INF) - 1, self.sim.tick_ms, empty_m, empty_a, self.up_share)
         assert len(loc["t"]) == 0  # nothing moves or starts after the window
         self.emit(cdr, None)
 
@@ -705,8 +731,11 @@ class EpochLoop:
         """Write the KPI, incident, subscriber and cell tables and the manifest; commit."""
         sim, writer = self.sim, self.writer
         kpi = sim._kpi_table(self.res, self.kpi_ref)
+        pm = self.pm.tables(sim, self.res.kpi, sim.tick_ms) if self.pm is not None else {}
         if not writer.discard:
             writer.write_table("cell_kpis", kpi)
+            for name, table in pm.items():
+                writer.write_table(name, table)
             if self.pert is not None:
                 writer.write_table("incidents", sim._incidents_table(self.pert))
                 if self.pert.topology is not None:
@@ -717,10 +746,22 @@ class EpochLoop:
             writer.write_table("cells", sim._cells_table())
         else:
             writer.rows["cell_kpis"] = kpi.num_rows
+            writer.rows.update({name: table.num_rows for name, table in pm.items()})
         wall = time.perf_counter() - t_wall
         out = writer.commit(sim.manifest(wall))
         self.stats["wall_s"] = wall
         return RunResult(out, dict(writer.rows), wall, kpi, self.stats)
+
+
+def _coarse(fine: dict[str, np.ndarray], g: int) -> dict[str, np.ndarray]:
+    """KPI accumulators ([tick, cell]) added up over ``g`` ticks per interval (peaks: the most)."""
+    if g == 1:
+        return fine
+    out = {}
+    for name, a in fine.items():
+        r = a.reshape(a.shape[0] // g, g, a.shape[1])
+        out[name] = r.max(axis=1) if name in ("busy_peak", "dpeak", "cpeak") else r.sum(axis=1)
+    return out
 
 
 def _read_ledger(path: str, base: Path | None, file: str) -> dict | None:

@@ -36,6 +36,9 @@ class CellChange:
     storm_cells: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))  # re-attach here
     storm_spread_ms: float = 60_000.0
     incident: int = -1
+    # float64, bytes per ms: the cells' radio capacity (what PRB utilisation is measured against),
+    # which a backhaul cap leaves as it was; None: data_bpms
+    radio_bpms: np.ndarray | None = None
 
 
 @dataclass(frozen=True)

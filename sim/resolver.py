@@ -93,12 +93,17 @@ class Resolver:
         # Incidents: the cell serving each cell's area and the share covered (identity and 1
         # while every cell is up).
         self.coverage = Coverage(serve=np.arange(c, dtype=np.int32), cover=np.ones(c))
+        # Connections (busy channels plus data sessions) and their peak: one pair of arrays that
+        # the channels and the sharing both hold.
+        conn, cpeak = np.zeros(c, np.int64), np.zeros(c, np.int64)
         self.channels = Channels(cap=net.voice_channels.astype(np.int64), busy=np.zeros(c, np.int64),
-                                 last=np.zeros(c, np.int64), area=np.zeros(c), peak=np.zeros(c, np.int64))
+                                 last=np.zeros(c, np.int64), area=np.zeros(c), peak=np.zeros(c, np.int64),
+                                 conn=conn, cpeak=cpeak)
         td, tdi = _tree(c)
         self.sharing = Sharing(cap_bpms=net.data_mbps * 1e6 / 8 / 1000, n_sess=np.zeros(c, np.int64),
                                vt=np.zeros(c), last=np.zeros(c, np.int64), served=np.zeros(c),
-                               sess_ms=np.zeros(c), head=np.full(c, -1, np.int64), td=td, tdi=tdi)
+                               sess_ms=np.zeros(c), peak=np.zeros(c, np.int64), conn=conn, cpeak=cpeak,
+                               head=np.full(c, -1, np.int64), td=td, tdi=tdi)
         self.subs = Subscribers(st=np.full((n_subs, 2), -1, np.int32), bits=np.zeros(n_subs // 64 + 1, np.uint64))
         self.calls = _empty_pool(Calls, ("tv", "tvi"))
         self.sessions = _empty_pool(Sessions, (), _FLOAT_FIELDS["sessions"])
@@ -130,6 +135,8 @@ class Resolver:
         self.counters = arrays["counters"]
         for name, kind in _STRUCTURES.items():
             setattr(self, name, kind(**{f: arrays[f"{name}.{f}"] for f in kind._fields}))
+        # The channels and the sharing hold one pair of connection arrays (saved twice).
+        self.sharing = self.sharing._replace(conn=self.channels.conn, cpeak=self.channels.cpeak)
 
     def active_calls(self) -> int:
         return self.n_calls - int(self.counters[C_FREE_CALLS])

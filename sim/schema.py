@@ -21,6 +21,8 @@ DENSITY_CLASSES = ("urban", "suburban", "rural")
 ACTIVITY_CLASSES = ("low", "medium", "high", "very_high")
 
 TABLES = ("cdr", "locations", "cell_kpis", "subscribers", "cells")
+# The PM-counter tables (output.pm_interval_s > 0).
+PM_TABLES = ("pm_cells", "pm_relations", "voice_matrix")
 
 
 def _f(name: str, type_: pa.DataType, unit: str, doc: str, nullable: bool = False) -> pa.Field:
@@ -89,6 +91,55 @@ def cell_kpis_schema(tz: str) -> pa.Schema:
         _f("data_sessions_mean", f64, "1", "time-average of concurrent data sessions"),
         _f("throughput_mean_mbps", f64, "Mbps", "volume served per session-second (null when idle)", nullable=True),
         _f("incident_id", i32, "", INCIDENT_DOC, nullable=True),
+    ])
+
+
+def pm_cells_schema(tz: str) -> pa.Schema:
+    i32, f64 = pa.int32(), pa.float64()
+    return pa.schema([
+        _f("interval_start", timestamp(tz), "ms", "start of the PM interval (output.pm_interval_s)"),
+        _f("cell_id", i32, "", "cell"),
+        _f("rru_prb_used_dl", f64, "1", "RRU.PrbUsedDl / RRU.PrbAvailDl: downlink volume served against the cell's radio capacity over the interval (0..1)"),
+        _f("rru_prb_used_ul", f64, "1", "RRU.PrbUsedUl / RRU.PrbAvailUl: uplink volume against the uplink capacity (the downlink's times 51024/150752, TS 36.306) (0..1)"),
+        _f("rrc_conn_mean", f64, "1", "RRC.ConnMean: time-average of connected UEs (call legs holding a channel plus data sessions in transfer)"),
+        _f("rrc_conn_max", i32, "1", "RRC.ConnMax: most connected UEs at once"),
+        _f("drb_ue_active_dl_mean", f64, "1", "DRB.UEActiveDl: time-average of data sessions in transfer"),
+        _f("drb_ue_active_dl_max", i32, "1", "most data sessions in transfer at once"),
+        _f("drb_ue_thp_dl_mean_mbps", f64, "Mbps", "DRB.UEThpDl: downlink volume over session-time in transfer (null when idle)", nullable=True),
+        _f("drb_ue_thp_dl_p10_mbps", f64, "Mbps", "10th percentile of the mean downlink rate of the data sessions completed in this cell and interval (null when none)", nullable=True),
+        _f("drb_vol_dl_mb", f64, "MB", "downlink volume served (10^6 bytes), as cell_kpis.data_volume_mb"),
+        _f("rrc_conn_estab_att", i32, "1", "RRC.ConnEstabAtt: session attempts (CDR rows) of UEs that reached this cell"),
+        _f("rrc_conn_estab_succ", i32, "1", "RRC.ConnEstabSucc: of those, not refused for lack of resources (blocked)"),
+        _f("ho_out_att", i32, "1", "HO.ExeAtt (outgoing): handovers of calls and data sessions out of this cell"),
+        _f("ho_out_succ", i32, "1", "HO.ExeSucc (outgoing): of those, not failed for lack of a channel in the target (which drops the call)"),
+        _f("voice_erlang", f64, "Erl", "ERAB.UsageNbr.Mean (QCI 1): time-average of voice call legs holding a channel"),
+        _f("voice_estab_att", i32, "1", "ERAB.EstabInitAttNbr (QCI 1): voice call legs attempted here"),
+        _f("voice_estab_succ", i32, "1", "ERAB.EstabInitSuccNbr (QCI 1): of those, not blocked for lack of a channel here"),
+        _f("voice_blocking", f64, "1", "(attempts - successes) / attempts (null without attempts)", nullable=True),
+    ])
+
+
+def pm_relations_schema(tz: str) -> pa.Schema:
+    i32 = pa.int32()
+    return pa.schema([
+        _f("interval_start", timestamp(tz), "ms", "start of the PM interval"),
+        _f("source_cell_id", i32, "", "the cell handed over from"),
+        _f("target_cell_id", i32, "", "the cell handed over to"),
+        _f("ho_att", i32, "1", "HO.OutAttTarget: handovers of calls and data sessions from source to target"),
+        _f("ho_succ", i32, "1", "HO.OutSuccTarget: of those, not failed for lack of a channel in the target (which drops the call)"),
+    ])
+
+
+def voice_matrix_schema(tz: str) -> pa.Schema:
+    i32 = pa.int32()
+    return pa.schema([
+        _f("hour_start", timestamp(tz), "ms", "start of the hour of the attempts"),
+        _f("from_cell_id", i32, "", "the calling party's cell at the attempt; null for a call from outside the network", nullable=True),
+        _f("to_cell_id", i32, "", "the called party's cell at the attempt; null for an off-net call or one that never reached the called party", nullable=True),
+        _f("calls", i32, "1", "voice calls attempted (each redial one more)"),
+        _f("calls_connected", i32, "1", "of those, connected (completed or dropped later)"),
+        _f("duration_s", pa.float64(), "s", "holding time of the connected calls, whenever they ended"),
+        _f("erlang", pa.float64(), "Erl", "duration_s / 3600: the traffic these calls carried, per hour"),
     ])
 
 

@@ -16,6 +16,7 @@ import os
 import queue
 import shutil
 import threading
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -64,6 +65,9 @@ class RunWriter:
         # Rows of an open part not yet written: less than a row group (the writer thread's own).
         self._pending: dict[Path, list[pa.Table]] = {}
         self._hashes: dict[Path, dict[str, Any]] = {}
+        # The folder of part k inside its table's folder (hive style, e.g. "date=2024-03-05/hour=00");
+        # None: the table's folder itself.
+        self.partition: Callable[[int], str] | None = None
         self._thread: threading.Thread | None = None
         if out is None:
             self.tmp = None
@@ -137,16 +141,17 @@ class RunWriter:
         return table.replace_schema_metadata(meta)
 
     def write_part(self, name: str, table: pa.Table, final: bool = True) -> None:
-        """Append rows to the current part of a partitioned table (``name/part-NNNNN.parquet``);
-        ``final`` closes the part, so the next rows start part k+1. A part may be written in
-        several pieces; its row groups hold ROW_GROUP_ROWS rows each whatever the pieces. Empty
-        parts are written too, so part k is hour k."""
+        """Append rows to the current part of a partitioned table
+        (``name/PARTITION/part-NNNNN.parquet``, PARTITION from :attr:`partition`); ``final``
+        closes the part, so the next rows start part k+1. A part may be written in several
+        pieces; its row groups hold ROW_GROUP_ROWS rows each whatever the pieces. Empty parts are
+        written too, so part k is hour k."""
         self.rows[name] = self.rows.get(name, 0) + table.num_rows
         if self.discard:
             return
         k = self._parts.get(name, 0)
-        folder = self.tmp / name
-        folder.mkdir(exist_ok=True)
+        folder = self.tmp / name if self.partition is None else self.tmp / name / self.partition(k)
+        folder.mkdir(parents=True, exist_ok=True)
         self._put(folder / f"part-{k:05d}.parquet", table, final)
         if final:
             self._parts[name] = k + 1
@@ -206,9 +211,12 @@ class RunWriter:
         for folder in self.tmp.iterdir():
             if folder.is_dir():
                 keep = self._parts.get(folder.name, 0)
-                for f in folder.glob("part-*.parquet"):
+                for f in folder.rglob("part-*.parquet"):
                     if int(f.stem.split("-")[1]) >= keep:
                         f.unlink()
+                for sub in sorted(folder.rglob("*"), reverse=True):  # partition folders left empty
+                    if sub.is_dir() and not any(sub.iterdir()):
+                        sub.rmdir()
         for stray in self.tmp.glob("*.tmp.npz"):
             stray.unlink()
         return arrays, meta

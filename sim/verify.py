@@ -81,7 +81,7 @@ class _Run:
         """The Parquet files of a table present on disk (the parts of a partitioned table in order)."""
         if table in PARTITIONED:
             folder = self.dir / table
-            return sorted(p for p in folder.glob("*.parquet") if p.is_file()) if folder.is_dir() else []
+            return sorted((p for p in folder.rglob("*.parquet") if p.is_file()), key=lambda p: p.name) if folder.is_dir() else []
         path = self.dir / f"{table}.parquet"
         return [path] if path.is_file() else []
 

@@ -97,9 +97,11 @@ class Run:
 
     @property
     def tables(self) -> list[str]:
-        """The tables this run holds (cdr, locations, cell_kpis, subscribers, cells; incidents
-        for a run with incidents)."""
-        return [t for t in (*PARTED, "cell_kpis", "subscribers", "cells", "incidents") if self._where(t).exists()]
+        """The tables this run holds (cdr, locations, cell_kpis, subscribers, cells; the PM
+        counters pm_cells, pm_relations and voice_matrix unless output.pm_interval_s = 0;
+        incidents for a run with incidents)."""
+        return [t for t in (*PARTED, "cell_kpis", "subscribers", "cells", "pm_cells", "pm_relations", "voice_matrix",
+                            "incidents") if self._where(t).exists()]
 
     def _where(self, table: str) -> Path:
         return self.path / table if table in PARTED else self.path / f"{table}.parquet"

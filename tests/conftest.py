@@ -28,6 +28,8 @@ def small_scenario(**overrides):
         # SMS-rich enough for the SMS tests (the general profile sends 0.54 a day)
         "behaviour.sms_per_day": 4.0,
         "output.kpi_interval_s": 900,
+        # the PM counters (off by default), so that every test of the small city covers them
+        "output.pm_interval_s": 900,
     }
     sets.update(overrides)
     return config.load(None, [f"{k}={v!r}" if isinstance(v, str) else f"{k}={v}" for k, v in sets.items()])

@@ -76,6 +76,7 @@ def cell_unlink(ps, ds, j, c):
     if ds.cnext[j] >= 0:
         ds.cprev[ds.cnext[j]] = ds.cprev[j]
     ps.n_sess[c] -= 1
+    ps.conn[c] -= 1
     if ps.n_sess[c] == 0:
         ps.vt[c] = 0.0
 
@@ -89,6 +90,11 @@ def cell_link(ps, ds, j, c):
         ds.cprev[ps.head[c]] = j
     ps.head[c] = j
     ps.n_sess[c] += 1
+    if ps.n_sess[c] > ps.peak[c]:
+        ps.peak[c] = ps.n_sess[c]
+    ps.conn[c] += 1
+    if ps.conn[c] > ps.cpeak[c]:
+        ps.cpeak[c] = ps.conn[c]
 
 
 @njit(cache=True, _nrt=False, inline="always")

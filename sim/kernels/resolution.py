@@ -148,6 +148,10 @@ def _close_interval(p, ch, ps, kpi, counters, tick):
         kpi.busy_peak[cur, c] = max(kpi.busy_peak[cur, c], ch.peak[c])
         kpi.served[cur, c] += ps.served[c]
         kpi.sess_ms[cur, c] += ps.sess_ms[c]
+        kpi.dpeak[cur, c] = max(kpi.dpeak[cur, c], ps.peak[c])
+        kpi.cpeak[cur, c] = max(kpi.cpeak[cur, c], ch.cpeak[c])
+        ps.peak[c] = ps.n_sess[c]
+        ch.cpeak[c] = ch.conn[c]
         ch.area[c] = 0.0
         ps.served[c] = 0.0
         ps.sess_ms[c] = 0.0

@@ -53,6 +53,8 @@ Channels = namedtuple("Channels", [
     "last",  # time busy[] was last integrated
     "area",  # busy-channel time integral of the current KPI interval
     "peak",  # most channels busy at once in the current KPI interval
+    "conn",   # connections in the cell: busy channels plus data sessions (the same array as Sharing's)
+    "cpeak",  # most connections at once in the current KPI interval (the same array as Sharing's)
 ])
 """The voice channels of each cell (a loss system: a call needs one free channel per on-net leg)."""
 
@@ -63,6 +65,9 @@ Sharing = namedtuple("Sharing", [
     "last",      # time vt was last advanced
     "served",    # bytes served in the current KPI interval
     "sess_ms",   # session-time served in the current KPI interval
+    "peak",      # most data sessions at once in the current KPI interval
+    "conn",      # connections in the cell (Channels.conn: the same array)
+    "cpeak",     # most connections at once in the current KPI interval (Channels.cpeak: the same array)
     "head",      # first data session of the cell's list (-1: none)
     "td",        # tournament tree (values): each cell's next data completion time
     "tdi",       # tournament tree (leaf ids)
@@ -103,7 +108,7 @@ Redials = namedtuple("Redials", [
 
 Kpis = namedtuple("Kpis", [
     "att", "comp", "block", "drop", "fail", "hin", "hfail", "sms", "dsess", "dblock",
-    "busy_area", "busy_peak", "offered", "carried", "served", "sess_ms",
+    "busy_area", "busy_peak", "offered", "carried", "served", "sess_ms", "dpeak", "cpeak",
 ])
 """Per KPI interval and cell ([interval, cell]) accumulators (see sim.schema's cell KPIs)."""
 

@@ -53,6 +53,9 @@ def seize(ch, c, t, acc):
     ch.busy[c] += 1
     if ch.busy[c] > ch.peak[c]:
         ch.peak[c] = ch.busy[c]
+    ch.conn[c] += 1
+    if ch.conn[c] > ch.cpeak[c]:
+        ch.cpeak[c] = ch.conn[c]
 
 
 @njit(cache=True, _nrt=False, inline="always")
@@ -60,6 +63,7 @@ def release(ch, c, t, acc):
     """Give back a channel of cell ``c`` at ``t``."""
     flush(ch, c, t, acc)
     ch.busy[c] -= 1
+    ch.conn[c] -= 1
 
 
 @njit(cache=True, _nrt=False, inline="always")

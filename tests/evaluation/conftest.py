@@ -46,13 +46,13 @@ def make_wrong_run(src, dst, seed: int = 7):
     start_ms = pd.Timestamp(m["window"]["start"]).value // 1_000_000
     span_ms = (pd.Timestamp(m["window"]["end"]).value // 1_000_000) - start_ms
     n_cells = m["network"]["cells"]
-    for part in sorted((dst / "cdr").glob("*.parquet")):
+    for part in sorted((dst / "cdr").rglob("*.parquet")):
         t = pq.read_table(part)
         i = t.schema.get_field_index("start_time")
         new = start_ms + rng.integers(0, span_ms, len(t))
         t = t.set_column(i, t.schema.field(i), pa.array(new, pa.int64()).cast(t.schema.field(i).type))
         pq.write_table(t, part)
-    for part in sorted((dst / "locations").glob("*.parquet")):
+    for part in sorted((dst / "locations").rglob("*.parquet")):
         t = pq.read_table(part)
         i = t.schema.get_field_index("cell_id")
         t = t.set_column(i, t.schema.field(i), pa.array(rng.integers(0, n_cells, len(t)), pa.int32()))

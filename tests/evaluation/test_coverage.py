@@ -157,7 +157,7 @@ def test_coverage_counts_match_the_run_files(small_run):
     assert doc["flagged"] == [k for k, v in by.items() if v["flag"] == "under"]
     inc = doc["dimensions"]["incident"]
     assert inc["levels"] == {"none": {"count": n, "share": 1.0}}  # the small run has no incidents
-    if "incident_id" in pq.read_schema(next((run_dir / "cdr").glob("*.parquet"))).names:
+    if "incident_id" in pq.read_schema(next((run_dir / "cdr").rglob("*.parquet"))).names:
         assert inc["available"] is True
     else:  # written before the simulator had incidents
         assert inc["available"] is False and "no incidents" in inc["note"]
@@ -170,7 +170,7 @@ def test_incident_kinds_from_an_incidents_table(small_run, tmp_path):
     run_dir = tmp_path / "run"
     shutil.copytree(src, run_dir)
     rng = np.random.default_rng(3)
-    parts = sorted((run_dir / "cdr").glob("*.parquet"))
+    parts = sorted((run_dir / "cdr").rglob("*.parquet"))
     expected = {"none": 0, "cell_outage": 0, "mass_event": 0}
     kinds = {0: "cell_outage", 1: "mass_event", 2: "cell_outage"}
     for part in parts:

@@ -66,5 +66,5 @@ def test_population_drawn_from_the_model(model_dir, tmp_path):
     assert spearmanr(data_mult, n_data).statistic > 0.5
     # Same seed, same output.
     run_scenario(sc, tmp_path / "b")
-    for part in sorted((tmp_path / "a" / "cdr").glob("*.parquet"))[:3]:
-        assert part.read_bytes() == (tmp_path / "b" / "cdr" / part.name).read_bytes()
+    for part in sorted((tmp_path / "a" / "cdr").rglob("*.parquet"))[:3]:
+        assert part.read_bytes() == (tmp_path / "b" / part.relative_to(tmp_path / "a")).read_bytes()

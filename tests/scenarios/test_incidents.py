@@ -19,7 +19,7 @@ from telcosim.scenarios.runner import run as run_scenario
 from telcosim.sim.engine import Simulation
 
 # SMS-rich enough for the SMS signatures (the general profile sends 0.54 SMS a day)
-SMALL = ["population.subscribers=4000", "behaviour.sms_per_day=4.0"]
+SMALL = ["population.subscribers=4000", "behaviour.sms_per_day=4.0", "output.pm_interval_s=900"]
 
 
 def _run(tmp_path_factory, name: str, extra: list[str] | None = None):
@@ -115,8 +115,8 @@ def test_counterfactual_prefix_is_byte_identical(outage):
     assert first_hour >= 1
     for table in ("cdr", "locations"):
         for k in range(int(first_hour)):
-            a = (run / table / f"part-{k:05d}.parquet").read_bytes()
-            b = (base / table / f"part-{k:05d}.parquet").read_bytes()
+            a = next((run / table).rglob(f"part-{k:05d}.parquet")).read_bytes()
+            b = next((base / table).rglob(f"part-{k:05d}.parquet")).read_bytes()
             assert hashlib.sha256(a).digest() == hashlib.sha256(b).digest(), (table, k)
 
 
@@ -595,3 +595,68 @@ multipliers = { sms = 2.0 }
     cdr = _table(tmp_path / "run", "cdr")
     dropped = cdr[cdr["cause"] == "cell_outage"]
     assert len(dropped) > 0 and (dropped["incident_id"] == 0).all()
+
+
+# --- PM counters under incidents (docs/schema.md, "PM counters under incidents") ---------------
+
+def _nbrs(run_dir: Path, cells: np.ndarray) -> list[int]:
+    c = _table(run_dir, "cells")
+    return sorted(set(np.concatenate(c.loc[c.cell_id.isin(cells), "neighbours"].to_list())) - set(cells))
+
+
+def test_pm_outage_dead_cell_silent_neighbours_loaded(outage):
+    _, run, base = outage
+    inc = _incident(run)
+    pm, pb = _table(run, "pm_cells"), _table(base, "pm_cells")
+    down = pm["cell_id"].isin(inc["cells"]) & _during(pm, inc)
+    assert down.sum() > 0
+    # The dead cells: no PRB used, nobody connected, no RRC attempt heard.
+    for col in ("rru_prb_used_dl", "rru_prb_used_ul", "rrc_conn_mean", "rrc_conn_max", "rrc_conn_estab_att",
+                "drb_ue_active_dl_max", "voice_erlang"):
+        assert pm.loc[down, col].sum() == 0, col
+    assert pb.loc[pb["cell_id"].isin(inc["cells"]) & _during(pb, inc), "rrc_conn_estab_att"].sum() > 0
+    # Their neighbours carry the load: more users, more PRB, more RRC attempts than in the baseline.
+    near = pm["cell_id"].isin(_nbrs(run, inc["cells"])) & _during(pm, inc)
+    near_b = pb["cell_id"].isin(_nbrs(run, inc["cells"])) & _during(pb, inc)
+    for col, factor in (("rrc_conn_mean", 1.1), ("rru_prb_used_dl", 1.05), ("rrc_conn_estab_att", 1.1)):
+        assert pm.loc[near, col].sum() > factor * pb.loc[near_b, col].sum(), col
+    # No handover into or out of a dead cell while it is down.
+    rel = _table(run, "pm_relations")
+    dead = rel["source_cell_id"].isin(inc["cells"]) | rel["target_cell_id"].isin(inc["cells"])
+    assert rel.loc[dead & _during(rel, inc, pad_min=15), "ho_att"].sum() == 0
+
+
+def test_pm_mass_event_saturates_prb_and_throughput_falls(stadium):
+    _, run, base = stadium
+    inc = _incident(run)
+    pm, pb = _table(run, "pm_cells"), _table(base, "pm_cells")
+    venue = pm["cell_id"].isin(inc["cells"]) & _during(pm, inc)
+    venue_b = pb["cell_id"].isin(inc["cells"]) & _during(pb, inc)
+    # The venue's radio is saturated: PRB utilisation near 1 where the baseline has headroom.
+    assert pm.loc[venue, "rru_prb_used_dl"].max() > 0.95
+    assert pm.loc[venue, "rru_prb_used_dl"].mean() > 2 * pb.loc[venue_b, "rru_prb_used_dl"].mean()
+    # Shared among many users, each gets less: mean and low-percentile throughput fall.
+    for col in ("drb_ue_thp_dl_mean_mbps", "drb_ue_thp_dl_p10_mbps"):
+        assert pm.loc[venue, col].median() < 0.7 * pb.loc[venue_b, col].median(), col
+    assert pm.loc[venue, "drb_ue_active_dl_max"].max() > 3 * max(1, pb.loc[venue_b, "drb_ue_active_dl_max"].max())
+    # Congestion refuses connections.
+    v = pm.loc[venue]
+    assert (v["rrc_conn_estab_att"] - v["rrc_conn_estab_succ"]).sum() > 0
+
+
+def test_pm_backhaul_throughput_at_the_cap_with_prb_headroom(backhaul):
+    _, run, base = backhaul
+    inc = _incident(run)
+    cap = inc["params"]["cap_mbps"]
+    pm, pb = _table(run, "pm_cells"), _table(base, "pm_cells")
+    cells = _table(run, "cells").set_index("cell_id")["data_mbps"]
+    hit = pm["cell_id"].isin(inc["cells"]) & _during(pm, inc)
+    hit_b = pb["cell_id"].isin(inc["cells"]) & _during(pb, inc)
+    thr = pm.loc[hit, "drb_ue_thp_dl_mean_mbps"].dropna()
+    # Users get the backhaul's rate at most, and most of the time about all of it ...
+    assert len(thr) > 10 and (thr <= cap + 1e-6).all() and thr.median() > 0.5 * cap
+    assert pb.loc[hit_b, "drb_ue_thp_dl_mean_mbps"].median() > 2 * cap
+    # ... while the radio has headroom: PRB utilisation at most the cap's share of the radio capacity.
+    radio = cells.loc[pm.loc[hit, "cell_id"]].to_numpy()
+    prb = pm.loc[hit, "rru_prb_used_dl"].to_numpy()
+    assert (prb <= cap / radio + 1e-9).all() and prb.max() < 0.5

@@ -69,7 +69,7 @@ def test_kill_halfway_then_resume_is_identical(reference, tmp_path):
     checkpoint = tmp_path / ".killed.partial" / "checkpoint.npz"
     deadline = time.time() + 120
     while time.time() < deadline and proc.poll() is None:
-        parts = list((tmp_path / ".killed.partial" / "cdr").glob("part-*.parquet")) if checkpoint.exists() else []
+        parts = list((tmp_path / ".killed.partial" / "cdr").rglob("part-*.parquet")) if checkpoint.exists() else []
         if len(parts) >= 10:
             break
         time.sleep(0.05)

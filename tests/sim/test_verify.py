@@ -70,21 +70,23 @@ def test_clean_run_verifies(clean_run, capsys):
 
 
 def test_flipped_byte(copy, capsys):
-    path = copy / "cdr" / "part-00003.parquet"
+    path = next((copy / "cdr").rglob("part-00003.parquet"))
+    rel = path.relative_to(copy).as_posix()
     data = bytearray(path.read_bytes())
     data[len(data) // 3] ^= 0xFF
     path.write_bytes(bytes(data))
     problems = verify_run(copy)
-    assert _has(problems, "cdr/part-00003.parquet", "SHA-256")
+    assert _has(problems, rel, "SHA-256")
     assert cli.main(["verify", str(copy)]) == 1
     err = capsys.readouterr().err
-    assert "cdr/part-00003.parquet" in err and "problem(s)" in err
+    assert rel in err and "problem(s)" in err
 
 
 def test_missing_file(copy):
-    (copy / "locations" / "part-00005.parquet").unlink()
+    path = next((copy / "locations").rglob("part-00005.parquet"))
+    path.unlink()
     problems = verify_run(copy)
-    assert _has(problems, "locations/part-00005.parquet", "missing")
+    assert _has(problems, path.relative_to(copy).as_posix(), "missing")
     assert _has(problems, "locations:", "rows, manifest.json row_counts")
 
 
@@ -102,11 +104,11 @@ def test_extra_unlisted_file(copy):
 
 def _cdr_row(run_dir, service):
     """A (part, row) of the CDR with the given service."""
-    for path in sorted((run_dir / "cdr").glob("*.parquet")):
+    for path in sorted((run_dir / "cdr").rglob("*.parquet"), key=lambda p: p.name):
         t = pq.read_table(path, columns=["service"])
         rows = np.flatnonzero(pc.equal(t.column("service"), service).to_numpy(zero_copy_only=False))
         if len(rows):
-            return f"cdr/{path.name}", int(rows[0])
+            return path.relative_to(run_dir).as_posix(), int(rows[0])
     raise AssertionError(f"no {service} row")
 
 
@@ -127,7 +129,7 @@ def test_dangling_cell_id(copy, fix_manifest):
 
 
 def test_row_outside_window(copy):
-    rel = "locations/part-00010.parquet"
+    rel = next((copy / "locations").rglob("part-00010.parquet")).relative_to(copy).as_posix()
     _rewrite(copy, rel, "time", _bump(7, 86_400_000), fix_manifest=True)
     problems = verify_run(copy)
     assert not _has(problems, "SHA-256")
