@@ -478,13 +478,15 @@ def _tv(a: np.ndarray, b: np.ndarray) -> float:
     return 0.5 * float(np.abs(a - b).sum())
 
 
-def session_shapes(nod: dict, milan: dict, lte: dict, app: np.ndarray, weights: dict[str, float]) -> dict:
+def session_shapes(nod: dict, milan: dict, lte: dict, app: np.ndarray, weights: dict[str, float],
+                   population: str = "general") -> dict:
     """Count shapes of the three services.
 
-    * Voice and SMS keep Nodobo's hour-of-day shapes (weekday, weekend) and its day of week
-      (``daily-all.csv``: Friday and Saturday calls +31% / +49%), for both populations: Nodobo is
-      the only set that counts calls and SMS by weekday. Milan counts all records together, most
-      of them data, so its week is the data sessions' and all records' (below).
+    * Voice and SMS keep Nodobo's hour-of-day shapes (weekday, weekend). Their day of week is
+      Milan's for the general population (an operator's week: weekend -12%) and Nodobo's own for
+      students (Friday and Saturday calls +31% / +49%): Nodobo's is the only set that counts calls
+      by weekday, but its students' Friday and Saturday are not a general population's week (nor
+      the week a general network is dimensioned for).
     * Data sessions are app usage: Sandvine's mean hourly shape over application categories
       (``app``), on Milan's day of week, blended with what Milan's all-services load leaves after
       the voice and SMS records (``data(h) = (W milan(h) - w_voice voice(h) - w_sms sms(h)) /
@@ -501,8 +503,8 @@ def session_shapes(nod: dict, milan: dict, lte: dict, app: np.ndarray, weights: 
     total = sum(w.values())
     m = _week(milan["hour_weekday"], milan["hour_weekend"], milan["day_of_week"])
     mdow = np.asarray(milan["day_of_week"], float)
-    v = _week(nod["voice"]["hour_weekday"], nod["voice"]["hour_weekend"], nod["voice"]["day_of_week"])
-    s = _week(nod["sms"]["hour_weekday"], nod["sms"]["hour_weekend"], nod["sms"]["day_of_week"])
+    v = _week(nod["voice"]["hour_weekday"], nod["voice"]["hour_weekend"], mdow)
+    s = _week(nod["sms"]["hour_weekday"], nod["sms"]["hour_weekend"], mdow)
     resid = (total * m - w["voice"] * v - w["sms"] * s) / w["data"]
     if resid.min() <= 0:
         raise ValueError(f"Milan's load less the voice and SMS records is not positive (min {resid.min():.3g})")
@@ -521,8 +523,9 @@ def session_shapes(nod: dict, milan: dict, lte: dict, app: np.ndarray, weights: 
     day = d.mean(axis=1)
     out = {}
     for svc in ("voice", "sms"):
+        dow = mdow if population == "general" else nod[svc]["day_of_week"]
         out[svc] = {"hour_weekday": nod[svc]["hour_weekday"], "hour_weekend": nod[svc]["hour_weekend"],
-                    "day_of_week": np.asarray(nod[svc]["day_of_week"], float)}
+                    "day_of_week": np.asarray(dow, float)}
     out["data"] = {"hour_weekday": d[:5].mean(axis=0) / day[:5].mean(),
                    "hour_weekend": d[5:].mean(axis=0) / day[5:].mean(), "day_of_week": day}
     hw = mean_one(out["data"]["hour_weekday"])
@@ -1002,7 +1005,7 @@ def render_toml(r: dict) -> str:
     a("version = 1")
     a(f"name = {fmt_str(pop)}")
     desc = {"general": "An operator's general population: calls per day, SMS per call (national aggregates, Hungary) "
-                       "and the week (Milan) of all records together",
+                       "and the week (Milan) of all subscribers",
             "students": "Students' phones, as the student studies saw them: SMS-heavy (Copenhagen's SMS per call) "
                         "and with the students' own week (Nodobo)"}[pop]
     a("description = " + fmt_str(
@@ -1038,7 +1041,7 @@ def render_toml(r: dict) -> str:
         "voice": "Nodobo hourly-weekday/-weekend.csv `Calls` (% of calls per hour, reordered from 04..03 to 00..23)",
         "sms": "Nodobo hourly-weekday/-weekend.csv `Messages` (% of SMS per hour, reordered from 04..03 to 00..23)",
     }
-    week = "Nodobo's daily-all.csv (the only set that counts calls and SMS by weekday)"
+    week = "Milan's (as [activity_total])" if pop == "general" else "Nodobo's daily-all.csv (the students' week)"
     for svc in ("voice", "sms"):
         a("")
         a(f"[services.{svc}]  # {notes[svc]}; day of week: {week}")
@@ -1313,7 +1316,8 @@ def derive(data: Path, population: str = "general", part: str = "fit") -> dict:
     r["rates"] = population_rates(population, r["copenhagen"])
     # data sessions' shape is the general population's blend whatever the profile (phones' app use)
     general = record_weights(population_rates("general", r["copenhagen"]))
-    r["sessions"] = session_shapes(r["nodobo"], r["milan"], r["lte"], r["app_mix"]["data_hour_shape"], general)
+    r["sessions"] = session_shapes(r["nodobo"], r["milan"], r["lte"], r["app_mix"]["data_hour_shape"], general,
+                                   population)
     r["rg_on_sites"] = studentlife_rg_on_sites(data, part=part)  # console diagnostic, not written to the TOML
     return r
 

@@ -48,7 +48,7 @@ def test_data_sessions_are_app_usage_moved_towards_milan_just_enough():
     nod, milan, lte = _inputs()
     rng = np.random.default_rng(5)
     app = _shape(rng, 24, 0.1)
-    w = {"voice": 2.0, "sms": 2.0, "data": 20.0}
+    w = {"voice": 3.0, "sms": 4.0, "data": 20.0}
     ses = session_shapes(nod, milan, lte, app, w)
     m = _week(milan["hour_weekday"], milan["hour_weekend"], milan["day_of_week"])
     a = ses["_alpha"]
@@ -56,18 +56,19 @@ def test_data_sessions_are_app_usage_moved_towards_milan_just_enough():
     assert _tv(_total(ses, w), m) <= ALL_RECORDS_TV_GOAL < ses["_tv_app_only"]
     # a step less of Milan would leave the goal: the blend is the smallest that meets it
     resid = (sum(w.values()) * m - w["voice"] * _week(nod["voice"]["hour_weekday"], nod["voice"]["hour_weekend"],
-                                                      nod["voice"]["day_of_week"])
-             - w["sms"] * _week(nod["sms"]["hour_weekday"], nod["sms"]["hour_weekend"], nod["sms"]["day_of_week"])) / w["data"]
+                                                      milan["day_of_week"])
+             - w["sms"] * _week(nod["sms"]["hour_weekday"], nod["sms"]["hour_weekend"], milan["day_of_week"])) / w["data"]
     less = (1 - (a - 0.01)) * _week(app, app, milan["day_of_week"]) + (a - 0.01) * resid
     ses_less = {**ses, "data": {"hour_weekday": less[:5].mean(0), "hour_weekend": less[5:].mean(0),
                                 "day_of_week": less.mean(1)}}
     assert _tv(_total(ses_less, w), m) > ALL_RECORDS_TV_GOAL
-    # voice and SMS keep their own hours and week (the only set that counts them by weekday); data
-    # sessions take Milan's week
+    # voice and SMS keep their own hours; the general population takes Milan's week, students their own
     for s in ("voice", "sms"):
         assert np.array_equal(ses[s]["hour_weekday"], nod[s]["hour_weekday"])
-        assert np.array_equal(ses[s]["day_of_week"], nod[s]["day_of_week"])
-    assert not np.allclose(ses["data"]["day_of_week"], nod["voice"]["day_of_week"])
+        assert np.array_equal(ses[s]["day_of_week"], milan["day_of_week"])
+    stu = session_shapes(nod, milan, lte, app, w, "students")
+    assert np.array_equal(stu["voice"]["day_of_week"], nod["voice"]["day_of_week"])
+    assert np.array_equal(stu["data"]["hour_weekday"], ses["data"]["hour_weekday"])
 
 
 def test_voice_and_sms_outweighing_milan_is_refused():
