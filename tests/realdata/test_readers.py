@@ -77,7 +77,7 @@ def test_cdr_of_a_run(small_run):
     assert c.individual_level and len(c.subscriber_id) > 1000
     assert set(np.unique(c.service)) <= {"voice", "sms", "data"}
     assert c.cells is not None and len(c.cells) > 0 and (c.duration_s >= 0).all()
-    direct = R.read_cdr(next((out / "cdr").glob("*.parquet")))
+    direct = R.read_cdr(next((out / "cdr").rglob("*.parquet")))  # one part of the date=/hour= folders
     assert direct.cells is None and 0 < len(direct.subscriber_id) <= len(c.subscriber_id)
 
 
