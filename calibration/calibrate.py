@@ -429,7 +429,7 @@ def base_scenario(ref: str | None, sets: list[str]):
                           f"{len(sc.incidents)} incident(s) that every trial would include; calibrate the "
                           "scenario without its [[incidents]] (or the one it extends) and add them back after")
     # the per-day rates the scenario leaves to its profile, filled in: the SMS:call knob scales them
-    base_dir = None if sc.source.startswith("<") else Path(sc.source).parent
+    base_dir = sc.base_dir
     return dataclasses.replace(sc, behaviour=resolve_behaviour(sc.behaviour, load_profile(sc.behaviour.profile,
                                                                                           base_dir)))
 
@@ -511,7 +511,7 @@ def fit(doc: dict, *, trials: int = 30, subscribers: int = 3000, seed: int = 1, 
 
     sets = list(sets or [])
     base = base_scenario(scenario, sets)
-    base_dir = None if base.source.startswith("<") else Path(base.source).parent
+    base_dir = base.base_dir
     profile = load_profile(base.behaviour.profile, base_dir)
     terms, notes = target_terms(doc)
     if not any(t.weight > 0 for t in terms):

@@ -521,7 +521,7 @@ def calibrate(doc: dict, model: NeuralPosterior, *, params: list[str] | None = N
     t0 = time.perf_counter()
     sets = list(sets or [])
     base = C.base_scenario(scenario, sets)
-    base_dir = None if base.source.startswith("<") else Path(base.source).parent
+    base_dir = base.base_dir
     profile = load_profile(base.behaviour.profile, base_dir)
     terms, _ = C.target_terms(doc)
     if not any(t.weight > 0 for t in terms):

@@ -144,7 +144,7 @@ def augment(base: Scenario, kind: str, episodes: int, out: Path, *, seed: int = 
         raise OutputError(f"{out} exists and is not empty (use --overwrite to replace it)")
     base = dataclasses.replace(base, time=dataclasses.replace(base.time, days=1))
     net = build_network(base.network, generator(base.seed, "network.layout"),
-                        None if base.source.startswith("<") else Path(base.source).parent)
+                        base.base_dir)
     rate, unit = NATURAL[kind]
     if natural_rate is not None:
         rate = natural_rate

@@ -49,8 +49,8 @@ def attach_learned(sim: Simulation) -> None:
         sim.learned["cell_shapes"] = {"kind": sc.behaviour.cell_shapes, "model": f"models/data/{sc.behaviour.cell_shapes}"}
     if sc.population.behaviour_model:
         path = Path(sc.population.behaviour_model).expanduser()
-        if not path.is_absolute() and not sc.source.startswith("<"):
-            path = Path(sc.source).parent / path
+        if not path.is_absolute() and sc.base_dir is not None:
+            path = sc.base_dir / path
         pop = sim.population
         draw = sample_population(pop.n, int(kernel_key(sc.seed, "population.behaviour")) % 2**32, path)
         per_service = np.column_stack([draw["voice_activity"], draw["sms_activity"], draw["data_activity"]])

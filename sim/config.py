@@ -234,6 +234,12 @@ class Scenario:
     # Where the scenario came from (not a TOML key): relative paths resolve against it.
     source: str = field(default="<default>", metadata={"internal": True})
 
+    @property
+    def base_dir(self) -> Path | None:
+        """The folder the scenario's relative paths resolve against: its file's folder, or None for
+        a built-in or in-memory scenario (source "<...>")."""
+        return None if self.source.startswith("<") else Path(self.source).parent
+
     def to_dict(self) -> dict[str, Any]:
         out = dataclasses.asdict(self)
         out.pop("source")

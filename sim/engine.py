@@ -100,7 +100,7 @@ class Simulation:
         # What the learned generators the run used say of themselves (their sidecars: epsilon,
         # data fingerprint), for the manifest.
         self.learned: dict = {}
-        base = None if scenario.source.startswith("<") else Path(scenario.source).parent
+        base = scenario.base_dir
         seed = scenario.seed
         self.network: Network = build_network(scenario.network, generator(seed, "network.layout"), base)
         self.population: Population = build_population(scenario.population, self.network, seed)
