@@ -78,6 +78,7 @@ STRATUM_COLUMNS = ("service", "direction", "outcome", "hour", "day_type", "cell"
 MARGIN_VOCAB: dict[str, tuple] = {"service": SERVICES, "direction": DIRECTIONS, "outcome": OUTCOMES,
                                   "hour": tuple(range(24)), "day_type": ("weekday", "weekend")}
 FILL_MODES = ("dp", "subset")
+COUNTERPARTS = ("rekey", "drop")
 OTHER_CELL = -1
 KEY_MIN_BYTES = 16
 ID_BITS = 31
@@ -97,6 +98,7 @@ class Policy:
     strata: tuple[str, ...] = ("service", "hour", "cell")
     fill: str = "subset"
     incidents: bool = True
+    counterparts: str = "rekey"
     seed: int = 1
     cell_min_subscribers: int | None = None  # None: k
     time_resolution_s: int = 60
@@ -116,7 +118,7 @@ class Policy:
     def to_toml_dict(self) -> dict[str, Any]:
         """The policy as written in a policy file (every key, defaults filled in)."""
         return {"k": self.k, "strata": list(self.strata), "fill": self.fill, "incidents": self.incidents,
-                "seed": self.seed,
+                "counterparts": self.counterparts, "seed": self.seed,
                 "coarsen": {"cell_min_subscribers": self.cell_min, "time_resolution_s": self.time_resolution_s,
                             "duration_step_s": self.duration_step_s, "duration_top_s": self.duration_top_s,
                             "bytes_step": self.bytes_step, "bytes_top": self.bytes_top},
@@ -130,6 +132,8 @@ KEYS: dict[str, tuple[str, str, str]] = {
     "strata": ("strata", "strata", f"stratum columns, from {', '.join(STRATUM_COLUMNS)}"),
     "fill": ("fill", "fill", "how the fill is sized: dp (DP-released margin counts) or subset (released real part)"),
     "incidents": ("incidents", "bool", "bring the synthetic source's incident-labelled records along"),
+    "counterparts": ("counterparts", "counterparts", "real records' counterpart ids: rekey (keyed hash, the "
+                     "contact graph stays) or drop (null)"),
     "seed": ("seed", "seed", "seed of the choice of synthetic records"),
     "coarsen.cell_min_subscribers": ("cell_min_subscribers", "int>=1",
                                      "cells with fewer distinct real subscribers are merged (default: k)"),
@@ -174,9 +178,10 @@ def _check_value(where: str, kind: str, v: Any) -> tuple[Any, str | None]:
         if not isinstance(v, bool):
             return None, f"{where}: {v!r} is not true or false"
         return v, None
-    if kind == "fill":
-        if v not in FILL_MODES:
-            return None, f"{where}: {v!r} is not a fill mode {_hint(str(v), FILL_MODES)}"
+    if kind in ("fill", "counterparts"):
+        allowed_words = FILL_MODES if kind == "fill" else COUNTERPARTS
+        if v not in allowed_words:
+            return None, f"{where}: {v!r} is not allowed {_hint(str(v), allowed_words)}"
         return v, None
     allowed = STRATUM_COLUMNS if kind == "strata" else tuple(MARGIN_VOCAB)
     if not isinstance(v, list | tuple) or not v or not all(isinstance(x, str) for x in v):
@@ -612,7 +617,7 @@ def build(real: pd.DataFrame, tz: str, syn: Synthetic, policy: Policy, key: byte
         f = frame.copy()
         f["subscriber_id"] = rk.ids(prov, f.subscriber_id.to_numpy())
         cp = f.counterpart_id
-        ok = cp.notna().to_numpy()
+        ok = cp.notna().to_numpy() & (prov == "synthetic" or p.counterparts == "rekey")
         new = np.full(len(f), -1, np.int64)
         new[ok] = rk.ids(prov, cp[ok].to_numpy(np.int64))
         f["counterpart_id"] = pd.Series(new, index=f.index, dtype="Int64").mask(~ok)

@@ -85,6 +85,10 @@ def run(args: argparse.Namespace) -> int:
               f"{m['rows']['synthetic_incidents']:,} incident-labelled); {m['strata']['suppressed']:,} strata "
               f"suppressed (k = {policy.k}; {built.private['suppressed_records']:,} real records), "
               f"{m['strata']['filled']:,} filled; DP epsilon {policy.epsilon:g}")
+        short = m["strata"]["fill_records_short"]
+        if short:
+            print(f"  the fill is {short:,} records short of the {m['strata']['fill_records_wanted']:,} wanted: the "
+                  "synthetic source has too few records in those strata (make it at least as large as the real set)")
     if args.report is not None:
         c = evaluate_hybrid(args.out, args.real, args.synthetic, args.report, key_file=args.key_file,
                             cells=args.cells, n_attacks=args.attacks)

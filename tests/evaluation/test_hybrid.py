@@ -8,6 +8,7 @@ another seed and a labelled site outage."""
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 from pathlib import Path
 
@@ -34,7 +35,7 @@ def sources(small_run, tmp_path_factory):
     sc = dataclasses.replace(small_scenario(**{"population.subscribers": 1000, "seed": 2}), incidents=(OUTAGE,))
     run(sc, work / "syn")
     key = work / "hybrid.key"
-    key.write_bytes(bytes(range(32)))
+    key.write_bytes(hashlib.sha256(b"telcosim hybrid test key").digest())
     return small_run[1], work / "syn", key, work
 
 
@@ -150,7 +151,12 @@ def test_schema_manifest_and_fill(sources, built):
     assert 0 < spent <= 1.0 + 1e-9
     assert len(m["privacy"]["dp_release"]["records_per_margin_cell"]) == 3 * 24
     assert m["sources"]["synthetic"]["path"] == str(syn) and m["sources"]["real"]["path"] == str(real)
-    assert "key" not in json.dumps(m["policy"]) and "generated" not in m["privacy"]["key"]
+    assert "from a key file" in m["privacy"]["key"]
+    secret = sources[2].read_bytes()
+    for f in (work / "h").rglob("*"):
+        if f.is_file():  # the secret is written nowhere in the output, raw or as hex
+            data = f.read_bytes()
+            assert secret not in data and secret.hex().encode() not in data
     # the fill lands only in strata without real records, and in most of them
     cols = ("service", "hour", "cell")
     s = _strata(df, cols)
@@ -175,6 +181,10 @@ def test_incidents_come_along_with_their_labels(sources, built, parts):
     _, few, tz, synth, layout, key = parts
     t = H.build(few, tz, synth, H.Policy(incidents=False), key, real_layout=layout).table
     assert t.column("incident_id").null_count == t.num_rows
+    # counterparts = "drop": the real records' contact graph goes, the synthetic ones keep theirs
+    d = H.build(few, tz, synth, H.Policy(counterparts="drop"), key, real_layout=layout).table.to_pandas()
+    real_rows = d.provenance.astype(str) == "real"
+    assert d.counterpart_id[real_rows].isna().all() and d.counterpart_id[~real_rows].notna().any()
 
 
 def test_dp_fill_spends_the_budget(parts):
