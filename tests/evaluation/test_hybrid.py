@@ -249,3 +249,11 @@ def test_report_puts_hybrid_and_synthetic_side_by_side(sources, tmp_path, capsys
     # the real part of a hybrid is real records: membership shows, the synthetic run alone does not
     assert c["privacy"]["hybrid"]["mia_auc"] > c["privacy"]["synthetic"]["mia_auc"] + 0.05
     assert not (out / "comparison.json").exists()  # figures of the full real set stay out of the hybrid
+
+
+def test_docs_list_every_policy_key():
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "hybrid.md").read_text(encoding="utf-8")
+    missing = [k for k in H.KEYS if f"`{k}`" not in doc]
+    assert not missing, f"docs/hybrid.md does not describe {missing}"
+    defaults = H.Policy().to_toml_dict()
+    assert f'k = {defaults["k"]}' in doc and f'fill = "{defaults["fill"]}"' in doc
