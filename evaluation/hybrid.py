@@ -622,12 +622,10 @@ def build(real: pd.DataFrame, tz: str, syn: Synthetic, policy: Policy, key: byte
         new[ok] = rk.ids(prov, cp[ok].to_numpy(np.int64))
         f["counterpart_id"] = pd.Series(new, index=f.index, dtype="Int64").mask(~ok)
         f["provenance"] = prov
-        if prov == "real" and "incident_id" in f:
-            pass  # the real records' own labels, if the user's data has them, are kept as given
+        if prov == "real":  # incident_id labels the synthetic incidents only (their ids are the synthetic run's)
+            f["incident_id"] = np.nan
         parts.append(f)
     out = pd.concat(parts, ignore_index=True)
-    if "incident_id" not in out:
-        out["incident_id"] = pd.array([pd.NA] * len(out), dtype="Int64")
     out = out.sort_values(["start_time", "provenance", "subscriber_id"], kind="stable").reset_index(drop=True)
     out["record_id"] = np.arange(len(out), dtype=np.int64)
     if "session_id" in out:
@@ -660,6 +658,8 @@ def build(real: pd.DataFrame, tz: str, syn: Synthetic, policy: Policy, key: byte
         "cells_merged": {"to_site": int(sum(v != OTHER_CELL for v in cmap.values())),
                          "to_other": int(sum(v == OTHER_CELL for v in cmap.values())), "other_cell_id": OTHER_CELL},
         "fill": sizing, "incidents": {"included": p.incidents, "records": len(s_inc),
+                                      "real_labels": "dropped: incident_id labels the synthetic source's incidents "
+                                                     "only (incidents.parquet)",
                                       "labelled_incidents": int(s_inc.incident_id.nunique()) if len(s_inc) else 0},
         "sources": {"real": None, "synthetic": syn.info, **(sources or {})},
         "columns_added": {"provenance": "real | synthetic"},

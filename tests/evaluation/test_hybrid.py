@@ -18,6 +18,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+import telcosim
 from telcosim.cli import main
 from telcosim.evaluation import hybrid as H
 from telcosim.realdata.readers import read_cdr
@@ -182,6 +183,8 @@ def test_incidents_come_along_with_their_labels(sources, built, parts):
     t = H.build(few, tz, synth, H.Policy(incidents=False), key, real_layout=layout).table
     assert t.column("incident_id").null_count == t.num_rows
     # counterparts = "drop": the real records' contact graph goes, the synthetic ones keep theirs
+    t2 = H.build(few, tz, synth, H.Policy(incidents=False), key, real_layout=layout).table
+    assert t2.equals(t)  # same inputs, key and seed: the same records (the manifest's DP release aside)
     d = H.build(few, tz, synth, H.Policy(counterparts="drop"), key, real_layout=layout).table.to_pandas()
     real_rows = d.provenance.astype(str) == "real"
     assert d.counterpart_id[real_rows].isna().all() and d.counterpart_id[~real_rows].notna().any()
@@ -257,3 +260,15 @@ def test_docs_list_every_policy_key():
     assert not missing, f"docs/hybrid.md does not describe {missing}"
     defaults = H.Policy().to_toml_dict()
     assert f'k = {defaults["k"]}' in doc and f'fill = "{defaults["fill"]}"' in doc
+
+
+def test_a_scenario_is_run_on_the_real_window(sources, tmp_path):
+    real, _, key, _ = sources
+    sc = small_scenario(**{"population.subscribers": 800, "seed": 3, "time.start": "2023-01-10T00:00:00"})
+    m = telcosim.hybrid(real, tmp_path / "h", scenario=sc, key_file=key)
+    assert m["sources"]["synthetic"]["kind"] == "scenario run" and m["rows"]["synthetic_fill"] > 0
+    assert m["sources"]["synthetic"]["start"] == "2024-03-05T00:00:00"  # moved to the real records' first day
+    assert sorted(p.name for p in (tmp_path / "h").iterdir()) == ["cdr", "cells.parquet", "manifest.json"]
+    t = pq.read_table(tmp_path / "h" / "cdr", columns=["start_time", "provenance"], partitioning=None).to_pandas()
+    days = t.start_time.dt.tz_convert("Europe/Rome").dt.date.astype(str)
+    assert set(days) == {"2024-03-05"}
