@@ -17,6 +17,7 @@ from telcosim.api import (
     builtin_scenarios,
     check_scenario,
     evaluate,
+    hybrid,
     load_scenario,
     open_run,
     run,
@@ -25,4 +26,4 @@ from telcosim.api import (
 from telcosim.sim import __version__
 
 __all__ = ["Run", "Scenario", "TelcosimError", "__version__", "augment", "builtin_scenarios", "check_scenario",
-           "evaluate", "load_scenario", "open_run", "run", "study"]
+           "evaluate", "hybrid", "load_scenario", "open_run", "run", "study"]

@@ -25,6 +25,7 @@ import pyarrow.dataset as ds
 
 from telcosim import scenarios
 from telcosim.evaluation import fidelity
+from telcosim.evaluation import hybrid as _hybrid
 from telcosim.evaluation.report import write_report
 from telcosim.realdata import readers
 from telcosim.scenarios import augment as _augment
@@ -214,10 +215,40 @@ def augment(kind: str, episodes: int, out: str | Path, *, scenario: str | Path |
                             window_before_h=window_before_h, window_after_h=window_after_h, overwrite=overwrite)
 
 
+def hybrid(real: str | Path, out: str | Path, *, synthetic: str | Path | Run | None = None,
+           scenario: str | Path | Scenario | None = None, scenario_overrides: Mapping[str, Any] | None = None,
+           policy: str | Path | Mapping[str, Any] | None = None, key_file: str | Path | None = None,
+           cells: str | Path | None = None, report: str | Path | None = None, attacks: int = 2000,
+           overwrite: bool = False) -> dict[str, Any]:
+    """A governed subset of the real CDRs ``real`` filled with synthetic records (``telcosim
+    hybrid``; docs/hybrid.md), written to ``out``; returns its manifest. The synthetic source is a
+    run folder ``synthetic`` or a ``scenario`` run on the real records' window. ``policy``: a
+    policy TOML path or a mapping of dotted keys (``{"k": 10, "dp.epsilon": 0.5}``); None, the
+    defaults. With ``report``, the hybrid and the synthetic run alone are judged against the full
+    real set there, and the manifest gets ``"comparison"`` (side by side; not written into ``out``)."""
+    if (synthetic is None) == (scenario is None):
+        raise ConfigError("give exactly one synthetic source: synthetic= (a run folder) or scenario=")
+    if report is not None and synthetic is None:
+        raise ConfigError("report: needs synthetic= (a run folder): the synthetic run alone is judged beside the hybrid")
+    if isinstance(policy, Mapping):
+        pol = _hybrid.policy_from_dict({}, "<policy>", policy)
+    else:
+        pol = _hybrid.load_policy(policy)
+    syn_path = synthetic.path if isinstance(synthetic, Run) else synthetic
+    sc = None if scenario is None else _scenario(scenario, scenario_overrides, None, None, None)
+    built = _hybrid.hybrid(real, out, synthetic=syn_path, scenario=sc, policy=pol, key_file=key_file, cells=cells,
+                           overwrite=overwrite)
+    manifest = dict(built.manifest)
+    if report is not None:
+        manifest["comparison"] = _hybrid.evaluate_hybrid(out, real, syn_path, report, key_file=key_file, cells=cells,
+                                                         n_attacks=attacks)
+    return manifest
+
+
 def builtin_scenarios() -> list[str]:
     """The names of the built-in scenarios."""
     return scenarios.builtin_names()
 
 
 __all__ = ["Run", "Scenario", "TelcosimError", "augment", "builtin_scenarios", "check_scenario", "evaluate",
-           "load_scenario", "open_run", "run", "study"]
+           "hybrid", "load_scenario", "open_run", "run", "study"]
