@@ -31,6 +31,7 @@ STREAMS = (
     "incidents.attendees",
     "incidents.failures",
     "incidents.augment",
+    "incidents.emergency_calls",
 )
 
 

@@ -239,22 +239,26 @@ def test_disaster_signature_against_published_figures(tmp_path_factory):
         return c[(t >= surge["start"] + pd.Timedelta(hours=h0)) & (t < surge["start"] + pd.Timedelta(hours=h1))]
 
     x, y = window(a, 0, 0.5), window(b, 0, 0.5)
-    # All attempts, redials included, as operators count them: tens of times the normal (NTT East:
-    # outgoing voice up to 60 times normal after Tohoku).
-    assert len(x) > 25 * len(y)
-    # More extra callers than extra calls per caller (Bagrow et al. 2011, Fig. 1C): first attempts.
+    # All attempts, redials included, as operators count them: several times the normal (the
+    # published 50-60 fold needs persistent redialling: docs/scenarios.md).
+    assert len(x) > 6 * len(y)
+    # The surge is people who would not otherwise have called (Bagrow et al. 2011, Fig. 1C):
+    # first attempts, distinct callers up many times, calls per caller nearly flat.
     fx, fy = x[x["redial"] == 0], y[y["redial"] == 0]
     callers = fx["subscriber_id"].nunique() / fy["subscriber_id"].nunique()
     per_caller = (len(fx) / fx["subscriber_id"].nunique()) / (len(fy) / fy["subscriber_id"].nunique())
-    assert callers > per_caller > 1.0
-    # ... so most of the extra calls are made by people who made none then in the baseline.
+    assert callers > 4.0 and per_caller < 1.5 and callers - 1 > 4 * (per_caller - 1)
+    # ... so nearly all the extra calls are made by people who made none then in the baseline.
     new = fx[~fx["subscriber_id"].isin(set(fy["subscriber_id"]))]
-    assert len(new) > 0.5 * (len(fx) - len(fy))
-    # Blocking as under the Tohoku restrictions (70-95% of voice attempts refused: MIC, 2011), far
-    # above the normal day's; the blocked calls are redialled.
+    assert len(new) > 0.8 * (len(fx) - len(fy))
+    # Blocking far above the normal day's, up to the published 70-95% restriction (MIC, 2011) in
+    # the most blocked cell's quarter hour; the blocked calls are redialled.
     blocked, blocked_b = (x["outcome"] == "blocked").mean(), (y["outcome"] == "blocked").mean()
-    assert blocked > 0.5 and blocked > 10 * max(blocked_b, 0.01)
-    assert (x["redial"] > 0).mean() > 0.2
+    assert blocked > 0.1 and blocked > 10 * max(blocked_b, 0.005)
+    q = (x["start_time"] - surge["start"]) // pd.Timedelta(minutes=15)
+    per_cell = x.assign(q=q, b=x["outcome"] == "blocked").groupby(["cell_id", "q"])["b"].agg(["mean", "size"])
+    assert per_cell.loc[per_cell["size"] >= 20, "mean"].max() > 0.6
+    assert (x["redial"] > 0).mean() > 0.1
     # A decay: hours 4-8 carry under half the first half-hour's surge (per half-hour).
     excess0 = len(x) - len(y)
     excess48 = (len(window(a, 4, 8)) - len(window(b, 4, 8))) / 8
@@ -406,6 +410,22 @@ start = "2024-03-05T18:00:00"
 duration_min = 30
 multipliers = { voice = 3 }
 falloff_km = 0
+[[incidents]]
+kind = "emergency"
+centre_km = [0.0, 0.0]
+radius_km = 2.0
+start = "2024-03-05T18:00:00"
+duration_min = 30
+callers = 1.5
+multipliers = { voice = 3 }
+[[incidents]]
+kind = "emergency"
+centre_km = [0.0, 0.0]
+radius_km = 2.0
+start = "2024-03-05T18:00:00"
+duration_min = 30
+multipliers = { voice = 3 }
+calls_per_caller = 2
 ''')
     assert main(["run", str(bad), "--out", str(tmp_path / "out")]) == 2
     err = capsys.readouterr().err
@@ -417,7 +437,10 @@ falloff_km = 0
                      "bad.toml: incidents[2].start: 5 is not a date-time string",
                      "bad.toml: incidents[2].duration_min: 'long' is not a duration > 0",
                      "bad.toml: incidents[3].falloff_km: needs a centre (give centre_km",
-                     "bad.toml: incidents[4].falloff_km: 0 is not a number > 0"):
+                     "bad.toml: incidents[4].falloff_km: 0 is not a number > 0",
+                     "bad.toml: incidents[5].callers: 1.5 is out of range",
+                     "bad.toml: incidents[5].multipliers.voice: has no effect with callers",
+                     "bad.toml: incidents[6].calls_per_caller: has no effect without callers"):
         assert expected in err, (expected, err)
     assert "Traceback" not in err
     assert not (tmp_path / "out").exists()
@@ -520,6 +543,24 @@ def test_incident_run_same_bytes_whatever_the_chunking(tmp_path):
         for p in sorted((tmp_path / "one").rglob("*.parquet")):
             q = tmp_path / other / p.relative_to(tmp_path / "one")
             assert hashlib.sha256(p.read_bytes()).digest() == hashlib.sha256(q.read_bytes()).digest(), (other, p.name)
+
+
+def test_emergency_callers_same_bytes_whatever_the_chunking_and_labelled(tmp_path):
+    # The emergency's callers are drawn once per subscriber from the incident's own stream: the
+    # run is byte-identical with one shard or many, and labels mark exactly the rows that differ.
+    sc = scenarios.load("regional_disaster", ["population.subscribers=1500", "network.sites=30"])
+    run_scenario(sc, tmp_path / "one", baseline_out=tmp_path / "base")
+    run_scenario(sc, tmp_path / "many", chunk_subscribers=128)
+    for p in sorted((tmp_path / "one").rglob("*.parquet")):
+        q = tmp_path / "many" / p.relative_to(tmp_path / "one")
+        assert hashlib.sha256(p.read_bytes()).digest() == hashlib.sha256(q.read_bytes()).digest(), p.name
+    a, b = _table(tmp_path / "one", "cdr"), _table(tmp_path / "base", "cdr")
+    ka, kb = (pd.util.hash_pandas_object(df[_CONTENT["cdr"]].astype(object), index=False) for df in (a, b))
+    n_run = ka.value_counts()
+    expected = (n_run - kb.value_counts().reindex(n_run.index, fill_value=0)).clip(lower=0)
+    labelled = ka[a["incident_id"].notna()].value_counts().reindex(n_run.index, fill_value=0)
+    assert expected.sum() > 100
+    assert (labelled == expected).all()
 
 
 def test_review_edge_cases(tmp_path, capsys):
