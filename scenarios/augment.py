@@ -65,7 +65,10 @@ DISTRIBUTIONS = {
         "backhaul_failure": "loss U(0.5, 0.98)",
         "mass_event": "attendees: log-uniform between 2% and 15% of subscribers; multipliers voice U(1, 2), "
                       "sms U(1.5, 4), data U(1.5, 4); one half-time peak x U(1.5, 3)",
-        "emergency": "multipliers voice U(3, 10), sms U(3, 12), data U(1, 2); decay_min U(30, 240)",
+        "emergency": "the main path's shape (scenarios.incidents, emergency with callers): callers U(0.2, 1) at "
+                     "the centre, falling off as exp(-d / falloff_km) with falloff_km = radius_km x U(0.5, 2); "
+                     "calls_per_caller U(1, 2), call_gap_min 10; multipliers sms U(3, 12), data U(1, 2); "
+                     "decay_min U(10, 60)",
     },
 }
 
@@ -110,9 +113,13 @@ def _sample(kind: str, k: int, sc: Scenario, net, g: np.random.Generator, before
                               "data": round(float(g.uniform(1.5, 4)), 3)}
         inc["peaks"] = [{"at_min": 45.0, "duration_min": 15.0, "factor": round(float(g.uniform(1.5, 3)), 3)}]
     elif kind == "emergency":
-        inc["multipliers"] = {"voice": round(float(g.uniform(3, 10)), 3), "sms": round(float(g.uniform(3, 12)), 3),
-                              "data": round(float(g.uniform(1, 2)), 3)}
-        inc["decay_min"] = round(float(g.uniform(30, 240)), 1)
+        # The same shape as the built-in disaster's surge: extra callers, falling off with distance.
+        inc["callers"] = round(float(g.uniform(0.2, 1.0)), 3)
+        inc["falloff_km"] = round(inc["radius_km"] * float(g.uniform(0.5, 2.0)), 3)
+        inc["calls_per_caller"] = round(float(g.uniform(1.0, 2.0)), 3)
+        inc["call_gap_min"] = 10.0
+        inc["multipliers"] = {"sms": round(float(g.uniform(3, 12)), 3), "data": round(float(g.uniform(1, 2)), 3)}
+        inc["decay_min"] = round(float(g.uniform(10, 60)), 1)
     return inc
 
 

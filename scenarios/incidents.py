@@ -25,10 +25,12 @@ A scenario lists incidents as ``[[incidents]]`` tables (``docs/scenario-format.m
     Voice and SMS attempts in the region surge by ``multipliers`` at the start, decaying
     exponentially with ``decay_min``; with ``falloff_km`` (a ``centre_km`` footprint only) the
     surge falls off exponentially with a cell's distance from the centre (Bagrow et al. 2011,
-    Fig. 2C). The surge raises every subscriber's rates there, so at everyday per-person rates it
-    comes mostly from people who would not otherwise have called (their Fig. 1C); calls go to
-    contacts as always and blocked calls are redialled (``behaviour.redial_*``). Combine with
-    outages for a disaster.
+    Fig. 2C). With ``callers`` the voice surge is people who would not otherwise have called
+    (their Fig. 1C) instead of a rate multiplier: a share ``callers`` of the people at the
+    centre (times the fall-off at their cell) each place ``1 + Poisson(calls_per_caller - 1)``
+    calls to contacts, the first ``Exp(decay_min)`` after the start, the others
+    ``Exp(call_gap_min)`` apart; blocked calls are redialled (``behaviour.redial_*``). Combine
+    with outages for a disaster.
 ``special_day``
     Every subscriber's rates times ``multipliers`` (per service) over the window, with ``hourly``
     overrides by local hour (New Year's midnight SMS).
@@ -58,7 +60,9 @@ import numpy as np
 
 from telcosim.sim.config import Scenario
 from telcosim.sim.errors import ConfigError
+from telcosim.sim.kernels.demand import VOICE_MO
 from telcosim.sim.perturb import CellChange, EpochDemand, Perturbations
+from telcosim.sim.sessions import call_duration_params
 from telcosim.sim.shards import EPOCH_MS, EPOCHS_PER_HOUR, HOUR_MS
 from telcosim.sim.streams import generator
 
@@ -76,7 +80,8 @@ _KEYS: dict[str, tuple[str, ...]] = {
     "degraded_cell": _COMMON + _FOOTPRINT + ("capacity_factor", "coverage_factor"),
     "backhaul_failure": _COMMON + _FOOTPRINT + ("cap_mbps", "loss"),
     "mass_event": _COMMON + _FOOTPRINT + ("attendees", "arrive_before_min", "multipliers", "peaks"),
-    "emergency": _COMMON + _FOOTPRINT + ("multipliers", "decay_min", "falloff_km"),
+    "emergency": _COMMON + _FOOTPRINT + ("multipliers", "decay_min", "falloff_km", "callers", "calls_per_caller",
+                                         "call_gap_min"),
     "special_day": _COMMON + ("multipliers", "hourly"),
     "random_failures": _COMMON + ("sites",) + failures.KEYS + ("on_active", "coverage_overlap", "registration_storm",
                                                              "storm_spread_s"),
@@ -86,7 +91,7 @@ DEFAULTS: dict[str, Any] = {
     "on_active": "handover", "coverage_overlap": 0.5, "registration_storm": True, "storm_spread_s": 60.0,
     "capacity_factor": 0.3, "coverage_factor": 1.0, "cap_mbps": -1.0, "loss": -1.0,
     "attendees": 2000, "arrive_before_min": 90.0, "multipliers": {}, "peaks": [], "decay_min": 120.0, "falloff_km": None,
-    "hourly": [],
+    "hourly": [], "callers": None, "calls_per_caller": 1.0, "call_gap_min": 10.0,
 }
 _OUTAGES = ("cell_outage", "site_outage", "random_failure")
 MAX_DURATION_MIN = 366 * 24 * 60
@@ -242,7 +247,17 @@ def _check_param(key: str, v: Any, where: str, problems: list[str]) -> Any:
                 + "; for no service at all use a cell_outage or site_outage)")
             return None
         return float(v)
-    if key in ("storm_spread_s", "arrive_before_min", "decay_min", "cap_mbps", "falloff_km"):
+    if key == "callers":
+        if not _num(v) or not 0 < v <= 1:
+            bad("is out of range (a share of the people at the centre > 0 and <= 1)")
+            return None
+        return float(v)
+    if key == "calls_per_caller":
+        if not _num(v) or not 1 <= v <= 20:
+            bad("is out of range (a mean number of calls >= 1 and <= 20)")
+            return None
+        return float(v)
+    if key in ("storm_spread_s", "arrive_before_min", "decay_min", "cap_mbps", "falloff_km", "call_gap_min"):
         if not _num(v) or v <= 0:
             bad("is not a number > 0")
             return None
@@ -371,8 +386,17 @@ def parse(sc: Scenario, net, label: str) -> list[Incident]:
                                 "not cells or sites)")
             elif isinstance(inc["centre_km"], list):
                 params["centre_km"] = inc["centre_km"]
+        if kind == "emergency" and "callers" in inc:
+            if isinstance(inc.get("multipliers"), dict) and "voice" in inc["multipliers"]:
+                problems.append(f"{where}.multipliers.voice: has no effect with callers (the voice surge is the "
+                                "callers' calls: drop it, or drop callers for a rate multiplier)")
+        elif kind == "emergency":
+            for k in ("calls_per_caller", "call_gap_min"):
+                if k in inc:
+                    problems.append(f"{where}.{k}: has no effect without callers (give callers = a share of the "
+                                    "people at the centre who call)")
         if kind in ("mass_event", "emergency", "special_day") and not any(k in inc for k in ("multipliers", "peaks",
-                                                                                              "hourly")):
+                                                                                              "hourly", "callers")):
             problems.append(f"{where}.multipliers: missing (e.g. multipliers = {{ voice = 2.0, sms = 3.0 }})")
         name = inc.get("name", f"{kind}-{i}")
         if not isinstance(name, str):
@@ -531,6 +555,57 @@ class _Demand:
             venue = inc.cells[g.integers(0, len(inc.cells), size=k)].astype(np.int32)
             self.attendees[inc.id] = (ids, venue)
             inc.params = {**inc.params, "attendees": int(k)}
+        self.calls = {inc.id: self._emergency_calls(sc, sim, inc) for inc in self.emergencies
+                      if inc.params.get("callers") is not None}
+
+    @staticmethod
+    def _emergency_calls(sc: Scenario, sim, inc: Incident) -> tuple[np.ndarray, ...]:
+        """Every subscriber's would-be emergency calls, drawn once from the incident's own stream
+        (so any epoch's share is the same whenever and however it is asked for): (time in ms
+        from the run start, ascending; subscriber; counterpart, -1 off-net; duration in ms;
+        the subscriber's uniform draw, which makes them a caller where it is under
+        ``callers`` times the fall-off at their cell).
+
+        A subscriber's first call comes ``Exp(decay_min)`` after the start (the surge peaks at
+        once and decays), their others ``Exp(call_gap_min)`` apart; they place
+        ``1 + Poisson(calls_per_caller - 1)`` in all, each to a contact chosen by tie strength
+        with probability ``behaviour.onnet_share`` (else off-net), lasting as everyday calls do."""
+        p = inc.params
+        pop, b = sim.population, sc.behaviour
+        n = pop.n
+        g = generator(sc.seed, "incidents.emergency_calls", inc.id)
+        v = g.random(n)
+        k = 1 + g.poisson(p["calls_per_caller"] - 1.0, size=n)
+        sub = np.repeat(np.arange(n, dtype=np.int64), k)
+        first = np.repeat(np.cumsum(k) - k, k)
+        nth = np.arange(len(sub)) - first
+        gaps = np.where(nth == 0, g.exponential(p["decay_min"] * 60_000.0, size=len(sub)),
+                        g.exponential(p["call_gap_min"] * 60_000.0, size=len(sub)))
+        cs = np.cumsum(gaps)
+        head = np.cumsum(k) - k
+        t = inc.start_ms + np.floor(cs - np.repeat(cs[head] - gaps[head], k)).astype(np.int64)
+        # Contacts: the first whose cumulative tie strength exceeds u times the row's total
+        # (sim.kernels.rng.search_cdf's rule), found for all at once on owner + normalised cdf.
+        u = g.random(len(sub))
+        onnet = g.random(len(sub)) < b.onnet_share
+        ptr = pop.contact_ptr
+        lo, hi = ptr[sub], ptr[sub + 1]
+        cp = np.full(len(sub), -1, np.int64)
+        if len(pop.contact_idx):
+            owner = np.repeat(np.arange(n, dtype=np.int64), np.diff(ptr))
+            key = owner + pop.contact_cdf / pop.contact_cdf[ptr[owner + 1] - 1]
+            j = np.minimum(np.searchsorted(key, sub + u, "right"), np.maximum(hi - 1, lo))
+            pick = onnet & (hi > lo)
+            cp[pick] = pop.contact_idx[j[pick]]
+        mu, sigma, short_share, short_mu, short_sigma = call_duration_params(b, sim.profile)
+        short = g.random(len(sub)) < short_share
+        x = np.exp(np.where(short, short_mu + short_sigma * g.standard_normal(len(sub)),
+                            mu + sigma * g.standard_normal(len(sub))))
+        dur = np.minimum(np.maximum(np.floor(x + 0.5), 1.0) * 1000.0, b.call_duration_max_s * 1000.0)
+        keep = t < inc.end_ms
+        o = np.argsort(t[keep], kind="stable")
+        return (t[keep][o], sub[keep][o].astype(np.int32), cp[keep][o].astype(np.int32),
+                dur[keep][o].astype(np.int32), v[sub[keep][o]])
 
     @staticmethod
     def surge_share(inc: Incident, t0: int, t1: int) -> float:
@@ -553,6 +628,28 @@ class _Demand:
         net = self.sim.network
         x, y = inc.params["centre_km"]
         return np.exp(-np.hypot(net.cx_km[inc.cells] - x, net.cy_km[inc.cells] - y) / f)
+
+    def extra(self, e: int, start_cell: np.ndarray) -> tuple[np.ndarray, ...] | None:
+        """The emergency calls of epoch ``e`` (:attr:`sim.perturb.Perturbations.extra_attempts`):
+        those of the pre-drawn calls (:meth:`_emergency_calls`) that fall in the epoch, of the
+        subscribers who start it in the footprint at a cell where their draw is under
+        ``callers`` times its fall-off."""
+        t0, t1 = e * EPOCH_MS, (e + 1) * EPOCH_MS
+        parts = []
+        for inc in self.emergencies:
+            calls = self.calls.get(inc.id)
+            if calls is None or not (inc.start_ms < t1 and t0 < inc.end_ms):
+                continue
+            t, sub, cp, dur, v = calls
+            a, b = np.searchsorted(t, [t0, t1])
+            share = np.zeros(self.n_cells)
+            share[inc.cells] = inc.params["callers"] * self.falloff(inc)
+            go = v[a:b] < share[start_cell[sub[a:b]]]
+            parts.append((t[a:b][go], sub[a:b][go], cp[a:b][go], dur[a:b][go]))
+        if not parts:
+            return None
+        t, sub, cp, dur = (np.concatenate(c) for c in zip(*parts, strict=True))
+        return (t, sub, np.full(len(t), VOICE_MO, np.int8), cp, dur, np.zeros(len(t), np.int64))
 
     @staticmethod
     def arrive_ms(inc: Incident) -> int:
@@ -647,4 +744,5 @@ def compile_incidents(sim) -> Perturbations | None:
     first = min((i.effect_start_ms for i in incidents if i.kind != "random_failures"), default=window_ms)
     return Perturbations(changes=changes, demand=demand, attribute=attribute, first_effect_ms=int(first),
                          incidents=[i.row() for i in sorted(incidents, key=lambda i: i.id)],
-                         topology=topo.columns() if topo is not None else None)
+                         topology=topo.columns() if topo is not None else None,
+                         extra_attempts=demand.extra if demand.calls else None)

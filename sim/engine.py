@@ -528,6 +528,8 @@ class EpochLoop:
         with their counterpart's cell, the cells at the epoch's start or None without
         incidents), both streams in time order."""
         mob_ev, att_ev, start_cell = drawn.result()
+        if self.pert is not None and self.pert.extra_attempts is not None:
+            att_ev = _with_extra(self.pert.extra_attempts(e, start_cell), mob_ev, att_ev, start_cell)
         # The callee's cell comes from the location events grouped by subscriber (as drawn); the
         # time order is stable (ties keep subscriber order), so the merge is deterministic. The
         # pieces are independent kernels that release the GIL: they run on the post threads side
@@ -783,6 +785,17 @@ def counterpart_cells_of(mob: tuple, att_t: np.ndarray, att_cp: np.ndarray, star
     o = np.argsort(mob[1], kind="stable")
     return demand.counterpart_cells(att_cp, att_t, _csr_index(mob[1][o], len(start_cell)), mob[0][o],
                                     mob[2][o], start_cell)
+
+
+def _with_extra(extra, mob_ev, att_ev, start_cell):
+    """The epoch's attempts with an incident's extra ones after them, each with its caller's
+    serving cell at its time (as the shards find it for drawn attempts)."""
+    if extra is None or not len(extra[0]):
+        return att_ev
+    cells = demand.counterpart_cells(extra[1], extra[0], _csr_index(mob_ev[1], len(start_cell)), mob_ev[0],
+                                     mob_ev[2], start_cell)
+    return tuple(np.concatenate([a, x.astype(a.dtype, copy=False)])
+                 for a, x in zip(att_ev, (*extra, cells), strict=True))
 
 
 def _csr_index(sub_sorted: np.ndarray, n: int) -> np.ndarray:

@@ -10,7 +10,8 @@ each exact in time and keyed so that a run equals its baseline until the first o
   subscribers standing in it).
 * **Demand changes** per quarter-hour epoch: a multiplier per attempt kind for everybody (a
   special day), per cell and service (mass events, emergencies) and forced destinations for some
-  subscribers (a venue's attendees).
+  subscribers (a venue's attendees), and extra voice attempts of given subscribers (an
+  emergency's callers: people who would not otherwise have called).
 * **Attribution** of the rows that differ from the baseline run to an incident id.
 """
 
@@ -63,3 +64,6 @@ class Perturbations:
     # Columns of topology.parquet (site_id, agg_node, ring, power_domain) when failures use it.
     topology: dict[str, np.ndarray] | None = None
     storm_key: int = 0
+    # Extra attempts of an epoch, from the cell each subscriber starts it in: (t, sub, kind,
+    # counterpart, duration_ms, bytes) columns with ``t`` in the epoch, or None for none.
+    extra_attempts: Callable[[int, np.ndarray], tuple[np.ndarray, ...] | None] | None = None

@@ -32,6 +32,7 @@ STREAMS = (
     "incidents.failures",
     "incidents.augment",
     "hybrid.fill",
+    "incidents.emergency_calls",
 )
 
 

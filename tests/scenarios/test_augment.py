@@ -131,11 +131,13 @@ def test_sampled_durations_places_and_severities_follow_the_documented_laws():
     share = np.array([i["attendees"] for i in mass]) / sc.population.subscribers
     assert share.min() >= 0.02 - 1 / sc.population.subscribers and share.max() <= 0.15
     assert abs(np.mean(np.log(share)) - np.log(np.sqrt(0.02 * 0.15))) < 0.03
-    # Emergencies: centred on a site's position, radius U(1, 4) km.
+    # Emergencies: centred on a site's position, radius U(1, 4) km; the main path's shape: extra
+    # callers falling off with distance (falloff_km), no voice rate multiplier.
     for inc in _draw("emergency", 200, sc, net):
         x, y = inc["centre_km"]
         assert np.any((net.x_km == x) & (net.y_km == y))
-        assert 1 <= inc["radius_km"] <= 4 and 3 <= inc["multipliers"]["voice"] <= 10
+        assert 1 <= inc["radius_km"] <= 4 and 0.2 <= inc["callers"] <= 1 and "voice" not in inc["multipliers"]
+        assert 0.5 * inc["radius_km"] - 1e-3 <= inc["falloff_km"] <= 2 * inc["radius_km"] + 1e-3
 
 
 def test_sampler_is_a_function_of_its_generator():

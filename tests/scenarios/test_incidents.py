@@ -99,6 +99,33 @@ def test_outage_cells_are_silent_and_neighbours_take_the_load(outage):
     assert (att["time"] >= inc["end"]).all() and (att["time"] < inc["end"] + np.timedelta64(15, "m")).all()
 
 
+def _dark_hours(kpi, cells, start, ok) -> float:
+    """How long (hours) the footprint ``cells`` stayed in state ``ok`` (a test on their KPIs summed
+    per interval), counted in whole KPI intervals from the one that begins at ``start``."""
+    per = kpi[kpi["cell_id"].isin(cells)].groupby("interval_start").agg(
+        done=("voice_completed", "sum"), busy=("busy_channels_mean", "sum"), mb=("data_volume_mb", "sum"),
+        thr=("throughput_mean_mbps", "max"))
+    step = per.index.to_series().diff().min()
+    t, n = pd.Timestamp(start), 0
+    while t in per.index and ok(per.loc[t]):
+        t, n = t + step, n + 1
+    return n * step / pd.Timedelta(hours=1)
+
+
+def test_site_outage_lasts_the_published_median(outage):
+    # docs/scenarios.md, site_outage_peak: US FCC-reportable outages last a median of "a bit under
+    # three hours" (NRSC, 1999) and 3.3 h on average (GAO/RCED-93-79FS). Measured as an operator
+    # would see it: how long the site's cells carried nothing (no call completed, no channel busy,
+    # no data) from the failure on, while in the baseline they carried traffic in every interval.
+    _, run, base = outage
+    inc = _incident(run)
+    kpi, kb = _table(run, "cell_kpis"), _table(base, "cell_kpis")
+    dark = _dark_hours(kpi, inc["cells"], inc["start"], lambda r: r.done == 0 and r.busy == 0 and r.mb == 0)
+    assert 2.5 <= dark <= 3.3
+    lit = _dark_hours(kb, inc["cells"], inc["start"], lambda r: r.busy > 0 and r.mb > 0)
+    assert lit >= dark
+
+
 def test_incident_runs_pass_verify(outage, stadium, capsys):
     # Checksums, schema (incident_id columns, incidents.parquet) and the per-cell invariants hold
     # for the run with incidents and for its baseline.
@@ -175,6 +202,18 @@ def test_stadium_crowd_arrives_and_venue_blocks(stadium):
     loc_b = _table(base, "locations")
     there_b = loc_b["cell_id"].isin(inc["cells"]) & (loc_b["time"] >= inc["start"]) & (loc_b["time"] < inc["end"])
     assert loc.loc[there, "subscriber_id"].nunique() > 5 * loc_b.loc[there_b, "subscriber_id"].nunique()
+    # Against the published figures (docs/scenarios.md): connection failures far above a routine
+    # day's in the same cells (Shafiq et al. 2013: more than two orders of magnitude; at this size
+    # the venue's 3 blocked of its day's few hundred calls set the routine rate, so a 30-fold rise
+    # here, 240-fold at the built-in size) ...
+    day = kb["cell_id"].isin(inc["cells"])
+    routine = max(kb.loc[day, "voice_blocked"].sum(), 1) / kb.loc[day, "voice_attempts"].sum()
+    match = kpi.loc[venue, "voice_blocked"].sum() / kpi.loc[venue, "voice_attempts"].sum()
+    assert match > 30 * routine
+    # ... and per-session throughput 40-120 times under the uncrowded cells' (1-3 Mbps in a hall
+    # of 10,000 people against 120 Mbps before they came: Sauter, wirelessmoves, Dec. 2019).
+    thr = kpi.loc[venue, "throughput_mean_mbps"].mean()
+    assert thr < kb.loc[venue_b, "throughput_mean_mbps"].mean() / 40
 
 
 def test_mass_event_multiplier_is_the_configured_factor(tmp_path_factory):
@@ -214,6 +253,24 @@ def test_backhaul_caps_data_and_voice_holds(backhaul):
     assert abs(va - vb) <= 0.03 * vb and abs(ca - cb) <= 0.03 * cb
 
 
+def test_backhaul_cut_takes_the_published_number_of_sites_for_a_fibre_repair(backhaul):
+    # docs/scenarios.md, backhaul_failure: one cut or hub took 15, 20 and 27 sites in the
+    # published incidents (Lærdal 2014, Melbourne 2012, Sydney 2019), and a buried fibre's repair
+    # takes "6 hours or longer", within GAO-18-198's bound for accidents (under half of 19-36 h).
+    # Measured the same way: the sites whose cells lost their backhaul, and how long from the cut
+    # every session there stayed at or under the cap while the baseline's went above it.
+    _, run, base = backhaul
+    inc = _incident(run)
+    cells = _table(run, "cells")
+    sites = cells.loc[cells["cell_id"].isin(inc["cells"]), "site_id"].nunique()
+    assert 15 <= sites <= 27
+    cap = inc["params"]["cap_mbps"]
+    kpi, kb = _table(run, "cell_kpis"), _table(base, "cell_kpis")
+    capped = _dark_hours(kpi, inc["cells"], inc["start"], lambda r: r.thr <= cap + 1e-6)
+    assert 5.75 <= capped <= 9.5
+    assert _dark_hours(kb, inc["cells"], inc["start"], lambda r: r.thr > cap) >= capped
+
+
 # The disaster's signature at a small size: 4,000 subscribers on 30 sites, each cell's channels
 # dimensioned for its own busy hour of the ordinary week (network.dimensioning, the default).
 DISASTER = ["population.subscribers=4000", "network.sites=30"]
@@ -239,22 +296,26 @@ def test_disaster_signature_against_published_figures(tmp_path_factory):
         return c[(t >= surge["start"] + pd.Timedelta(hours=h0)) & (t < surge["start"] + pd.Timedelta(hours=h1))]
 
     x, y = window(a, 0, 0.5), window(b, 0, 0.5)
-    # All attempts, redials included, as operators count them: tens of times the normal (NTT East:
-    # outgoing voice up to 60 times normal after Tohoku).
-    assert len(x) > 25 * len(y)
-    # More extra callers than extra calls per caller (Bagrow et al. 2011, Fig. 1C): first attempts.
+    # All attempts, redials included, as operators count them: several times the normal (the
+    # published 50-60 fold needs persistent redialling: docs/scenarios.md).
+    assert len(x) > 6 * len(y)
+    # The surge is people who would not otherwise have called (Bagrow et al. 2011, Fig. 1C):
+    # first attempts, distinct callers up many times, calls per caller nearly flat.
     fx, fy = x[x["redial"] == 0], y[y["redial"] == 0]
     callers = fx["subscriber_id"].nunique() / fy["subscriber_id"].nunique()
     per_caller = (len(fx) / fx["subscriber_id"].nunique()) / (len(fy) / fy["subscriber_id"].nunique())
-    assert callers > per_caller > 1.0
-    # ... so most of the extra calls are made by people who made none then in the baseline.
+    assert callers > 4.0 and per_caller < 1.5 and callers - 1 > 4 * (per_caller - 1)
+    # ... so nearly all the extra calls are made by people who made none then in the baseline.
     new = fx[~fx["subscriber_id"].isin(set(fy["subscriber_id"]))]
-    assert len(new) > 0.5 * (len(fx) - len(fy))
-    # Blocking as under the Tohoku restrictions (70-95% of voice attempts refused: MIC, 2011), far
-    # above the normal day's; the blocked calls are redialled.
+    assert len(new) > 0.8 * (len(fx) - len(fy))
+    # Blocking far above the normal day's, up to the published 70-95% restriction (MIC, 2011) in
+    # the most blocked cell's quarter hour; the blocked calls are redialled.
     blocked, blocked_b = (x["outcome"] == "blocked").mean(), (y["outcome"] == "blocked").mean()
-    assert blocked > 0.5 and blocked > 10 * max(blocked_b, 0.01)
-    assert (x["redial"] > 0).mean() > 0.2
+    assert blocked > 0.1 and blocked > 10 * max(blocked_b, 0.005)
+    q = (x["start_time"] - surge["start"]) // pd.Timedelta(minutes=15)
+    per_cell = x.assign(q=q, b=x["outcome"] == "blocked").groupby(["cell_id", "q"])["b"].agg(["mean", "size"])
+    assert per_cell.loc[per_cell["size"] >= 20, "mean"].max() > 0.6
+    assert (x["redial"] > 0).mean() > 0.1
     # A decay: hours 4-8 carry under half the first half-hour's surge (per half-hour).
     excess0 = len(x) - len(y)
     excess48 = (len(window(a, 4, 8)) - len(window(b, 4, 8))) / 8
@@ -324,7 +385,9 @@ def test_new_years_eve_follows_milan(tmp_path_factory):
 
 # One day, rates x300 (not x26) and a ring level (capacity cap): sites, nodes, rings and power
 # domains all fail.
-FAILURES = ["time.days=1", "incidents[0].acceleration=300",
+# A day at 300 times the rates, with a ring level and nodes failing often enough that each level
+# shows up in it (the built-in has 8 nodes: at its 0.36 a year a day here may draw none).
+FAILURES = ["time.days=1", "incidents[0].acceleration=300", "incidents[0].node.per_year=1.0",
             'incidents[0].ring={ per_year = 2.0, law = "exponential" }']
 
 
@@ -406,6 +469,22 @@ start = "2024-03-05T18:00:00"
 duration_min = 30
 multipliers = { voice = 3 }
 falloff_km = 0
+[[incidents]]
+kind = "emergency"
+centre_km = [0.0, 0.0]
+radius_km = 2.0
+start = "2024-03-05T18:00:00"
+duration_min = 30
+callers = 1.5
+multipliers = { voice = 3 }
+[[incidents]]
+kind = "emergency"
+centre_km = [0.0, 0.0]
+radius_km = 2.0
+start = "2024-03-05T18:00:00"
+duration_min = 30
+multipliers = { voice = 3 }
+calls_per_caller = 2
 ''')
     assert main(["run", str(bad), "--out", str(tmp_path / "out")]) == 2
     err = capsys.readouterr().err
@@ -417,7 +496,10 @@ falloff_km = 0
                      "bad.toml: incidents[2].start: 5 is not a date-time string",
                      "bad.toml: incidents[2].duration_min: 'long' is not a duration > 0",
                      "bad.toml: incidents[3].falloff_km: needs a centre (give centre_km",
-                     "bad.toml: incidents[4].falloff_km: 0 is not a number > 0"):
+                     "bad.toml: incidents[4].falloff_km: 0 is not a number > 0",
+                     "bad.toml: incidents[5].callers: 1.5 is out of range",
+                     "bad.toml: incidents[5].multipliers.voice: has no effect with callers",
+                     "bad.toml: incidents[6].calls_per_caller: has no effect without callers"):
         assert expected in err, (expected, err)
     assert "Traceback" not in err
     assert not (tmp_path / "out").exists()
@@ -520,6 +602,24 @@ def test_incident_run_same_bytes_whatever_the_chunking(tmp_path):
         for p in sorted((tmp_path / "one").rglob("*.parquet")):
             q = tmp_path / other / p.relative_to(tmp_path / "one")
             assert hashlib.sha256(p.read_bytes()).digest() == hashlib.sha256(q.read_bytes()).digest(), (other, p.name)
+
+
+def test_emergency_callers_same_bytes_whatever_the_chunking_and_labelled(tmp_path):
+    # The emergency's callers are drawn once per subscriber from the incident's own stream: the
+    # run is byte-identical with one shard or many, and labels mark exactly the rows that differ.
+    sc = scenarios.load("regional_disaster", ["population.subscribers=1500", "network.sites=30"])
+    run_scenario(sc, tmp_path / "one", baseline_out=tmp_path / "base")
+    run_scenario(sc, tmp_path / "many", chunk_subscribers=128)
+    for p in sorted((tmp_path / "one").rglob("*.parquet")):
+        q = tmp_path / "many" / p.relative_to(tmp_path / "one")
+        assert hashlib.sha256(p.read_bytes()).digest() == hashlib.sha256(q.read_bytes()).digest(), p.name
+    a, b = _table(tmp_path / "one", "cdr"), _table(tmp_path / "base", "cdr")
+    ka, kb = (pd.util.hash_pandas_object(df[_CONTENT["cdr"]].astype(object), index=False) for df in (a, b))
+    n_run = ka.value_counts()
+    expected = (n_run - kb.value_counts().reindex(n_run.index, fill_value=0)).clip(lower=0)
+    labelled = ka[a["incident_id"].notna()].value_counts().reindex(n_run.index, fill_value=0)
+    assert expected.sum() > 100
+    assert (labelled == expected).all()
 
 
 def test_review_edge_cases(tmp_path, capsys):
