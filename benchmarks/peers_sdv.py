@@ -35,10 +35,9 @@ def main(argv=None) -> int:
     import numpy as np
     import pandas as pd
     import torch
+    from ctgan.synthesizers.base import set_random_states
     from sdv.metadata import Metadata
     from sdv.single_table import CTGANSynthesizer, GaussianCopulaSynthesizer
-
-    from ctgan.synthesizers.base import set_random_states
 
     torch.set_num_threads(1)
     fit = pd.read_parquet(a.fit)
