@@ -23,7 +23,7 @@ import pandas as pd
 from telcosim import scenarios
 from telcosim.evaluation import detection
 from telcosim.evaluation.utility import run_series
-from telcosim.models import shapes
+from telcosim.models import behaviour, shapes
 from telcosim.models.base import set_torch_threads
 from telcosim.realdata import readers
 from telcosim.scenarios import augment as augment_mod
@@ -110,13 +110,15 @@ class Marginals(Generator):
 # --------------------------------------------------------------------------- telcosim
 
 
-def _run_dir(ctx: Context, profile: str) -> Path:
-    """One week of the small_city scenario with ``profile``, run once per benchmark and kept."""
-    key = ("run", profile)
+def _run_dir(ctx: Context, profile: str, label: str | None = None, extra: tuple[str, ...] = ()) -> Path:
+    """One week of the small_city scenario with ``profile`` (and ``extra`` overrides), run once per
+    benchmark and kept under the work folder as ``run-<label>``."""
+    label = label or profile
+    key = ("run", label)
     if key not in ctx.cache:
-        out = ctx.work / f"run-{profile}"
-        sc = scenarios.load("small_city", [f"behaviour.profile={profile!r}".replace("'", '"'), "time.days=7",
-                                           f"population.subscribers={ctx.subscribers}", "seed=1"])
+        out = ctx.work / f"run-{label}"
+        sc = scenarios.load("small_city", [f'behaviour.profile="{profile}"', "time.days=7",
+                                           f"population.subscribers={ctx.subscribers}", "seed=1", *extra])
         run_scenario(sc, out, overwrite=True)
         ctx.cache[key] = out
     return ctx.cache[key]
@@ -180,11 +182,14 @@ class _Telcosim(Generator):
     representations = ("area_week", "subscriber", "change_window")
     profile = "default"
 
+    def run_dir(self, ctx: Context) -> Path:
+        return _run_dir(ctx, self.profile)
+
     def sample(self, rep, fit, n, seed, ctx):
         if rep == "area_week":
-            return week_table(_run_dir(ctx, self.profile))
+            return week_table(self.run_dir(ctx))
         if rep == "subscriber":
-            run_dir = _run_dir(ctx, self.profile)
+            run_dir = self.run_dir(ctx)
             manifest = json.loads((run_dir / "manifest.json").read_text(encoding="utf-8"))
             days = (pd.Timestamp(manifest["window"]["end"]) - pd.Timestamp(manifest["window"]["start"])).days
             return subscriber_table_from_cdr(readers.read_cdr(run_dir), days)
@@ -207,6 +212,26 @@ class TelcosimStudents(_Telcosim):
     name = "telcosim-students"
     description = "the same with the embedded students profile (SMS-heavy student phones)"
     profile = "students"
+
+
+@register
+class TelcosimFlow(_Telcosim):
+    name = "telcosim-flow"
+    family = "learned"
+    description = ("telcosim's behaviour flow (models/behaviour.py, DP-SGD, epsilon 4) trained on the "
+                   "telcosim-default week's subscribers, then driving a run of the same network "
+                   "(population.behaviour_model): learned per-subscriber rates meet the simulated network")
+    representations = ("area_week", "subscriber")
+
+    def run_dir(self, ctx: Context) -> Path:
+        key = ("flow_model",)
+        if key not in ctx.cache:
+            feats = behaviour.subscriber_features(_run_dir(ctx, "default"))
+            set_torch_threads(1)
+            model = behaviour.BehaviourGenerator(seed=1, target_epsilon=4.0)
+            model.fit(behaviour.training_arrays(feats))
+            ctx.cache[key] = model.save(ctx.work / "flow-model")
+        return _run_dir(ctx, "default", "flow", (f'population.behaviour_model="{ctx.cache[key]}"',))
 
 
 def window_frame(x: np.ndarray, y: np.ndarray) -> pd.DataFrame:
