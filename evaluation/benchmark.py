@@ -57,10 +57,6 @@ FIDELITY_FLOOR = {"fidelity.weekly_profile": 0.08, "fidelity.load_distribution":
                   "fidelity.subscriber_marginals": 0.05, "fidelity.subscriber_dependence": 0.05}
 
 
-class BenchmarkError(ValueError):
-    """Bad benchmark input: an unknown generator or task, a missing data set (one line)."""
-
-
 # --------------------------------------------------------------------------- real data per representation
 
 
@@ -131,6 +127,7 @@ class Task:
     doc: str
     prepare: Callable[[Real, pd.DataFrame, int], tuple[Callable, np.ndarray]]
     reference: str = ""
+    ideal: float | None = None  # privacy: a score past the no-leak value ranks as that value (a tie)
 
 
 def _unit_index(units: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -308,11 +305,11 @@ TASKS: dict[str, Task] = {t.name: t for t in (
     Task("privacy.dcr_share", "subscriber", "lower", "privacy",
          "share of synthetic people closer to a fit-part person than to a check-part person (equal-size "
          "samples; log features over their robust spread): 0.5 = no sign of copying, 1 = copies",
-         _dcr, reference=f"pass <= {attacks.DCR_SHARE_LIMIT:g} (evaluation.attacks.DCR_SHARE_LIMIT)"),
+         _dcr, reference=f"pass <= {attacks.DCR_SHARE_LIMIT:g} (evaluation.attacks.DCR_SHARE_LIMIT)", ideal=0.5),
     Task("privacy.mia_advantage", "subscriber", "lower", "privacy",
          "membership inference (distance to the closest synthetic person) ROC AUC - 0.5, fit-part people as "
          "members and check-part people as non-members: 0 = no advantage", _mia,
-         reference=f"target |AUC - 0.5| <= {attacks.MIA_BAND:g} (evaluation.attacks.MIA_BAND)"),
+         reference=f"target |AUC - 0.5| <= {attacks.MIA_BAND:g} (evaluation.attacks.MIA_BAND)", ideal=0.0),
     Task("coverage.area_week_tail", "area_week", "higher", "coverage",
          "share of the real check part's tail area-weeks (top 10% by weekly peak / mean) with a synthetic "
          "row inside their 5-nearest-real-neighbour radius (PRDC coverage of the tail)",
@@ -356,6 +353,18 @@ def score_task(task: Task, real: Real, syn: pd.DataFrame, seed: int, boot: int) 
     score, units = task.prepare(real, syn, seed)
     value, ci = bootstrap_ci(score, units, boot, seed)
     return {"score": value, "ci": ci, "rows": int(len(syn))}
+
+
+def ranks(task: Task, scores: dict[str, float]) -> dict[str, int]:
+    """Competition ranks (1 = best; equal keys share a rank). A privacy score better than its
+    no-leak value (``task.ideal``: a DCR share below 0.5, a negative MIA advantage) says nothing
+    more about privacy, so it ranks as that value."""
+    def key(v: float) -> float:
+        if task.ideal is not None:
+            v = max(v, task.ideal) if task.direction == "lower" else min(v, task.ideal)
+        return -v if task.direction == "higher" else v
+    keys = {g: round(key(v), 12) for g, v in scores.items() if math.isfinite(v)}
+    return {g: 1 + sum(k2 < k for k2 in keys.values()) for g, k in keys.items()}
 
 
 def _fmt(v: float) -> str:
@@ -405,10 +414,8 @@ def run_benchmark(data_dir: Path, out: Path, generators: list[str], tasks: list[
             for r in results[t].values():
                 r["within_tolerance"] = bool(r["score"] <= ref["tolerance"])
         refs[t] = ref
-        ranked = sorted((g for g in results[t] if math.isfinite(results[t][g]["score"])),
-                        key=lambda g: results[t][g]["score"], reverse=task.direction == "higher")
-        for i, g in enumerate(ranked):
-            results[t][g]["rank"] = i + 1
+        for g, rank in ranks(task, {g: r["score"] for g, r in results[t].items()}).items():
+            results[t][g]["rank"] = rank
     doc = {"suite_version": SUITE_VERSION, "seed": seed, "quick": quick, "bootstrap_draws": boot,
            "confidence": CONFIDENCE, "generators_ran": list(generators), "generators": gen_info,
            "real": {r: {"source": real[r].source, "doc": REPRESENTATION_DOC[r], "fit_rows": len(real[r].fit),
@@ -486,5 +493,5 @@ intervals: {int(doc['confidence'] * 100)}% bootstrap over the check part's units
 """
 
 
-__all__ = ["REPRESENTATIONS", "SUITE_VERSION", "TASKS", "BenchmarkError", "GeneratorError", "bootstrap_ci",
-           "markdown_table", "real_vs_real", "render_html", "run_benchmark", "score_task"]
+__all__ = ["REPRESENTATIONS", "SUITE_VERSION", "TASKS", "GeneratorError", "bootstrap_ci",
+           "markdown_table", "ranks", "real_vs_real", "render_html", "run_benchmark", "score_task"]

@@ -62,7 +62,7 @@ class Context:
 
     @property
     def subscribers(self) -> int:
-        return 1000 if self.quick else 3000
+        return 3000 if self.quick else 10000
 
 
 class Generator:

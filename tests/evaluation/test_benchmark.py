@@ -209,3 +209,12 @@ def test_full_suite_quick(tmp_path):
             assert r["ci"][0] <= r["ci"][1]
     assert doc["tasks"]["privacy.dcr_share"]["results"]["telcosim-default"]["score"] < \
         doc["tasks"]["privacy.dcr_share"]["results"]["bootstrap"]["score"]
+
+
+def test_ranks_share_ties_and_stop_privacy_at_its_no_leak_value():
+    # a DCR share below 0.5 is no more private than 0.5: both rank first
+    assert B.ranks(B.TASKS["privacy.dcr_share"], {"a": 0.23, "b": 0.52, "c": 0.45, "d": 0.71}) == \
+        {"a": 1, "c": 1, "b": 3, "d": 4}
+    assert B.ranks(B.TASKS["detection.step_change"], {"a": 0.6, "b": 0.7, "c": 0.7, "d": float("nan")}) == \
+        {"b": 1, "c": 1, "a": 3}
+    assert B.ranks(B.TASKS["fidelity.weekly_profile"], {"a": 0.2, "b": 0.1}) == {"b": 1, "a": 2}
