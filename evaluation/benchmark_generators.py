@@ -293,6 +293,9 @@ class _SDV(Generator):
     model = ""
 
     def missing(self, ctx):
+        if not PEERS_SCRIPT.is_file():
+            return (f"generator {self.name!r} needs a source checkout of telcosim ({PEERS_SCRIPT} is not "
+                    "installed with the package)")
         if not PEERS_PYTHON.is_file():
             return (f"generator {self.name!r} needs the peers venv {PEERS_PYTHON.parent.parent} "
                     f"(SDV pins pandas < 3): run '{PEERS_MAKE}' first")
