@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.telcosim-installed
 PIP := $(BIN)/python -m pip install --quiet --disable-pip-version-check -c constraints.txt
 
-.PHONY: demo test test-slow bench lint clean
+.PHONY: demo test test-slow bench lint clean peers
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -28,5 +28,19 @@ bench: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check .
 
+# Independent peer generators for `telcosim benchmark` (SDV's GaussianCopula and CTGAN). SDV pins
+# pandas < 3, which clashes with the main venv, so they live in a venv of their own that the
+# benchmark calls through a subprocess (data exchanged as Parquet). Never needed by `make test`.
+PEERS_VENV := benchmarks/.venv-peers
+PEERS_STAMP := $(PEERS_VENV)/.peers-installed
+
+$(PEERS_STAMP): benchmarks/peers-requirements.txt
+	test -x $(PEERS_VENV)/bin/python || $(PYTHON) -m venv $(PEERS_VENV)
+	$(PEERS_VENV)/bin/python -m pip install --quiet --disable-pip-version-check -c constraints.txt \
+		-r benchmarks/peers-requirements.txt
+	touch $(PEERS_STAMP)
+
+peers: $(PEERS_STAMP)
+
 clean:
-	rm -rf $(VENV) runs .pytest_cache
+	rm -rf $(VENV) $(PEERS_VENV) runs .pytest_cache

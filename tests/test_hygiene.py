@@ -44,7 +44,8 @@ GLOBAL_RNG = re.compile(
 
 def _sources(*dirs: str):
     for d in dirs:
-        yield from (ROOT / d).rglob("*.py")
+        # hidden folders (benchmarks/.venv-peers: a venv of third-party code) are not the project's
+        yield from (p for p in (ROOT / d).rglob("*.py") if not any(x.startswith(".") for x in p.relative_to(ROOT).parts))
 
 
 def _layer_of(path: Path) -> str:

@@ -14,6 +14,7 @@ from pathlib import Path
 
 from telcosim import scenarios
 from telcosim.cli import augment as augment_cli
+from telcosim.cli import benchmark as benchmark_cli
 from telcosim.cli import calibrate as calibrate_cli
 from telcosim.cli import evaluate as evaluate_cli
 from telcosim.cli import hybrid as hybrid_cli
@@ -33,7 +34,8 @@ from telcosim.sim.verify import verify_run
 # The subcommands beside run and verify: each module adds its parser and runs its command.
 COMMANDS = {"targets": targets_cli, "calibrate": calibrate_cli, "evaluate": evaluate_cli,
             "rebalance": rebalance_cli, "scenario": scenario_cli, "study": study_cli,
-            "augment": augment_cli, "models": models_cli, "hybrid": hybrid_cli}
+            "augment": augment_cli, "models": models_cli, "hybrid": hybrid_cli,
+            "benchmark": benchmark_cli}
 
 
 def build_parser() -> argparse.ArgumentParser:
