@@ -3,7 +3,7 @@ real-vs-real floor, memorisation, per-condition marginals, CPU training time; op
 
 Usage::
 
-    .venv/bin/python benchmarks/bench_sequences.py RUN_DIR [--epochs 6] [--seed 0] [--rows 2000]
+    .venv/bin/python benchmarks/bench_sequences.py RUN_DIR [--epochs 12] [--lr 0.003] [--seed 0] [--rows 2000]
         [--dp-epsilon 8] [--dp-epochs 2] [--out-model DIR] [--json PATH]
 
 RUN_DIR is a run folder (``telcosim run``); docs/models-sequences.md gives the run used for the
@@ -27,7 +27,8 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("TELCOSIM_DEVICE", "cpu")
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("run_dir", type=Path)
-    ap.add_argument("--epochs", type=int, default=6)
+    ap.add_argument("--epochs", type=int, default=12)
+    ap.add_argument("--lr", type=float, default=3e-3)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--rows", type=int, default=2000)
     ap.add_argument("--dp-epsilon", type=float, default=None)
@@ -46,7 +47,7 @@ def main(argv: list[str] | None = None) -> int:
     prep_s = time.perf_counter() - t0
     print(f"{len(arrays['length'])} subscriber-days ({ctx['subscribers']} subscribers x {ctx['days']} days), "
           f"{len(train['length'])} train / {len(held['length'])} held out; prepared in {prep_s:.1f} s", flush=True)
-    model = sq.SequenceTransformer(epochs=args.epochs, seed=args.seed).fit(train)
+    model = sq.SequenceTransformer(epochs=args.epochs, lr=args.lr, seed=args.seed).fit(train)
     model.spec["cdr"] = sq.write_context(ctx)
     print(f"trained: {model.training} loss {model.history['loss']}", flush=True)
     t1 = time.perf_counter()

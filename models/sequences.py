@@ -390,7 +390,7 @@ class SequenceTransformer(LearnedGenerator):
     learned from the data)."""
 
     defaults = {
-        "d_model": 64, "layers": 2, "heads": 4, "max_len": 128, "epochs": 6, "batch_size": 64, "lr": 2e-3,
+        "d_model": 64, "layers": 2, "heads": 4, "max_len": 128, "epochs": 12, "batch_size": 64, "lr": 3e-3,
         "dp": False, "target_epsilon": 8.0, "delta": None, "max_grad_norm": 1.0, "seed": 0,
     }
     tiny_params = {"d_model": 16, "layers": 1, "heads": 2, "max_len": 16, "epochs": 2, "batch_size": 32}
@@ -710,7 +710,10 @@ class SequenceTransformer(LearnedGenerator):
                     chosen[ended, 0] = 0  # placeholder: the rest of an ended row is not used
             u = torch.rand((m, 2), generator=gen, dtype=torch.float64)
             g = chosen[:, 2]
-            gap = gap_lo[g] + u[:, 0] * (gap_hi[g] - gap_lo[g])
+            # within its bin a gap is log-uniform (gaps crowd towards the short end of a wide bin;
+            # uniform offsets drift the clock late), uniform in the first bin, [0, 1) s
+            lg_lo = torch.log(gap_lo[g].clamp(min=1.0))
+            gap = torch.where(g > 0, torch.exp(lg_lo + u[:, 0] * (torch.log(gap_hi[g]) - lg_lo)), u[:, 0])
             start = secs[idx, t - 1] if t else torch.zeros(m, dtype=torch.float64)
             when = start + gap
             stop = ended | (when >= 86400.0)

@@ -158,3 +158,26 @@ def test_a_folder_of_another_model_is_refused(tmp_path):
     sc = small_scenario(**{"population.subscribers": 200, "population.behaviour_model": str(d)})
     with pytest.raises(ConfigError, match="holds a 'shape-cvae' model; expected a folder from"):
         run_scenario(sc, tmp_path / "run")
+
+
+@pytest.mark.slow
+def test_held_out_prdc_and_memorisation_on_a_week_of_the_default_city(tmp_path):
+    """The documented configuration (docs/models-sequences.md): the default city, 3,000 subscribers
+    x 7 days, the default hyperparameters on the CPU; PRDC against held-out subscribers' days."""
+    from telcosim.scenarios.runner import run as run_scenario
+    from telcosim.sim import config
+
+    base.set_torch_threads(1)
+    run_scenario(config.load(None, ["population.subscribers=3000", "time.days=7", "seed=1"]), tmp_path / "run")
+    arrays, ctx = sq.sequence_arrays(tmp_path / "run")
+    train, held, _ = sq.split_by_subscriber(arrays, ctx["subscriber"], seed=0)
+    model = sq.SequenceTransformer(seed=0).fit(train)
+    doc = sq.evaluate(model, train, held, seed=0, rows=2000)
+    p = doc["prdc"]["synthetic_vs_held_out"]
+    assert p["precision"] >= 0.8 and p["recall"] >= 0.8 and p["coverage"] >= 0.8, doc["prdc"]
+    mem = doc["memorisation"]
+    assert mem["median_to_train"] >= 0.95 * mem["median_to_held_out"], mem
+    c = doc["conditions"]
+    # weekend days move less than weekdays in the data, and in the samples
+    assert c["day=weekend"]["held_out"]["moves"] < c["day=weekday"]["held_out"]["moves"]
+    assert c["day=weekend"]["synthetic"]["moves"] < c["day=weekday"]["synthetic"]["moves"]
