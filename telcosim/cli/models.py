@@ -251,6 +251,9 @@ def _train_sequences(args) -> int:
         problems.append(f"--run {args.run}: not a run folder (expected cdr/ and cells.parquet)")
     if args.epsilon is not None and not args.epsilon > 0:
         problems.append(f"--epsilon: {args.epsilon} is out of range (must be > 0)")
+    for key in ("delta", "max_grad_norm"):
+        if key in params and args.epsilon is None:
+            problems.append(f"--param {key}: has no effect without DP-SGD; give --epsilon too")
     if args.out.exists() and not args.out.is_dir():
         problems.append(f"--out {args.out}: is a file; expected a folder for the model")
     elif args.out.exists() and not args.overwrite:

@@ -116,9 +116,11 @@ def test_sample_cli_writes_cdr_parquet_and_refuses_bad_conditions(trained, tmp_p
     err = capsys.readouterr().err
     assert "density is one of urban, suburban, rural" in err and "Traceback" not in err
     assert not (tmp_path / "x.parquet").exists()
-    assert main(["models", "train", "sequences", "--out", str(tmp_path / "m"), "--kind", "vae"]) == 2
+    assert main(["models", "train", "sequences", "--out", str(tmp_path / "m"), "--kind", "vae", "--param",
+                 "delta=1e-6"]) == 2
     err = capsys.readouterr().err
     assert "--kind: has no effect with 'train sequences'" in err and "--run: required" in err
+    assert "--param delta: has no effect without DP-SGD; give --epsilon too" in err
 
 
 def test_a_simulation_draws_its_subscribers_activity_from_the_model(trained, tmp_path):
@@ -181,3 +183,17 @@ def test_held_out_prdc_and_memorisation_on_a_week_of_the_default_city(tmp_path):
     # weekend days move less than weekdays in the data, and in the samples
     assert c["day=weekend"]["held_out"]["moves"] < c["day=weekday"]["held_out"]["moves"]
     assert c["day=weekend"]["synthetic"]["moves"] < c["day=weekday"]["synthetic"]["moves"]
+
+
+def test_dp_sgd_keeps_one_day_per_subscriber_and_reports_epsilon(tmp_path):
+    base.set_torch_threads(1)
+    data = sq.SequenceTransformer.toy_data(1)
+    data["subscriber"] = np.arange(len(data["length"])) // 3  # three days per subscriber
+    model = sq.SequenceTransformer(**sq.SequenceTransformer.tiny_params, dp=True, target_epsilon=5.0,
+                                   delta=1e-3).fit(data)
+    assert 0 < model.epsilon <= 5.0 + 1e-6 and model.delta == 1e-3
+    assert model.spec["dp_rows"] == 100 and model.spec["control_counts"] is None
+    back = base.LearnedGenerator.load(model.save(tmp_path / "m"))  # the plain attention was put back
+    assert json.loads((tmp_path / "m" / "model.json").read_text())["epsilon"] == model.epsilon
+    a, b = back.sample(6, seed=2), model.sample(6, seed=2)
+    assert all(np.array_equal(a[k], b[k]) for k in a)
