@@ -56,7 +56,7 @@ from telcosim.sim.schema import (
     dictionary_array,
 )
 
-from .base import LearnedGenerator, ModelError, register
+from .base import LearnedGenerator, ModelError, _check_seed, register
 
 FIELDS = ("service", "direction", "gap", "moved", "place", "cell_class", "size")
 END = len(SERVICES)  # the service token that ends a day
@@ -627,7 +627,7 @@ class SequenceTransformer(LearnedGenerator):
 
         if not self.fitted:
             raise ModelError("model 'sequences': not fitted or loaded; call fit() or load() first")
-        gen = torch.Generator(device="cpu").manual_seed(int(seed))
+        gen = torch.Generator(device="cpu").manual_seed(_check_seed(seed))
         self.module.to("cpu").eval()
         with torch.no_grad():
             return self._generate(np.asarray(controls, np.int8).reshape(-1, len(CONTROLS)), gen)
@@ -647,8 +647,9 @@ class SequenceTransformer(LearnedGenerator):
                 text = ",".join(f"{k}={v}" for k, v in condition.items())
                 raise ModelError(f"condition {text}: no training day had it, so the model cannot honour it; "
                                  "train on data with such days or choose another condition")
-        gen = torch.Generator(device="cpu").manual_seed(int(seed))
-        return self.sample_given(self._draw_controls(int(n), gen, given), seed=int(seed) + 1)
+        seed = _check_seed(seed)
+        gen = torch.Generator(device="cpu").manual_seed(seed)
+        return self.sample_given(self._draw_controls(int(n), gen, given), seed=seed ^ 0x5A17)
 
     def _generate(self, controls: np.ndarray, gen) -> dict[str, np.ndarray]:
         import torch  # lazy: torch is optional and slow to import
