@@ -2,6 +2,6 @@
 
 Importing the package imports its model modules, so every generator they define is registered."""
 
-from . import behaviour, shapes
+from . import behaviour, sequences, shapes
 
-__all__ = ["behaviour", "shapes"]
+__all__ = ["behaviour", "sequences", "shapes"]

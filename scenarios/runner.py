@@ -20,7 +20,9 @@ from pathlib import Path
 
 import numpy as np
 
+from telcosim.models.base import read_sidecar
 from telcosim.models.behaviour import sample_population
+from telcosim.models.sequences import population_rates
 from telcosim.models.shapes import cell_multipliers
 from telcosim.sim.config import Scenario
 from telcosim.sim.engine import DEFAULT_CHECKPOINT_HOURS, DEFAULT_CHUNK, RunResult, Simulation
@@ -41,8 +43,10 @@ def baseline_path(out: Path) -> Path:
 def attach_learned(sim: Simulation) -> None:
     """What the scenario asks of the learned generators in ``telcosim.models`` (they import torch
     only when used): the per-cell weekly shapes of ``behaviour.cell_shapes`` ("vae" / "gan"), and the
-    per-service activity of every subscriber from ``population.behaviour_model``; the cells are then
-    dimensioned again for the load these give them (before incidents are compiled from them)."""
+    per-service activity of every subscriber from ``population.behaviour_model`` (a behaviour flow,
+    or a sequence transformer: each subscriber's activity from days drawn for their segment and home
+    density, :func:`sequence_activity`); the cells are then dimensioned again for the load these
+    give them (before incidents are compiled from them)."""
     sc = sim.scenario
     if sc.behaviour.cell_shapes != "profile":
         sim.cell_shapes = cell_multipliers(sc.behaviour.cell_shapes, sim.network.density, sc.seed)
@@ -52,16 +56,41 @@ def attach_learned(sim: Simulation) -> None:
         if not path.is_absolute() and sc.base_dir is not None:
             path = sc.base_dir / path
         pop = sim.population
-        draw = sample_population(pop.n, int(kernel_key(sc.seed, "population.behaviour")) % 2**32, path)
-        per_service = np.column_stack([draw["voice_activity"], draw["sms_activity"], draw["data_activity"]])
+        kind, means = read_sidecar(path)["model"], None
+        seed = int(kernel_key(sc.seed, "population.behaviour")) % 2**32
+        if kind == "sequences":
+            per_service, means = sequence_activity(sim, path, seed)
+        elif kind == "behaviour":
+            draw = sample_population(pop.n, seed, path)
+            per_service = np.column_stack([draw["voice_activity"], draw["sms_activity"], draw["data_activity"]])
+        else:
+            raise ConfigError(f"{sc.source}: population.behaviour_model: {str(path)!r} holds a {kind!r} model; "
+                              "expected a folder from 'telcosim models behaviour' or 'telcosim models train "
+                              "sequences'")
         set_service_activity(pop, per_service)
         side = json.loads((path / "model.json").read_text(encoding="utf-8"))
         sim.learned["behaviour_model"] = {
             "path": str(path), "model": side.get("model"), "telcosim_version": side.get("telcosim_version"),
             "epsilon": side.get("epsilon"), "delta": side.get("delta"),
             "data_fingerprint": side.get("data_fingerprint"), "training_rows": side.get("training_rows")}
+        if means is not None:  # the sequence model's own levels (originated events per day), for reference
+            sim.learned["behaviour_model"]["sampled_mo_per_day"] = means
     if sim.learned:
         sim.dimension()  # the learned shapes and activities move load between cells: size for them
+
+
+def sequence_activity(sim: Simulation, path: Path, seed: int) -> tuple[np.ndarray, dict[str, float]]:
+    """Per-service activity (n x 3, mean 1 per column) of every subscriber from a sequence model:
+    one weekday and one weekend day drawn for the subscriber's segment (activity class) and the
+    density class of their home cell (:func:`models.sequences.population_rates`), their originated
+    voice, SMS and data events per day over the population's mean. The scenario's rates
+    (``behaviour.*_per_day``) keep the level; the model's mean rates per day are returned for the
+    manifest. A service the model never draws keeps activity 1."""
+    pop = sim.population
+    rates, _ = population_rates(path, pop.activity_class, sim.network.density[pop.home_cell], seed)
+    mean = rates.mean(axis=0)
+    per_service = np.where(mean > 0, rates / np.where(mean > 0, mean, 1.0), 1.0)
+    return per_service, {s: round(float(m), 4) for s, m in zip(("voice", "sms", "data"), mean, strict=True)}
 
 
 def set_service_activity(pop, per_service: np.ndarray) -> None:

@@ -129,9 +129,10 @@ class PopulationConfig:
                             "gyration, docs/calibration.md)", lo=0, hi=1)
     home_weight: ByDensity = _by_density(1.0, 0.8, 0.5, "relative chance that a cell is someone's home, by density class")
     work_weight: ByDensity = _by_density(3.0, 1.0, 0.4, "relative chance that a cell is someone's work/anchor, by density class")
-    behaviour_model: str = _f("", "folder of a trained behaviour generator ('telcosim models train behaviour'): draw "
-                              "each subscriber's voice, SMS and data activity from it instead of the lognormal "
-                              "activity; relative to the scenario file; '' for none")
+    behaviour_model: str = _f("", "folder of a trained behaviour generator ('telcosim models behaviour') or sequence "
+                              "model ('telcosim models train sequences'): draw each subscriber's voice, SMS and "
+                              "data activity from it instead of the lognormal activity; relative to the scenario "
+                              "file; '' for none")
 
 
 @dataclass(frozen=True)

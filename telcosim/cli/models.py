@@ -1,11 +1,15 @@
 """``telcosim models``: train and diagnose the learned traffic-shape generators.
 
     telcosim models train shapes --kind vae|gan --data ../shared/data --out DIR [--seed N] [--param K=V]
+    telcosim models train sequences --run RUN_DIR --out DIR [--seed N] [--param K=V] [--epsilon E]
+    telcosim models sample sequences --model DIR [--condition day=weekend,density=rural] -n N --out FILE.parquet
     telcosim models diagnose DIR --data ../shared/data [--out FILE.json]
 
 ``train`` builds the weekly-shape data set (models/shapes.py), fits on the train split, writes
 ``DIR/state_dict.pt``, ``DIR/model.json`` and ``DIR/diagnostics.json`` (held-out diagnostics, also
-printed); the folder is built under a temporary name and renamed into place. ``diagnose`` prints
+printed); the folder is built under a temporary name and renamed into place. ``train sequences``
+trains the subscriber-day transformer (models/sequences.py) on a run folder's CDRs, whole
+subscribers held out for its diagnostics; ``sample sequences`` writes sampled days as CDR Parquet. ``diagnose`` prints
 and saves the diagnostics of a trained model folder (default ``DIR/diagnostics.json``). Bad input:
 one line per problem on stderr, exit code 2. Only the standard library is imported at import time.
 """
@@ -18,8 +22,8 @@ import shutil
 from pathlib import Path
 
 from telcosim.cli.args import report, seed_value
-from telcosim.models import behaviour, diagnostics, shapes
-from telcosim.models.base import LearnedGenerator, read_sidecar, set_torch_threads
+from telcosim.models import behaviour, diagnostics, sequences, shapes
+from telcosim.models.base import LearnedGenerator, ModelError, read_sidecar, set_torch_threads
 from telcosim.sim.staging import staging_folder, swap_into_place
 
 KINDS = ("vae", "gan")
@@ -34,15 +38,36 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     t = sub.add_parser("train", help="train a model on the shared data and save it with its diagnostics",
                        description="Train a generator on the train split and write state_dict.pt, "
                                    "model.json and diagnostics.json to --out.")
-    t.add_argument("what", choices=("shapes",), help="what to learn: 'shapes' (weekly per-area load shapes)")
-    t.add_argument("--kind", choices=KINDS, required=True, help="vae (conditional VAE) or gan (conditional WGAN-GP)")
-    t.add_argument("--data", type=Path, required=True, metavar="DIR",
-                   help="shared data folder holding milan_hourly/ (e.g. ../shared/data)")
+    t.add_argument("what", choices=("shapes", "sequences"),
+                   help="what to learn: 'shapes' (weekly per-area load shapes) or 'sequences' (subscriber-days "
+                        "of events, docs/models-sequences.md)")
+    t.add_argument("--kind", choices=KINDS, default=None,
+                   help="shapes: vae (conditional VAE) or gan (conditional WGAN-GP)")
+    t.add_argument("--data", type=Path, default=None, metavar="DIR",
+                   help="shapes: shared data folder holding milan_hourly/ (e.g. ../shared/data)")
+    t.add_argument("--run", type=Path, default=None, metavar="RUN_DIR",
+                   help="sequences: run folder (cdr/, cells.parquet, subscribers.parquet) or CDRs in telcosim's "
+                        "schema with their cells table")
+    t.add_argument("--epsilon", type=float, default=None,
+                   help="sequences: train with DP-SGD to this epsilon (one day per subscriber; default: no DP)")
     t.add_argument("--out", type=Path, required=True, metavar="DIR", help="model folder to write")
     t.add_argument("--seed", type=seed_value, default=0, help="training seed (default 0)")
     t.add_argument("--param", dest="params", action="append", default=[], metavar="KEY=VALUE",
                    help="override a hyperparameter, e.g. --param epochs=50 (repeatable; see docs/models.md)")
     t.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
+    s = sub.add_parser("sample", help="sample a trained sequence model into CDR Parquet",
+                       description="Draw subscriber-days from a trained sequence model, conditioned on "
+                                   "--condition, and write them as CDRs in telcosim's schema (synthetic ids).")
+    s.add_argument("what", choices=("sequences",), help="what to sample: 'sequences'")
+    s.add_argument("--model", type=Path, required=True, metavar="DIR",
+                   help="model folder written by 'telcosim models train sequences'")
+    s.add_argument("--condition", default="", metavar="K=V,...",
+                   help="controls to fix: segment=low|medium|high|very_high, day=weekday|weekend, "
+                        "density=urban|suburban|rural, incident=none|incident (others drawn as in training)")
+    s.add_argument("-n", type=int, required=True, help="number of subscriber-days to draw")
+    s.add_argument("--seed", type=seed_value, default=0, help="sampling seed (default 0)")
+    s.add_argument("--out", type=Path, required=True, metavar="FILE.parquet", help="Parquet file to write")
+    s.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
     d = sub.add_parser("diagnose", help="held-out diagnostics of a trained shape model (printed and saved)",
                        description="Precision/recall/density/coverage, memorisation and telling features of "
                                    "a trained model's samples against the held-out real shapes.")
@@ -133,6 +158,18 @@ def _load_data(data_dir: Path):
 
 
 def _train(args) -> int:
+    if args.what == "sequences":
+        return _train_sequences(args)
+    problems: list[str] = []
+    if args.kind is None:
+        problems.append("--kind: required for 'train shapes' (vae or gan)")
+    if args.data is None:
+        problems.append("--data: required for 'train shapes' (the shared data folder, ../shared/data)")
+    for opt, val in (("--run", args.run), ("--epsilon", args.epsilon)):
+        if val is not None:
+            problems.append(f"{opt}: has no effect with 'train shapes' (it is for 'train sequences')")
+    if problems:
+        return report(problems)
     cls = shapes.ShapeVAE if args.kind == "vae" else shapes.ShapeGAN
     problems: list[str] = []
     params = _parse_params(args.params, cls.defaults, problems)
@@ -200,10 +237,96 @@ def _diagnose(args) -> int:
     return 0
 
 
+def _train_sequences(args) -> int:
+    cls = sequences.SequenceTransformer
+    problems: list[str] = []
+    for opt, val in (("--kind", args.kind), ("--data", args.data)):
+        if val is not None:
+            problems.append(f"{opt}: has no effect with 'train sequences' (give the run folder with --run)")
+    params = _parse_params(args.params, {k: v for k, v in cls.defaults.items() if k not in ("dp", "target_epsilon")},
+                           problems)
+    if args.run is None:
+        problems.append("--run: required for 'train sequences' (a run folder, e.g. from 'telcosim run')")
+    elif not (args.run / "cdr").exists() or not (args.run / "cells.parquet").is_file():
+        problems.append(f"--run {args.run}: not a run folder (expected cdr/ and cells.parquet)")
+    if args.epsilon is not None and not args.epsilon > 0:
+        problems.append(f"--epsilon: {args.epsilon} is out of range (must be > 0)")
+    for key in ("delta", "max_grad_norm"):
+        if key in params and args.epsilon is None:
+            problems.append(f"--param {key}: has no effect without DP-SGD; give --epsilon too")
+    if args.out.exists() and not args.out.is_dir():
+        problems.append(f"--out {args.out}: is a file; expected a folder for the model")
+    elif args.out.exists() and not args.overwrite:
+        problems.append(f"--out {args.out}: exists; give --overwrite to replace it")
+    if problems:
+        return report(problems)
+    set_torch_threads(int(os.environ.get("TELCOSIM_TORCH_THREADS", "1")))
+    arrays, ctx = sequences.sequence_arrays(args.run, max_len=int(params.get("max_len", cls.defaults["max_len"])))
+    train, held, mask = sequences.split_by_subscriber(arrays, ctx["subscriber"], seed=args.seed)
+    if args.epsilon is not None:
+        params.update(dp=True, target_epsilon=float(args.epsilon))
+        train = {**train, "subscriber": ctx["subscriber"][~mask]}
+    model = cls(seed=args.seed, **params)
+    print(f"training sequences on {len(train['length'])} subscriber-days ({len(held['length'])} held out, "
+          "whole subscribers) ...", flush=True)
+    model.fit(train)
+    model.spec["cdr"] = sequences.write_context(ctx)
+    model.spec["data"] = {"run": str(args.run), "subscribers": ctx["subscribers"], "days": ctx["days"],
+                          "truncated_days": ctx["truncated_days"],
+                          "split": {"by": "subscriber", "held_out_fraction": 0.2, "seed": args.seed,
+                                    "train_days": len(train["length"]), "held_out_days": len(held["length"])}}
+    doc = sequences.evaluate(model, {k: v for k, v in train.items() if k != "subscriber"}, held, seed=args.seed)
+    p, f = doc["prdc"]["synthetic_vs_held_out"], doc["prdc"]["train_vs_held_out"]
+    print("PRDC against held-out subscribers' days (synthetic | train as floor): "
+          + ", ".join(f"{k} {p[k]:.3f} | {f[k]:.3f}" for k in p))
+    mem = doc["memorisation"]
+    print(f"closest-record distance, median: to train {mem['median_to_train']:.3f}, to held out "
+          f"{mem['median_to_held_out']:.3f}")
+    tmp = staging_folder(args.out, "model folder")
+    try:
+        staged = model.save(tmp / "model")
+        diagnostics.write(doc, staged / "diagnostics.json")
+        swap_into_place(staged, args.out)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    eps = f", epsilon {model.epsilon:.3g} at delta {model.delta:.3g}" if model.epsilon is not None else ""
+    print(f"wrote {args.out} ({model.training['seconds']} s of training on {model.training['device']}{eps})")
+    return 0
+
+
+def _sample(args) -> int:
+    problems: list[str] = []
+    if args.n < 0:
+        problems.append(f"-n: {args.n} is out of range (must be >= 0)")
+    try:
+        cond = sequences.parse_condition(args.condition)
+    except ModelError as exc:
+        problems.append(str(exc))
+    if args.out.exists() and (args.out.is_dir() or not args.overwrite):
+        problems.append(f"--out {args.out}: exists; give --overwrite to replace it" if not args.out.is_dir()
+                        else f"--out {args.out}: is a folder; expected a Parquet file path")
+    if problems:
+        return report(problems)
+    side = read_sidecar(args.model)
+    if side["model"] != sequences.SequenceTransformer.name:
+        return report([f"--model {args.model}: model {side['model']!r} is not a sequence model ('sequences')"])
+    model = sequences.SequenceTransformer.load(args.model)
+    if "cdr" not in model.spec:
+        return report([f"--model {args.model}: the sidecar's spec has no 'cdr' (time zone, cells): train it with "
+                       "'telcosim models train sequences'"])
+    s = model.sample_condition(args.n, cond, seed=args.seed)
+    table = sequences.to_cdr(s, model.spec["cdr"], seed=args.seed)
+    sequences.write_cdr(table, args.out)
+    print(f"wrote {table.num_rows} CDRs of {args.n} subscriber-days ({args.condition or 'no condition'}) -> {args.out}")
+    return 0
+
+
 def run(args: argparse.Namespace) -> int:
     """Run ``telcosim models ...``; returns the exit code (0 done, 2 bad input)."""
     if args.models_command == "train":
         return _train(args)
     if args.models_command == "behaviour":
         return _behaviour(args)
+    if args.models_command == "sample":
+        return _sample(args)
     return _diagnose(args)
