@@ -23,7 +23,7 @@ import pandas as pd
 from telcosim import scenarios
 from telcosim.evaluation import detection
 from telcosim.evaluation.utility import run_series
-from telcosim.models import behaviour, shapes
+from telcosim.models import behaviour, sequences, shapes
 from telcosim.models.base import set_torch_threads
 from telcosim.realdata import readers
 from telcosim.scenarios import augment as augment_mod
@@ -232,6 +232,27 @@ class TelcosimFlow(_Telcosim):
             model.fit(behaviour.training_arrays(feats))
             ctx.cache[key] = model.save(ctx.work / "flow-model")
         return _run_dir(ctx, "default", "flow", (f'population.behaviour_model="{ctx.cache[key]}"',))
+
+
+@register
+class TelcosimSequences(_Telcosim):
+    name = "telcosim-sequences"
+    family = "learned"
+    description = ("telcosim's sequence transformer (models/sequences.py) trained on the telcosim-default "
+                   "week's subscriber-days, then driving a run of the same network "
+                   "(population.behaviour_model): each subscriber's activity from a weekday and a weekend "
+                   "day sampled for their segment and home density, resolved by the simulated network")
+    representations = ("area_week", "subscriber")
+
+    def run_dir(self, ctx: Context) -> Path:
+        key = ("sequence_model",)
+        if key not in ctx.cache:
+            arrays, _ = sequences.sequence_arrays(_run_dir(ctx, "default"))
+            set_torch_threads(1)
+            # --quick: fewer epochs (the documented 12 take about 3 CPU minutes on 21,000 days)
+            model = sequences.SequenceTransformer(seed=1, epochs=4 if ctx.quick else 12)
+            ctx.cache[key] = model.fit(arrays).save(ctx.work / "sequence-model")
+        return _run_dir(ctx, "default", "sequences", (f'population.behaviour_model="{ctx.cache[key]}"',))
 
 
 def window_frame(x: np.ndarray, y: np.ndarray) -> pd.DataFrame:

@@ -201,7 +201,7 @@ def test_cli_writes_the_leaderboard(tmp_path, capsys):
 @pytest.mark.slow
 @pytest.mark.skipif(not (SHARED_DATA / "milan_hourly").exists(), reason="needs ../shared/data")
 def test_full_suite_quick(tmp_path):
-    gens = ["telcosim-default", "telcosim-flow", "shape-vae", "bootstrap", "marginals"]
+    gens = ["telcosim-default", "telcosim-flow", "telcosim-sequences", "shape-vae", "bootstrap", "marginals"]
     doc = B.run_benchmark(SHARED_DATA, tmp_path, gens, list(B.TASKS), quick=True)
     for name, t in doc["tasks"].items():
         assert "telcosim-default" in t["results"] and len(t["results"]) >= 3, name
