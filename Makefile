@@ -8,9 +8,12 @@ PIP := $(BIN)/python -m pip install --quiet --disable-pip-version-check -c const
 
 .PHONY: demo test test-slow bench lint clean peers
 
+# After installing, `telcosim warmup` compiles the numba kernels, so that the first run does not
+# wait for them (docs/performance.md, "The first run").
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(PIP) -e '.[dev,models]'
+	$(BIN)/telcosim warmup
 	touch $(STAMP)
 
 demo: $(STAMP)

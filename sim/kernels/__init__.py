@@ -9,7 +9,10 @@ from __future__ import annotations
 
 import hashlib
 import os
+import sys
 from pathlib import Path
+
+from numba.core.dispatcher import Dispatcher
 
 
 def cores() -> int:
@@ -18,6 +21,20 @@ def cores() -> int:
         return len(os.sched_getaffinity(0))
     except AttributeError:  # not on Linux
         return os.cpu_count() or 1
+
+
+def specialisations() -> dict[str, int]:
+    """The compiled specialisations (argument types) of each kernel loaded so far, by
+    ``module.function``: what a first run compiles or loads from numba's cache
+    (``telcosim warmup``, docs/performance.md)."""
+    out = {}
+    for name, mod in list(sys.modules.items()):
+        if not name.startswith(__name__ + ".") or mod is None:
+            continue
+        for attr, obj in vars(mod).items():
+            if isinstance(obj, Dispatcher) and obj.py_func.__module__ == name and obj.signatures:
+                out[f"{name.rsplit('.', 1)[1]}.{attr}"] = len(obj.signatures)
+    return out
 
 
 def _drop_stale_numba_cache() -> None:

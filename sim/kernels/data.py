@@ -149,7 +149,7 @@ def start(ps, ds, subs, counters, s, c, t, vol, up_share):
     mark(subs, s)
 
 
-@njit(cache=True, _nrt=False, inline="always")
+@njit(cache=True, _nrt=False)
 def complete(ps, ds, subs, counters, c, t, ue_bpms, acc, cdr, nc):
     """The session with the smallest finish tag in cell ``c`` completes at ``t``: its record, its
     slot freed, the cell's next completion predicted. Returns the CDR count."""
@@ -187,7 +187,7 @@ def drop(ps, ds, subs, counters, j, t, cause, end, cdr, nc):
     return nc
 
 
-@njit(cache=True, _nrt=False, inline="always")
+@njit(cache=True, _nrt=False)
 def drop_all(ps, ds, subs, counters, s, t, cause, end, ue_bpms, acc, cdr, nc):
     """End every session of subscriber ``s`` at ``t`` with ``cause``, in cell ``end`` (where the
     subscriber lost coverage, as a call's record ends there). Returns the CDR count."""
@@ -195,12 +195,12 @@ def drop_all(ps, ds, subs, counters, s, t, cause, end, ue_bpms, acc, cdr, nc):
         j = subs.st[s, 1]
         c_old = ds.cell[j]
         advance(ps, c_old, t, ue_bpms, acc)
-        nc = drop(ps, ds, subs, counters, j, t, cause, end, cdr, nc)
+        nc = drop(ps, ds, subs, counters, np.int64(j), t, np.int64(cause), np.int64(end), cdr, nc)
         predict(ps, ds, c_old, t, ue_bpms)
     return nc
 
 
-@njit(cache=True, _nrt=False, inline="always")
+@njit(cache=True, _nrt=False)
 def follow(ps, ds, subs, s, c_new, t, ue_bpms, acc):
     """Move every session of subscriber ``s`` to ``c_new``, each from its own cell (after an
     outage a subscriber's sessions may sit in two cells)."""

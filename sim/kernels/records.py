@@ -85,7 +85,7 @@ def loc_row(loc, n, t, sub, cell, reason):
     return n + 1
 
 
-@njit(cache=True, _nrt=False, inline="always")
+@njit(cache=True, _nrt=False)
 def instant_legs(cdr, nc, rec_a, rec_b, sess, s, b, cp, direction, svc, t, c, cb, out_a, cause_a, out_b,
                  cause_b, tries):
     """Records of an attempt settled at once (an SMS, a call not connected): the attempting

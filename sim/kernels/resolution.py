@@ -137,7 +137,7 @@ def serving(cov, p, c, s, t):
     return np.int64(cov.serve[c]) if u < cov.cover[c] else np.int64(-1)
 
 
-@njit(cache=True, _nrt=False, inline="always")
+@njit(cache=True, _nrt=False)
 def _close_interval(p, ch, ps, kpi, counters, tick):
     """End the KPI interval at ``tick``: flush every cell's integrals into it, start the next."""
     cur = counters[C_CUR_INT]
@@ -186,9 +186,10 @@ def _cell_change(p, cov, ch, ps, subs, calls, ds, kpi, counters, cdr, loc, nc, n
         # Out of coverage in a call or data session: the call drops, the sessions end.
         k = subs.st[s, 0]
         if k >= 0:
-            nc = voice.end_call(k, t, s, c_phys, CAUSE_NO_COVERAGE, kpi.drop, kpi.carried, acc, calls, ch, subs,
-                                counters, cdr, nc)
-        nc = data.drop_all(ps, ds, subs, counters, s, t, CAUSE_NO_COVERAGE, c_phys, p.ue_bpms, acc, cdr, nc)
+            nc = voice.end_call(np.int64(k), t, np.int64(s), np.int64(c_phys), np.int64(CAUSE_NO_COVERAGE), kpi.drop,
+                                kpi.carried, acc, calls, ch, subs, counters, cdr, nc)
+        nc = data.drop_all(ps, ds, subs, counters, s, t, np.int64(CAUSE_NO_COVERAGE), np.int64(c_phys), p.ue_bpms, acc,
+                           cdr, nc)
         return nc, nl
     # The call's leg and the data sessions each move from where they are (a redial may have set
     # a call up in the cell of its first attempt).
@@ -208,8 +209,8 @@ def _cell_change(p, cov, ch, ps, subs, calls, ds, kpi, counters, cdr, loc, nc, n
             # Handover failure: the call drops for both parties.
             if acc:
                 kpi.hfail[cur, c_new] += 1
-            nc = voice.end_call(k, t, s, c_new, CAUSE_HANDOVER, kpi.drop, kpi.carried, acc, calls, ch, subs,
-                                counters, cdr, nc)
+            nc = voice.end_call(np.int64(k), t, np.int64(s), np.int64(c_new), np.int64(CAUSE_HANDOVER), kpi.drop,
+                                kpi.carried, acc, calls, ch, subs, counters, cdr, nc)
     if subs.st[s, 1] >= 0 and c_new != c_dat:
         data.follow(ps, ds, subs, s, c_new, t, p.ue_bpms, acc)
     return nc, nl
@@ -244,8 +245,8 @@ def resolve_epoch(t1, p, cov, ch, ps, subs, calls, ds, rd, kpi, counters, mob, a
             break
         if t_v == t:
             # A call ends normally.
-            nc = voice.end_call(calls.tvi[1], t, -1, -1, CAUSE_NONE, kpi.comp, kpi.carried, acc, calls, ch, subs,
-                                counters, cdr, nc)
+            nc = voice.end_call(np.int64(calls.tvi[1]), t, np.int64(-1), np.int64(-1), np.int64(CAUSE_NONE), kpi.comp,
+                                kpi.carried, acc, calls, ch, subs, counters, cdr, nc)
             continue
         if t_d == t:
             # The data session with the smallest finish tag in this cell completes.
@@ -356,19 +357,19 @@ def resolve_epoch(t1, p, cov, ch, ps, subs, calls, ds, rd, kpi, counters, mob, a
                 continue
             nl = loc_row(loc, nl, t, q, (c if leg == 0 else cb), REASON_EVENT)
         if is_sms:
+            # One call of instant_legs with int64 arguments (not a literal per branch): one
+            # specialisation to compile, shared with the voice attempts below.
+            out_a, cause_a, out_b, cause_b = OUT_COMPLETED, CAUSE_NONE, OUT_COMPLETED, CAUSE_NONE
             if a_nc:
-                nc = instant_legs(cdr, nc, rec_a, rec_b, sess, s, b, cp, direction, SVC_SMS, t, c, cb,
-                                  OUT_FAILED, CAUSE_NO_COVERAGE, OUT_FAILED, CAUSE_NO_COVERAGE, 0)
+                out_a, cause_a, out_b, cause_b = OUT_FAILED, CAUSE_NO_COVERAGE, OUT_FAILED, CAUSE_NO_COVERAGE
             elif b_nc:
-                nc = instant_legs(cdr, nc, rec_a, rec_b, sess, s, b, cp, direction, SVC_SMS, t, c, cb,
-                                  OUT_FAILED, CAUSE_REMOTE_NO_COVERAGE, OUT_FAILED, CAUSE_NO_COVERAGE, 0)
-            else:
-                nc = instant_legs(cdr, nc, rec_a, rec_b, sess, s, b, cp, direction, SVC_SMS, t, c, cb,
-                                  OUT_COMPLETED, CAUSE_NONE, OUT_COMPLETED, CAUSE_NONE, 0)
-                if acc:
-                    kpi.sms[cur, c] += 1
-                    if b >= 0:
-                        kpi.sms[cur, cb] += 1
+                out_a, cause_a, out_b, cause_b = OUT_FAILED, CAUSE_REMOTE_NO_COVERAGE, OUT_FAILED, CAUSE_NO_COVERAGE
+            nc = instant_legs(cdr, nc, rec_a, rec_b, sess, s, b, cp, direction, np.int64(SVC_SMS), t, c, cb,
+                              np.int64(out_a), np.int64(cause_a), np.int64(out_b), np.int64(cause_b), np.int64(0))
+            if acc and not a_nc and not b_nc:
+                kpi.sms[cur, c] += 1
+                if b >= 0:
+                    kpi.sms[cur, cb] += 1
             continue
         # Voice: admission on every leg.
         kpi.att[ki, c] += 1
@@ -382,8 +383,8 @@ def resolve_epoch(t1, p, cov, ch, ps, subs, calls, ds, rd, kpi, counters, mob, a
                           acc)
             continue
         # Not connected: both legs' records now, with their outcomes.
-        nc = instant_legs(cdr, nc, rec_a, rec_b, sess, s, b, cp, direction, SVC_VOICE, t, c, cb,
-                          out_a, cause_a, out_b, cause_b, tries)
+        nc = instant_legs(cdr, nc, rec_a, rec_b, sess, s, b, cp, direction, np.int64(SVC_VOICE), t, c, cb,
+                          np.int64(out_a), np.int64(cause_a), np.int64(out_b), np.int64(cause_b), np.int64(tries))
         for leg in range(2):
             if leg == 1 and b < 0:
                 break
@@ -437,8 +438,8 @@ def change_cells(t, cells, new_ch, new_bpms, new_serve, new_cover, handover, p, 
                     kpi.hin[cur, tgt] += 1
                 nl = loc_row(loc, nl, t, party, tgt, REASON_HANDOVER)
             else:
-                nc = voice.end_call(k, t, party, c, CAUSE_CELL_OUTAGE, kpi.drop, kpi.carried, acc, calls, ch, subs,
-                                    counters, cdr, nc)
+                nc = voice.end_call(np.int64(k), t, np.int64(party), np.int64(c), np.int64(CAUSE_CELL_OUTAGE),
+                                    kpi.drop, kpi.carried, acc, calls, ch, subs, counters, cdr, nc)
                 break
     # Data sessions in a cell that is gone.
     for i in range(cells.shape[0]):
@@ -457,7 +458,7 @@ def change_cells(t, cells, new_ch, new_bpms, new_serve, new_cover, handover, p, 
                 if subs.st[s, 0] < 0:
                     nl = loc_row(loc, nl, t, s, tgt, REASON_HANDOVER)
             else:
-                nc = data.drop(ps, ds, subs, counters, j, t, CAUSE_CELL_OUTAGE, -1, cdr, nc)
+                nc = data.drop(ps, ds, subs, counters, np.int64(j), t, np.int64(CAUSE_CELL_OUTAGE), np.int64(-1), cdr, nc)
             j = nxt
     for i in range(cells.shape[0]):
         data.predict(ps, ds, cells[i], t, p.ue_bpms)

@@ -77,7 +77,7 @@ def move_leg(calls, ch, k, leg, c_new, t, acc):
         calls.b_cell[k] = c_new
 
 
-@njit(cache=True, _nrt=False, inline="always")
+@njit(cache=True, _nrt=False)
 def admit(ch, subs, s, b, c, cb, a_nc, b_nc):
     """The outcomes and causes ``(out_a, cause_a, out_b, cause_b)`` of a voice attempt by ``s`` in
     cell ``c`` to ``b`` in ``cb`` (-1: off-net); ``a_nc`` / ``b_nc``: that party has no coverage."""
@@ -118,7 +118,7 @@ def admit(ch, subs, s, b, c, cb, a_nc, b_nc):
     return out_a, cause_a, out_b, cause_b
 
 
-@njit(cache=True, _nrt=False, inline="always")
+@njit(cache=True, _nrt=False)
 def connect(calls, ch, subs, counters, t, dur, sess, ki, tries, s, c, rec_a, direction, b, cb, rec_b, acc):
     """Set up a call admitted at ``t``: a slot, a channel per on-net leg, its end in the tree."""
     k = calls.free[counters[C_FREE_CALLS] - 1]
@@ -146,7 +146,7 @@ def connect(calls, ch, subs, counters, t, dur, sess, ki, tries, s, c, rec_a, dir
     tree_set(calls.tv, calls.tvi, k, t + dur)
 
 
-@njit(cache=True, _nrt=False, inline="always")
+@njit(cache=True, _nrt=False)
 def end_call(k, t, dropper, c_new, drop_cause, k_end, k_carried, acc, calls, ch, subs, counters, cdr, nc):
     """Release both legs of call ``k`` at ``t`` and write their records: completed when
     ``dropper`` < 0, else dropped (the dropper's leg with ``drop_cause``, ending in ``c_new``; the
@@ -181,7 +181,7 @@ def end_call(k, t, dropper, c_new, drop_cause, k_end, k_carried, acc, calls, ch,
     return nc
 
 
-@njit(cache=True, _nrt=False, inline="always")
+@njit(cache=True, _nrt=False)
 def maybe_redial(rd, p, counters, t, s, kind, cp, dur, c, c_cp, tries):
     """After attempt ``tries`` by ``s`` at ``t`` did not connect: with probability
     ``p.redial_prob`` (up to ``p.redial_max`` tries, within the window), queue it again after an

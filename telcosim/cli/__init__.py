@@ -23,6 +23,7 @@ from telcosim.cli import rebalance as rebalance_cli
 from telcosim.cli import scenario as scenario_cli
 from telcosim.cli import study as study_cli
 from telcosim.cli import targets as targets_cli
+from telcosim.cli import warmup as warmup_cli
 from telcosim.cli.args import EXIT_USAGE, Parser, positive_int, seed_value
 from telcosim.scenarios.runner import baseline_path, prepare, refuse_unsupported
 from telcosim.scenarios.runner import run as run_scenario
@@ -35,7 +36,7 @@ from telcosim.sim.verify import verify_run
 COMMANDS = {"targets": targets_cli, "calibrate": calibrate_cli, "evaluate": evaluate_cli,
             "rebalance": rebalance_cli, "scenario": scenario_cli, "study": study_cli,
             "augment": augment_cli, "models": models_cli, "hybrid": hybrid_cli,
-            "benchmark": benchmark_cli}
+            "benchmark": benchmark_cli, "warmup": warmup_cli}
 
 
 def build_parser() -> argparse.ArgumentParser:
