@@ -289,6 +289,19 @@ class LearnedGenerator:
                          "torch_threads": torch.get_num_threads()}
         return self
 
+    def _dp_budget(self, n: int, unit: str) -> tuple[float, float]:
+        """(target epsilon, delta) of a DP-SGD fit on ``n`` ``unit`` (rows, subscribers): ``delta``
+        defaults to min(1e-5, 0.1 / n) and must lie in (0, 1/n); epsilon must be positive."""
+        delta = self.params["delta"]
+        delta = float(delta) if delta is not None else min(1e-5, 0.1 / n)
+        if not 0 < delta < 1.0 / n:
+            raise ModelError(f"model {self.name!r}: hyperparameter 'delta': {delta!r}; expected 0 < delta < "
+                             f"1/{unit} = {1.0 / n:.3g}")
+        eps = float(self.params["target_epsilon"])
+        if not eps > 0:
+            raise ModelError(f"model {self.name!r}: hyperparameter 'target_epsilon': {eps!r}; expected > 0")
+        return eps, delta
+
     def sample(self, n: int, *, seed: int) -> Any:
         """``n`` items drawn on the CPU; the same ``seed`` gives the same arrays."""
         import torch  # lazy: torch is optional and slow to import

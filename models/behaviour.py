@@ -403,14 +403,7 @@ class BehaviourGenerator(LearnedGenerator):
 
         x = torch.tensor(self._encode(data, rng), dtype=torch.float32)
         n = x.shape[0]
-        delta = self.params["delta"]
-        delta = float(delta) if delta is not None else min(1e-5, 0.1 / n)
-        if not 0 < delta < 1.0 / n:
-            raise ModelError(f"model 'behaviour': hyperparameter 'delta': {delta!r}; expected 0 < delta < "
-                             f"1/rows = {1.0 / n:.3g}")
-        eps = float(self.params["target_epsilon"])
-        if not eps > 0:
-            raise ModelError(f"model 'behaviour': hyperparameter 'target_epsilon': {eps!r}; expected > 0")
+        eps, delta = self._dp_budget(n, "rows")
         seeds = rng.integers(0, 2**62, size=2)
         g_data = torch.Generator().manual_seed(int(seeds[0]))
         g_noise = torch.Generator(device=device).manual_seed(int(seeds[1]))

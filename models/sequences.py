@@ -508,14 +508,7 @@ class SequenceTransformer(LearnedGenerator):
             first[1:] = s[o][1:] != s[o][:-1]
             rows = np.sort(o[first])
         n = len(rows)
-        delta = self.params["delta"]
-        delta = float(delta) if delta is not None else min(1e-5, 0.1 / n)
-        if not 0 < delta < 1.0 / n:
-            raise ModelError(f"model 'sequences': hyperparameter 'delta': {delta!r}; expected 0 < delta < "
-                             f"1/subscribers = {1.0 / n:.3g}")
-        eps = float(self.params["target_epsilon"])
-        if not eps > 0:
-            raise ModelError(f"model 'sequences': hyperparameter 'target_epsilon': {eps!r}; expected > 0")
+        eps, delta = self._dp_budget(n, "subscribers")
         ctl, ev, hr, tg = (torch.as_tensor(a) for a in self._batches(data, rows))
         # opacus has no per-sample gradients for nn.MultiheadAttention (and its own DPMultiheadAttention
         # refuses a batch-first mask): swap in the same attention built from nn.Linear layers for

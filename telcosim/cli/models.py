@@ -157,6 +157,17 @@ def _load_data(data_dir: Path):
     return shapes.split(ds)
 
 
+def _save_with_diagnostics(model: LearnedGenerator, doc: dict, out: Path) -> None:
+    """The model folder with its held-out ``diagnostics.json``, staged and renamed into place."""
+    tmp = staging_folder(out, "model folder")
+    try:
+        staged = model.save(tmp / "model")
+        diagnostics.write(doc, staged / "diagnostics.json")
+        swap_into_place(staged, out)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
 def _train(args) -> int:
     if args.what == "sequences":
         return _train_sequences(args)
@@ -201,13 +212,7 @@ def _train(args) -> int:
     }
     doc = diagnostics.diagnose(model, train, held)
     print(diagnostics.format_report(doc))
-    tmp = staging_folder(args.out, "model folder")
-    try:
-        staged = model.save(tmp / "model")
-        diagnostics.write(doc, staged / "diagnostics.json")
-        swap_into_place(staged, args.out)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+    _save_with_diagnostics(model, doc, args.out)
     print(f"wrote {args.out} ({model.training['seconds']} s of training on {model.training['device']})")
     return 0
 
@@ -282,13 +287,7 @@ def _train_sequences(args) -> int:
     mem = doc["memorisation"]
     print(f"closest-record distance, median: to train {mem['median_to_train']:.3f}, to held out "
           f"{mem['median_to_held_out']:.3f}")
-    tmp = staging_folder(args.out, "model folder")
-    try:
-        staged = model.save(tmp / "model")
-        diagnostics.write(doc, staged / "diagnostics.json")
-        swap_into_place(staged, args.out)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+    _save_with_diagnostics(model, doc, args.out)
     eps = f", epsilon {model.epsilon:.3g} at delta {model.delta:.3g}" if model.epsilon is not None else ""
     print(f"wrote {args.out} ({model.training['seconds']} s of training on {model.training['device']}{eps})")
     return 0
